@@ -1,0 +1,323 @@
+"""The gateway's own routes: version listing, tokens, and the versioned proxy."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from . import keys
+from .config import SUNSET_VERSIONS, TenantConfig
+from .errors import (
+    BadRequestError,
+    LoginFailedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    SunsetError,
+    TokenStoreUnavailableError,
+    UnauthorizedError,
+    UnprocessableError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from .identity import SERVICE, Caller, sign_identity
+from .middlewares import UPSTREAM, USER_ID
+from .proxy import forward, replica_order
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+LISTING_MESSAGE: Final = (
+    "For these API versions a public endpoint is available, listing its service. "
+    "For example: /api/v3_0. An authentication token can be requested at: "
+    "/api/requestAuthToken"
+)
+UNREADABLE: Final = (
+    "The browser (or proxy) sent a request that this server could not understand."
+)
+LOGIN_BODY_LIMIT: Final = 64 * 1024
+# (method, path below /api/<version>) that FlexMeasures serves without a token.
+PUBLIC: Final = frozenset(
+    {("GET", ""), ("GET", "health/ready"), ("GET", "openapi.json"), ("GET", "docs")}
+)
+SUNSET_DATE: Final = "Mon, 01 May 2023 00:00:00 GMT"
+SUNSET_LINK: Final = "https://flexmeasures.readthedocs.io/en/latest/api/change_log.html"
+
+
+def _tenant(request: web.Request) -> TenantConfig:
+    return request[keys.TENANT]
+
+
+def _secret(tenant: TenantConfig) -> str:
+    if tenant.secret is None:  # the config loader refuses tenants without one
+        raise UpstreamUnavailableError(f"Tenant '{tenant.subdomain}' has no secret.")
+    return tenant.secret.get()
+
+
+def _identity(request: web.Request, tenant: TenantConfig, caller: Caller) -> str:
+    return sign_identity(
+        secret=_secret(tenant),
+        tenant=tenant.subdomain,
+        caller=caller,
+        host=request[keys.PUBLIC_HOST],
+        scheme=request[keys.SCHEME],
+        request_id=request[keys.REQUEST_ID],
+    )
+
+
+@routes.get("/api")
+@routes.get("/api/")
+async def get_versions(request: web.Request) -> web.Response:
+    """FlexMeasures' version listing for this tenant."""
+    tenant = _tenant(request)
+    return web.json_response(
+        {
+            "flexmeasures_version": tenant.flexmeasures_version,
+            "message": LISTING_MESSAGE,
+            "status": 200,
+            "versions": list(tenant.versions),
+        }
+    )
+
+
+async def _login_payload(request: web.Request) -> tuple[str, str]:
+    if request.content_length is not None and request.content_length > LOGIN_BODY_LIMIT:
+        raise PayloadTooLargeError(
+            f"Request body exceeds the configured limit of {LOGIN_BODY_LIMIT} bytes."
+        )
+    raw = await request.content.read(LOGIN_BODY_LIMIT + 1)
+    if len(raw) > LOGIN_BODY_LIMIT:
+        raise PayloadTooLargeError(
+            f"Request body exceeds the configured limit of {LOGIN_BODY_LIMIT} bytes."
+        )
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequestError(UNREADABLE) from err
+    if not isinstance(data, dict):
+        raise UnprocessableError({"_schema": ["Invalid input type."]})
+    problems: dict[str, list[str]] = {}
+    values: dict[str, str] = {}
+    for field in ("email", "password"):
+        value = data.get(field)
+        if value is None:
+            problems[field] = ["Missing data for required field."]
+        elif not isinstance(value, str):
+            problems[field] = ["Not a valid string."]
+        elif not value or len(value) > 1024:
+            problems[field] = ["Length must be between 1 and 1024."]
+        else:
+            values[field] = value
+    if "email" in values and "@" not in values["email"]:
+        problems["email"] = ["Not a valid email address."]
+    if problems:
+        raise UnprocessableError(problems)
+    return values["email"], values["password"]
+
+
+async def _check_credentials(
+    request: web.Request, tenant: TenantConfig, email: str, password: str
+) -> tuple[int, dict[str, Any]]:
+    """Ask a replica of the tenant's backend; (status, body)."""
+    session = request.app[keys.HTTP]
+    timeout = aiohttp.ClientTimeout(
+        total=tenant.upstream_timeout,
+        connect=request.app[keys.SETTINGS].connect_timeout,
+    )
+    headers = {
+        "X-FlexHost-Identity": _identity(request, tenant, SERVICE),
+        "X-Request-Id": request[keys.REQUEST_ID],
+    }
+    for backend in replica_order(request.app, tenant):
+        request[UPSTREAM] = backend
+        try:
+            async with session.post(
+                f"{backend}/internal/credentials",
+                json={"email": email, "password": password},
+                headers=headers,
+                timeout=timeout,
+            ) as response:
+                body = await response.json(content_type=None)
+                return response.status, body if isinstance(body, dict) else {}
+        except aiohttp.ClientConnectorError:
+            logger.warning("backend %s unreachable for a credential check", backend)
+            continue
+        except TimeoutError as err:
+            raise UpstreamTimeoutError(
+                f"The backend of tenant '{tenant.subdomain}' did not answer in time."
+            ) from err
+        except (aiohttp.ClientError, ValueError) as err:
+            raise UpstreamUnavailableError(
+                f"The backend of tenant '{tenant.subdomain}' failed to check "
+                "credentials."
+            ) from err
+    raise UpstreamUnavailableError(
+        f"The backend of tenant '{tenant.subdomain}' is unavailable."
+    )
+
+
+@routes.post("/api/requestAuthToken")
+async def request_auth_token(request: web.Request) -> web.Response:
+    """Check email and password with the tenant's backend, then mint a token."""
+    tenant = _tenant(request)
+    email, password = await _login_payload(request)
+    status, body = await _check_credentials(request, tenant, email, password)
+    uniform = "Invalid email or password."
+    if status == 404:
+        if tenant.hide_account_existence:
+            raise LoginFailedError(uniform, 401)
+        shown = html.escape(email[:254])
+        raise LoginFailedError(f"User with email '{shown}' does not exist", 404)
+    if status == 401:
+        message = (
+            uniform
+            if tenant.hide_account_existence
+            else ("User password does not match.")
+        )
+        raise LoginFailedError(message, 401)
+    if status != 200:
+        raise UpstreamUnavailableError(
+            f"The backend of tenant '{tenant.subdomain}' failed to check credentials."
+        )
+    try:
+        user_id = int(body["user_id"])
+        account_id = int(body["account_id"])
+        roles = tuple(str(role) for role in body.get("roles", []))
+        active = bool(body["active"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise UpstreamUnavailableError(
+            f"The backend of tenant '{tenant.subdomain}' gave an unreadable answer."
+        ) from err
+    if not active:
+        message = uniform if tenant.hide_account_existence else "Account is disabled."
+        raise LoginFailedError(message, 401)
+    token, _ = await request.app[keys.TOKENS].issue(
+        tenant=tenant.subdomain,
+        user_id=user_id,
+        account_id=account_id,
+        roles=roles,
+        ttl=tenant.token_ttl,
+    )
+    request[USER_ID] = user_id
+    logger.info("token issued", extra={"user_id": user_id, "ttl": tenant.token_ttl})
+    return web.json_response(
+        {"auth_token": token, "status": 200, "user_id": user_id},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _token_from(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        header = header.strip()
+        if header[:7].lower() == "bearer ":
+            return header[7:].strip()
+        return header
+    return request.query.get("auth_token")
+
+
+def _without_auth_token(raw_path: str) -> str:
+    """The raw path with any auth_token query parameter removed (it is a secret)."""
+    path, sep, query = raw_path.partition("?")
+    if not sep or "auth_token" not in query:
+        return raw_path
+    kept = [p for p in query.split("&") if p.split("=", 1)[0] != "auth_token"]
+    return f"{path}?{'&'.join(kept)}" if kept else path
+
+
+async def _caller(request: web.Request, tenant: TenantConfig) -> Caller:
+    token = _token_from(request)
+    if not token:
+        raise UnauthorizedError()
+    record = await request.app[keys.TOKENS].lookup(token)
+    if record is None or record.tenant != tenant.subdomain:
+        raise UnauthorizedError()
+    request[USER_ID] = record.user_id
+    return Caller(
+        user_id=record.user_id,
+        account_id=record.account_id,
+        roles=record.roles,
+        auth_time_ms=record.issued_at_ms,
+    )
+
+
+async def _proxy(request: web.Request, caller: Caller) -> web.StreamResponse:
+    tenant = _tenant(request)
+    response, revoke = await forward(
+        request,
+        tenant,
+        _identity(request, tenant, caller),
+        target=_without_auth_token(request.raw_path),
+    )
+    if revoke is not None:
+        try:
+            user_id = int(revoke)
+            count = await request.app[keys.TOKENS].revoke_user(
+                tenant.subdomain, user_id
+            )
+            logger.info("revoked %d token(s) of user %d", count, user_id)
+        except (ValueError, TokenStoreUnavailableError):
+            # The backend refuses the old tokens by itself (tokens_valid_after).
+            logger.exception("could not revoke tokens of user %r", revoke)
+    return response
+
+
+@routes.route("*", "/api/ops/{tail:.*}")
+async def proxy_ops(request: web.Request) -> web.StreamResponse:
+    """FlexMeasures' ops endpoints; `ping` is public."""
+    tenant = _tenant(request)
+    if request.match_info["tail"] == "ping" and request.method in ("GET", "HEAD"):
+        return await _proxy(request, SERVICE)
+    return await _proxy(request, await _caller(request, tenant))
+
+
+@routes.route("*", r"/api/{version:v[0-9][0-9_]*}")
+@routes.route("*", r"/api/{version:v[0-9][0-9_]*}/{tail:.*}")
+async def proxy_versioned(request: web.Request) -> web.StreamResponse:
+    """`/api/<version>/...`: version served, token valid for this tenant, then proxy."""
+    tenant = _tenant(request)
+    version = request.match_info["version"]
+    if version not in tenant.versions:
+        if version in SUNSET_VERSIONS:
+            number = version[1:].replace("_", ".")
+            raise SunsetError(
+                f"API version {number} has been sunset. Please upgrade to API version "
+                f"3.0. See {SUNSET_LINK} for more information.",
+                headers={
+                    "Deprecation": "Tue, 13 Dec 2022 23:59:59 GMT",
+                    "Sunset": SUNSET_DATE,
+                    "Link": f'<{SUNSET_LINK}>; rel="deprecation"; type="text/html", '
+                    f'<{SUNSET_LINK}>; rel="sunset"; type="text/html"',
+                },
+            )
+        raise NotFoundError(f"API version {version} is not available on this server.")
+    tail = request.match_info.get("tail", "")
+    if (request.method, tail) in PUBLIC or (
+        request.method == "HEAD" and ("GET", tail) in PUBLIC
+    ):
+        return await _proxy(request, SERVICE)
+    return await _proxy(request, await _caller(request, tenant))
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: config loaded and Redis reachable."""
+    try:
+        await request.app[keys.REDIS].ping()
+    except RedisError:
+        return web.json_response(
+            {"status": "TOKEN_STORE_UNAVAILABLE", "redis": False}, status=503
+        )
+    tenants = len(request.app[keys.REGISTRY].config.tenants)
+    return web.json_response({"status": "ok", "redis": True, "tenants": tenants})

@@ -1,0 +1,622 @@
+"""Gateway settings (environment) and tenants.yaml parsing with located problems."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import yaml
+from packaging.version import InvalidVersion, Version
+from yarl import URL
+
+DEFAULT_BASE_DOMAINS: Final = ("flexmeasures.io", "localhost")
+DEFAULT_TOKEN_TTL: Final = 21600
+DEFAULT_UPSTREAM_TIMEOUT: Final = 30.0
+DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+DEFAULT_FM_VERSION: Final = "1.0.1"
+DEFAULT_SECRETS_DIR: Final = Path(".flexhost/secrets")
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+KNOWN_VERSIONS: Final = ("v3_0",)
+SUNSET_VERSIONS: Final = ("v1", "v1_1", "v1_2", "v1_3", "v2_0")
+SUBDOMAIN_RE: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+HOSTNAME_RE: Final = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TOKEN_TTL_RANGE: Final = (60, 366 * 24 * 3600)
+
+
+class ConfigError(Exception):
+    """An unusable configuration; `problems` names each fault and its place."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Secret:
+    """A secret string whose repr never shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        """The secret itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """One tenant as configured in tenants.yaml."""
+
+    subdomain: str
+    name: str
+    backends: tuple[str, ...]
+    versions: tuple[str, ...] = KNOWN_VERSIONS
+    status: Literal["active", "suspended"] = "active"
+    aliases: tuple[str, ...] = ()
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    hide_account_existence: bool = False
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    secret_ref: str = ""
+    demo: bool = False
+    flexmeasures_version: str = DEFAULT_FM_VERSION
+    secret: Secret | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantsConfig:
+    """The whole tenants.yaml."""
+
+    base_domains: tuple[str, ...]
+    tenants: tuple[TenantConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Gateway process settings (env prefix GATEWAY_)."""
+
+    tenants_path: Path
+    redis_url: str = DEFAULT_REDIS_URL
+    key_prefix: str = "flexhost"
+    secrets_dir: Path = DEFAULT_SECRETS_DIR
+    host: str = "127.0.0.1"
+    port: int = 8080
+    trusted_proxies: tuple[str, ...] = ()
+    reload_interval: float = 0.5
+    redis_timeout: float = 1.0
+    connect_timeout: float = 3.0
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Gateway settings from the environment; every problem in one ConfigError."""
+    problems: list[str] = []
+    env = {
+        k[len("GATEWAY_") :]: v for k, v in environ.items() if k.startswith("GATEWAY_")
+    }
+
+    def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
+        raw = env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            problems.append(f"GATEWAY_{name}: not a number: {raw!r}")
+            return default
+        if value <= 0:
+            problems.append(f"GATEWAY_{name}: must be positive, got {raw!r}")
+        return value
+
+    proxies = tuple(
+        p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
+    )
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            problems.append(
+                f"GATEWAY_TRUSTED_PROXIES: not an address or network: {proxy!r}"
+            )
+    settings = Settings(
+        tenants_path=Path(env.get("TENANTS_PATH", "tenants.yaml")),
+        redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+        key_prefix=env.get("KEY_PREFIX", "flexhost"),
+        secrets_dir=Path(env.get("SECRETS_DIR", str(DEFAULT_SECRETS_DIR))),
+        host=env.get("HOST", "127.0.0.1"),
+        port=number("PORT", 8080, int),
+        trusted_proxies=proxies,
+        reload_interval=number("RELOAD_INTERVAL", 0.5, float),
+        redis_timeout=number("REDIS_TIMEOUT", 1.0, float),
+        connect_timeout=number("CONNECT_TIMEOUT", 3.0, float),
+    )
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):
+        problems.append(
+            f"GATEWAY_KEY_PREFIX: letters, digits, _ . - only: {settings.key_prefix!r}"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+# --- tenants.yaml -------------------------------------------------------------
+
+_TENANT_KEYS: Final = frozenset(
+    {
+        "subdomain",
+        "name",
+        "backends",
+        "versions",
+        "status",
+        "aliases",
+        "token_ttl",
+        "hide_account_existence",
+        "upstream_timeout",
+        "max_body_bytes",
+        "secret",
+        "demo",
+        "flexmeasures_version",
+    }
+)
+_TOP_KEYS: Final = frozenset({"base_domains", "tenants"})
+
+
+class _Problems:
+    """Collects problems, each prefixed with source:line:col and a path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, node: yaml.Node | None, path: str, message: str) -> None:
+        if node is None:
+            self.items.append(f"{self.source}: {path}: {message}")
+        else:
+            mark = node.start_mark
+            self.items.append(
+                f"{self.source}:{mark.line + 1}:{mark.column + 1}: {path}: {message}"
+            )
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    return loader.construct_object(node, deep=True)
+
+
+def _mapping(
+    node: yaml.Node, path: str, problems: _Problems
+) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(node, path, "must be a mapping")
+        return None
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.add(key_node, path, "keys must be plain strings")
+            continue
+        key = str(key_node.value)
+        if key in out:
+            problems.add(key_node, f"{path}.{key}", "duplicate key")
+        out[key] = (key_node, value_node)
+    return out
+
+
+def _hostname(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    host = value.strip().lower().rstrip(".")
+    return host if HOSTNAME_RE.match(host) else None
+
+
+def _string_list(
+    loader: yaml.SafeLoader, node: yaml.Node, path: str, problems: _Problems
+) -> list[tuple[yaml.Node, str]] | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":str"):
+        return [(node, str(node.value))]
+    if not isinstance(node, yaml.SequenceNode):
+        problems.add(node, path, "must be a list of strings")
+        return None
+    items: list[tuple[yaml.Node, str]] = []
+    for i, item in enumerate(node.value):
+        value = _scalar(loader, item) if isinstance(item, yaml.ScalarNode) else None
+        if not isinstance(value, str) or not value.strip():
+            problems.add(item, f"{path}[{i}]", "must be a non-empty string")
+            continue
+        items.append((item, value.strip()))
+    return items
+
+
+def _backend_problem(url: str) -> str | None:
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return f"not a URL: {url!r}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"must be an http:// or https:// URL with a host, got {url!r}"
+    if parsed.query_string or parsed.fragment or parsed.path not in ("", "/"):
+        return f"must be a base URL without path, query or fragment, got {url!r}"
+    return None
+
+
+def _resolve_secret(ref: str) -> str | None:
+    kind, _, target = ref.partition(":")
+    if kind == "env":
+        return os.environ.get(target) or None
+    try:
+        text = Path(target).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def _tenant(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    index: int,
+    problems: _Problems,
+    secrets_dir: Path,
+    check_secrets: bool,
+) -> TenantConfig | None:
+    path = f"tenants[{index}]"
+    fields = _mapping(node, path, problems)
+    if fields is None:
+        return None
+    before = len(problems.items)
+    for key, (key_node, _) in fields.items():
+        if key not in _TENANT_KEYS:
+            problems.add(key_node, f"{path}.{key}", "unknown field")
+
+    def get(key: str) -> tuple[yaml.Node, Any] | None:
+        if key not in fields:
+            return None
+        value_node = fields[key][1]
+        if isinstance(value_node, yaml.ScalarNode):
+            return value_node, _scalar(loader, value_node)
+        return value_node, value_node
+
+    sub_entry = get("subdomain")
+    subdomain = ""
+    if sub_entry is None:
+        problems.add(node, f"{path}.subdomain", "missing")
+    else:
+        raw = sub_entry[1]
+        if not isinstance(raw, str) or not SUBDOMAIN_RE.match(raw):
+            problems.add(
+                sub_entry[0],
+                f"{path}.subdomain",
+                "must be lower-case letters, digits and inner hyphens (max 63), "
+                f"got {raw!r}",
+            )
+        else:
+            subdomain = raw
+
+    name = subdomain
+    name_entry = get("name")
+    if name_entry is not None:
+        if isinstance(name_entry[1], str) and name_entry[1].strip():
+            name = name_entry[1].strip()
+        else:
+            problems.add(name_entry[0], f"{path}.name", "must be a non-empty string")
+
+    backends: list[str] = []
+    if "backends" not in fields:
+        problems.add(node, f"{path}.backends", "missing: give at least one backend URL")
+    else:
+        items = _string_list(
+            loader, fields["backends"][1], f"{path}.backends", problems
+        )
+        if items is not None and not items:
+            problems.add(fields["backends"][1], f"{path}.backends", "must not be empty")
+        for i, (item_node, url) in enumerate(items or []):
+            problem = _backend_problem(url)
+            if problem:
+                problems.add(item_node, f"{path}.backends[{i}]", problem)
+            else:
+                backends.append(url.rstrip("/"))
+
+    versions: list[str] = list(KNOWN_VERSIONS)
+    if "versions" in fields:
+        items = _string_list(
+            loader, fields["versions"][1], f"{path}.versions", problems
+        )
+        versions = []
+        for i, (item_node, version) in enumerate(items or []):
+            if version not in KNOWN_VERSIONS:
+                problems.add(
+                    item_node,
+                    f"{path}.versions[{i}]",
+                    f"unknown API version {version!r}; "
+                    f"known: {', '.join(KNOWN_VERSIONS)}",
+                )
+            else:
+                versions.append(version)
+        if items is not None and not items:
+            problems.add(fields["versions"][1], f"{path}.versions", "must not be empty")
+
+    status: Literal["active", "suspended"] = "active"
+    status_entry = get("status")
+    if status_entry is not None:
+        if status_entry[1] == "suspended":
+            status = "suspended"
+        elif status_entry[1] != "active":
+            problems.add(
+                status_entry[0],
+                f"{path}.status",
+                f"must be 'active' or 'suspended', got {status_entry[1]!r}",
+            )
+
+    aliases: list[str] = []
+    if "aliases" in fields:
+        items = _string_list(loader, fields["aliases"][1], f"{path}.aliases", problems)
+        for i, (item_node, alias) in enumerate(items or []):
+            host = _hostname(alias)
+            if host is None:
+                problems.add(
+                    item_node, f"{path}.aliases[{i}]", f"not a host name: {alias!r}"
+                )
+            else:
+                aliases.append(host)
+
+    def integer(key: str, default: int, low: int, high: int) -> int:
+        entry = get(key)
+        if entry is None:
+            return default
+        value = entry[1]
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.add(
+                entry[0], f"{path}.{key}", f"must be a whole number, got {value!r}"
+            )
+            return default
+        if not low <= value <= high:
+            problems.add(
+                entry[0],
+                f"{path}.{key}",
+                f"must be between {low} and {high}, got {value}",
+            )
+            return default
+        return value
+
+    def boolean(key: str) -> bool:
+        entry = get(key)
+        if entry is None:
+            return False
+        if not isinstance(entry[1], bool):
+            problems.add(
+                entry[0], f"{path}.{key}", f"must be true or false, got {entry[1]!r}"
+            )
+            return False
+        return entry[1]
+
+    token_ttl = integer("token_ttl", DEFAULT_TOKEN_TTL, *TOKEN_TTL_RANGE)
+    max_body = integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 31)
+    hide = boolean("hide_account_existence")
+    demo = boolean("demo")
+
+    timeout = DEFAULT_UPSTREAM_TIMEOUT
+    timeout_entry = get("upstream_timeout")
+    if timeout_entry is not None:
+        value = timeout_entry[1]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (0 < value <= 600)
+        ):
+            problems.add(
+                timeout_entry[0],
+                f"{path}.upstream_timeout",
+                f"must be seconds between 0 and 600, got {value!r}",
+            )
+        else:
+            timeout = float(value)
+
+    fm_version = DEFAULT_FM_VERSION
+    version_entry = get("flexmeasures_version")
+    if version_entry is not None:
+        value = str(version_entry[1])
+        try:
+            Version(value)
+            fm_version = value
+        except InvalidVersion:
+            problems.add(
+                version_entry[0],
+                f"{path}.flexmeasures_version",
+                f"must be a PEP 440 version such as 1.0.1, got {value!r}",
+            )
+
+    secret_ref = f"file:{(secrets_dir / subdomain).absolute()}" if subdomain else ""
+    secret_node: yaml.Node = node
+    secret_entry = get("secret")
+    if secret_entry is not None:
+        secret_node = secret_entry[0]
+        raw = secret_entry[1]
+        kind, _, target = raw.partition(":") if isinstance(raw, str) else ("", "", "")
+        if kind == "env" and ENV_NAME_RE.match(target):
+            secret_ref = raw
+        elif kind == "file" and target:
+            secret_ref = f"file:{Path(target).expanduser().absolute()}"
+        else:
+            problems.add(
+                secret_node,
+                f"{path}.secret",
+                f"must be 'env:VARIABLE' or 'file:/path', got {raw!r}",
+            )
+    secret: Secret | None = None
+    if secret_ref and len(problems.items) == before:
+        value = _resolve_secret(secret_ref)
+        if value is None:
+            if check_secrets:
+                problems.add(
+                    secret_node, f"{path}.secret", f"no secret at {secret_ref}"
+                )
+        elif len(value) < 16:
+            problems.add(
+                secret_node, f"{path}.secret", "must be at least 16 characters"
+            )
+        else:
+            secret = Secret(value)
+
+    if len(problems.items) != before:
+        return None
+    return TenantConfig(
+        subdomain=subdomain,
+        name=name,
+        backends=tuple(backends),
+        versions=tuple(versions),
+        status=status,
+        aliases=tuple(aliases),
+        token_ttl=token_ttl,
+        hide_account_existence=hide,
+        upstream_timeout=timeout,
+        max_body_bytes=max_body,
+        secret_ref=secret_ref,
+        demo=demo,
+        flexmeasures_version=fm_version,
+        secret=secret,
+    )
+
+
+def _raw_subdomain(node: yaml.Node) -> str | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if getattr(key_node, "value", None) == "subdomain" and isinstance(
+            value_node, yaml.ScalarNode
+        ):
+            return str(value_node.value)
+    return None
+
+
+def parse_tenants(
+    text: str,
+    *,
+    source: str = "tenants.yaml",
+    secrets_dir: Path = DEFAULT_SECRETS_DIR,
+    check_secrets: bool = True,
+) -> TenantsConfig:
+    """Validate a whole tenants.yaml text; one ConfigError names every problem."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{source}: unreadable YAML: {err}"]) from err
+    try:
+        return _parse_root(loader, source, secrets_dir, check_secrets)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError([f"{where}: YAML error: {err.problem or err}"]) from err
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{source}: YAML error: {err}"]) from err
+    finally:
+        loader.dispose()
+
+
+def _parse_root(
+    loader: yaml.SafeLoader, source: str, secrets_dir: Path, check_secrets: bool
+) -> TenantsConfig:
+    problems = _Problems(source)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(
+            [f"{where}: YAML syntax error: {err.problem or err}"]
+        ) from err
+    if root is None:
+        raise ConfigError([f"{source}: the file is empty; expected a 'tenants' list"])
+    top = _mapping(root, "(top level)", problems)
+    if top is None:
+        raise ConfigError(problems.items)
+    for key, (key_node, _) in top.items():
+        if key not in _TOP_KEYS:
+            problems.add(key_node, key, "unknown field")
+
+    base_domains: list[str] = list(DEFAULT_BASE_DOMAINS)
+    if "base_domains" in top:
+        items = _string_list(loader, top["base_domains"][1], "base_domains", problems)
+        base_domains = []
+        for i, (item_node, domain) in enumerate(items or []):
+            host = _hostname(domain)
+            if host is None:
+                problems.add(
+                    item_node, f"base_domains[{i}]", f"not a domain: {domain!r}"
+                )
+            else:
+                base_domains.append(host)
+
+    tenants: list[TenantConfig] = []
+    if "tenants" not in top:
+        problems.add(root, "tenants", "missing")
+    else:
+        seq = top["tenants"][1]
+        if isinstance(seq, yaml.ScalarNode) and seq.tag.endswith(":null"):
+            seq = yaml.SequenceNode("tag:yaml.org,2002:seq", [])
+        if not isinstance(seq, yaml.SequenceNode):
+            problems.add(seq, "tenants", "must be a list of tenants")
+        else:
+            seen: dict[str, int] = {}
+            hosts: dict[str, str] = {}
+            for i, item in enumerate(seq.value):
+                raw_sub = _raw_subdomain(item)
+                if raw_sub is not None and raw_sub in seen:
+                    problems.add(
+                        item,
+                        f"tenants[{i}].subdomain",
+                        f'duplicate "{raw_sub}" (also tenants[{seen[raw_sub]}])',
+                    )
+                elif raw_sub is not None:
+                    seen[raw_sub] = i
+                tenant = _tenant(loader, item, i, problems, secrets_dir, check_secrets)
+                if tenant is None:
+                    continue
+                for alias in tenant.aliases:
+                    owner = hosts.get(alias)
+                    if owner is not None:
+                        problems.add(
+                            item,
+                            f"tenants[{i}].aliases",
+                            f'"{alias}" also used by {owner}',
+                        )
+                    hosts[alias] = tenant.subdomain
+                tenants.append(tenant)
+            for alias, owner in hosts.items():
+                for domain in base_domains:
+                    sub = alias.removesuffix("." + domain)
+                    if sub != alias and sub in seen and sub != owner:
+                        problems.add(
+                            None,
+                            f"tenants[{seen[owner]}].aliases",
+                            f'"{alias}" is the host of tenant "{sub}"',
+                        )
+    if problems.items:
+        raise ConfigError(problems.items)
+    return TenantsConfig(base_domains=tuple(base_domains), tenants=tuple(tenants))
+
+
+def load_tenants(
+    path: Path, *, secrets_dir: Path = DEFAULT_SECRETS_DIR, check_secrets: bool = True
+) -> TenantsConfig:
+    """Read and validate a tenants file; an unreadable file is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError([f"{path}: cannot read: {err}"]) from err
+    return parse_tenants(
+        text, source=str(path), secrets_dir=secrets_dir, check_secrets=check_secrets
+    )

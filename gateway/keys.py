@@ -1,0 +1,26 @@
+"""Typed keys for app and request state."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import ClientSession, web
+from redis.asyncio import Redis
+
+from .auth import TokenStore
+from .config import Settings, TenantConfig
+from .tenants import ConfigWatcher, TenantRegistry
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+REGISTRY: Final = web.AppKey("registry", TenantRegistry)
+WATCHER: Final = web.AppKey("watcher", ConfigWatcher)
+REDIS: Final = web.AppKey("redis", Redis)
+TOKENS: Final = web.AppKey("tokens", TokenStore)
+HTTP: Final = web.AppKey("http", ClientSession)
+ROUND_ROBIN: Final = web.AppKey("round_robin", dict[str, int])
+
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+TENANT: Final = web.RequestKey("tenant", TenantConfig)
+PUBLIC_HOST: Final = web.RequestKey("public_host", str)
+SCHEME: Final = web.RequestKey("scheme", str)
+CLIENT_IP: Final = web.RequestKey("client_ip", str)

@@ -1,0 +1,240 @@
+"""Stream a request to one of the tenant's backend replicas and the answer back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from . import keys
+from .config import TenantConfig
+from .errors import PayloadTooLargeError, UpstreamTimeoutError, UpstreamUnavailableError
+from .identity import HEADER as IDENTITY_HEADER
+
+logger = logging.getLogger(__name__)
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+REVOKE_HEADER: Final = "X-FlexHost-Revoke-User"
+# Never passed to a backend: credentials, our own assertion, and what we set ourselves.
+_DROP_REQUEST: Final = HOP_BY_HOP | {
+    "host",
+    "authorization",
+    "cookie",
+    IDENTITY_HEADER.lower(),
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+    "content-length",
+}
+_DROP_RESPONSE: Final = HOP_BY_HOP | {
+    "server",
+    "date",
+    "content-length",
+    REVOKE_HEADER.lower(),
+    IDENTITY_HEADER.lower(),
+    "set-cookie",
+}
+# Bodies up to this size are buffered (faster); larger or unknown ones are streamed.
+BUFFER_LIMIT: Final = 256 * 1024
+CHUNK: Final = 64 * 1024
+
+
+def _connection_listed(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Header names a Connection header marks as hop-by-hop."""
+    listed: set[str] = set()
+    for value in headers.getall("Connection", []):
+        listed.update(token.strip().lower() for token in value.split(",") if token)
+    return listed
+
+
+def upstream_headers(
+    request: web.Request, identity: str, client_ip: str, host: str, scheme: str
+) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop and credentials, plus ours."""
+    listed = _connection_listed(request.headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in _DROP_REQUEST or lower in listed:
+            continue
+        out.add(name, value)
+    if request.body_exists and request.content_length is not None:
+        out["Content-Length"] = str(request.content_length)
+    out["X-Forwarded-For"] = client_ip
+    out["X-Forwarded-Host"] = host
+    out["X-Forwarded-Proto"] = scheme
+    out["X-Request-Id"] = request[keys.REQUEST_ID]
+    out[IDENTITY_HEADER] = identity
+    return out
+
+
+def response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    """The backend's headers minus hop-by-hop and internal ones."""
+    listed = _connection_listed(upstream.headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.headers.items():
+        lower = name.lower()
+        if lower in _DROP_RESPONSE or lower in listed:
+            continue
+        out.add(name, value)
+    return out
+
+
+def replica_order(app: web.Application, tenant: TenantConfig) -> list[str]:
+    """The tenant's replicas, rotated round-robin per request."""
+    backends = tenant.backends
+    if len(backends) == 1:
+        return [backends[0]]
+    counters = app[keys.ROUND_ROBIN]
+    start = counters.get(tenant.subdomain, 0)
+    counters[tenant.subdomain] = (start + 1) % len(backends)
+    return list(backends[start:] + backends[:start])
+
+
+async def forward(
+    request: web.Request,
+    tenant: TenantConfig,
+    identity: str,
+    *,
+    target: str | None = None,
+) -> tuple[web.StreamResponse, str | None]:
+    """Send the request to a replica; the answer and any revoke-user signal.
+
+    A replica that refuses the connection is skipped (nothing was sent, so this is
+    safe for every method); a timeout or a broken answer is not retried.
+    """
+    raw = target if target is not None else request.raw_path
+    client_ip = request[keys.CLIENT_IP]
+    headers = upstream_headers(
+        request, identity, client_ip, request[keys.PUBLIC_HOST], request[keys.SCHEME]
+    )
+    length = request.content_length
+    if length is not None and length > tenant.max_body_bytes:
+        raise PayloadTooLargeError(
+            "Request body exceeds the configured limit of "
+            f"{tenant.max_body_bytes} bytes."
+        )
+    body: bytes | AsyncIterator[bytes] | None = None
+    if request.body_exists:
+        if length is not None and length <= BUFFER_LIMIT:
+            body = await request.read()
+        else:
+            body = _limited(request, tenant.max_body_bytes)
+    session = request.app[keys.HTTP]
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=request.app[keys.SETTINGS].connect_timeout,
+        sock_read=tenant.upstream_timeout,
+    )
+    last_error: Exception | None = None
+    for backend in replica_order(request.app, tenant):
+        url = URL(backend + raw, encoded=True)
+        try:
+            upstream = await session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=timeout,
+                auto_decompress=False,
+                skip_auto_headers=(
+                    "User-Agent",
+                    "Accept-Encoding",
+                    "Accept",
+                    "Content-Type",
+                ),
+            )
+        except aiohttp.ClientConnectorError as err:
+            last_error = err
+            logger.warning("backend %s unreachable: %s", backend, err.os_error)
+            continue
+        except TimeoutError as err:
+            raise UpstreamTimeoutError(
+                f"The backend of tenant '{tenant.subdomain}' did not answer in time."
+            ) from err
+        except aiohttp.ClientError as err:
+            raise UpstreamUnavailableError(
+                f"The backend of tenant '{tenant.subdomain}' failed: "
+                f"{type(err).__name__}."
+            ) from err
+        try:
+            return await _relay(request, upstream, tenant)
+        finally:
+            upstream.release()
+    raise UpstreamUnavailableError(
+        f"The backend of tenant '{tenant.subdomain}' is unavailable."
+    ) from last_error
+
+
+async def _limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as chunks, refusing more than `limit` bytes."""
+    seen = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLargeError(
+                f"Request body exceeds the configured limit of {limit} bytes."
+            )
+        yield chunk
+
+
+async def _relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, tenant: TenantConfig
+) -> tuple[web.StreamResponse, str | None]:
+    revoke = upstream.headers.get(REVOKE_HEADER)
+    headers = response_headers(upstream)
+    length = upstream.content_length
+    try:
+        if length is not None and length <= BUFFER_LIMIT:
+            data = await upstream.read()
+            return web.Response(
+                status=upstream.status,
+                reason=upstream.reason,
+                body=data,
+                headers=headers,
+            ), revoke
+        if request.method == "HEAD" or upstream.status in (204, 304):
+            return web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers
+            ), revoke
+    except TimeoutError as err:
+        raise UpstreamTimeoutError(
+            f"The backend of tenant '{tenant.subdomain}' did not answer in time."
+        ) from err
+    except aiohttp.ClientError as err:
+        raise UpstreamUnavailableError(
+            f"The backend of tenant '{tenant.subdomain}' broke off its answer."
+        ) from err
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    response.headers.extend(headers)
+    if length is not None:
+        response.content_length = length
+    # Headers go out before the body: a backend failing mid-body can only be
+    # signalled by cutting the connection, as every proxy does.
+    await response.prepare(request)
+    async for chunk in upstream.content.iter_chunked(CHUNK):
+        await response.write(chunk)
+    await response.write_eof()
+    return response, revoke

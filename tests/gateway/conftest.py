@@ -1,0 +1,139 @@
+"""Gateway fixtures: tenants pointing at real loopback servers, the gateway app itself."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import jwt
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.config import Settings, TenantsConfig, parse_tenants
+from gateway.identity import HEADER, ISSUER
+
+GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+class EchoBackend:
+    """A loopback stand-in for a backend: records requests and answers what tests set."""
+
+    def __init__(self, secret: str, tenant: str) -> None:
+        self.secret = secret
+        self.tenant = tenant
+        self.seen: list[dict[str, object]] = []
+        self.app = web.Application(client_max_size=10 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = (
+            None
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        claims: dict[str, object] | None = None
+        token = request.headers.get(HEADER)
+        if token:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                audience=self.tenant,
+                issuer=ISSUER,
+            )
+        self.seen.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": request.headers.copy(),
+                "body": body,
+                "claims": claims,
+            }
+        )
+        if self.handler is not None:
+            return await self.handler(request)
+        if request.path == "/internal/credentials":
+            return web.json_response(
+                {
+                    "user_id": 7,
+                    "account_id": 3,
+                    "roles": ["account-admin"],
+                    "active": True,
+                }
+            )
+        return web.json_response({"echo": request.raw_path}, headers={"X-Backend": "1"})
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "secrets"
+    path.mkdir()
+    return path
+
+
+def write_secret(secrets_dir: Path, tenant: str) -> str:
+    value = secrets.token_urlsafe(32)
+    (secrets_dir / tenant).write_text(value)
+    return value
+
+
+@pytest.fixture
+def make_gateway(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    redis_url: str,
+    redis_prefix: str,
+    secrets_dir: Path,
+    tmp_path: Path,
+) -> GatewayFactory:
+    """Build a gateway over a tenants.yaml text (written to a file it watches)."""
+
+    async def factory(
+        tenants_yaml: str, **overrides: object
+    ) -> TestClient[web.Request, web.Application]:
+        path = tmp_path / "tenants.yaml"
+        path.write_text(tenants_yaml)
+        settings = Settings(
+            tenants_path=path,
+            redis_url=redis_url,
+            key_prefix=redis_prefix,
+            secrets_dir=secrets_dir,
+            reload_interval=0.1,
+            **overrides,  # type: ignore[arg-type]
+        )
+        return await aiohttp_client(create_app(settings))
+
+    return factory
+
+
+async def start_echo(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], secret: str, tenant: str
+) -> tuple[EchoBackend, str]:
+    backend = EchoBackend(secret, tenant)
+    server = await aiohttp_server(backend.app)
+    return backend, str(server.make_url("")).rstrip("/")
+
+
+async def raw_request(
+    client: TestClient[web.Request, web.Application], text: str
+) -> str:
+    """Send bytes exactly as given (no client-side URL normalisation); the raw answer."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(text.encode())
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return answer.decode(errors="replace")
+
+
+def tenants_text(entries: list[dict[str, object]]) -> str:
+    import yaml
+
+    return yaml.safe_dump({"tenants": entries})
+
+
+def parse(text: str, secrets_dir: Path) -> TenantsConfig:
+    return parse_tenants(text, secrets_dir=secrets_dir)

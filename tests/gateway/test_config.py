@@ -1,0 +1,260 @@
+"""tenants.yaml and settings validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config import (
+    ConfigError,
+    Secret,
+    load_settings,
+    load_tenants,
+    parse_tenants,
+)
+from gateway.tenants import normalize_host
+
+FULL = """\
+base_domains: [flexmeasures.io, localhost]
+tenants:
+  - subdomain: company
+    name: Company Inc.
+    backends: ["http://127.0.0.1:8101", "http://127.0.0.1:8111/"]
+    versions: [v3_0]
+    status: active
+    aliases: [Energy.Company.COM.]
+    token_ttl: 3600
+    hide_account_existence: true
+    upstream_timeout: 2.5
+    max_body_bytes: 4096
+    secret: env:FH_TEST_SECRET
+    demo: true
+    flexmeasures_version: "0.33.0"
+"""
+
+
+def problems_of(text: str, **kwargs: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_tenants(text, **kwargs)  # type: ignore[arg-type]
+    return info.value.problems
+
+
+def test_parse_tenants_full_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FH_TEST_SECRET", "s" * 32)
+    config = parse_tenants(FULL)
+    (tenant,) = config.tenants
+    assert tenant.subdomain == "company"
+    assert tenant.name == "Company Inc."
+    assert tenant.backends == ("http://127.0.0.1:8101", "http://127.0.0.1:8111")
+    assert tenant.aliases == ("energy.company.com",)
+    assert tenant.token_ttl == 3600
+    assert tenant.hide_account_existence is True
+    assert tenant.upstream_timeout == 2.5
+    assert tenant.max_body_bytes == 4096
+    assert tenant.demo is True
+    assert tenant.flexmeasures_version == "0.33.0"
+    assert tenant.secret == Secret("s" * 32)
+    assert "s" * 32 not in repr(tenant)
+
+
+def test_parse_tenants_defaults(tmp_path: Path) -> None:
+    (tmp_path / "acme").write_text("x" * 40)
+    config = parse_tenants(
+        "tenants:\n  - subdomain: acme\n    backends: http://127.0.0.1:9000\n",
+        secrets_dir=tmp_path,
+    )
+    (tenant,) = config.tenants
+    assert config.base_domains == ("flexmeasures.io", "localhost")
+    assert tenant.token_ttl == 21600
+    assert tenant.versions == ("v3_0",)
+    assert tenant.status == "active"
+    assert tenant.hide_account_existence is False
+    assert tenant.secret_ref == f"file:{(tmp_path / 'acme').absolute()}"
+
+
+def test_parse_tenants_reports_every_problem_with_its_place() -> None:
+    text = """\
+tenants:
+  - subdomain: company
+    backends: [http://127.0.0.1:8101]
+  - subdomain: company
+    backends: [http://127.0.0.1:8102]
+  - subdomain: acme
+  - subdomain: widgets
+    backends: [ftp://x]
+    token_ttl: 10
+    colour: red
+    status: paused
+"""
+    found = problems_of(text, check_secrets=False)
+    assert (
+        'tenants.yaml:4:5: tenants[1].subdomain: duplicate "company" (also tenants[0])'
+        in found
+    )
+    assert (
+        "tenants.yaml:6:5: tenants[2].backends: missing: give at least one backend URL"
+        in found
+    )
+    assert any(p.startswith("tenants.yaml:8:16: tenants[3].backends[0]") for p in found)
+    assert any(p.startswith("tenants.yaml:9:16: tenants[3].token_ttl") for p in found)
+    assert "tenants.yaml:10:5: tenants[3].colour: unknown field" in found
+    assert any(p.startswith("tenants.yaml:11:13: tenants[3].status") for p in found)
+    assert len(found) == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tenants: [\n", "tenants.yaml:2:1: YAML syntax error"),
+        ("", "the file is empty"),
+        ("- a\n", "(top level): must be a mapping"),
+        ("tenants: 5\n", "tenants: must be a list"),
+        ("tenantz: []\n", "tenantz: unknown field"),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1/api]\n",
+            "without path",
+        ),
+        ("tenants:\n  - subdomain: a\n    backends: []\n", "must not be empty"),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n    token_ttl: x\n",
+            "whole number",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n    token_ttl: true\n",
+            "whole number",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n    versions: [v9]\n",
+            "unknown API version",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n    secret: plain\n",
+            "env:VARIABLE",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "    flexmeasures_version: gateway-1\n",
+            "PEP 440",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "    upstream_timeout: 0\n",
+            "seconds",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "    hide_account_existence: yes please\n",
+            "true or false",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "  - subdomain: b\n    backends: [http://x:1]\n    aliases: [a.localhost]\n",
+            "is the host of tenant",
+        ),
+        (
+            "tenants:\n  - {subdomain: a, backends: [http://x:1], a: 1, a: 2}\n",
+            "duplicate key",
+        ),
+    ],
+)
+def test_parse_tenants_rejects(text: str, expected: str) -> None:
+    found = problems_of(text, check_secrets=False)
+    assert any(expected in p for p in found), found
+
+
+def test_parse_tenants_missing_secret_is_a_problem(tmp_path: Path) -> None:
+    found = problems_of(
+        "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n", secrets_dir=tmp_path
+    )
+    assert found == [
+        f"tenants.yaml:2:5: tenants[0].secret: no secret at file:{tmp_path / 'a'}"
+    ]
+    (tmp_path / "a").write_text("short")
+    found = problems_of(
+        "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n", secrets_dir=tmp_path
+    )
+    assert "at least 16 characters" in found[0]
+
+
+def test_load_tenants_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_tenants(tmp_path / "nope.yaml")
+
+
+def test_load_settings_from_environment() -> None:
+    settings = load_settings(
+        {
+            "GATEWAY_PORT": "9000",
+            "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/3",
+            "GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+            "GATEWAY_TENANTS_PATH": "/etc/flexhost/tenants.yaml",
+            "OTHER": "ignored",
+        }
+    )
+    assert settings.port == 9000
+    assert settings.redis_url.endswith("/3")
+    assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert settings.tenants_path == Path("/etc/flexhost/tenants.yaml")
+
+
+def test_load_settings_collects_problems() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            {
+                "GATEWAY_PORT": "eighty",
+                "GATEWAY_TRUSTED_PROXIES": "not-an-ip",
+                "GATEWAY_KEY_PREFIX": "a b",
+                "GATEWAY_RELOAD_INTERVAL": "-1",
+            }
+        )
+    assert len(info.value.problems) == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_parse_tenants_arbitrary_text_raises_only_config_error(text: str) -> None:
+    problems: list[str] = []
+    try:
+        parse_tenants(text, check_secrets=False)
+    except ConfigError as err:
+        problems = err.problems
+        assert problems
+
+
+subdomains = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\Z")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(subdomains, min_size=1, max_size=5, unique=True),
+    st.integers(60, 86400),
+    st.booleans(),
+)
+def test_parse_tenants_round_trip(subs: list[str], ttl: int, hide: bool) -> None:
+    entries = [
+        {
+            "subdomain": sub,
+            "backends": [f"http://127.0.0.1:{8100 + i}"],
+            "token_ttl": ttl,
+            "hide_account_existence": hide,
+        }
+        for i, sub in enumerate(subs)
+    ]
+    config = parse_tenants(yaml.safe_dump({"tenants": entries}), check_secrets=False)
+    assert [t.subdomain for t in config.tenants] == subs
+    assert all(
+        t.token_ttl == ttl and t.hide_account_existence is hide for t in config.tenants
+    )
+
+
+@given(st.from_regex(r"\A[a-z0-9.-]{1,30}\Z"), st.integers(1, 65535), st.booleans())
+def test_normalize_host_ignores_port_case_and_trailing_dot(
+    host: str, port: int, dot: bool
+) -> None:
+    raw = host.upper() + ("." if dot else "") + f":{port}"
+    assert normalize_host(raw) == host.rstrip(".")
+    assert normalize_host(f"[::1]:{port}") == "::1"
