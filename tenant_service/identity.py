@@ -1,0 +1,132 @@
+"""Verification of the gateway's signed identity (docs/internals.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import jwt
+
+HEADER: Final = "X-FlexHost-Identity"
+ISSUER: Final = "flexhost-gateway"
+SERVICE_SUBJECT: Final = "service:gateway"
+MAX_LIFETIME_S: Final = 60
+LEEWAY_S: Final = 5
+
+
+class IdentityError(Exception):
+    """The identity is missing, malformed, expired or not for this tenant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified identity: the service, or a user and their token's issue time."""
+
+    user_id: int | None
+    account_id: int | None
+    auth_time_ms: int | None
+    host: str
+    scheme: str
+    request_id: str
+
+    @property
+    def is_service(self) -> bool:
+        """Whether the gateway itself is calling (public or internal endpoints)."""
+        return self.user_id is None
+
+
+def verify_identity(token: str, *, secret: str, tenant: str) -> Identity:
+    """Check signature, issuer, audience and lifetime; return the identity."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=tenant,
+            issuer=ISSUER,
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
+    except jwt.PyJWTError as err:
+        raise IdentityError(f"invalid identity: {type(err).__name__}") from err
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or not isinstance(iat, int):
+        raise IdentityError("exp and iat must be integers")
+    if exp - iat > MAX_LIFETIME_S:
+        raise IdentityError("identity lives too long")
+    host, scheme = claims.get("host"), claims.get("scheme")
+    if not isinstance(host, str) or scheme not in ("http", "https"):
+        raise IdentityError("host and scheme are required")
+    jti = claims.get("jti")
+    request_id = jti if isinstance(jti, str) else ""
+    sub = claims["sub"]
+    if sub == SERVICE_SUBJECT:
+        return Identity(None, None, None, host, str(scheme), request_id)
+    if not isinstance(sub, str) or not sub.isascii() or not sub.isdigit():
+        raise IdentityError("subject is neither the service nor a user id")
+    auth_time, account = claims.get("auth_time"), claims.get("acc")
+    if not isinstance(auth_time, int) or isinstance(auth_time, bool):
+        raise IdentityError("a user identity needs an integer auth_time")
+    account_id = account if isinstance(account, int) else None
+    return Identity(int(sub), account_id, auth_time, host, str(scheme), request_id)
+
+
+ADMIN: Final = "admin"
+ADMIN_READER: Final = "admin-reader"
+ACCOUNT_ADMIN: Final = "account-admin"
+CONSULTANT: Final = "consultant"
+ADMIN_ROLES: Final = frozenset({ADMIN, ADMIN_READER})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The user behind a request, as the database knows them right now."""
+
+    user_id: int
+    account_id: int
+    roles: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        """May do everything."""
+        return ADMIN in self.roles
+
+    @property
+    def reads_all(self) -> bool:
+        """May read everything (admin or admin-reader)."""
+        return bool(ADMIN_ROLES & self.roles)
+
+    def consults(self, consultancy_account_id: int | None) -> bool:
+        """Whether this is a consultant of the given consultancy account."""
+        return (
+            consultancy_account_id is not None
+            and consultancy_account_id == self.account_id
+            and CONSULTANT in self.roles
+        )
+
+    def may_read_account(
+        self, account_id: int, consultancy_account_id: int | None
+    ) -> bool:
+        """Members, consultants of its consultancy and admin(-reader)s read it."""
+        return (
+            self.reads_all
+            or account_id == self.account_id
+            or self.consults(consultancy_account_id)
+        )
+
+    def may_update_user(
+        self, user_id: int, account_id: int, consultancy_account_id: int | None
+    ) -> bool:
+        """The user, account-admins of their account, consultants and admins."""
+        return (
+            self.is_admin
+            or user_id == self.user_id
+            or (account_id == self.account_id and ACCOUNT_ADMIN in self.roles)
+            or self.consults(consultancy_account_id)
+        )
+
+    def may_edit_roles(self, account_id: int) -> bool:
+        """Admins, and account-admins within their own account."""
+        return self.is_admin or (
+            account_id == self.account_id and ACCOUNT_ADMIN in self.roles
+        )

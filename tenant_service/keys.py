@@ -1,0 +1,22 @@
+"""Typed keys for app and request state."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenant_service.config import Settings
+from tenant_service.identity import Identity, Principal
+from tenant_service.passwords import PasswordChecker
+from tenant_service.store.users import SeenTracker
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+ENGINE: Final = web.AppKey("engine", AsyncEngine)
+PASSWORDS: Final = web.AppKey("passwords", PasswordChecker)
+SEEN: Final = web.AppKey("seen", SeenTracker)
+
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+IDENTITY: Final = web.RequestKey("identity", Identity)
+PRINCIPAL: Final = web.RequestKey("principal", Principal)

@@ -1,0 +1,158 @@
+"""Request id + error mapping, and identity verification."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tenant_service import keys
+from tenant_service.api.v3_0 import respond
+from tenant_service.errors import (
+    ApiError,
+    ForbiddenError,
+    InternalError,
+    UnauthorizedError,
+)
+from tenant_service.identity import HEADER, IdentityError, Principal, verify_identity
+from tenant_service.logs import REQUEST_ID, TENANT
+from tenant_service.store import users as user_store
+from tenant_service.store.users import to_ms
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("tenant_service.access")
+
+REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+# Reachable by the gateway's service identity (and by users).
+PUBLIC_ROUTES: Final = frozenset(
+    {
+        ("GET", "/api/v3_0"),
+        ("GET", "/api/v3_0/health/ready"),
+        ("GET", "/api/ops/ping"),
+    }
+)
+
+
+def _error_response(err: ApiError) -> web.Response:
+    return respond(err.body(), status=err.http_status)
+
+
+def _http_error_response(exc: web.HTTPException) -> web.Response:
+    response = respond({"message": exc.reason, "status": exc.status}, exc.status)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+@web.middleware
+async def request_id_and_errors(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Tag the request, map every error to a JSON envelope, add headers, log access."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+    request[keys.REQUEST_ID] = request_id
+    id_token = REQUEST_ID.set(request_id)
+    tenant_token = TENANT.set(request.app[keys.SETTINGS].name)
+    started = time.perf_counter()
+    try:
+        response: web.StreamResponse
+        try:
+            response = await handler(request)
+        except ApiError as err:
+            response = _error_response(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _http_error_response(exc)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:
+            logger.exception("unhandled error")
+            response = _error_response(InternalError())
+        _add_headers(request, response, request_id)
+        access_logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return response
+    finally:
+        TENANT.reset(tenant_token)
+        REQUEST_ID.reset(id_token)
+
+
+def _add_headers(
+    request: web.Request, response: web.StreamResponse, request_id: str
+) -> None:
+    response.headers[REQUEST_ID_HEADER] = request_id
+    path = request.path
+    if path == "/api" or path.startswith("/api/"):
+        version = request.app[keys.SETTINGS].flexmeasures_version
+        response.headers["FlexMeasures-Version"] = version
+        if path == "/api/v3_0" or path.startswith("/api/v3_0/"):
+            response.headers["API-Version"] = "v3_0"
+
+
+def _guarded(path: str) -> bool:
+    return path in ("/api", "/internal") or path.startswith(("/api/", "/internal/"))
+
+
+@web.middleware
+async def identity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a valid gateway identity on /api and /internal; load the user."""
+    path = request.path
+    if not _guarded(path):
+        return await handler(request)
+    token = request.headers.get(HEADER)
+    if not token:
+        raise UnauthorizedError()
+    settings = request.app[keys.SETTINGS]
+    try:
+        verified = verify_identity(
+            token, secret=settings.secret.value, tenant=settings.name
+        )
+    except IdentityError as err:
+        logger.warning("identity refused: %s", err)
+        raise UnauthorizedError() from err
+    request[keys.IDENTITY] = verified
+    internal = path == "/internal" or path.startswith("/internal/")
+    method = "GET" if request.method == "HEAD" else request.method
+    if verified.is_service:
+        if internal or (method, path) in PUBLIC_ROUTES:
+            return await handler(request)
+        raise UnauthorizedError()
+    if internal:
+        raise ForbiddenError()
+    if verified.user_id is None or verified.auth_time_ms is None:
+        raise UnauthorizedError()
+    engine = request.app[keys.ENGINE]
+    async with engine.connect() as conn:
+        user = await user_store.get_user(conn, verified.user_id)
+    if user is None or not user.active:
+        logger.warning("identity of unknown or inactive user %s", verified.user_id)
+        raise UnauthorizedError()
+    if user.tokens_valid_after is not None and verified.auth_time_ms < to_ms(
+        user.tokens_valid_after
+    ):
+        logger.warning("revoked token of user %s", user.id)
+        raise UnauthorizedError()
+    request[keys.PRINCIPAL] = Principal(
+        user_id=user.id, account_id=user.account_id, roles=frozenset(user.role_names)
+    )
+    request.app[keys.SEEN].seen(engine, user.id)
+    return await handler(request)

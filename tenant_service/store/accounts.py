@@ -1,0 +1,168 @@
+"""Accounts and their account roles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenant_service.store.tables import account_roles, accounts, accounts_account_roles
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account with its roles."""
+
+    id: int
+    name: str
+    primary_color: str | None
+    secondary_color: str | None
+    logo_url: str | None
+    attributes: str
+    consultancy_account_id: int | None
+    account_roles: tuple[tuple[int, str], ...]
+
+
+def _query() -> Any:
+    return (
+        select(
+            accounts,
+            account_roles.c.id.label("role_id"),
+            account_roles.c.name.label("role_name"),
+        )
+        .select_from(
+            accounts.outerjoin(
+                accounts_account_roles,
+                accounts_account_roles.c.account_id == accounts.c.id,
+            ).outerjoin(
+                account_roles,
+                account_roles.c.id == accounts_account_roles.c.account_role_id,
+            )
+        )
+        .order_by(accounts.c.id, account_roles.c.id)
+    )
+
+
+def _records(rows: Sequence[Row[Any]]) -> list[AccountRecord]:
+    by_id: dict[int, tuple[Row[Any], list[tuple[int, str]]]] = {}
+    for row in rows:
+        entry = by_id.setdefault(row.id, (row, []))
+        if row.role_id is not None:
+            entry[1].append((row.role_id, row.role_name))
+    return [
+        AccountRecord(
+            id=row.id,
+            name=row.name,
+            primary_color=row.primary_color,
+            secondary_color=row.secondary_color,
+            logo_url=row.logo_url,
+            attributes=row.attributes,
+            consultancy_account_id=row.consultancy_account_id,
+            account_roles=tuple(roles),
+        )
+        for row, roles in by_id.values()
+    ]
+
+
+async def get_account(conn: AsyncConnection, account_id: int) -> AccountRecord | None:
+    """One account with its roles."""
+    rows = (await conn.execute(_query().where(accounts.c.id == account_id))).all()
+    records = _records(rows)
+    return records[0] if records else None
+
+
+async def find_account(conn: AsyncConnection, id_or_name: str) -> AccountRecord | None:
+    """An account by id (when numeric) or by exact name."""
+    if id_or_name.isascii() and id_or_name.isdigit():
+        found = await get_account(conn, int(id_or_name))
+        if found is not None:
+            return found
+    rows = (await conn.execute(_query().where(accounts.c.name == id_or_name))).all()
+    records = _records(rows)
+    return records[0] if records else None
+
+
+async def list_accounts(
+    conn: AsyncConnection,
+    *,
+    visible_to: tuple[int, bool] | None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> tuple[list[AccountRecord], int]:
+    """Accounts ordered by id and their total.
+
+    `visible_to` = (account id, is consultant): that account, plus its consultancy
+    clients for consultants. None = all accounts.
+    """
+    where: Any = True
+    if visible_to is not None:
+        own, consultant = visible_to
+        where = accounts.c.id == own
+        if consultant:
+            where = or_(where, accounts.c.consultancy_account_id == own)
+    total = (
+        await conn.execute(select(func.count()).select_from(accounts).where(where))
+    ).scalar_one()
+    ids_query = (
+        select(accounts.c.id).where(where).order_by(accounts.c.id).offset(offset)
+    )
+    if limit is not None:
+        ids_query = ids_query.limit(limit)
+    ids = [row.id for row in (await conn.execute(ids_query)).all()]
+    if not ids:
+        return [], int(total)
+    rows = (await conn.execute(_query().where(accounts.c.id.in_(ids)))).all()
+    return _records(rows), int(total)
+
+
+async def ensure_account_roles(
+    conn: AsyncConnection, names: Iterable[str]
+) -> dict[str, int]:
+    """Ids of the named account roles, creating missing ones."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(account_roles.c.id, account_roles.c.name).where(
+            account_roles.c.name.in_(wanted)
+        )
+    )
+    found = {row.name: row.id for row in rows.all()}
+    for name in wanted:
+        if name not in found:
+            result = await conn.execute(
+                insert(account_roles).values(name=name).returning(account_roles.c.id)
+            )
+            found[name] = int(result.scalar_one())
+    return found
+
+
+async def create_account(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    role_names: Iterable[str] = (),
+    consultancy_account_id: int | None = None,
+) -> int:
+    """Insert an account with account roles; returns the new id."""
+    result = await conn.execute(
+        insert(accounts)
+        .values(
+            name=name, attributes="{}", consultancy_account_id=consultancy_account_id
+        )
+        .returning(accounts.c.id)
+    )
+    account_id = int(result.scalar_one())
+    role_ids = await ensure_account_roles(conn, role_names)
+    if role_ids:
+        await conn.execute(
+            insert(accounts_account_roles),
+            [
+                {"account_id": account_id, "account_role_id": rid}
+                for rid in role_ids.values()
+            ],
+        )
+    return account_id

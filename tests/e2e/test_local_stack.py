@@ -1,0 +1,319 @@
+"""`flexhost up` as a real process: the whole local stack on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import _tcp_open, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "demo-password-for-tests"
+
+
+def tenant_entry(subdomain: str, port: int) -> str:
+    """One demo tenant of a tenants file."""
+    return (
+        f"  - subdomain: {subdomain}\n"
+        f'    backends: ["http://127.0.0.1:{port}"]\n'
+        "    demo: true\n"
+    )
+
+
+class Launcher:
+    """A running `python -m deploy.cli up` with its output in a file."""
+
+    def __init__(self, workdir: Path, gateway_port: int) -> None:
+        self.workdir = workdir
+        self.gateway_port = gateway_port
+        self.log = workdir / f"up-{time.monotonic_ns()}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, env: dict[str, str]) -> None:
+        """Start the launcher on tenants.yaml in the work dir."""
+        argv = [sys.executable, "-m", "deploy.cli", "up"]
+        argv += ["--tenants", "tenants.yaml", "--port", str(self.gateway_port)]
+        with self.log.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.workdir,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        """Everything the launcher and its children printed so far."""
+        return self.log.read_text(errors="replace")
+
+    async def wait_for(self, pattern: str, seconds: float) -> re.Match[str]:
+        """The first match of `pattern` in the output, waiting up to `seconds`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.output())
+            if found:
+                return found
+            if self.proc is not None and self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        pytest.fail(f"no {pattern!r} in the output:\n{self.output()}")
+
+    def pids(self) -> set[int]:
+        """The pids of every child the launcher started."""
+        return {int(m) for m in re.findall(r"started \S+ \(pid (\d+)\)", self.output())}
+
+    async def interrupt(self) -> int:
+        """Ctrl-C: the launcher's exit code."""
+        if self.proc is None:
+            pytest.fail("not started")
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(40):
+                return await self.proc.wait()
+        except TimeoutError:
+            pytest.fail(f"no exit 40 s after SIGINT:\n{self.output()}")
+
+    async def kill(self) -> None:
+        """Stop it whatever state it is in (test cleanup)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(30):
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session with short timeouts."""
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
+        yield session
+
+
+def launcher_env(password: str | None) -> dict[str, str]:
+    """The test's environment without outside Redis, with the demo password."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEXHOST_")}
+    paths = [os.environ.get("PYTHONPATH", ""), str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    if password is not None:
+        env["FLEXHOST_DEMO_PASSWORD"] = password
+    return env
+
+
+async def get_root(
+    http: aiohttp.ClientSession, port: int, tenant: str
+) -> tuple[int, Any]:
+    """GET /api/ of `tenant` through the gateway: status and JSON (None if not)."""
+    url = f"http://127.0.0.1:{port}/api/"
+    async with http.get(url, headers={"Host": f"{tenant}.localhost:{port}"}) as resp:
+        body = await resp.json(content_type=None) if resp.status == 200 else None
+        return resp.status, body
+
+
+async def login(
+    http: aiohttp.ClientSession, port: int, tenant: str, password: str
+) -> tuple[int, Any]:
+    """POST /api/requestAuthToken as the tenant's demo admin."""
+    url = f"http://127.0.0.1:{port}/api/requestAuthToken"
+    body = {"email": f"admin@{tenant}.test", "password": password}
+    headers = {"Host": f"{tenant}.localhost:{port}"}
+    async with http.post(url, json=body, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def eventually_login(
+    http: aiohttp.ClientSession, port: int, tenant: str, password: str, seconds: float
+) -> str:
+    """A token for the tenant's demo admin, retrying until `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    last: tuple[int, Any] = (0, None)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            last = await login(http, port, tenant, password)
+            if last[0] == 200:
+                token: str = last[1]["auth_token"]
+                return token
+        await asyncio.sleep(0.2)
+    pytest.fail(f"no login on {tenant} within {seconds} s; last answer {last}")
+
+
+async def wait_closed(port: int, seconds: float) -> bool:
+    """Whether 127.0.0.1:port stops accepting connections within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not await asyncio.to_thread(_tcp_open, "127.0.0.1", port):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def wait_gone(pids: set[int], seconds: float) -> bool:
+    """Whether none of `pids` exists any more within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not [pid for pid in pids if alive(pid)]:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_up_serves_tenants_follows_the_file_and_stops_cleanly(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    gw, company, acme, extra = (free_port() for _ in range(4))
+    tenants = tmp_path / "tenants.yaml"
+    base = "tenants:\n" + tenant_entry("company", company) + tenant_entry("acme", acme)
+    tenants.write_text(base)
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 60)
+        redis_port = int(
+            (await up.wait_for(r"Redis at redis://127\.0\.0\.1:(\d+)", 1))[1]
+        )
+        assert "data lives in" in up.output()
+        for tenant in ("company", "acme"):
+            status, body = await get_root(http, gw, tenant)
+            assert status == 200, body
+            assert body["status"] == 200
+            assert "v3_0" in str(body["versions"])
+        assert PASSWORD not in up.output()
+        assert (tmp_path / ".flexhost" / "company.sqlite3").is_file()
+        secret = tmp_path / ".flexhost" / "secrets" / "company"
+        assert secret.stat().st_mode & 0o777 == 0o600
+
+        token = await eventually_login(http, gw, "company", PASSWORD, 10)
+        url = f"http://127.0.0.1:{gw}/api/v3_0/users"
+        headers = {"Host": f"company.localhost:{gw}", "Authorization": token}
+        async with http.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            emails = [user["email"] for user in await resp.json()]
+        assert "admin@company.test" in emails
+
+        tenants.write_text(base + tenant_entry("extra", extra))
+        await eventually_login(http, gw, "extra", PASSWORD, 15)
+        assert _tcp_open("127.0.0.1", extra)
+
+        tenants.write_text(base)
+        assert await wait_closed(extra, 15), up.output()
+        await up.wait_for(r"stopped extra", 5)
+        status, _body = await get_root(http, gw, "company")
+        assert status == 200
+
+        tenants.write_text(base + "  - subdomain: [broken\n")
+        await up.wait_for(r"rejected \(\d+ problem\(s\).*last good config stays", 10)
+        status, _body = await get_root(http, gw, "acme")
+        assert status == 200
+        assert _tcp_open("127.0.0.1", acme)
+        tenants.write_text(base)
+
+        crashed = int((await up.wait_for(r"started acme \(pid (\d+)\)", 1))[1])
+        os.kill(crashed, signal.SIGKILL)
+        await up.wait_for(r"acme exited unexpectedly", 10)
+        await eventually_login(http, gw, "acme", PASSWORD, 15)
+
+        pids = up.pids()
+        assert len(pids) >= 5  # redis, gateway, company, acme, extra
+        assert await up.interrupt() == 0, up.output()
+        for port in (gw, company, acme, extra, redis_port):
+            assert not _tcp_open("127.0.0.1", port), port
+        assert not [pid for pid in pids if alive(pid)], up.output()
+    finally:
+        await up.kill()
+
+
+async def test_up_prints_a_generated_password_once_and_keeps_tokens(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    gw, company = free_port(), free_port()
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n" + tenant_entry("company", company)
+    )
+    first = Launcher(tmp_path, gw)
+    await first.start(launcher_env(None))
+    try:
+        found = await first.wait_for(r"admin@company\.test password (\S+)", 60)
+        password = found[1]
+        await first.wait_for(r"flexhost is up", 60)
+        token = await eventually_login(http, gw, "company", password, 10)
+        assert await first.interrupt() == 0, first.output()
+    finally:
+        await first.kill()
+
+    second = Launcher(tmp_path, gw)
+    await second.start(launcher_env(None))
+    try:
+        await second.wait_for(r"flexhost is up", 60)
+        assert password not in second.output()
+        url = f"http://127.0.0.1:{gw}/api/v3_0/users"
+        headers = {"Host": f"company.localhost:{gw}", "Authorization": token}
+        async with http.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+        assert await second.interrupt() == 0, second.output()
+    finally:
+        await second.kill()
+
+
+async def test_up_killed_leaves_no_children(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    gw, company = free_port(), free_port()
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n" + tenant_entry("company", company)
+    )
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 60)
+        pids = up.pids()
+        assert len(pids) == 3  # redis, gateway, company
+        if up.proc is not None:
+            up.proc.kill()
+            await up.proc.wait()
+        assert await wait_gone(pids, 15), up.output()
+        assert await wait_closed(gw, 5)
+        assert await wait_closed(company, 5)
+    finally:
+        await up.kill()
+
+
+async def test_up_refuses_a_broken_tenants_file(tmp_path: Path) -> None:
+    (tmp_path / "tenants.yaml").write_text("tenants:\n  - subdomain: x\n")
+    up = Launcher(tmp_path, free_port())
+    await up.start(launcher_env(PASSWORD))
+    try:
+        async with asyncio.timeout(30):
+            code = await up.proc.wait() if up.proc else -1
+        assert code == 1
+        assert re.search(r"tenants\.yaml:2:\d+: tenants\[0\]\.backends", up.output())
+        assert not up.pids()
+    finally:
+        await up.kill()

@@ -1,0 +1,144 @@
+"""Fixtures of the tenant_service tests: a migrated, seeded DB and a client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.identity import SERVICE, Caller, sign_identity
+from tenant_service.app import create_app
+from tenant_service.config import Secret, Settings
+from tenant_service.passwords import hash_password
+from tenant_service.store import accounts as account_store
+from tenant_service.store import users as user_store
+from tenant_service.store.db import create_engine, migrate
+
+TENANT = "acme"
+SECRET = "test-secret-0123456789abcdef-0123456789"
+PASSWORD = "correct horse battery"
+HOST = "acme.flexmeasures.io"
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """Ids of the seeded accounts and users."""
+
+    acme: int
+    other: int
+    client_account: int
+    admin: int
+    reader: int
+    account_admin: int
+    member: int
+    inactive: int
+    outsider: int
+    consultant: int
+    client_user: int
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """One argon2 hash of PASSWORD, shared to keep the tests fast."""
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings of the test tenant on the fresh database."""
+    return Settings(name=TENANT, database_url=database_url, secret=Secret(SECRET))
+
+
+@pytest.fixture
+async def world(database_url: str, password_hash: str) -> World:
+    """Migrate the database and seed accounts and users."""
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            acme = await account_store.create_account(
+                conn, name="Acme", role_names=["Consultancy"]
+            )
+            other = await account_store.create_account(conn, name="Other")
+            client_account = await account_store.create_account(
+                conn, name="Client", consultancy_account_id=acme
+            )
+
+            async def user(email: str, account: int, *roles: str) -> int:
+                return await user_store.create_user(
+                    conn,
+                    email=email,
+                    username=email.split("@")[0],
+                    account_id=account,
+                    password_hash=password_hash,
+                    role_names=roles,
+                )
+
+            ids = World(
+                acme=acme,
+                other=other,
+                client_account=client_account,
+                admin=await user("admin@acme.test", acme, "admin"),
+                reader=await user("reader@acme.test", acme, "admin-reader"),
+                account_admin=await user("boss@acme.test", acme, "account-admin"),
+                member=await user("member@acme.test", acme),
+                inactive=await user("gone@acme.test", acme),
+                outsider=await user("someone@other.test", other, "account-admin"),
+                consultant=await user("consultant@acme.test", acme, "consultant"),
+                client_user=await user("user@client.test", client_account),
+            )
+            await user_store.update_user(conn, ids.inactive, {"active": False})
+    finally:
+        await engine.dispose()
+    return ids
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: ClientFactory, settings: Settings, world: World
+) -> Client:
+    """A test client of the tenant app on the seeded database."""
+    return await aiohttp_client(create_app(settings))
+
+
+def now_ms() -> int:
+    """The current time in ms since the epoch."""
+    return int(time.time() * 1000)
+
+
+def identity(
+    user_id: int | None = None,
+    *,
+    auth_time_ms: int | None = None,
+    tenant: str = TENANT,
+    secret: str = SECRET,
+    now: float | None = None,
+) -> dict[str, str]:
+    """Headers carrying a gateway identity (the service when user_id is None)."""
+    caller = (
+        SERVICE
+        if user_id is None
+        else Caller(
+            user_id=user_id,
+            account_id=1,
+            roles=(),
+            auth_time_ms=now_ms() if auth_time_ms is None else auth_time_ms,
+        )
+    )
+    token = sign_identity(
+        secret=secret,
+        tenant=tenant,
+        caller=caller,
+        host=HOST,
+        scheme="https",
+        request_id="test",
+        now=now,
+    )
+    return {"X-FlexHost-Identity": token}
