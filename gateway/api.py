@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -70,18 +71,26 @@ def _identity(request: web.Request, tenant: TenantConfig, caller: Caller) -> str
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _listing_body(flexmeasures_version: str, versions: tuple[str, ...]) -> bytes:
+    return json.dumps(
+        {
+            "flexmeasures_version": flexmeasures_version,
+            "message": LISTING_MESSAGE,
+            "status": 200,
+            "versions": list(versions),
+        }
+    ).encode()
+
+
 @routes.get("/api")
 @routes.get("/api/")
 async def get_versions(request: web.Request) -> web.Response:
     """FlexMeasures' version listing for this tenant."""
     tenant = _tenant(request)
-    return web.json_response(
-        {
-            "flexmeasures_version": tenant.flexmeasures_version,
-            "message": LISTING_MESSAGE,
-            "status": 200,
-            "versions": list(tenant.versions),
-        }
+    return web.Response(
+        body=_listing_body(tenant.flexmeasures_version, tenant.versions),
+        content_type="application/json",
     )
 
 

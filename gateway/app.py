@@ -16,13 +16,8 @@ from . import keys
 from .api import routes
 from .auth import TokenStore
 from .config import Settings, TenantsConfig, load_tenants
-from .middlewares import (
-    add_standard_headers,
-    forwarded,
-    path_guard,
-    request_context,
-    tenant_from_host,
-)
+from .logs import AccessLog
+from .middlewares import add_standard_headers, front
 from .tenants import ConfigWatcher, TenantRegistry
 
 logger = logging.getLogger(__name__)
@@ -73,15 +68,13 @@ def create_app(
         if tenants is not None
         else load_tenants(settings.tenants_path, secrets_dir=settings.secrets_dir)
     )
-    # Order, outermost first: request id + errors, path guard, forwarded headers
-    # (trusted proxies only), tenant from host. Token checks happen per route, since
-    # FlexMeasures' public routes are known only after routing (api.PUBLIC).
+    # One middleware runs, in order: request id + errors, path guard, forwarded
+    # headers (trusted proxies only), tenant from host (see middlewares.front).
+    # Token checks happen per route: FlexMeasures' public routes (api.PUBLIC) are
+    # known only after routing.
     app = web.Application(
         middlewares=[
-            request_context,
-            path_guard,
-            forwarded(settings.trusted_proxies),
-            tenant_from_host,
+            front(settings.trusted_proxies, AccessLog(enabled=settings.access_log))
         ],
         client_max_size=64 * 1024,
     )

@@ -103,6 +103,8 @@ class Settings:
     reload_interval: float = 0.5
     redis_timeout: float = 1.0
     connect_timeout: float = 3.0
+    access_log: bool = True
+    workers: int = 1
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -125,6 +127,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             problems.append(f"GATEWAY_{name}: must be positive, got {raw!r}")
         return value
 
+    def flag(name: str, default: bool) -> bool:
+        raw = env.get(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        problems.append(f"GATEWAY_{name}: must be true or false, got {raw!r}")
+        return default
+
     proxies = tuple(
         p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
     )
@@ -146,6 +159,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         reload_interval=number("RELOAD_INTERVAL", 0.5, float),
         redis_timeout=number("REDIS_TIMEOUT", 1.0, float),
         connect_timeout=number("CONNECT_TIMEOUT", 3.0, float),
+        access_log=flag("ACCESS_LOG", True),
+        workers=number("WORKERS", os.cpu_count() or 1, int),
     )
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):
         problems.append(

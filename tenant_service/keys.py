@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenant_service.config import Settings
 from tenant_service.identity import Identity, Principal
@@ -20,3 +20,6 @@ SEEN: Final = web.AppKey("seen", SeenTracker)
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 IDENTITY: Final = web.RequestKey("identity", Identity)
 PRINCIPAL: Final = web.RequestKey("principal", Principal)
+# The request's database connection: one transaction per user request, rolled back
+# unless the handler commits (the identity middleware opens and closes it).
+CONN: Final = web.RequestKey("conn", AsyncConnection)

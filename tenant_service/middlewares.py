@@ -143,16 +143,19 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
     engine = request.app[keys.ENGINE]
     async with engine.connect() as conn:
         user = await user_store.get_user(conn, verified.user_id)
-    if user is None or not user.active:
-        logger.warning("identity of unknown or inactive user %s", verified.user_id)
-        raise UnauthorizedError()
-    if user.tokens_valid_after is not None and verified.auth_time_ms < to_ms(
-        user.tokens_valid_after
-    ):
-        logger.warning("revoked token of user %s", user.id)
-        raise UnauthorizedError()
-    request[keys.PRINCIPAL] = Principal(
-        user_id=user.id, account_id=user.account_id, roles=frozenset(user.role_names)
-    )
-    request.app[keys.SEEN].seen(engine, user.id)
-    return await handler(request)
+        if user is None or not user.active:
+            logger.warning("identity of unknown or inactive user %s", verified.user_id)
+            raise UnauthorizedError()
+        if user.tokens_valid_after is not None and verified.auth_time_ms < to_ms(
+            user.tokens_valid_after
+        ):
+            logger.warning("revoked token of user %s", user.id)
+            raise UnauthorizedError()
+        request[keys.PRINCIPAL] = Principal(
+            user_id=user.id,
+            account_id=user.account_id,
+            roles=frozenset(user.role_names),
+        )
+        request[keys.CONN] = conn
+        request.app[keys.SEEN].seen(engine, user.id)
+        return await handler(request)

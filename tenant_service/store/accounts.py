@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Row, func, insert, or_, select
+from sqlalchemy import Row, bindparam, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.store.tables import account_roles, accounts, accounts_account_roles
@@ -26,24 +26,26 @@ class AccountRecord:
     account_roles: tuple[tuple[int, str], ...]
 
 
-def _query() -> Any:
-    return (
-        select(
-            accounts,
-            account_roles.c.id.label("role_id"),
-            account_roles.c.name.label("role_name"),
-        )
-        .select_from(
-            accounts.outerjoin(
-                accounts_account_roles,
-                accounts_account_roles.c.account_id == accounts.c.id,
-            ).outerjoin(
-                account_roles,
-                account_roles.c.id == accounts_account_roles.c.account_role_id,
-            )
-        )
-        .order_by(accounts.c.id, account_roles.c.id)
+# Built once: constructing statements per request costs more than running them.
+_QUERY: Final = (
+    select(
+        accounts,
+        account_roles.c.id.label("role_id"),
+        account_roles.c.name.label("role_name"),
     )
+    .select_from(
+        accounts.outerjoin(
+            accounts_account_roles,
+            accounts_account_roles.c.account_id == accounts.c.id,
+        ).outerjoin(
+            account_roles,
+            account_roles.c.id == accounts_account_roles.c.account_role_id,
+        )
+    )
+    .order_by(accounts.c.id, account_roles.c.id)
+)
+_BY_ID: Final = _QUERY.where(accounts.c.id == bindparam("account_id"))
+_BY_NAME: Final = _QUERY.where(accounts.c.name == bindparam("name"))
 
 
 def _records(rows: Sequence[Row[Any]]) -> list[AccountRecord]:
@@ -69,7 +71,7 @@ def _records(rows: Sequence[Row[Any]]) -> list[AccountRecord]:
 
 async def get_account(conn: AsyncConnection, account_id: int) -> AccountRecord | None:
     """One account with its roles."""
-    rows = (await conn.execute(_query().where(accounts.c.id == account_id))).all()
+    rows = (await conn.execute(_BY_ID, {"account_id": account_id})).all()
     records = _records(rows)
     return records[0] if records else None
 
@@ -80,7 +82,7 @@ async def find_account(conn: AsyncConnection, id_or_name: str) -> AccountRecord 
         found = await get_account(conn, int(id_or_name))
         if found is not None:
             return found
-    rows = (await conn.execute(_query().where(accounts.c.name == id_or_name))).all()
+    rows = (await conn.execute(_BY_NAME, {"name": id_or_name})).all()
     records = _records(rows)
     return records[0] if records else None
 
@@ -114,7 +116,7 @@ async def list_accounts(
     ids = [row.id for row in (await conn.execute(ids_query)).all()]
     if not ids:
         return [], int(total)
-    rows = (await conn.execute(_query().where(accounts.c.id.in_(ids)))).all()
+    rows = (await conn.execute(_QUERY.where(accounts.c.id.in_(ids)))).all()
     return _records(rows), int(total)
 
 

@@ -9,11 +9,13 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     Row,
+    Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -124,30 +126,32 @@ def _records(rows: Sequence[Row[Any]]) -> list[UserRecord]:
     ]
 
 
-def _user_query() -> Any:
-    return (
-        select(
-            *_USER_COLUMNS, roles.c.id.label("role_id"), roles.c.name.label("role_name")
-        )
-        .select_from(
-            users.join(accounts, accounts.c.id == users.c.account_id)
-            .outerjoin(users_roles, users_roles.c.user_id == users.c.id)
-            .outerjoin(roles, roles.c.id == users_roles.c.role_id)
-        )
-        .order_by(users.c.id, roles.c.id)
+# Built once: constructing statements per request costs more than running them.
+_USER_QUERY: Final[Select[Any]] = (
+    select(*_USER_COLUMNS, roles.c.id.label("role_id"), roles.c.name.label("role_name"))
+    .select_from(
+        users.join(accounts, accounts.c.id == users.c.account_id)
+        .outerjoin(users_roles, users_roles.c.user_id == users.c.id)
+        .outerjoin(roles, roles.c.id == users_roles.c.role_id)
     )
+    .order_by(users.c.id, roles.c.id)
+)
+_USER_BY_ID: Final[Select[Any]] = _USER_QUERY.where(users.c.id == bindparam("user_id"))
+_USER_BY_EMAIL: Final[Select[Any]] = _USER_QUERY.where(
+    users.c.email == bindparam("email")
+)
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> UserRecord | None:
     """One user with roles and account, in one query."""
-    result = await conn.execute(_user_query().where(users.c.id == user_id))
+    result = await conn.execute(_USER_BY_ID, {"user_id": user_id})
     records = _records(result.all())
     return records[0] if records else None
 
 
 async def get_user_by_email(conn: AsyncConnection, email: str) -> UserRecord | None:
     """One user by (case-insensitive) email."""
-    result = await conn.execute(_user_query().where(users.c.email == email.lower()))
+    result = await conn.execute(_USER_BY_EMAIL, {"email": email.lower()})
     records = _records(result.all())
     return records[0] if records else None
 
@@ -176,7 +180,7 @@ async def list_users(
     ids = [row.id for row in (await conn.execute(ids_query)).all()]
     if not ids:
         return [], int(total)
-    result = await conn.execute(_user_query().where(users.c.id.in_(ids)))
+    result = await conn.execute(_USER_QUERY.where(users.c.id.in_(ids)))
     return _records(result.all()), int(total)
 
 

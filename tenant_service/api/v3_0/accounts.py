@@ -37,10 +37,10 @@ async def get_accounts(request: web.Request) -> web.Response:
     who = principal(request)
     page = parse_page(request.query)
     visible = None if who.reads_all else (who.account_id, CONSULTANT in who.roles)
-    async with request.app[keys.ENGINE].connect() as conn:
-        records, total = await account_store.list_accounts(
-            conn, visible_to=visible, offset=page.offset, limit=page.limit
-        )
+    conn = request[keys.CONN]
+    records, total = await account_store.list_accounts(
+        conn, visible_to=visible, offset=page.offset, limit=page.limit
+    )
     data = [dump_account(account) for account in records]
     if page.number is None:
         return respond(data)
@@ -51,8 +51,8 @@ async def get_accounts(request: web.Request) -> web.Response:
 async def get_account(request: web.Request) -> web.Response:
     """Fetch a given account."""
     account_id = parse_path_id(request.match_info["id"])
-    async with request.app[keys.ENGINE].connect() as conn:
-        account = await account_store.get_account(conn, account_id)
+    conn = request[keys.CONN]
+    account = await account_store.get_account(conn, account_id)
     if account is None:
         raise ValidationError(
             "path", {"id": [f"No account found with id {account_id}."]}

@@ -109,19 +109,19 @@ async def get_users(request: web.Request) -> web.Response:
     if errors:
         raise ValidationError("query", errors)
     page = parse_page(query)
-    async with request.app[keys.ENGINE].connect() as conn:
-        account = await account_store.get_account(conn, account_id)
-        if account is None:
-            raise NotFoundError(f"Account {account_id} not found")
-        if not who.may_read_account(account.id, account.consultancy_account_id):
-            raise ForbiddenError()
-        records, total = await user_store.list_users(
-            conn,
-            [account.id],
-            include_inactive=include_inactive,
-            offset=page.offset,
-            limit=page.limit,
-        )
+    conn = request[keys.CONN]
+    account = await account_store.get_account(conn, account_id)
+    if account is None:
+        raise NotFoundError(f"Account {account_id} not found")
+    if not who.may_read_account(account.id, account.consultancy_account_id):
+        raise ForbiddenError()
+    records, total = await user_store.list_users(
+        conn,
+        [account.id],
+        include_inactive=include_inactive,
+        offset=page.offset,
+        limit=page.limit,
+    )
     data = [dump_user(user) for user in records]
     if page.number is None:
         return respond(data)
@@ -132,8 +132,8 @@ async def get_users(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     """Fetch a given user."""
     user_id = parse_path_id(request.match_info["id"])
-    async with request.app[keys.ENGINE].connect() as conn:
-        user = await _load_user(conn, user_id)
+    conn = request[keys.CONN]
+    user = await _load_user(conn, user_id)
     _check_read(principal(request), user)
     return respond(dump_user(user))
 
@@ -208,40 +208,41 @@ async def patch_user(request: web.Request) -> web.Response:
     patch = parse_user_patch(await read_json_object(request))
     who = principal(request)
     revoked = False
-    async with request.app[keys.ENGINE].begin() as conn:
-        user = await _load_user(conn, user_id)
-        _check_update(who, user)
-        security_sensitive = patch.active is not None or patch.roles_given
-        if security_sensitive and who.user_id == user.id:
-            raise ForbiddenError()
-        values: dict[str, Any] = {}
-        if patch.email is not None and patch.email != user.email:
-            other = await user_store.get_user_by_email(conn, patch.email)
-            if other is not None:
-                raise DuplicateUserError(
-                    f"A user with email '{patch.email}' already exists."
-                )
-            values["email"] = patch.email
-        if patch.username is not None:
-            values["username"] = patch.username
-        if patch.timezone is not None:
-            values["timezone"] = patch.timezone
-        if patch.active is not None:
-            if not who.may_edit_roles(user.account_id):
-                raise ForbiddenError()
-            values["active"] = patch.active
-            if not patch.active:
-                values["tokens_valid_after"] = user_store.revocation_time()
-                revoked = True
-        if patch.roles_given:
-            await _apply_roles(conn, who, user, patch)
-        try:
-            await user_store.update_user(conn, user.id, values)
-        except IntegrityError as err:
+    conn = request[keys.CONN]
+    user = await _load_user(conn, user_id)
+    _check_update(who, user)
+    security_sensitive = patch.active is not None or patch.roles_given
+    if security_sensitive and who.user_id == user.id:
+        raise ForbiddenError()
+    values: dict[str, Any] = {}
+    if patch.email is not None and patch.email != user.email:
+        other = await user_store.get_user_by_email(conn, patch.email)
+        if other is not None:
             raise DuplicateUserError(
                 f"A user with email '{patch.email}' already exists."
-            ) from err
-        updated = await _load_user(conn, user.id)
+            )
+        values["email"] = patch.email
+    if patch.username is not None:
+        values["username"] = patch.username
+    if patch.timezone is not None:
+        values["timezone"] = patch.timezone
+    if patch.active is not None:
+        if not who.may_edit_roles(user.account_id):
+            raise ForbiddenError()
+        values["active"] = patch.active
+        if not patch.active:
+            values["tokens_valid_after"] = user_store.revocation_time()
+            revoked = True
+    if patch.roles_given:
+        await _apply_roles(conn, who, user, patch)
+    try:
+        await user_store.update_user(conn, user.id, values)
+    except IntegrityError as err:
+        raise DuplicateUserError(
+            f"A user with email '{patch.email}' already exists."
+        ) from err
+    updated = await _load_user(conn, user.id)
+    await conn.commit()
     response = respond(dump_user(updated))
     if revoked:
         response.headers[REVOKE_HEADER] = str(user.id)
@@ -279,10 +280,11 @@ async def reset_user_password(request: web.Request) -> web.Response:
     user_id = parse_path_id(request.match_info["id"])
     who = principal(request)
     new_hash = await asyncio.to_thread(random_password_hash)
-    async with request.app[keys.ENGINE].begin() as conn:
-        user = await _load_user(conn, user_id)
-        _check_update(who, user)
-        await user_store.set_password_hash(conn, user.id, new_hash)
+    conn = request[keys.CONN]
+    user = await _load_user(conn, user_id)
+    _check_update(who, user)
+    await user_store.set_password_hash(conn, user.id, new_hash)
+    await conn.commit()
     response = respond({})
     response.headers[REVOKE_HEADER] = str(user.id)
     return response
