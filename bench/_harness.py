@@ -60,10 +60,18 @@ def wrk(
     connections: int = 8,
     seconds: int = 5,
 ) -> Result:
-    """Closed-loop load with wrk (2 threads) on loopback."""
+    """Closed-loop load with wrk (up to 2 threads) on loopback."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    threads = min(2, connections)
+    args = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+    ]
     args += ["-s", str(HERE / "wrk_summary.lua")]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]

@@ -208,6 +208,17 @@ def main() -> None:
                 )
                 runs.setdefault(label, []).append(result)
                 time.sleep(0.5)
+            # Added latency on its own, without queueing: one connection.
+            for label, url, headers in plan[:2]:
+                result = wrk(
+                    url,
+                    label=f"{label} @1",
+                    headers=headers,
+                    connections=1,
+                    seconds=args.seconds,
+                )
+                runs.setdefault(result.label, []).append(result)
+                time.sleep(0.5)
 
         medians = {label: median_result(results) for label, results in runs.items()}
         store = "PostgreSQL" if args.postgres else "SQLite"
@@ -229,8 +240,11 @@ def main() -> None:
             f"\nthroughput kept through the gateway: {through.rps / direct.rps:.0%} "
             "(target >= 60%; nginx proxy_pass keeps 82% here)"
         )
+        alone = medians["gateway GET /users/<id> @1"].p50_ms
+        alone -= medians["direct GET /users/<id> @1"].p50_ms
         print(
-            f"p50 added by the gateway: {through.p50_ms - direct.p50_ms:+.2f} ms "
+            f"p50 added by the gateway: {alone:+.2f} ms at 1 connection, "
+            f"{through.p50_ms - direct.p50_ms:+.2f} ms at {args.connections} "
             "(target < 1 ms)"
         )
         print(

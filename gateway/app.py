@@ -35,9 +35,14 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis.ping()
     except RedisError as err:  # start anyway: token paths answer 503 until it is back
         logger.error("Redis at %s is not reachable yet: %s", settings.redis_url, err)
+    tokens = TokenStore(redis, settings.key_prefix)
     app[keys.REDIS] = redis
-    app[keys.TOKENS] = TokenStore(redis, settings.key_prefix)
+    app[keys.TOKENS] = tokens
+    follower = asyncio.create_task(tokens.follow_revocations())
     yield
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
     await redis.aclose()
 
 

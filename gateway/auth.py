@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -23,16 +26,26 @@ if redis.call('TTL', KEYS[2]) < tonumber(ARGV[1]) then
 end
 return 1
 """
-# KEYS[1] the user's token set; ARGV[1] the token key prefix.
+# KEYS[1] the user's token set; ARGV[1] the token key prefix, ARGV[2] the channel
+# on which every gateway hears which token hashes are gone.
 _REVOKE_USER: Final = """
 local hashes = redis.call('SMEMBERS', KEYS[1])
 for _, h in ipairs(hashes) do
   redis.call('DEL', ARGV[1] .. h)
 end
 redis.call('DEL', KEYS[1])
+if #hashes > 0 then
+  redis.call('PUBLISH', ARGV[2], table.concat(hashes, ' '))
+end
 return #hashes
 """
 MAX_TOKEN_LENGTH: Final = 512
+# How long a gateway trusts its own memory of a valid token. Revocations reach every
+# gateway at once over pub/sub; this bound only matters if such a message were lost.
+CACHE_SECONDS: Final = 5.0
+CACHE_ENTRIES: Final = 100_000
+
+logger = logging.getLogger(__name__)
 
 
 def _text(value: bytes | str) -> str:
@@ -56,12 +69,64 @@ class TokenRecord:
     kind: str
 
 
+class TokenCache:
+    """Recently validated tokens, trusted only while the revocation feed is live.
+
+    Entries live at most CACHE_SECONDS and never past the token's own expiry. While
+    the gateway is not subscribed to the revocation channel (Redis down, reconnecting)
+    the cache is empty and unused, so no revocation can be missed.
+    """
+
+    def __init__(
+        self, max_age: float = CACHE_SECONDS, max_entries: int = CACHE_ENTRIES
+    ) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[TokenRecord, float]] = {}
+        self.live = False
+
+    def get(self, digest: str) -> TokenRecord | None:
+        """The cached record of a token hash, if fresh."""
+        if not self.live:
+            return None
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            del self._entries[digest]
+            return None
+        return entry[0]
+
+    def put(self, digest: str, record: TokenRecord, ttl_ms: int) -> None:
+        """Remember a record for the shorter of max_age and the token's TTL."""
+        if not self.live or ttl_ms <= 0:
+            return
+        if len(self._entries) >= self.max_entries:  # drop the oldest tenth
+            for old in list(self._entries)[: self.max_entries // 10 or 1]:
+                del self._entries[old]
+        lifetime = min(self.max_age, ttl_ms / 1000)
+        self._entries[digest] = (record, time.monotonic() + lifetime)
+
+    def evict(self, digests: list[str]) -> None:
+        for digest in digests:
+            self._entries.pop(digest, None)
+
+    def set_live(self, live: bool) -> None:
+        """Start or stop trusting the cache; either way it starts empty."""
+        self._entries.clear()
+        self.live = live
+
+
 class TokenStore:
     """Issue, look up and revoke tokens; a Redis fault is a 503."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, cache: TokenCache | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.channel = f"{prefix}:revoked"
+        self.cache = cache if cache is not None else TokenCache()
         self._issue = redis.register_script(_ISSUE)
         self._revoke_user = redis.register_script(_REVOKE_USER)
 
@@ -111,8 +176,16 @@ class TokenStore:
         """The live record of a token, or None (unknown, expired or revoked)."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             return None
+        digest = token_hash(token)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+        key = self._token_key(digest)
         try:
-            raw = await self.redis.hgetall(self._token_key(token_hash(token)))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(key)
+                pipe.pttl(key)
+                raw, ttl_ms = await pipe.execute()
         except RedisError as err:
             raise TokenStoreUnavailableError() from err
         if not raw:
@@ -120,7 +193,7 @@ class TokenStore:
         try:
             data = {_text(k): _text(v) for k, v in raw.items()}
             roles = tuple(r for r in data.get("roles", "").split(",") if r)
-            return TokenRecord(
+            record = TokenRecord(
                 tenant=data["tenant"],
                 user_id=int(data["user_id"]),
                 account_id=int(data["account_id"]),
@@ -130,20 +203,54 @@ class TokenStore:
             )
         except (KeyError, ValueError, UnicodeDecodeError):
             return None
+        self.cache.put(digest, record, int(ttl_ms))
+        return record
 
     async def revoke(self, token: str) -> bool:
-        """Forget one token; True if it existed."""
+        """Forget one token at every gateway; True if it existed."""
+        digest = token_hash(token)
         try:
-            return bool(await self.redis.delete(self._token_key(token_hash(token))))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._token_key(digest))
+                pipe.publish(self.channel, digest)
+                deleted, _ = await pipe.execute()
         except RedisError as err:
             raise TokenStoreUnavailableError() from err
+        self.cache.evict([digest])
+        return bool(deleted)
 
     async def revoke_user(self, tenant: str, user_id: int) -> int:
-        """Forget every token of a user of a tenant; the number revoked."""
+        """Forget every token of a user of a tenant at every gateway; how many."""
         try:
             count = await self._revoke_user(
-                keys=[self._user_key(tenant, user_id)], args=[f"{self.prefix}:tok:"]
+                keys=[self._user_key(tenant, user_id)],
+                args=[f"{self.prefix}:tok:", self.channel],
             )
         except RedisError as err:
             raise TokenStoreUnavailableError() from err
         return int(count)
+
+    async def follow_revocations(self) -> None:
+        """Keep the cache in step with revocations made by any gateway (runs forever).
+
+        The cache is trusted only between a confirmed subscription and the first
+        sign of trouble; then it is emptied and bypassed until subscribed again.
+        """
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                async for message in pubsub.listen():
+                    kind = message.get("type")
+                    if kind == "subscribe":
+                        self.cache.set_live(True)
+                    elif kind == "message":
+                        self.cache.evict(_text(message["data"]).split())
+            except (RedisError, OSError) as err:
+                if self.cache.live:
+                    logger.warning("revocation feed lost: %s", err)
+            finally:
+                self.cache.set_live(False)
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await asyncio.sleep(0.5)

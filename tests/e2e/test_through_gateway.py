@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from gateway.app import create_app as create_gateway
+from gateway.auth import TokenStore
 from gateway.config import Settings as GatewaySettings
 from tenant_service.app import create_app as create_backend
 from tenant_service.config import Secret
@@ -330,9 +331,8 @@ async def test_flexmeasures_client_login_users_and_stale_token_relogin(
     account = await client.get_account()
     assert account["id"] == stack.account_id
     first_token = client.access_token
-    # The token expires in Redis (its TTL ran out): the client logs in again by itself.
-    async for key in redis.scan_iter(match=f"{redis_prefix}:tok:*"):
-        await redis.delete(key)
+    # The token goes stale (revoked at every gateway): the client logs in again.
+    assert await TokenStore(redis, redis_prefix).revoke_user("company", stack.admin_id)
     user = await client.get_user()
     assert user["email"] == "admin@company.test"
     assert client.access_token != first_token

@@ -251,6 +251,7 @@ def test_parse_tenants_round_trip(subs: list[str], ttl: int, hide: bool) -> None
     )
 
 
+@settings(deadline=None)
 @given(st.from_regex(r"\A[a-z0-9.-]{1,30}\Z"), st.integers(1, 65535), st.booleans())
 def test_normalize_host_ignores_port_case_and_trailing_dot(
     host: str, port: int, dot: bool

@@ -114,6 +114,11 @@ async def test_redis_down_gives_503_on_token_paths_and_recovers(
     ).status == 200
 
     redis_process.stop()
+
+    async def redis_gone() -> bool:
+        return (await client.get("/readyz")).status == 503
+
+    await until(redis_gone)
     response = await client.get(
         "/api/v3_0/users", headers={**HOST, "Authorization": token}
     )
