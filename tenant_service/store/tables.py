@@ -6,13 +6,17 @@ import datetime as dt
 from typing import Final
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -150,6 +154,177 @@ users_roles = Table(
         "role_id", Integer, ForeignKey("roles.id", ondelete="CASCADE"), nullable=False
     ),
     UniqueConstraint("user_id", "role_id"),
+)
+
+# --- assets, sensors, sources, beliefs ------------------------------------------
+# Times of events and beliefs are integers: milliseconds since the Unix epoch (UTC),
+# durations in milliseconds. Range scans, belief-time arithmetic and resampling stay
+# integer math in both SQLite and PostgreSQL, and reading a year of 15-minute data
+# parses no datetimes.
+
+generic_asset_types = Table(
+    "generic_asset_types",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("description", String(255), nullable=True),
+)
+
+generic_assets = Table(
+    "generic_assets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(80), nullable=False),
+    Column("description", String(255), nullable=True),
+    # NULL: a public asset, readable by every logged-in user of the tenant.
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column(
+        "generic_asset_type_id",
+        Integer,
+        ForeignKey("generic_asset_types.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+    Column(
+        "parent_asset_id",
+        Integer,
+        ForeignKey("generic_assets.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    # JSON texts, as FlexMeasures serves them (strings inside the JSON answer).
+    Column("attributes", Text, nullable=False, server_default=text("'{}'")),
+    Column("flex_context", Text, nullable=False, server_default=text("'{}'")),
+    Column("flex_model", Text, nullable=False, server_default=text("'{}'")),
+    Column("sensors_to_show", Text, nullable=False, server_default=text("'[]'")),
+    Column(
+        "sensors_to_show_as_kpis", Text, nullable=False, server_default=text("'[]'")
+    ),
+    Column("external_id", String(255), nullable=True),
+    # Names are unique among siblings, and among an account's top-level assets.
+    Index(
+        "uq_generic_assets_parent_name",
+        "parent_asset_id",
+        "name",
+        unique=True,
+        sqlite_where=text("parent_asset_id IS NOT NULL"),
+        postgresql_where=text("parent_asset_id IS NOT NULL"),
+    ),
+    Index(
+        "uq_generic_assets_root_name",
+        "account_id",
+        "name",
+        unique=True,
+        sqlite_where=text("parent_asset_id IS NULL"),
+        postgresql_where=text("parent_asset_id IS NULL"),
+    ),
+)
+
+sensors = Table(
+    "sensors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(120), nullable=False),
+    Column("unit", String(80), nullable=False, server_default=text("''")),
+    Column("timezone", String(80), nullable=False),
+    # ms; 0 = instantaneous
+    Column("event_resolution", BigInteger, nullable=False, server_default=text("0")),
+    # None = ex post (an event is knowable when it ends), as FlexMeasures' default.
+    Column("knowledge_horizon_fnc", String(80), nullable=True),
+    Column("knowledge_horizon_par", Text, nullable=False, server_default=text("'{}'")),
+    Column("attributes", Text, nullable=False, server_default=text("'{}'")),
+    Column(
+        "generic_asset_id",
+        Integer,
+        ForeignKey("generic_assets.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    UniqueConstraint("generic_asset_id", "name"),
+)
+
+data_sources = Table(
+    "data_sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(80), nullable=False),
+    Column("type", String(80), nullable=False),
+    Column("model", String(80), nullable=True),
+    Column("version", String(17), nullable=True),
+    Column("description", String(255), nullable=True),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("attributes", Text, nullable=False, server_default=text("'{}'")),
+    # type|name|user|account|model|version: one source per identity (NULLs included).
+    Column("key", String(400), nullable=False, unique=True),
+)
+
+timed_beliefs = Table(
+    "timed_beliefs",
+    metadata,
+    Column(
+        "sensor_id",
+        Integer,
+        ForeignKey("sensors.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_start", BigInteger, nullable=False),  # ms since epoch, UTC
+    Column(
+        "source_id",
+        Integer,
+        ForeignKey("data_sources.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # knowledge time - belief time, ms; > 0 forecast, <= 0 measurement
+    Column("belief_horizon", BigInteger, nullable=False),
+    Column(
+        "cumulative_probability",
+        Float,
+        nullable=False,
+        server_default=text("0.5"),
+    ),
+    Column("event_value", Float, nullable=False),
+    # The belief key of FlexMeasures, ordered for range scans of one sensor.
+    PrimaryKeyConstraint(
+        "sensor_id",
+        "event_start",
+        "source_id",
+        "belief_horizon",
+        "cumulative_probability",
+    ),
+    sqlite_with_rowid=False,
+)
+
+ASSET_TYPES: Final = (
+    ("battery", "A grid-connected battery that can charge and discharge."),
+    ("solar", "A solar panel installation."),
+    ("wind", "A wind turbine or park."),
+    ("one-way_evse", "An EV charger that can only charge."),
+    ("two-way_evse", "An EV charger that can charge and discharge (V2G)."),
+    ("building", "A building with its own loads and generation."),
+    ("process", "An industrial process with shiftable load."),
+    ("load", "A flexible or inflexible load."),
+    ("weather station", "A source of weather measurements and forecasts."),
+    ("transmission zone", "A market or grid zone, e.g. for day-ahead prices."),
 )
 
 ADMIN: Final = "admin"
