@@ -1,4 +1,4 @@
-"""FlexMeasures' row-level permissions on assets and sensors (section 6 of the reference).
+"""FlexMeasures' row-level permissions on assets and sensors (reference section 6).
 
 Readers: members of the owning account, consultants of its consultancy, admins and
 admin-readers; public assets (no account) are readable by every logged-in user.
