@@ -14,10 +14,11 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
+SUMMARY_LUA: Final = HERE / "wrk_summary.lua"
 
 
 def free_port() -> int:
@@ -59,8 +60,14 @@ def wrk(
     headers: dict[str, str],
     connections: int = 8,
     seconds: int = 5,
+    script: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Result:
-    """Closed-loop load with wrk (up to 2 threads) on loopback."""
+    """Closed-loop load with wrk (up to 2 threads) on loopback.
+
+    `script` replaces the summary script (it must print the same JSON line, e.g.
+    by `dofile(os.getenv("BENCH_SUMMARY_LUA"))`); `env` is passed to it.
+    """
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     threads = min(2, connections)
@@ -72,12 +79,17 @@ def wrk(
         "--timeout",
         "10s",
     ]
-    args += ["-s", str(HERE / "wrk_summary.lua")]
+    args += ["-s", str(script or SUMMARY_LUA)]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run(
         [*args, url],
-        env={**os.environ, "BENCH_LABEL": label},
+        env={
+            **os.environ,
+            **(env or {}),
+            "BENCH_LABEL": label,
+            "BENCH_SUMMARY_LUA": str(SUMMARY_LUA),
+        },
         capture_output=True,
         text=True,
         check=True,
@@ -117,6 +129,23 @@ def http_json(
     with urllib.request.urlopen(request, timeout=30) as response:
         answer: dict[str, object] = json.loads(response.read())
         return answer
+
+
+def http_any(
+    url: str,
+    *,
+    method: str = "GET",
+    body: object | None = None,
+    headers: dict[str, str],
+) -> Any:
+    """One request with urllib; the decoded JSON answer, whatever its type."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        raw = response.read()
+        return json.loads(raw) if raw else None
 
 
 class Processes:

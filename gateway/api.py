@@ -6,6 +6,7 @@ import functools
 import html
 import json
 import logging
+import re
 from typing import Any, Final
 
 import aiohttp
@@ -46,6 +47,8 @@ LOGIN_BODY_LIMIT: Final = 64 * 1024
 PUBLIC: Final = frozenset(
     {("GET", ""), ("GET", "health/ready"), ("GET", "openapi.json"), ("GET", "docs")}
 )
+# The docs page's static files (Swagger UI): one file name below `docs/`.
+PUBLIC_FILE_RE: Final = re.compile(r"docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
 SUNSET_DATE: Final = "Mon, 01 May 2023 00:00:00 GMT"
 SUNSET_LINK: Final = "https://flexmeasures.readthedocs.io/en/latest/api/change_log.html"
 
@@ -306,8 +309,9 @@ async def proxy_versioned(request: web.Request) -> web.StreamResponse:
             )
         raise NotFoundError(f"API version {version} is not available on this server.")
     tail = request.match_info.get("tail", "")
-    if (request.method, tail) in PUBLIC or (
-        request.method == "HEAD" and ("GET", tail) in PUBLIC
+    method = "GET" if request.method == "HEAD" else request.method
+    if (method, tail) in PUBLIC or (
+        method == "GET" and PUBLIC_FILE_RE.fullmatch(tail) is not None
     ):
         return await _proxy(request, SERVICE)
     return await _proxy(request, await _caller(request, tenant))

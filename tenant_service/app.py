@@ -8,7 +8,16 @@ from aiohttp import web
 
 from tenant_service import keys
 from tenant_service.api import internal, ops
-from tenant_service.api.v3_0 import accounts, health, listing, users
+from tenant_service.api.v3_0 import (
+    accounts,
+    assets,
+    docs,
+    health,
+    listing,
+    sensor_data,
+    sensors,
+    users,
+)
 from tenant_service.config import Settings
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
@@ -35,6 +44,18 @@ def create_app(settings: Settings) -> web.Application:
     # database first: the seen tracker writes to it and must drain before it closes
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(seen_ctx)
-    for module in (listing, health, users, accounts, ops, internal):
+    app.cleanup_ctx.append(docs.openapi_ctx)
+    for module in (
+        listing,
+        health,
+        users,
+        accounts,
+        ops,
+        internal,
+        docs,
+        assets,
+        sensors,
+        sensor_data,
+    ):
         app.router.add_routes(module.routes)
     return app

@@ -8,10 +8,12 @@ import getpass
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from tenant_service import data_cli
 from tenant_service.api import FieldError, check_email
 from tenant_service.config import default_database_url
 from tenant_service.identity import ACCOUNT_ADMIN
@@ -56,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     list_users = sub.add_parser("list-users", help="list users")
     list_users.add_argument("--account", help="account id or name")
+
+    import_data = sub.add_parser("import-data", help="import sensor data from CSV")
+    import_data.add_argument("--sensor", type=int, required=True)
+    import_data.add_argument("--file", required=True, help="CSV: event_start,value")
+    import_data.add_argument("--unit", help="unit of the values (the sensor's)")
+    import_data.add_argument(
+        "--resolution", help="ISO 8601 duration of the rows (the sensor's)"
+    )
+    import_data.add_argument("--source-name", default=data_cli.DEFAULT_SOURCE)
+
+    export_data = sub.add_parser("export-data", help="export sensor data to CSV")
+    export_data.add_argument("--sensor", type=int, required=True)
+    export_data.add_argument("--start", help="aware ISO 8601 (first event)")
+    export_data.add_argument("--end", help="aware ISO 8601 (after the last event)")
+    export_data.add_argument("--unit", help="unit of the values (the sensor's)")
+    export_data.add_argument("--file", help="output CSV (stdout)")
     return parser
 
 
@@ -223,6 +241,40 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
         print(f"password of {email} set; older tokens are revoked")
     elif command == "list-users":
         print(_table(asyncio.run(_list_users(url, args.account))))
+    elif command == "import-data":
+        try:
+            count = asyncio.run(
+                data_cli.import_data(
+                    url,
+                    sensor_id=args.sensor,
+                    path=args.file,
+                    unit=args.unit,
+                    resolution=args.resolution,
+                    source_name=args.source_name,
+                )
+            )
+        except data_cli.DataCliError as err:
+            raise CliError(str(err)) from err
+        print(f"stored {count} beliefs")
+    elif command == "export-data":
+        try:
+            rows = asyncio.run(
+                data_cli.export_data(
+                    url,
+                    sensor_id=args.sensor,
+                    start=args.start,
+                    end=args.end,
+                    unit=args.unit,
+                )
+            )
+        except data_cli.DataCliError as err:
+            raise CliError(str(err)) from err
+        if args.file:
+            with Path(args.file).open("w", newline="", encoding="utf-8") as handle:
+                data_cli.write_csv(rows, handle)
+            print(f"exported {len(rows)} values")
+        else:
+            data_cli.write_csv(rows, sys.stdout)
 
 
 def main(argv: list[str], environ: Mapping[str, str] | None = None) -> int:

@@ -15,6 +15,10 @@ TENANT_NAME_RE: Final = re.compile(r"[a-z0-9](-?[a-z0-9])*")
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8101
 DEFAULT_FLEXMEASURES_VERSION: Final = "1.0.1"
+# FlexMeasures' FLEXMEASURES_MAX_SENSOR_DATA_INGESTION_BYTES default (3.1 MiB).
+DEFAULT_MAX_DATA_BYTES: Final = 3_250_585
+TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigError(Exception):
@@ -48,6 +52,8 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     flexmeasures_version: str = DEFAULT_FLEXMEASURES_VERSION
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    allow_data_overwrite: bool = False
 
 
 def default_database_url(tenant: str) -> str:
@@ -116,6 +122,28 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     except InvalidVersion:
         problems.append(f"{PREFIX}FLEXMEASURES_VERSION: {version!r} is not PEP 440")
 
+    max_data_bytes = DEFAULT_MAX_DATA_BYTES
+    raw_max = get("MAX_DATA_BYTES")
+    if raw_max is not None:
+        try:
+            max_data_bytes = int(raw_max)
+        except ValueError:
+            problems.append(f"{PREFIX}MAX_DATA_BYTES: {raw_max!r} is not an integer")
+        else:
+            if max_data_bytes < 1:
+                problems.append(f"{PREFIX}MAX_DATA_BYTES: must be positive")
+
+    allow_data_overwrite = False
+    raw_overwrite = get("ALLOW_DATA_OVERWRITE")
+    if raw_overwrite is not None:
+        word = raw_overwrite.strip().lower()
+        if word in TRUE_WORDS:
+            allow_data_overwrite = True
+        elif word not in FALSE_WORDS:
+            problems.append(
+                f"{PREFIX}ALLOW_DATA_OVERWRITE: {raw_overwrite!r} is not true or false"
+            )
+
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -125,4 +153,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         host=host,
         port=port,
         flexmeasures_version=version,
+        max_data_bytes=max_data_bytes,
+        allow_data_overwrite=allow_data_overwrite,
     )

@@ -36,8 +36,19 @@ PUBLIC_ROUTES: Final = frozenset(
         ("GET", "/api/v3_0"),
         ("GET", "/api/v3_0/health/ready"),
         ("GET", "/api/ops/ping"),
+        ("GET", "/api/v3_0/openapi.json"),
+        ("GET", "/api/v3_0/docs"),
     }
 )
+# The docs page's static files: one file name below it, nothing deeper.
+PUBLIC_FILE_RE: Final = re.compile(r"/api/v3_0/docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether (method, path) is served without a user (gateway's service identity)."""
+    return (method, path) in PUBLIC_ROUTES or (
+        method == "GET" and PUBLIC_FILE_RE.fullmatch(path) is not None
+    )
 
 
 def _error_response(err: ApiError) -> web.Response:
@@ -133,7 +144,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
     internal = path == "/internal" or path.startswith("/internal/")
     method = "GET" if request.method == "HEAD" else request.method
     if verified.is_service:
-        if internal or (method, path) in PUBLIC_ROUTES:
+        if internal or is_public(method, path):
             return await handler(request)
         raise UnauthorizedError()
     if internal:

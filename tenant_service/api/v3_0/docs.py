@@ -1,0 +1,118 @@
+"""The OpenAPI 3.1 document of API v3_0 and an interactive docs page (Swagger UI).
+
+`openapi.yaml` beside this module is read once at start-up (`openapi_ctx`) and
+served as JSON; Swagger UI's static files come from the `swagger-ui-bundle-v2`
+package and are served locally under `/api/v3_0/docs/<file>` (no CDN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
+
+import swagger_ui_bundle
+import yaml
+from aiohttp import web
+
+from tenant_service.api.v3_0 import PREFIX
+from tenant_service.errors import NotFoundError
+
+routes = web.RouteTableDef()
+
+SPEC_PATH: Final = Path(__file__).with_name("openapi.yaml")
+DOCS_PATH: Final = PREFIX + "/docs"
+# One file name below the docs page: no slash, no "..", as the public checks need.
+ASSET_NAME_RE: Final = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9]+)+")
+SWAGGER_FILES: Final = frozenset(
+    {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "favicon-32x32.png",
+        "favicon-16x16.png",
+    }
+)
+INIT_JS: Final = "flexhost-init.js"
+SWAGGER_DIR: Final = Path(swagger_ui_bundle.swagger_ui_path)  # a path, no I/O
+OPENAPI_JSON: Final = web.AppKey("openapi_json", bytes)
+
+# Relative URLs: the page works on every tenant host and behind the gateway.
+PAGE: Final = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>FlexMeasures API v3_0 (flexhost)</title>
+  <link rel="stylesheet" href="docs/swagger-ui.css">
+  <link rel="icon" type="image/png" href="docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/swagger-ui-bundle.js"></script>
+  <script src="docs/swagger-ui-standalone-preset.js"></script>
+  <script src="docs/flexhost-init.js"></script>
+</body>
+</html>
+"""
+INIT_SCRIPT: Final = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: "openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    persistAuthorization: true,
+    tryItOutEnabled: false,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "StandaloneLayout"
+  });
+};
+"""
+
+
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    """The OpenAPI document as a dict (blocking: call it in a thread)."""
+    data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a mapping")
+    return data
+
+
+async def openapi_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Read and serialise the OpenAPI document once, at start-up."""
+    spec = await asyncio.to_thread(load_spec)
+    app[OPENAPI_JSON] = json.dumps(spec, separators=(",", ":")).encode()
+    yield
+
+
+@routes.get(PREFIX + "/openapi.json")
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API"""
+    return web.Response(
+        body=request.app[OPENAPI_JSON],
+        content_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@routes.get(DOCS_PATH)
+async def get_docs(request: web.Request) -> web.Response:
+    """Interactive API documentation (Swagger UI)"""
+    return web.Response(
+        text=PAGE, content_type="text/html", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@routes.get(DOCS_PATH + "/{name}")
+async def get_docs_asset(request: web.Request) -> web.StreamResponse:
+    """Static files of the docs page"""
+    name = request.match_info["name"]
+    if name == INIT_JS:
+        return web.Response(text=INIT_SCRIPT, content_type="application/javascript")
+    if name not in SWAGGER_FILES:
+        raise NotFoundError(f"No docs file named '{name[:64]}'.")
+    return web.FileResponse(
+        SWAGGER_DIR / name, headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -1,0 +1,700 @@
+"""Sensor data: POST/GET/DELETE `/sensors/<id>/data`, the deprecated `/sensors/data`,
+`/sensors/<id>/stats` and `/sources` (reference sections 4.1, 4.2 and 4.5).
+
+Choices where FlexMeasures is inconsistent or silent:
+- An unknown sensor id on the data endpoints is 404 `{"message": "Sensor n not
+  found", "status": 404}`, as FlexMeasures answers there (its `GET /sensors/<id>`
+  says 422); a non-numeric id is 422 under `combined_sensor_data_description.sensor`.
+- Access is checked before the body is validated, so another account's user learns
+  nothing about a sensor from validation messages (403 INVALID_SENDER).
+- A malformed JSON body, or one without a JSON content type, is ignored as
+  FlexMeasures does: the answer names the missing fields. NaN, Infinity and numbers
+  out of float range are "Not a valid number." (FlexMeasures' JSON parser would
+  accept NaN).
+- Stock units are converted to flow units through the frequency of the posted data
+  (kWh per 15 minutes -> x4 kW), before resampling to the sensor resolution.
+- `/sources` lists sources without an account, of the caller's account and of
+  accounts they consult; admins and admin-readers see all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenant_service import keys
+from tenant_service.acl import may_post_data, may_read, may_update_sensor
+from tenant_service.addresses import parse_entity_address
+from tenant_service.api.v3_0 import PREFIX, principal, respond
+from tenant_service.beliefs import (
+    MAX_VALUES,
+    Belief,
+    SeriesError,
+    check_read_resolution,
+    check_window,
+    default_read_resolution,
+    floor_to_resolution,
+    reindex_columns,
+    to_beliefs,
+    to_sensor_resolution,
+)
+from tenant_service.errors import ApiError, ForbiddenError, NotFoundError
+from tenant_service.errors import ValidationError as BaseValidationError
+from tenant_service.identity import Principal
+from tenant_service.store import beliefs as belief_store
+from tenant_service.store import sources as source_store
+from tenant_service.store.sensors import SensorRecord, get_sensor
+from tenant_service.timing import (
+    TimingError,
+    format_duration,
+    from_epoch_ms,
+    parse_datetime,
+    parse_duration,
+    to_epoch_ms,
+)
+from tenant_service.units import UnitError, conversion
+
+routes = web.RouteTableDef()
+
+LOCATION: Final = "combined_sensor_data_description"
+MISSING: Final = "Missing data for required field."
+NOT_A_NUMBER: Final = "Not a valid number."
+NOT_A_STRING: Final = "Not a valid string."
+NOT_AN_INTEGER: Final = "Not a valid integer."
+UNKNOWN_FIELD: Final = "Unknown field."
+LEGACY_TYPES: Final = frozenset(
+    {
+        "PostSensorDataRequest",
+        "PostMeterDataRequest",
+        "PostPrognosisRequest",
+        "PostPriceDataRequest",
+        "PostWeatherDataRequest",
+        "GetSensorDataRequest",
+    }
+)
+# Wire names -> field names (kebab-case, snake_case aliases).
+POST_FIELDS: Final = {
+    "values": "values",
+    "start": "start",
+    "duration": "duration",
+    "unit": "unit",
+    "prior": "prior",
+    "horizon": "horizon",
+    "type": "type",
+}
+GET_FIELDS: Final = {
+    "start": "start",
+    "duration": "duration",
+    "unit": "unit",
+    "resolution": "resolution",
+    "horizon": "horizon",
+    "prior": "prior",
+    "source": "source",
+    "source-account": "source_account",
+    "source_account": "source_account",
+    "source-type": "source_type",
+    "source_type": "source_type",
+    "type": "type",
+}
+# Query parameters that belong to other layers (authentication), not the schema.
+IGNORED_QUERY: Final = frozenset({"auth_token"})
+DEPRECATION: Final = "true"
+READ_CHUNK: Final = 65_536
+
+
+class DataValidationError(BaseValidationError):
+    """422 in the sensor-data location."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(LOCATION, errors)
+
+
+class PayloadTooLargeError(ApiError):
+    """The body is above the configured limit (FlexMeasures' 413)."""
+
+    http_status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    rejected = True
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body exceeds the configured limit of {limit} bytes.")
+
+
+class InvalidReplacementError(ApiError):
+    """Another value for a stored belief (FlexMeasures' 403 INVALID_REPLACEMENT)."""
+
+    http_status = 403
+    code = "INVALID_REPLACEMENT"
+    rejected = True
+    default_message = (
+        "Some of the data represents a replacement, which is reserved for servers "
+        "in play mode. Enable play mode or update the prior in your request."
+    )
+
+
+# --- reading the request -------------------------------------------------------
+
+
+class _BadNumber:
+    """Stands for NaN, Infinity or an out-of-range number in parsed JSON."""
+
+
+BAD_NUMBER: Final = _BadNumber()
+
+
+def _parse_float(text: str) -> float | _BadNumber:
+    value = float(text)
+    return value if value not in (float("inf"), float("-inf")) else BAD_NUMBER
+
+
+def _parse_int(text: str) -> int | _BadNumber:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python's int-from-string limit
+        return BAD_NUMBER
+
+
+def _parse_constant(_text: str) -> _BadNumber:
+    return BAD_NUMBER
+
+
+def loads_strict(raw: bytes) -> Any:
+    """JSON without NaN/Infinity: those (and overflowing numbers) become BAD_NUMBER."""
+    return json.loads(
+        raw,
+        parse_float=_parse_float,
+        parse_int=_parse_int,
+        parse_constant=_parse_constant,
+    )
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body, refused with 413 above the limit (by Content-Length and as read)."""
+    limit = request.app[keys.SETTINGS].max_data_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLargeError(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(READ_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_fields(request: web.Request) -> dict[str, Any]:
+    """The JSON object of the body; {} if absent, malformed or not JSON-typed."""
+    raw = await read_body(request)
+    if not raw.strip() or "json" not in request.content_type:
+        return {}
+    try:
+        data = loads_strict(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sensor_id_of(request: web.Request) -> int:
+    """The sensor id in the path: 422 if not an integer."""
+    text = request.match_info["id"]
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise DataValidationError({"sensor": [NOT_AN_INTEGER]})
+    return int(text)
+
+
+def sensor_id_from_address(value: object) -> int:
+    """The sensor id of the deprecated endpoints' `sensor` entity address."""
+    if value is None:
+        raise DataValidationError({"sensor": [MISSING]})
+    if not isinstance(value, str):
+        raise DataValidationError({"sensor": [NOT_A_STRING]})
+    try:
+        return parse_entity_address(value)
+    except ValueError as err:
+        raise DataValidationError({"sensor": [str(err)]}) from err
+
+
+async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
+    """The sensor, or 404 as FlexMeasures answers on the data endpoints."""
+    sensor = await get_sensor(conn, sensor_id)
+    if sensor is None:
+        raise NotFoundError(f"Sensor {sensor_id} not found")
+    return sensor
+
+
+class _Fields:
+    """Collects field errors while reading typed fields of one request."""
+
+    def __init__(self, data: dict[str, Any], names: dict[str, str]) -> None:
+        self.errors: dict[str, list[str]] = {}
+        self.data: dict[str, Any] = {}
+        for key, value in data.items():
+            name = names.get(key)
+            if name is None:
+                self.errors[key] = [UNKNOWN_FIELD]
+            else:
+                self.data[name] = value
+
+    def fail(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+    def string(self, name: str, *, required: bool = False) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                self.fail(name, MISSING)
+            return None
+        if not isinstance(value, str):
+            self.fail(name, NOT_A_STRING)
+            return None
+        return value
+
+    def datetime_ms(self, name: str, *, required: bool = False) -> tuple[int, str]:
+        text = self.string(name, required=required)
+        if text is None:
+            return 0, ""
+        try:
+            moment = parse_datetime(text)
+        except TimingError as err:
+            self.fail(name, str(err))
+            return 0, ""
+        return to_epoch_ms(moment), moment.isoformat()
+
+    def duration_ms(
+        self, name: str, *, required: bool = False, positive: bool = False
+    ) -> int | None:
+        text = self.string(name, required=required)
+        if text is None:
+            return None
+        try:
+            return parse_duration(
+                text, allow_zero=not positive, allow_negative=not positive
+            )
+        except TimingError as err:
+            self.fail(name, str(err))
+            return None
+
+    def integer(self, name: str) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            self.fail(name, NOT_AN_INTEGER)
+            return None
+        if isinstance(value, str):
+            if not value.strip().isdigit() or len(value.strip()) > 18:
+                self.fail(name, NOT_AN_INTEGER)
+                return None
+            return int(value)
+        return value
+
+    def legacy_type(self) -> str | None:
+        value = self.string("type")
+        if value is not None and value not in LEGACY_TYPES:
+            self.fail("type", f"Must be one of: {', '.join(sorted(LEGACY_TYPES))}.")
+            return None
+        return value
+
+    def check(self) -> None:
+        if self.errors:
+            raise DataValidationError(self.errors)
+
+
+def parse_values(value: object) -> list[float | None] | str:
+    """The values (a list of numbers and nulls, or one number) or an error message."""
+    items = value if isinstance(value, list) else [value]
+    out: list[float | None] = []
+    for item in items:
+        if item is None:
+            out.append(None)
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            return NOT_A_NUMBER
+        else:
+            try:
+                out.append(float(item))
+            except OverflowError:
+                return NOT_A_NUMBER
+    return out
+
+
+def _schema_error(err: SeriesError | UnitError) -> DataValidationError:
+    field = err.field if isinstance(err, SeriesError) else "_schema"
+    return DataValidationError({field: [str(err)]})
+
+
+def _attributes(sensor: SensorRecord) -> dict[str, Any]:
+    try:
+        parsed = json.loads(sensor.attributes or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+# --- posting ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPost:
+    """A validated sensor-data POST."""
+
+    start_ms: int
+    duration_ms: int
+    values: list[float | None]
+    unit: str
+    prior_ms: int | None
+    horizon_ms: int | None
+
+
+def parse_post(
+    data: dict[str, Any], *, extra: frozenset[str] = frozenset()
+) -> SeriesPost:
+    """Validate the fields of a POST body (422 naming each bad field)."""
+    fields = _Fields({k: v for k, v in data.items() if k not in extra}, POST_FIELDS)
+    start_ms, _ = fields.datetime_ms("start", required=True)
+    duration = fields.duration_ms("duration", required=True)
+    unit = fields.string("unit", required=True)
+    prior_ms, prior_text = fields.datetime_ms("prior")
+    horizon = fields.duration_ms("horizon")
+    kind = fields.legacy_type()
+    values: list[float | None] = []
+    if "values" not in fields.data:
+        fields.fail("values", MISSING)
+    else:
+        parsed = parse_values(fields.data["values"])
+        if isinstance(parsed, str):
+            fields.fail("values", parsed)
+        elif len(parsed) > MAX_VALUES:
+            fields.fail("values", f"Longer than maximum length {MAX_VALUES}.")
+        else:
+            values = parsed
+    if duration is not None and duration < 0:
+        fields.fail(
+            "duration", f"Duration {fields.data['duration']} may not be negative."
+        )
+    if horizon is not None and kind == "PostMeterDataRequest" and horizon > 0:
+        fields.fail("horizon", "Meter data must have a horizon of zero or less.")
+    if horizon is not None and kind == "PostPrognosisRequest" and horizon < 0:
+        fields.fail("horizon", "Prognoses must have a horizon of zero or more.")
+    fields.check()
+    return SeriesPost(
+        start_ms=start_ms,
+        duration_ms=duration or 0,
+        values=values,
+        unit=unit or "",
+        prior_ms=prior_ms if prior_text else None,
+        horizon_ms=horizon,
+    )
+
+
+def series_to_beliefs(
+    post: SeriesPost, sensor: SensorRecord, now_ms: int
+) -> list[Belief]:
+    """Convert, resample and time-stamp a validated POST for this sensor."""
+    resolution = sensor.event_resolution_ms
+    count = len(post.values)
+    frequency = (
+        post.duration_ms // count if count and post.duration_ms % count == 0 else 0
+    )
+    try:
+        factor, offset = conversion(post.unit, sensor.unit, frequency or resolution)
+        start = post.start_ms
+        if _attributes(sensor).get("floor_datetimes_to_resolution"):
+            start = floor_to_resolution(start, resolution)
+        events = to_sensor_resolution(start, post.duration_ms, post.values, resolution)
+    except (SeriesError, UnitError) as err:
+        raise _schema_error(err) from err
+    if factor != 1.0 or offset != 0.0:
+        events = [(s, v * factor + offset) for s, v in events]
+        if any(v in (float("inf"), float("-inf")) for _, v in events):
+            raise DataValidationError({"values": [NOT_A_NUMBER]})
+    return to_beliefs(
+        events,
+        resolution,
+        prior_ms=post.prior_ms,
+        horizon_ms=post.horizon_ms,
+        now_ms=now_ms,
+    )
+
+
+async def _post_data(
+    request: web.Request, sensor_id: int, data: dict[str, Any], extra: frozenset[str]
+) -> web.Response:
+    conn = request[keys.CONN]
+    who = principal(request)
+    sensor = await load_sensor(conn, sensor_id)
+    if not may_post_data(who, sensor.owner):
+        raise ForbiddenError()
+    post = parse_post(data, extra=extra)
+    beliefs = series_to_beliefs(post, sensor, int(time.time() * 1000))
+    source_id = await source_store.user_source_id(conn, who.user_id)
+    try:
+        stored = await belief_store.save_beliefs(
+            conn,
+            sensor.id,
+            source_id,
+            beliefs,
+            allow_overwrite=request.app[keys.SETTINGS].allow_data_overwrite,
+        )
+    except belief_store.ReplacementError as err:
+        raise InvalidReplacementError() from err
+    await conn.commit()
+    if stored == 0:
+        return respond(
+            {
+                "message": "Some of the data has already been received and "
+                "successfully processed.",
+                "results": "PROCESSED",
+                "status": "ALREADY_RECEIVED_AND_SUCCESSFULLY_PROCESSED",
+            }
+        )
+    return respond({"message": "Request has been processed.", "status": "PROCESSED"})
+
+
+@routes.post(PREFIX + "/sensors/{id}/data")
+async def post_sensor_data(request: web.Request) -> web.Response:
+    """Store a series of beliefs about a sensor's events."""
+    sensor_id = sensor_id_of(request)
+    data = await json_fields(request)
+    return await _post_data(request, sensor_id, data, frozenset())
+
+
+@routes.post(PREFIX + "/sensors/data")
+async def post_sensor_data_deprecated(request: web.Request) -> web.Response:
+    """Deprecated: the same, with the sensor as an entity address in the body."""
+    data = await json_fields(request)
+    sensor_id = sensor_id_from_address(data.get("sensor"))
+    response = await _post_data(request, sensor_id, data, frozenset({"sensor"}))
+    _deprecate(response, sensor_id)
+    return response
+
+
+def _deprecate(response: web.StreamResponse, sensor_id: int) -> None:
+    response.headers["Deprecation"] = DEPRECATION
+    response.headers["Link"] = (
+        f'<{PREFIX}/sensors/{sensor_id}/data>; rel="successor-version"'
+    )
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesGet:
+    """A validated sensor-data GET."""
+
+    start_ms: int
+    start_text: str
+    duration_ms: int
+    unit: str
+    resolution_ms: int | None
+    read: belief_store.ReadFilter
+
+
+def parse_get(data: dict[str, Any]) -> SeriesGet:
+    """Validate the fields of a GET (query merged over a JSON body)."""
+    fields = _Fields(data, GET_FIELDS)
+    start_ms, start_text = fields.datetime_ms("start", required=True)
+    duration = fields.duration_ms("duration", required=True, positive=True)
+    unit = fields.string("unit", required=True)
+    resolution = fields.duration_ms("resolution", positive=True)
+    horizon = fields.duration_ms("horizon")
+    prior_ms, prior_text = fields.datetime_ms("prior")
+    source = fields.integer("source")
+    source_account = fields.integer("source_account")
+    source_type = fields.string("source_type")
+    fields.legacy_type()
+    fields.check()
+    return SeriesGet(
+        start_ms=start_ms,
+        start_text=start_text,
+        duration_ms=duration or 0,
+        unit=unit or "",
+        resolution_ms=resolution,
+        read=belief_store.ReadFilter(
+            source_id=source,
+            source_type=source_type,
+            source_account_id=source_account,
+            prior_ms=prior_ms if prior_text else None,
+            horizon_ms=horizon,
+        ),
+    )
+
+
+async def _get_fields(request: web.Request, extra: frozenset[str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if request.body_exists:
+        data.update(await json_fields(request))
+    for key, value in request.query.items():
+        if key not in IGNORED_QUERY:
+            data[key] = value
+    for key in extra:
+        data.pop(key, None)
+    return data
+
+
+async def _get_data(
+    request: web.Request, sensor_id: int, data: dict[str, Any]
+) -> web.Response:
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not may_read(principal(request), sensor.owner):
+        raise ForbiddenError()
+    query = parse_get(data)
+    resolution = sensor.event_resolution_ms
+    try:
+        if query.resolution_ms is not None:
+            check_read_resolution(query.resolution_ms, resolution)
+            step = query.resolution_ms
+        else:
+            step = default_read_resolution(query.duration_ms, resolution)
+        check_window(query.duration_ms, step)
+        factor, offset = conversion(sensor.unit, query.unit, step)
+    except (SeriesError, UnitError) as err:
+        raise _schema_error(err) from err
+    source_id = query.read.source_id
+    if source_id is not None and await source_store.get_source(conn, source_id) is None:
+        raise DataValidationError(
+            {"source": [f"No data source found with id {source_id}."]}
+        )
+    starts, stored = await belief_store.latest_values(
+        conn,
+        sensor.id,
+        query.start_ms,
+        query.start_ms + query.duration_ms,
+        resolution,
+        query.read,
+    )
+    values = reindex_columns(starts, stored, query.start_ms, query.duration_ms, step)
+    if factor != 1.0 or offset != 0.0:
+        values = [None if v is None else v * factor + offset for v in values]
+    return respond(
+        {
+            "values": values,
+            "start": query.start_text,
+            "duration": format_duration(query.duration_ms, days=False),
+            "unit": query.unit,
+            "resolution": format_duration(step),
+            "message": "Request has been processed.",
+            "status": "PROCESSED",
+        }
+    )
+
+
+@routes.get(PREFIX + "/sensors/{id}/data")
+async def get_sensor_data(request: web.Request) -> web.Response:
+    """The latest belief per event over a window, resampled and converted."""
+    sensor_id = sensor_id_of(request)
+    return await _get_data(request, sensor_id, await _get_fields(request, frozenset()))
+
+
+@routes.get(PREFIX + "/sensors/data")
+async def get_sensor_data_deprecated(request: web.Request) -> web.Response:
+    """Deprecated: the same, with the sensor as an entity address in the query."""
+    data = await _get_fields(request, frozenset())
+    sensor_id = sensor_id_from_address(data.pop("sensor", None))
+    response = await _get_data(request, sensor_id, data)
+    _deprecate(response, sensor_id)
+    return response
+
+
+# --- deleting, statistics, sources ---------------------------------------------
+
+
+@routes.delete(PREFIX + "/sensors/{id}/data")
+async def delete_sensor_data(request: web.Request) -> web.Response:
+    """Delete a sensor's data (optionally of one source, from start until until)."""
+    sensor_id = sensor_id_of(request)
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not may_update_sensor(principal(request), sensor.owner):
+        raise ForbiddenError()
+    data = await json_fields(request) if request.body_exists else {}
+    fields = _Fields(data, {"source": "source", "start": "start", "until": "until"})
+    source = fields.integer("source")
+    start_ms, start_text = fields.datetime_ms("start")
+    until_ms, until_text = fields.datetime_ms("until")
+    fields.check()
+    await belief_store.delete_beliefs(
+        conn,
+        sensor.id,
+        source_id=source,
+        start_ms=start_ms if start_text else None,
+        until_ms=until_ms if until_text else None,
+    )
+    await conn.commit()
+    return web.Response(status=204, content_type="application/json")
+
+
+def _iso(ms: int) -> str:
+    return from_epoch_ms(ms).isoformat()
+
+
+@routes.get(PREFIX + "/sensors/{id}/stats")
+async def get_sensor_stats(request: web.Request) -> web.Response:
+    """Per source: first and last event start, min, max, mean, sum and count."""
+    sensor_id = sensor_id_of(request)
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not may_read(principal(request), sensor.owner):
+        raise ForbiddenError()
+    stats = await belief_store.sensor_stats(conn, sensor.id)
+    return respond(
+        {
+            s.source_name: {
+                "min_event_start": _iso(s.min_event_start),
+                "max_event_start": _iso(s.max_event_start),
+                "min_value": s.min_value,
+                "max_value": s.max_value,
+                "mean_value": s.mean_value,
+                "sum_values": s.sum_values,
+                "count_values": s.count_values,
+            }
+            for s in stats
+        }
+    )
+
+
+def _may_see_source(who: Principal, source: source_store.SourceRecord) -> bool:
+    if who.reads_all or source.account_id is None:
+        return True
+    return source.account_id == who.account_id
+
+
+@routes.get(PREFIX + "/sources")
+async def get_sources(request: web.Request) -> web.Response:
+    """Data sources: `{"types": [...], "sources": [...]}`."""
+    only_latest = request.query.get("only_latest", "").lower() in ("1", "true", "yes")
+    who = principal(request)
+    records = await source_store.list_sources(
+        request[keys.CONN], only_latest=only_latest
+    )
+    visible = [r for r in records if _may_see_source(who, r)]
+    return respond(
+        {
+            "types": sorted({r.type for r in visible}),
+            "sources": [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "type": r.type,
+                    "description": r.description
+                    or (f"{r.name} ({r.type})" if r.type else r.name),
+                    "model": r.model,
+                    "version": r.version,
+                    "user_id": r.user_id,
+                    "account_id": r.account_id,
+                }
+                for r in visible
+            ],
+        }
+    )

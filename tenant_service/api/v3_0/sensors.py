@@ -1,0 +1,403 @@
+"""Sensors API (FlexMeasures /api/v3_0/sensors, and /assets/<id>/sensors).
+
+Decisions where FlexMeasures is inconsistent or silent:
+- An unknown sensor id in the path of `/sensors/<id>` (GET, PATCH, DELETE) is 422
+  `{"message": {"path": {"id": ["No sensor found with ID n."]}}, ...}`, as FlexMeasures
+  answers (observed); `/sensors/<id>/data` answers 404 (the data endpoints' choice).
+- A sensor posted without `timezone` gets `DEFAULT_TIMEZONE` ("UTC"): FlexMeasures
+  uses its server's FLEXMEASURES_TIMEZONE, which a hosted tenant cannot see.
+- `event_resolution` may be zero (`P0D`, instantaneous) but not negative; months and
+  years are refused.
+- The entity address uses the host the request came to (from the gateway's identity).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Final
+
+from aiohttp import web
+from sqlalchemy import ColumnElement, String, and_, cast, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenant_service import acl, keys
+from tenant_service.addresses import entity_address
+from tenant_service.api import (
+    NOT_BOOLEAN,
+    NOT_INTEGER,
+    NOT_NULL,
+    NOT_STRING,
+    UNKNOWN_FIELD,
+    FieldError,
+    first,
+    parse_bool,
+    parse_int,
+    parse_page,
+    parse_path_id,
+)
+from tenant_service.api.v3_0 import PREFIX, principal, read_json_object, respond
+from tenant_service.api.v3_0.assets import (
+    json_text,
+    load_asset,
+    no_content,
+    parse_sort,
+    search_terms,
+)
+from tenant_service.errors import ApiError, ForbiddenError, ValidationError
+from tenant_service.store import accounts as account_store
+from tenant_service.store import assets as asset_store
+from tenant_service.store import sensors as sensor_store
+from tenant_service.store.sensors import SensorRecord
+from tenant_service.store.tables import accounts, generic_assets, sensors
+from tenant_service.timing import (
+    TimingError,
+    format_duration,
+    parse_duration,
+    valid_timezone,
+)
+from tenant_service.units import UnitError, validate_unit
+
+routes = web.RouteTableDef()
+
+DEFAULT_TIMEZONE: Final = "UTC"
+SENSOR_SORTS: Final = ("id", "name", "resolution")
+CREATE_FIELDS: Final = frozenset(
+    {"name", "unit", "event_resolution", "generic_asset_id", "timezone", "attributes"}
+)
+PATCH_FIELDS: Final = frozenset(
+    {"name", "unit", "event_resolution", "timezone", "attributes"}
+)
+
+
+class UnprocessableError(ApiError):
+    """A 422 with a plain message, as FlexMeasures' unprocessable_entity()."""
+
+    http_status = 422
+    code = "UNPROCESSABLE_ENTITY"
+    rejected = True
+
+
+def dump_sensor(sensor: SensorRecord, host: str, today: dt.date) -> dict[str, Any]:
+    """FlexMeasures' SensorSchema dump."""
+    return {
+        "id": sensor.id,
+        "name": sensor.name,
+        "unit": sensor.unit,
+        "timezone": sensor.timezone,
+        "event_resolution": format_duration(sensor.event_resolution_ms),
+        "entity_address": entity_address(host, sensor.id, today),
+        "attributes": sensor.attributes,
+        "generic_asset_id": sensor.generic_asset_id,
+    }
+
+
+def dump_sensors(
+    request: web.Request, records: Sequence[SensorRecord]
+) -> list[dict[str, Any]]:
+    """Dump sensors with entity addresses on the request's host."""
+    host = request[keys.IDENTITY].host
+    today = dt.datetime.now(dt.UTC).date()
+    return [dump_sensor(sensor, host, today) for sensor in records]
+
+
+async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
+    """The sensor of a path id, or FlexMeasures' 422 path error."""
+    sensor = await sensor_store.get_sensor(conn, sensor_id)
+    if sensor is None:
+        raise ValidationError("path", {"id": [f"No sensor found with ID {sensor_id}."]})
+    return sensor
+
+
+def parse_sensor_body(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """Column values of a sensor from a POST/PATCH body; one 422 naming each field."""
+    allowed = CREATE_FIELDS if creating else PATCH_FIELDS
+    errors: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            if key not in allowed:
+                raise FieldError(UNKNOWN_FIELD)
+            if key == "attributes":
+                values[key] = json_text(value, kind=dict)
+                continue
+            if key == "generic_asset_id":
+                if isinstance(value, bool) or not isinstance(value, int | str):
+                    raise FieldError(NOT_NULL if value is None else NOT_INTEGER)
+                values[key] = (
+                    parse_int(value, minimum=0) if isinstance(value, str) else value
+                )
+                if not 0 <= values[key] <= 2**62:
+                    raise FieldError(NOT_INTEGER)
+                continue
+            if value is None:
+                raise FieldError(NOT_NULL)
+            if not isinstance(value, str):
+                raise FieldError(NOT_STRING)
+            if key == "name":
+                if not value.strip() or len(value) > 120:
+                    raise FieldError("Length must be between 1 and 120.")
+                values[key] = value
+            elif key == "unit":
+                if len(value) > 80:
+                    raise FieldError("Longer than maximum length 80.")
+                try:
+                    values[key] = validate_unit(value)
+                except UnitError as err:
+                    raise FieldError(str(err)) from err
+            elif key == "event_resolution":
+                try:
+                    values[key] = parse_duration(value, allow_negative=False)
+                except TimingError as err:
+                    raise FieldError(str(err)) from err
+            elif key == "timezone":
+                if not valid_timezone(value):
+                    raise FieldError(f"Timezone {value} doesn't exist.")
+                values[key] = value
+        except FieldError as err:
+            errors[key] = [str(err)]
+    if creating:
+        for key in ("name", "unit", "event_resolution", "generic_asset_id"):
+            if key not in data:
+                errors[key] = ["Missing data for required field."]
+    if errors:
+        raise ValidationError("json", errors)
+    return values
+
+
+def _sensor_order(sort_by: str | None, sort_dir: str) -> list[ColumnElement[Any]]:
+    column: ColumnElement[Any] = {
+        None: sensors.c.id,
+        "id": sensors.c.id,
+        "name": sensors.c.name,
+        "resolution": sensors.c.event_resolution,
+    }[sort_by]
+    ordered = column.desc() if sort_dir == "desc" else column.asc()
+    tie = sensors.c.id.desc() if sort_dir == "desc" else sensors.c.id.asc()
+    return [ordered, tie]
+
+
+def sensor_term(term: str) -> ColumnElement[bool]:
+    """A sensor whose name contains the term, or whose id starts with it."""
+    clauses = [sensors.c.name.icontains(term, autoescape=True)]
+    if term.isdecimal():
+        clauses.append(cast(sensors.c.id, String).startswith(term, autoescape=True))
+    return or_(*clauses)
+
+
+def _paged(
+    data: list[dict[str, Any]], page_number: int | None, total: int, filtered: int
+) -> web.Response:
+    if page_number is None:
+        return respond(data)
+    return respond({"data": data, "num-records": total, "filtered-records": filtered})
+
+
+@routes.get(PREFIX + "/sensors")
+async def get_sensors(request: web.Request) -> web.Response:
+    """Get list of sensors."""
+    who = principal(request)
+    query = request.query
+    errors: dict[str, list[str]] = {}
+    ids: dict[str, int] = {}
+    for names in (("account", "account_id"), ("asset", "asset_id")):
+        found = first(query, *names)
+        if found is not None:
+            try:
+                ids[names[0]] = parse_int(found[1], minimum=0)
+            except FieldError as err:
+                errors[found[0]] = [str(err)]
+    flags: dict[str, bool] = {}
+    for name in ("include_consultancy_clients", "include_public_assets"):
+        try:
+            flags[name] = parse_bool(query[name]) if name in query else False
+        except FieldError:
+            errors[name] = [NOT_BOOLEAN]
+    sort_by, sort_dir = parse_sort(query, SENSOR_SORTS, errors)
+    if errors:
+        raise ValidationError("query", errors)
+    page = parse_page(query)
+    conn = request[keys.CONN]
+    asset = None
+    if "asset" in ids:
+        asset = await asset_store.get_asset(conn, ids["asset"])
+        if asset is None:
+            raise ValidationError(
+                "query", {"asset": [f"No asset found with ID {ids['asset']}."]}
+            )
+        if not acl.may_read(who, asset.owner):
+            raise ForbiddenError()
+    account_id = ids.get("account")
+    if account_id is not None:
+        account = await account_store.get_account(conn, account_id)
+        if account is None:
+            raise ValidationError(
+                "query", {"account": [f"No account found with ID {account_id}."]}
+            )
+        if not who.may_read_account(account.id, account.consultancy_account_id):
+            raise ForbiddenError()
+        if asset is not None and asset.account_id != account.id:
+            raise UnprocessableError(
+                "Please provide either an account or an asset ID, not both"
+            )
+    where: ColumnElement[bool]
+    if asset is not None:
+        where = generic_assets.c.id.in_(asset_store.subtree(asset.id))
+    else:
+        account_id = who.account_id if account_id is None else account_id
+        account_ids: Any = [account_id]
+        if flags["include_consultancy_clients"] and (
+            who.reads_all
+            or (account_id == who.account_id and "consultant" in who.roles)
+        ):
+            account_ids = select(accounts.c.id).where(
+                or_(
+                    accounts.c.id == account_id,
+                    accounts.c.consultancy_account_id == account_id,
+                )
+            )
+        where = generic_assets.c.account_id.in_(account_ids)
+    if flags["include_public_assets"]:
+        where = or_(where, generic_assets.c.account_id.is_(None))
+    if "unit" in query:
+        where = and_(where, sensors.c.unit == query["unit"])
+    filtered = where
+    if "filter" in query:
+        terms = search_terms(query["filter"])
+        if terms:
+            filtered = and_(where, *(sensor_term(term) for term in terms))
+    records = await sensor_store.list_sensors(
+        conn,
+        filtered,
+        order_by=_sensor_order(sort_by, sort_dir),
+        offset=page.offset,
+        limit=page.limit,
+    )
+    data = dump_sensors(request, records)
+    if page.number is None:
+        return respond(data)
+    return _paged(
+        data,
+        page.number,
+        await sensor_store.count_sensors(conn, where),
+        await sensor_store.count_sensors(conn, filtered),
+    )
+
+
+@routes.get(PREFIX + r"/sensors/{id:\d+}")
+async def get_sensor(request: web.Request) -> web.Response:
+    """Fetch a given sensor."""
+    sensor_id = parse_path_id(request.match_info["id"])
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not acl.may_read(principal(request), sensor.owner):
+        raise ForbiddenError()
+    return respond(dump_sensors(request, [sensor])[0])
+
+
+@routes.post(PREFIX + "/sensors")
+async def post_sensor(request: web.Request) -> web.Response:
+    """Create a new sensor."""
+    values = parse_sensor_body(await read_json_object(request), creating=True)
+    conn = request[keys.CONN]
+    asset_id = values["generic_asset_id"]
+    asset = await asset_store.get_asset(conn, asset_id)
+    if asset is None:
+        raise ValidationError(
+            "json", {"generic_asset_id": [f"No asset found with ID {asset_id}."]}
+        )
+    if not acl.may_update_asset(principal(request), asset.owner):
+        raise ForbiddenError()
+    values.setdefault("timezone", DEFAULT_TIMEZONE)
+    if await sensor_store.name_taken(conn, asset_id, values["name"]):
+        raise _duplicate(values["name"], asset_id)
+    try:
+        sensor_id = await sensor_store.create_sensor(conn, values)
+    except IntegrityError as err:
+        raise _duplicate(values["name"], asset_id) from err
+    created = await load_sensor(conn, sensor_id)
+    await conn.commit()
+    return respond(dump_sensors(request, [created])[0], status=201)
+
+
+def _duplicate(name: str, asset_id: int) -> ValidationError:
+    return ValidationError(
+        "json",
+        {
+            "name": [
+                f"A sensor with the name '{name}' already exists on asset {asset_id}."
+            ]
+        },
+    )
+
+
+@routes.patch(PREFIX + r"/sensors/{id:\d+}")
+async def patch_sensor(request: web.Request) -> web.Response:
+    """Update a sensor given its identifier."""
+    sensor_id = parse_path_id(request.match_info["id"])
+    values = parse_sensor_body(await read_json_object(request), creating=False)
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not acl.may_update_sensor(principal(request), sensor.owner):
+        raise ForbiddenError()
+    if "name" in values and await sensor_store.name_taken(
+        conn, sensor.generic_asset_id, values["name"], exclude_id=sensor.id
+    ):
+        raise _duplicate(values["name"], sensor.generic_asset_id)
+    try:
+        await sensor_store.update_sensor(conn, sensor.id, values)
+    except IntegrityError as err:
+        raise _duplicate(values.get("name", ""), sensor.generic_asset_id) from err
+    updated = await load_sensor(conn, sensor.id)
+    await conn.commit()
+    return respond(dump_sensors(request, [updated])[0])
+
+
+@routes.delete(PREFIX + r"/sensors/{id:\d+}")
+async def delete_sensor(request: web.Request) -> web.Response:
+    """Delete a sensor given its identifier (with its data)."""
+    sensor_id = parse_path_id(request.match_info["id"])
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not acl.may_update_sensor(principal(request), sensor.owner):
+        raise ForbiddenError()
+    await sensor_store.delete_sensor(conn, sensor.id)
+    await conn.commit()
+    return no_content()
+
+
+@routes.get(PREFIX + r"/assets/{id}/sensors")
+async def get_asset_sensors(request: web.Request) -> web.Response:
+    """Return all sensors under an asset."""
+    asset_id = parse_path_id(request.match_info["id"])
+    query = request.query
+    errors: dict[str, list[str]] = {}
+    sort_by, sort_dir = parse_sort(query, SENSOR_SORTS, errors)
+    if errors:
+        raise ValidationError("query", errors)
+    page = parse_page(query)
+    number = page.number or 1
+    conn = request[keys.CONN]
+    asset = await load_asset(conn, asset_id)
+    if not acl.may_read(principal(request), asset.owner):
+        raise ForbiddenError()
+    where: ColumnElement[bool] = sensors.c.generic_asset_id == asset.id
+    filtered = where
+    if "filter" in query:
+        terms = search_terms(query["filter"])
+        if terms:
+            filtered = and_(where, or_(*(sensor_term(term) for term in terms)))
+    records = await sensor_store.list_sensors(
+        conn,
+        filtered,
+        order_by=_sensor_order(sort_by, sort_dir),
+        offset=(number - 1) * page.per_page,
+        limit=page.per_page,
+    )
+    return _paged(
+        dump_sensors(request, records),
+        number,
+        await sensor_store.count_sensors(conn, where),
+        await sensor_store.count_sensors(conn, filtered),
+    )

@@ -1,0 +1,347 @@
+"""Timed beliefs: saving changed beliefs only, reading the latest belief per event.
+
+Saving runs inside the caller's transaction. Rows go in with INSERT ... ON CONFLICT
+DO NOTHING RETURNING, so a concurrent POST of the same beliefs never fails with a
+key violation: what was (not) inserted decides the answer. Reading selects the
+latest belief per event in SQL (PostgreSQL `DISTINCT ON`, SQLite a window
+function) and fetches only (event_start, value) pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import TextClause, and_, delete, func, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenant_service.beliefs import Belief
+from tenant_service.store.sources import insert_ignoring
+from tenant_service.store.tables import data_sources, timed_beliefs
+
+DETERMINISTIC: Final = 0.5
+# Keys per "IN" lookup of collided rows (well below both dialects' limits).
+KEY_BATCH: Final = 400
+
+
+class ReplacementError(Exception):
+    """A belief with the same key but another value is stored already."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFilter:
+    """Which beliefs a read considers."""
+
+    source_id: int | None = None
+    source_type: str | None = None
+    source_account_id: int | None = None
+    prior_ms: int | None = None
+    horizon_ms: int | None = None
+
+
+async def save_beliefs(
+    conn: AsyncConnection,
+    sensor_id: int,
+    source_id: int,
+    beliefs: Sequence[Belief],
+    *,
+    allow_overwrite: bool = False,
+) -> int:
+    """Store the beliefs that change what this source believes; the number stored.
+
+    A belief is dropped when the source's latest stored belief about the event has
+    the same value. Another value under an existing belief key raises
+    ReplacementError (or replaces it, with `allow_overwrite`).
+    """
+    if not beliefs:
+        return 0
+    first = min(b.event_start for b in beliefs)
+    last = max(b.event_start for b in beliefs)
+    stored = await conn.execute(
+        select(
+            timed_beliefs.c.event_start,
+            timed_beliefs.c.belief_horizon,
+            timed_beliefs.c.event_value,
+        ).where(
+            and_(
+                timed_beliefs.c.sensor_id == sensor_id,
+                timed_beliefs.c.source_id == source_id,
+                timed_beliefs.c.event_start >= first,
+                timed_beliefs.c.event_start <= last,
+                timed_beliefs.c.cumulative_probability == DETERMINISTIC,
+            )
+        )
+    )
+    exact: dict[tuple[int, int], float] = {}
+    latest: dict[int, tuple[int, float]] = {}
+    for event_start, horizon, value in stored:
+        exact[(event_start, horizon)] = value
+        known = latest.get(event_start)
+        if known is None or horizon < known[0]:
+            latest[event_start] = (horizon, value)
+    new: list[dict[str, Any]] = []
+    replacements: list[dict[str, Any]] = []
+    for belief in beliefs:
+        key = (belief.event_start, belief.belief_horizon)
+        row = {
+            "sensor_id": sensor_id,
+            "event_start": belief.event_start,
+            "source_id": source_id,
+            "belief_horizon": belief.belief_horizon,
+            "cumulative_probability": DETERMINISTIC,
+            "event_value": belief.value,
+        }
+        if key in exact:
+            if exact[key] != belief.value:
+                if not allow_overwrite:
+                    raise ReplacementError()
+                replacements.append(row)
+            continue
+        known = latest.get(belief.event_start)
+        if known is not None and known[1] == belief.value:
+            continue
+        new.append(row)
+    stored_count = await _insert(conn, new, allow_overwrite=allow_overwrite)
+    if replacements:
+        await _upsert(conn, replacements)
+    return stored_count + len(replacements)
+
+
+async def _insert(
+    conn: AsyncConnection, rows: list[dict[str, Any]], *, allow_overwrite: bool
+) -> int:
+    if not rows:
+        return 0
+    statement = (
+        insert_ignoring(conn, timed_beliefs)
+        .on_conflict_do_nothing()
+        .returning(timed_beliefs.c.event_start, timed_beliefs.c.belief_horizon)
+    )
+    inserted = {(r[0], r[1]) for r in await conn.execute(statement, rows)}
+    if len(inserted) == len(rows):
+        return len(rows)
+    # A concurrent request stored some of these keys first: same values are fine.
+    collided = [
+        r for r in rows if (r["event_start"], r["belief_horizon"]) not in inserted
+    ]
+    differing: list[dict[str, Any]] = []
+    sensor_id, source_id = rows[0]["sensor_id"], rows[0]["source_id"]
+    for i in range(0, len(collided), KEY_BATCH):
+        batch = collided[i : i + KEY_BATCH]
+        keys = [(r["event_start"], r["belief_horizon"]) for r in batch]
+        found = {
+            (es, h): v
+            for es, h, v in await conn.execute(
+                select(
+                    timed_beliefs.c.event_start,
+                    timed_beliefs.c.belief_horizon,
+                    timed_beliefs.c.event_value,
+                ).where(
+                    and_(
+                        timed_beliefs.c.sensor_id == sensor_id,
+                        timed_beliefs.c.source_id == source_id,
+                        timed_beliefs.c.cumulative_probability == DETERMINISTIC,
+                        tuple_(
+                            timed_beliefs.c.event_start,
+                            timed_beliefs.c.belief_horizon,
+                        ).in_(keys),
+                    )
+                )
+            )
+        }
+        differing += [
+            r
+            for r in batch
+            if found.get((r["event_start"], r["belief_horizon"])) != r["event_value"]
+        ]
+    if differing:
+        if not allow_overwrite:
+            raise ReplacementError()
+        await _upsert(conn, differing)
+    return len(inserted) + len(differing)
+
+
+async def _upsert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    statement = insert_ignoring(conn, timed_beliefs)
+    statement = statement.on_conflict_do_update(
+        index_elements=[
+            "sensor_id",
+            "event_start",
+            "source_id",
+            "belief_horizon",
+            "cumulative_probability",
+        ],
+        set_={"event_value": statement.excluded.event_value},
+    )
+    await conn.execute(statement, rows)
+
+
+def _latest_query(dialect: str, read: ReadFilter) -> TextClause:
+    conditions = [
+        "sensor_id = :sensor_id",
+        "event_start >= :start",
+        "event_start < :end",
+        "cumulative_probability = 0.5",
+    ]
+    if read.source_id is not None:
+        conditions.append("source_id = :source_id")
+    if read.source_type is not None:
+        conditions.append(
+            "source_id IN (SELECT id FROM data_sources WHERE type = :source_type)"
+        )
+    if read.source_account_id is not None:
+        conditions.append(
+            "source_id IN (SELECT id FROM data_sources "
+            "WHERE account_id = :source_account_id)"
+        )
+    if read.prior_ms is not None:
+        # belief time = knowledge time (event end) - horizon
+        conditions.append("event_start + :resolution - belief_horizon <= :prior")
+    if read.horizon_ms is not None:
+        conditions.append("belief_horizon >= :horizon")
+    where = " AND ".join(conditions)
+    if dialect == "postgresql":
+        return text(
+            "SELECT DISTINCT ON (event_start) event_start, event_value "
+            f"FROM timed_beliefs WHERE {where} "
+            "ORDER BY event_start, belief_horizon, source_id"
+        )
+    return text(
+        "SELECT event_start, event_value FROM ("
+        "SELECT event_start, event_value, ROW_NUMBER() OVER ("
+        "PARTITION BY event_start ORDER BY belief_horizon, source_id) AS rank "
+        f"FROM timed_beliefs WHERE {where}) WHERE rank = 1 ORDER BY event_start"
+    )
+
+
+async def latest_values(
+    conn: AsyncConnection,
+    sensor_id: int,
+    start_ms: int,
+    end_ms: int,
+    resolution_ms: int,
+    read: ReadFilter,
+) -> tuple[list[int], list[float]]:
+    """Event starts and values of the latest belief per event in [start, end).
+
+    Two columns rather than rows: on PostgreSQL they arrive as two arrays, so a
+    year of data makes no per-row objects that the garbage collector would scan.
+    """
+    params: dict[str, Any] = {
+        "sensor_id": sensor_id,
+        "start": start_ms,
+        "end": end_ms,
+        "resolution": resolution_ms,
+        "source_id": read.source_id,
+        "source_type": read.source_type,
+        "source_account_id": read.source_account_id,
+        "prior": read.prior_ms,
+        "horizon": read.horizon_ms,
+    }
+    query = _latest_query(conn.dialect.name, read)
+    used = {name: params[name] for name in query.compile().params}
+    if conn.dialect.name == "postgresql":
+        return await _fetch_arrays(conn, query, used)
+    result = await conn.execute(query, used)
+    starts: list[int] = []
+    values: list[float] = []
+    for event_start, value in result:
+        starts.append(event_start)
+        values.append(value)
+    return starts, values
+
+
+async def _fetch_arrays(
+    conn: AsyncConnection, query: TextClause, params: dict[str, Any]
+) -> tuple[list[int], list[float]]:
+    """Both columns as arrays, through asyncpg itself (no SQLAlchemy rows)."""
+    names = list(params)
+    sql = (
+        "SELECT array_agg(event_start ORDER BY event_start), "
+        "array_agg(event_value ORDER BY event_start) "
+        f"FROM ({query.text}) AS latest"
+    )
+    # Longest names first, so no name is replaced inside a longer one.
+    for index, name in sorted(enumerate(names), key=lambda p: -len(p[1])):
+        sql = sql.replace(f":{name}", f"${index + 1}")
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:  # pragma: no cover - a pooled connection always has one
+        raise RuntimeError("no asyncpg connection")
+    row = await driver.fetchrow(sql, *(params[name] for name in names))
+    if row is None or row[0] is None:
+        return [], []
+    return list(row[0]), list(row[1])
+
+
+async def delete_beliefs(
+    conn: AsyncConnection,
+    sensor_id: int,
+    *,
+    source_id: int | None = None,
+    start_ms: int | None = None,
+    until_ms: int | None = None,
+) -> int:
+    """Delete a sensor's beliefs (optionally of one source, in [start, until))."""
+    conditions = [timed_beliefs.c.sensor_id == sensor_id]
+    if source_id is not None:
+        conditions.append(timed_beliefs.c.source_id == source_id)
+    if start_ms is not None:
+        conditions.append(timed_beliefs.c.event_start >= start_ms)
+    if until_ms is not None:
+        conditions.append(timed_beliefs.c.event_start < until_ms)
+    result = await conn.execute(delete(timed_beliefs).where(and_(*conditions)))
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    """Statistics of one source's beliefs on a sensor."""
+
+    source_name: str
+    min_event_start: int
+    max_event_start: int
+    min_value: float
+    max_value: float
+    mean_value: float
+    sum_values: float
+    count_values: int
+
+
+async def sensor_stats(conn: AsyncConnection, sensor_id: int) -> list[SourceStats]:
+    """Per source name: first/last event start, min, max, mean, sum and count."""
+    value = timed_beliefs.c.event_value
+    rows = await conn.execute(
+        select(
+            data_sources.c.name,
+            func.min(timed_beliefs.c.event_start),
+            func.max(timed_beliefs.c.event_start),
+            func.min(value),
+            func.max(value),
+            func.avg(value),
+            func.sum(value),
+            func.count(value),
+        )
+        .select_from(
+            timed_beliefs.join(
+                data_sources, data_sources.c.id == timed_beliefs.c.source_id
+            )
+        )
+        .where(timed_beliefs.c.sensor_id == sensor_id)
+        .group_by(data_sources.c.name)
+        .order_by(func.min(data_sources.c.id))
+    )
+    return [
+        SourceStats(
+            source_name=name,
+            min_event_start=int(first),
+            max_event_start=int(last),
+            min_value=float(low),
+            max_value=float(high),
+            mean_value=float(mean),
+            sum_values=float(total),
+            count_values=int(count),
+        )
+        for name, first, last, low, high, mean, total, count in rows
+    ]

@@ -1,0 +1,158 @@
+"""Data sources: the posting user's source (get or create, race-safe), listings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Insert, Table, and_, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tenant_service.store.tables import data_sources, users
+
+USER_TYPE: Final = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """A data source as stored."""
+
+    id: int
+    name: str
+    type: str
+    model: str | None
+    version: str | None
+    description: str | None
+    user_id: int | None
+    account_id: int | None
+
+
+def insert_ignoring(conn: AsyncConnection, table: Table) -> Any:
+    """The dialect's INSERT, to add ON CONFLICT clauses to."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def source_key(
+    type_: str,
+    name: str,
+    user_id: int | None,
+    account_id: int | None,
+    model: str | None = None,
+    version: str | None = None,
+) -> str:
+    """The unique identity of a source: type|name|user|account|model|version."""
+    parts = (type_, name, user_id, account_id, model, version)
+    return "|".join("" if part is None else str(part) for part in parts)
+
+
+def _record(row: Any) -> SourceRecord:
+    return SourceRecord(
+        id=row.id,
+        name=row.name,
+        type=row.type,
+        model=row.model,
+        version=row.version,
+        description=row.description,
+        user_id=row.user_id,
+        account_id=row.account_id,
+    )
+
+
+_USER_SOURCE: Final = (
+    select(data_sources.c.id)
+    .where(
+        and_(
+            data_sources.c.user_id == bindparam("user_id"),
+            data_sources.c.type == USER_TYPE,
+        )
+    )
+    .order_by(data_sources.c.id)
+    .limit(1)
+)
+
+
+async def user_source_id(conn: AsyncConnection, user_id: int) -> int:
+    """The id of the user's data source, created on first use (race-safe)."""
+    found = (await conn.execute(_USER_SOURCE, {"user_id": user_id})).scalar()
+    if found is not None:
+        return int(found)
+    user = (
+        await conn.execute(
+            select(users.c.username, users.c.email, users.c.account_id).where(
+                users.c.id == user_id
+            )
+        )
+    ).one()
+    name = (user.username or user.email)[:80]
+    key = source_key(USER_TYPE, name, user_id, user.account_id)
+    insert: Insert = (
+        insert_ignoring(conn, data_sources)
+        .values(
+            name=name,
+            type=USER_TYPE,
+            user_id=user_id,
+            account_id=user.account_id,
+            key=key,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    await conn.execute(insert)
+    source_id = (
+        await conn.execute(select(data_sources.c.id).where(data_sources.c.key == key))
+    ).scalar_one()
+    return int(source_id)
+
+
+async def get_source(conn: AsyncConnection, source_id: int) -> SourceRecord | None:
+    """One source, or None."""
+    row = (
+        await conn.execute(select(data_sources).where(data_sources.c.id == source_id))
+    ).first()
+    return _record(row) if row is not None else None
+
+
+async def list_sources(
+    conn: AsyncConnection, *, only_latest: bool = False
+) -> list[SourceRecord]:
+    """All sources by id; `only_latest` keeps the newest version of each model."""
+    rows = (await conn.execute(select(data_sources).order_by(data_sources.c.id))).all()
+    records = [_record(row) for row in rows]
+    if not only_latest:
+        return records
+    newest: dict[tuple[str, str, str | None, int | None], SourceRecord] = {}
+    for record in records:
+        identity = (record.type, record.name, record.model, record.user_id)
+        kept = newest.get(identity)
+        if kept is None or _version(record.version) >= _version(kept.version):
+            newest[identity] = record
+    return sorted(newest.values(), key=lambda r: r.id)
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in (text or "").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+async def named_source_id(conn: AsyncConnection, name: str, type_: str) -> int:
+    """The id of a source without user or account (e.g. a CLI import), created once."""
+    key = source_key(type_, name, None, None)
+    found = (
+        await conn.execute(select(data_sources.c.id).where(data_sources.c.key == key))
+    ).scalar()
+    if found is not None:
+        return int(found)
+    await conn.execute(
+        insert_ignoring(conn, data_sources)
+        .values(name=name[:80], type=type_, key=key)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    source_id = (
+        await conn.execute(select(data_sources.c.id).where(data_sources.c.key == key))
+    ).scalar_one()
+    return int(source_id)
