@@ -191,7 +191,7 @@ def _plan(
         ),
         # Not on the anchor: its one-year reads outlive wrk's timeout and keep
         # its database busy long after (seen here), spoiling the other cases.
-        *([] if is_anchor else [year]),
+        *([] if is_anchor else [year, (f"{year[0]}, 1 connection", year[1], {}, 1)]),
         ("GET /sensors", f"{target.base}/api/v3_0/sensors", {}, 8),
     ]
 
@@ -383,11 +383,12 @@ def _report(
                 f"target >= {factor:g}x) {verdict}"
             )
         print(f"  {case:<28} {note}")
-    year = medians[("flexhost", "GET one year")].p50_ms
-    verdict = "ok" if year < YEAR_P50_TARGET_MS else "BELOW TARGET"
+    alone = medians[("flexhost", "GET one year, 1 connection")].p50_ms
+    loaded = medians[("flexhost", "GET one year")].p50_ms
+    verdict = "ok" if alone < YEAR_P50_TARGET_MS else "BELOW TARGET"
     print(
-        f"  one year of 15-minute data: p50 {year:.1f} ms "
-        f"(target < {YEAR_P50_TARGET_MS:.0f} ms) {verdict}"
+        f"  one year of 15-minute data: p50 {alone:.1f} ms alone, {loaded:.1f} ms "
+        f"with 8 at once (target < {YEAR_P50_TARGET_MS:.0f} ms) {verdict}"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from tenant_service.api.v3_0 import (
 from tenant_service.config import Settings
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
+from tenant_service.principals import PrincipalCache
 from tenant_service.store.db import database_ctx
 from tenant_service.store.users import SeenTracker
 
@@ -41,6 +43,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[request_id_and_errors, identity])
     app[keys.SETTINGS] = settings
     app[keys.PASSWORDS] = PasswordChecker()
+    app[keys.PRINCIPALS] = PrincipalCache()
+    app[keys.WRITE_LOCK] = asyncio.Lock()
     # database first: the seen tracker writes to it and must drain before it closes
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(seen_ctx)

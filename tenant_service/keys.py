@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from aiohttp import web
@@ -10,12 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenant_service.config import Settings
 from tenant_service.identity import Identity, Principal
 from tenant_service.passwords import PasswordChecker
+from tenant_service.principals import PrincipalCache
 from tenant_service.store.users import SeenTracker
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 ENGINE: Final = web.AppKey("engine", AsyncEngine)
 PASSWORDS: Final = web.AppKey("passwords", PasswordChecker)
 SEEN: Final = web.AppKey("seen", SeenTracker)
+PRINCIPALS: Final = web.AppKey("principals", PrincipalCache)
+WRITE_LOCK: Final = web.AppKey("write_lock", asyncio.Lock)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 IDENTITY: Final = web.RequestKey("identity", Identity)

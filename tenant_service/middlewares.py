@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -11,6 +12,7 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tenant_service import keys
 from tenant_service.api.v3_0 import respond
@@ -18,6 +20,7 @@ from tenant_service.errors import (
     ApiError,
     ForbiddenError,
     InternalError,
+    ServiceUnavailableError,
     UnauthorizedError,
 )
 from tenant_service.identity import HEADER, IdentityError, Principal, verify_identity
@@ -85,6 +88,12 @@ async def request_id_and_errors(
             response = _http_error_response(exc)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
+        except (OperationalError, InterfaceError, OSError) as err:
+            # The database is down, restarting or (SQLite) locked by another
+            # process: nothing was stored; clients retry on 503 + Retry-After.
+            logger.warning("database unavailable: %s", err)
+            response = _error_response(ServiceUnavailableError())
+            response.headers["Retry-After"] = "1"
         except Exception:
             logger.exception("unhandled error")
             response = _error_response(InternalError())
@@ -152,8 +161,20 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
     if verified.user_id is None or verified.auth_time_ms is None:
         raise UnauthorizedError()
     engine = request.app[keys.ENGINE]
-    async with engine.connect() as conn:
-        user = await user_store.get_user(conn, verified.user_id)
+    principals = request.app[keys.PRINCIPALS]
+    # SQLite has one writer at a time: queue this process's writes here rather than
+    # let them fail with "database is locked".
+    serialize = method != "GET" and engine.dialect.name == "sqlite"
+    lock = request.app[keys.WRITE_LOCK] if serialize else contextlib.nullcontext()
+    async with lock, engine.connect() as conn:
+        if method == "GET":
+            # Reads need no transaction: no BEGIN/ROLLBACK round trips.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        user = principals.get(verified.user_id)
+        if user is None:
+            user = await user_store.get_user(conn, verified.user_id)
+            if user is not None:
+                principals.put(user)
         if user is None or not user.active:
             logger.warning("identity of unknown or inactive user %s", verified.user_id)
             raise UnauthorizedError()

@@ -29,6 +29,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Kept connections: more than the requests one process serves at once, so that a
+# busy backend reuses connections instead of opening and closing overflow ones
+# (each new PostgreSQL connection costs a TLS attempt and a handshake).
+POOL_SIZE: Final = 20
+POOL_OVERFLOW: Final = 20
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
     parsed = make_url(url)
@@ -36,10 +43,14 @@ def create_engine(url: str) -> AsyncEngine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        engine = create_async_engine(
+            url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_recycle=1800, pool_size=5, max_overflow=5)
+    return create_async_engine(
+        url, pool_recycle=1800, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
 
 
 def alembic_config() -> Config:

@@ -759,6 +759,25 @@ async def test_sensor_data_concurrent_posts_never_fail(
     assert sum(answer == PROCESSED for _, answer in results) >= 1
 
 
+async def test_sensor_data_concurrent_writes_of_new_days_all_stored(
+    client: Client, world: World, data_sensors: Sensors
+) -> None:
+    """Many writers at once (SQLite has one writer at a time): none fails."""
+    payloads = [
+        body(
+            tuple(float(i) for i in range(96)),
+            start=f"2026-02-{day:02d}T00:00:00+00:00",
+            duration="P1D",
+        )
+        for day in range(1, 13)
+    ]
+    results = await asyncio.gather(
+        *(post(client, data_sensors.power, p, world.member) for p in payloads)
+    )
+    assert [status for status, _ in results] == [200] * 12
+    assert all(answer == PROCESSED for _, answer in results)
+
+
 async def test_sensor_data_survives_restart(
     aiohttp_client: ClientFactory,
     settings: Settings,

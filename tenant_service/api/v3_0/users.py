@@ -243,6 +243,7 @@ async def patch_user(request: web.Request) -> web.Response:
         ) from err
     updated = await _load_user(conn, user.id)
     await conn.commit()
+    request.app[keys.PRINCIPALS].evict(user.id)
     response = respond(dump_user(updated))
     if revoked:
         response.headers[REVOKE_HEADER] = str(user.id)
@@ -285,6 +286,7 @@ async def reset_user_password(request: web.Request) -> web.Response:
     _check_update(who, user)
     await user_store.set_password_hash(conn, user.id, new_hash)
     await conn.commit()
+    request.app[keys.PRINCIPALS].evict(user.id)
     response = respond({})
     response.headers[REVOKE_HEADER] = str(user.id)
     return response
