@@ -77,7 +77,7 @@ SEED_PRIOR: Final = "2025-01-01T00:00:00+00:00"  # fixed: re-runs are idempotent
 YEAR: Final = 2023
 YEAR_START: Final = f"{YEAR}-01-01T00:00:00+00:00"
 NEW_DAYS_FROM: Final = calendar.timegm((2030, 1, 1, 0, 0, 0))
-STRIDE_DAYS: Final = 10_000  # days between the starts of wrk threads
+STRIDE_DAYS: Final = 2_000  # days between wrk threads (FlexMeasures stops at 2262)
 SLOTS_PER_RUN: Final = 3  # wrk uses up to 2 threads; one spare
 
 

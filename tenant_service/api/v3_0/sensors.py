@@ -246,18 +246,20 @@ async def get_sensors(request: web.Request) -> web.Response:
         where = generic_assets.c.id.in_(asset_store.subtree(asset.id))
     else:
         account_id = who.account_id if account_id is None else account_id
-        account_ids: Any = [account_id]
+        # `==` for one account: an IN list would be expanded at every execution.
+        where = generic_assets.c.account_id == account_id
         if flags["include_consultancy_clients"] and (
             who.reads_all
             or (account_id == who.account_id and "consultant" in who.roles)
         ):
-            account_ids = select(accounts.c.id).where(
-                or_(
-                    accounts.c.id == account_id,
-                    accounts.c.consultancy_account_id == account_id,
+            where = generic_assets.c.account_id.in_(
+                select(accounts.c.id).where(
+                    or_(
+                        accounts.c.id == account_id,
+                        accounts.c.consultancy_account_id == account_id,
+                    )
                 )
             )
-        where = generic_assets.c.account_id.in_(account_ids)
     if flags["include_public_assets"]:
         where = or_(where, generic_assets.c.account_id.is_(None))
     if "unit" in query:
