@@ -27,7 +27,7 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .identity import SERVICE, Caller, sign_identity
+from .identity import SERVICE, Caller
 from .middlewares import UPSTREAM, USER_ID
 from .proxy import forward, replica_order
 
@@ -64,13 +64,12 @@ def _secret(tenant: TenantConfig) -> str:
 
 
 def _identity(request: web.Request, tenant: TenantConfig, caller: Caller) -> str:
-    return sign_identity(
+    return request.app[keys.IDENTITIES].get(
         secret=_secret(tenant),
         tenant=tenant.subdomain,
         caller=caller,
         host=request[keys.PUBLIC_HOST],
         scheme=request[keys.SCHEME],
-        request_id=request[keys.REQUEST_ID],
     )
 
 

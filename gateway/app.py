@@ -16,6 +16,7 @@ from . import keys
 from .api import routes
 from .auth import TokenStore
 from .config import Settings, TenantsConfig, load_tenants
+from .identity import IdentityCache
 from .logs import AccessLog
 from .middlewares import add_standard_headers, front
 from .tenants import ConfigWatcher, TenantRegistry
@@ -90,6 +91,7 @@ def create_app(
         registry, settings.tenants_path, settings.secrets_dir, settings.reload_interval
     )
     app[keys.ROUND_ROBIN] = {}
+    app[keys.IDENTITIES] = IdentityCache()
     app.cleanup_ctx.extend([_redis_ctx, _http_ctx, _watch_ctx])
     app.on_response_prepare.append(add_standard_headers)
     app.add_routes(routes)

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from .auth import TokenStore
 from .config import Settings, TenantConfig
+from .identity import IdentityCache
 from .tenants import ConfigWatcher, TenantRegistry
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -18,6 +19,7 @@ REDIS: Final = web.AppKey("redis", Redis)
 TOKENS: Final = web.AppKey("tokens", TokenStore)
 HTTP: Final = web.AppKey("http", ClientSession)
 ROUND_ROBIN: Final = web.AppKey("round_robin", dict[str, int])
+IDENTITIES: Final = web.AppKey("identities", IdentityCache)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 TENANT: Final = web.RequestKey("tenant", TenantConfig)

@@ -20,6 +20,7 @@ from tenant_service.api.v3_0 import (
     users,
 )
 from tenant_service.config import Settings
+from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.PASSWORDS] = PasswordChecker()
     app[keys.PRINCIPALS] = PrincipalCache()
+    app[keys.IDENTITIES] = VerifiedIdentities()
     app[keys.WRITE_LOCK] = asyncio.Lock()
     # database first: the seen tracker writes to it and must drain before it closes
     app.cleanup_ctx.append(database_ctx)

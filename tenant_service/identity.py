@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +29,7 @@ class Identity:
     host: str
     scheme: str
     request_id: str
+    expires_at: int = 0  # the assertion's `exp`, seconds since the epoch
 
     @property
     def is_service(self) -> bool:
@@ -61,14 +63,46 @@ def verify_identity(token: str, *, secret: str, tenant: str) -> Identity:
     request_id = jti if isinstance(jti, str) else ""
     sub = claims["sub"]
     if sub == SERVICE_SUBJECT:
-        return Identity(None, None, None, host, str(scheme), request_id)
+        return Identity(None, None, None, host, str(scheme), request_id, exp)
     if not isinstance(sub, str) or not sub.isascii() or not sub.isdigit():
         raise IdentityError("subject is neither the service nor a user id")
     auth_time, account = claims.get("auth_time"), claims.get("acc")
     if not isinstance(auth_time, int) or isinstance(auth_time, bool):
         raise IdentityError("a user identity needs an integer auth_time")
     account_id = account if isinstance(account, int) else None
-    return Identity(int(sub), account_id, auth_time, host, str(scheme), request_id)
+    return Identity(int(sub), account_id, auth_time, host, str(scheme), request_id, exp)
+
+
+class VerifiedIdentities:
+    """Assertions already verified, until they expire.
+
+    The gateway reuses one assertion per caller for a while (gateway/identity.py),
+    so a busy caller's requests carry the same signed string: its signature and
+    claims need checking once, not on every request.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str, str], Identity] = {}
+
+    def verify(self, token: str, *, secret: str, tenant: str) -> Identity:
+        """Like verify_identity, remembering the answer while it is valid."""
+        key = (token, tenant, secret)
+        known = self._entries.get(key)
+        if known is not None:
+            if known.expires_at + LEEWAY_S >= time.time():
+                return known
+            del self._entries[key]
+        identity = verify_identity(token, secret=secret, tenant=tenant)
+        if len(self._entries) >= self.max_entries:
+            now = time.time()
+            self._entries = {
+                k: v for k, v in self._entries.items() if v.expires_at + LEEWAY_S >= now
+            }
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[key] = identity
+        return identity
 
 
 ADMIN: Final = "admin"

@@ -9,7 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenant_service.config import Settings
-from tenant_service.identity import Identity, Principal
+from tenant_service.identity import Identity, Principal, VerifiedIdentities
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
 from tenant_service.store.users import SeenTracker
@@ -19,6 +19,7 @@ ENGINE: Final = web.AppKey("engine", AsyncEngine)
 PASSWORDS: Final = web.AppKey("passwords", PasswordChecker)
 SEEN: Final = web.AppKey("seen", SeenTracker)
 PRINCIPALS: Final = web.AppKey("principals", PrincipalCache)
+IDENTITIES: Final = web.AppKey("identities", VerifiedIdentities)
 WRITE_LOCK: Final = web.AppKey("write_lock", asyncio.Lock)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)

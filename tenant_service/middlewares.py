@@ -23,7 +23,7 @@ from tenant_service.errors import (
     ServiceUnavailableError,
     UnauthorizedError,
 )
-from tenant_service.identity import HEADER, IdentityError, Principal, verify_identity
+from tenant_service.identity import HEADER, IdentityError, Principal
 from tenant_service.logs import REQUEST_ID, TENANT
 from tenant_service.store import users as user_store
 from tenant_service.store.users import to_ms
@@ -143,7 +143,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
         raise UnauthorizedError()
     settings = request.app[keys.SETTINGS]
     try:
-        verified = verify_identity(
+        verified = request.app[keys.IDENTITIES].verify(
             token, secret=settings.secret.value, tenant=settings.name
         )
     except IdentityError as err:
