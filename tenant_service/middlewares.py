@@ -24,12 +24,11 @@ from tenant_service.errors import (
     UnauthorizedError,
 )
 from tenant_service.identity import HEADER, IdentityError, Principal
-from tenant_service.logs import REQUEST_ID, TENANT
+from tenant_service.logs import REQUEST_ID, TENANT, write_access
 from tenant_service.store import users as user_store
 from tenant_service.store.users import to_ms
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("tenant_service.access")
 
 REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 REQUEST_ID_HEADER: Final = "X-Request-Id"
@@ -98,17 +97,11 @@ async def request_id_and_errors(
             logger.exception("unhandled error")
             response = _error_response(InternalError())
         _add_headers(request, response, request_id)
-        access_logger.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
+        write_access(
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return response
     finally:
