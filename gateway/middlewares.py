@@ -205,6 +205,7 @@ async def add_standard_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
     """on_response_prepare: request id everywhere, FlexMeasures' version under /api."""
+    response.headers["Server"] = "flexhost"  # no library versions for scanners
     request_id = request.get(keys.REQUEST_ID)
     if request_id:
         response.headers["X-Request-Id"] = request_id

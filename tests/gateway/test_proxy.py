@@ -115,6 +115,7 @@ async def test_every_api_response_has_version_and_request_id(
         )
         assert response.headers["FlexMeasures-Version"] == "1.0.1"
         assert response.headers["X-Request-Id"] == "abc-123"
+        assert response.headers["Server"] == "flexhost"
         assert response.content_type == "application/json"
     assert backend.seen[-1]["headers"]["X-Request-Id"] == "abc-123"  # type: ignore[index]
 
