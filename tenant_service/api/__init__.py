@@ -41,10 +41,15 @@ def parse_bool(text: str) -> bool:
     raise FieldError(NOT_BOOLEAN)
 
 
+# Ids are 32-bit integer columns in both databases; no integer from a query or a
+# path needs to be larger (a bigger one would overflow a column or an OFFSET).
+MAX_ID: Final = 2**31 - 1
+
+
 def parse_int(
-    text: str, *, minimum: int | None = None, maximum: int | None = None
+    text: str, *, minimum: int | None = None, maximum: int | None = MAX_ID
 ) -> int:
-    """A decimal integer within optional bounds."""
+    """A decimal integer within bounds (at most MAX_ID unless told otherwise)."""
     stripped = text.strip()
     if not INT_RE.fullmatch(stripped):
         raise FieldError(NOT_INTEGER)
@@ -106,9 +111,9 @@ def parse_page(query: Mapping[str, str]) -> Page:
 def parse_path_id(raw: str) -> int:
     """The integer id of a path; a 422 path ValidationError otherwise."""
     try:
-        return parse_int(raw, minimum=0)
+        return parse_int(raw, minimum=0, maximum=MAX_ID)
     except FieldError as err:
-        raise ValidationError("path", {"id": [NOT_INTEGER]}) from err
+        raise ValidationError("path", {"id": [str(err)]}) from err
 
 
 @functools.cache

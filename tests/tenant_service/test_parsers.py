@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_service.api import FieldError, parse_bool, parse_int, parse_page
+from tenant_service.api import MAX_ID, FieldError, parse_bool, parse_int, parse_page
 from tenant_service.errors import ValidationError
 
 BOOL_WORDS = st.sampled_from(["true", "false", "True", "False", "1", "0", "TRUE"])
@@ -31,9 +31,15 @@ def test_parse_bool_only_field_errors(text: str) -> None:
         parse_bool(text)
 
 
-@given(st.integers(min_value=-(10**17), max_value=10**17))
+@given(st.integers(min_value=-(10**17), max_value=MAX_ID))
 def test_parse_int_round_trip(value: int) -> None:
     assert parse_int(str(value)) == value
+
+
+@given(st.integers(min_value=MAX_ID + 1))
+def test_parse_int_refuses_numbers_no_column_holds(value: int) -> None:
+    with pytest.raises(FieldError):
+        parse_int(str(value))
 
 
 @given(

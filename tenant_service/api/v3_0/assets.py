@@ -518,7 +518,7 @@ async def get_asset_types(request: web.Request) -> web.Response:
     )
 
 
-@routes.get(PREFIX + r"/assets/{id}")
+@routes.get(PREFIX + r"/assets/{id:\d+}")
 async def get_asset(request: web.Request) -> web.Response:
     """Fetch a given asset."""
     asset_id = parse_path_id(request.match_info["id"])
@@ -657,7 +657,7 @@ async def post_asset(request: web.Request) -> web.Response:
     return respond(body, status=201)
 
 
-@routes.patch(PREFIX + r"/assets/{id}")
+@routes.patch(PREFIX + r"/assets/{id:\d+}")
 async def patch_asset(request: web.Request) -> web.Response:
     """Update an asset given its identifier."""
     asset_id = parse_path_id(request.match_info["id"])
@@ -682,7 +682,7 @@ async def patch_asset(request: web.Request) -> web.Response:
     return respond(body)
 
 
-@routes.delete(PREFIX + r"/assets/{id}")
+@routes.delete(PREFIX + r"/assets/{id:\d+}")
 async def delete_asset(request: web.Request) -> web.Response:
     """Delete an asset given its identifier (with its children, sensors and data)."""
     asset_id = parse_path_id(request.match_info["id"])

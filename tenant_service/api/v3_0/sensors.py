@@ -369,7 +369,7 @@ async def delete_sensor(request: web.Request) -> web.Response:
     return no_content()
 
 
-@routes.get(PREFIX + r"/assets/{id}/sensors")
+@routes.get(PREFIX + r"/assets/{id:\d+}/sensors")
 async def get_asset_sensors(request: web.Request) -> web.Response:
     """Return all sensors under an asset."""
     asset_id = parse_path_id(request.match_info["id"])
