@@ -25,6 +25,7 @@ from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
 from tenant_service.store.db import database_ctx
+from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
 
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PASSWORDS] = PasswordChecker()
     app[keys.PRINCIPALS] = PrincipalCache()
     app[keys.IDENTITIES] = VerifiedIdentities()
+    app[keys.SOURCES] = KnownSources()
     app[keys.WRITE_LOCK] = asyncio.Lock()
     # database first: the seen tracker writes to it and must drain before it closes
     app.cleanup_ctx.append(database_ctx)

@@ -12,6 +12,7 @@ from tenant_service.config import Settings
 from tenant_service.identity import Identity, Principal, VerifiedIdentities
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
+from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -20,6 +21,7 @@ PASSWORDS: Final = web.AppKey("passwords", PasswordChecker)
 SEEN: Final = web.AppKey("seen", SeenTracker)
 PRINCIPALS: Final = web.AppKey("principals", PrincipalCache)
 IDENTITIES: Final = web.AppKey("identities", VerifiedIdentities)
+SOURCES: Final = web.AppKey("sources", KnownSources)
 WRITE_LOCK: Final = web.AppKey("write_lock", asyncio.Lock)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)

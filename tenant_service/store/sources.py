@@ -74,6 +74,32 @@ _USER_SOURCE: Final = (
 )
 
 
+class KnownSources:
+    """user id -> id of their data source, for sources already committed.
+
+    A user's source never changes once it exists, so each process looks it up
+    once. Only sources found in the database are remembered: one created in the
+    current transaction could still be rolled back.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._ids: dict[int, int] = {}
+
+    async def user_source_id(self, conn: AsyncConnection, user_id: int) -> int:
+        """The id of the user's data source, created on first use (race-safe)."""
+        known = self._ids.get(user_id)
+        if known is not None:
+            return known
+        found = (await conn.execute(_USER_SOURCE, {"user_id": user_id})).scalar()
+        if found is None:
+            return await user_source_id(conn, user_id)
+        if len(self._ids) >= self.max_entries:
+            self._ids.clear()
+        self._ids[user_id] = int(found)
+        return int(found)
+
+
 async def user_source_id(conn: AsyncConnection, user_id: int) -> int:
     """The id of the user's data source, created on first use (race-safe)."""
     found = (await conn.execute(_USER_SOURCE, {"user_id": user_id})).scalar()

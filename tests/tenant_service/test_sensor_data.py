@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, insert, select
 
+from tenant_service import keys
 from tenant_service.app import create_app
 from tenant_service.config import Settings
 from tenant_service.store.db import create_engine
@@ -801,3 +802,15 @@ def test_sensor_data_routes_registered(settings: Settings) -> None:
     paths = {getattr(r.resource, "canonical", None) for r in app.router.routes()}
     assert "/api/v3_0/sensors/{id}/data" in paths
     assert "/api/v3_0/sources" in paths
+
+
+async def test_sensor_data_source_id_remembered_only_once_committed(
+    client: Client, world: World, data_sensors: Sensors
+) -> None:
+    sources = client.app[keys.SOURCES]
+    assert world.member not in sources._ids
+    assert (await post(client, data_sensors.power, body(), world.member))[0] == 200
+    assert world.member not in sources._ids  # created in that request's transaction
+    second = body(start="2026-03-01T00:00:00+00:00")
+    assert (await post(client, data_sensors.power, second, world.member))[0] == 200
+    assert world.member in sources._ids  # found committed: remembered from now on

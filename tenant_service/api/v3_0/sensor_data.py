@@ -436,7 +436,7 @@ async def _post_data(
         raise ForbiddenError()
     post = parse_post(data, extra=extra)
     beliefs = series_to_beliefs(post, sensor, int(time.time() * 1000))
-    source_id = await source_store.user_source_id(conn, who.user_id)
+    source_id = await request.app[keys.SOURCES].user_source_id(conn, who.user_id)
     try:
         stored = await belief_store.save_beliefs(
             conn,
