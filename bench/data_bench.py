@@ -255,6 +255,13 @@ def main() -> None:
     parser.add_argument(
         "--no-anchor", action="store_true", help="do not measure FlexMeasures"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="backend processes behind the gateway (FlexMeasures' anchor runs 2 "
+        "gunicorn workers; on 2 cores a second replica measured no gain)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="flexhost-data-bench-"))
@@ -264,7 +271,9 @@ def main() -> None:
         password = new_secret()
         db_url, pg_name = asyncio.run(_postgres_database())
         asyncio.run(_prepare_database(db_url, password))
-        gateway = start_stack(processes, workdir, db_url, TENANT).gateway
+        gateway = start_stack(
+            processes, workdir, db_url, TENANT, replicas=args.replicas
+        ).gateway
         targets = [_our_target(gateway, password)]
         anchor = None if args.no_anchor else _anchor_target()
         if anchor is not None:
@@ -310,7 +319,8 @@ def _report(
     medians = {key: median_result(results) for key, results in runs.items()}
     print(
         f"\nflexhost data bench: {args.rounds} x {args.seconds}s interleaved, "
-        "through the gateway, backend on PostgreSQL, 8 connections; medians"
+        f"through the gateway, {args.replicas} backend replica(s) on PostgreSQL, "
+        "8 connections; medians"
     )
     print(f"{'case':<42} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
     for result in medians.values():
