@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -149,10 +150,12 @@ def http_any(
 
 
 class Processes:
-    """Children started by a bench, all stopped at exit."""
+    """Children started by a bench, all stopped at exit (also when it is killed)."""
 
     def __init__(self) -> None:
         self.children: list[subprocess.Popen[bytes]] = []
+        # SIGTERM becomes SystemExit, so the bench's `finally` stops the children.
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
 
     def start(self, args: list[str], env: dict[str, str]) -> None:
         self.children.append(
