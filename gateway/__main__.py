@@ -18,7 +18,7 @@ from types import FrameType
 from aiohttp import web
 
 from .app import create_app
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, load_tenants
 from .logs import setup_logging
 
 logger = logging.getLogger("gateway")
@@ -100,7 +100,8 @@ def main() -> int:
     setup_logging()
     try:
         settings = load_settings(os.environ)
-        create_app(settings)  # validates tenants.yaml and secrets before forking
+        # tenants.yaml and its secrets are checked once here, before any worker forks
+        load_tenants(settings.tenants_path, secrets_dir=settings.secrets_dir)
     except ConfigError as err:
         for problem in err.problems:
             print(f"config error: {problem}", file=sys.stderr)

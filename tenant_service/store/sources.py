@@ -93,7 +93,7 @@ class KnownSources:
             return known
         found = (await conn.execute(_USER_SOURCE, {"user_id": user_id})).scalar()
         if found is None:
-            return await user_source_id(conn, user_id)
+            return await _create_user_source(conn, user_id)
         if len(self._ids) >= self.max_entries:
             self._ids.clear()
         self._ids[user_id] = int(found)
@@ -105,6 +105,11 @@ async def user_source_id(conn: AsyncConnection, user_id: int) -> int:
     found = (await conn.execute(_USER_SOURCE, {"user_id": user_id})).scalar()
     if found is not None:
         return int(found)
+    return await _create_user_source(conn, user_id)
+
+
+async def _create_user_source(conn: AsyncConnection, user_id: int) -> int:
+    """Insert the user's data source unless a concurrent request did; its id."""
     user = (
         await conn.execute(
             select(users.c.username, users.c.email, users.c.account_id).where(
