@@ -139,7 +139,9 @@ _DELETE: Final = delete(generic_assets).where(
 )
 
 
-def subtree(root_id: int, max_depth: int | None = None) -> Select[Any]:
+def subtree(
+    root_id: int | ColumnElement[int], max_depth: int | None = None
+) -> Select[Any]:
     """Ids of an asset and its descendants (up to `max_depth` generations)."""
     limit = MAX_TREE_DEPTH if max_depth is None else min(max_depth, MAX_TREE_DEPTH)
     base = select(generic_assets.c.id, literal(0).label("depth")).where(

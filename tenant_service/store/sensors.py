@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
+    String,
+    and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.acl import Owner
+from tenant_service.store.assets import subtree
+from tenant_service.store.prepared import Prepared, Record
 from tenant_service.store.tables import accounts, generic_assets, sensors
 
 
@@ -48,30 +54,30 @@ _SENSOR_QUERY: Final[Select[Any]] = select(
         generic_assets, generic_assets.c.id == sensors.c.generic_asset_id
     ).outerjoin(accounts, accounts.c.id == generic_assets.c.account_id)
 )
-_SENSOR_BY_ID: Final[Select[Any]] = _SENSOR_QUERY.where(
-    sensors.c.id == bindparam("sensor_id")
+_SENSOR_BY_ID: Final = Prepared.of(
+    _SENSOR_QUERY.where(sensors.c.id == bindparam("sensor_id"))
 )
 
 
-def sensor_record(row: Row[Any]) -> SensorRecord:
+def sensor_record(row: Record) -> SensorRecord:
     """A SensorRecord from a row of a query built on _SENSOR_QUERY."""
     return SensorRecord(
-        id=row.id,
-        name=row.name,
-        unit=row.unit,
-        timezone=row.timezone,
-        event_resolution_ms=int(row.event_resolution),
-        knowledge_horizon_fnc=row.knowledge_horizon_fnc,
-        knowledge_horizon_par=row.knowledge_horizon_par,
-        attributes=row.attributes,
-        generic_asset_id=row.generic_asset_id,
-        owner=Owner(row.asset_account_id, row.consultancy_account_id),
+        id=row["id"],
+        name=row["name"],
+        unit=row["unit"],
+        timezone=row["timezone"],
+        event_resolution_ms=int(row["event_resolution"]),
+        knowledge_horizon_fnc=row["knowledge_horizon_fnc"],
+        knowledge_horizon_par=row["knowledge_horizon_par"],
+        attributes=row["attributes"],
+        generic_asset_id=row["generic_asset_id"],
+        owner=Owner(row["asset_account_id"], row["consultancy_account_id"]),
     )
 
 
 async def get_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord | None:
     """One sensor with its owner, or None."""
-    row = (await conn.execute(_SENSOR_BY_ID, {"sensor_id": sensor_id})).first()
+    row = await _SENSOR_BY_ID.fetchrow(conn, {"sensor_id": sensor_id})
     return sensor_record(row) if row is not None else None
 
 
@@ -83,25 +89,125 @@ _NAME_TAKEN: Final = select(sensors.c.id).where(
 _DELETE: Final = delete(sensors).where(sensors.c.id == bindparam("sensor_id"))
 
 
+Scope = Literal["account", "clients", "subtree", "asset"]
+
+
+@dataclass(frozen=True, slots=True)
+class SensorListing:
+    """The shape of a sensor listing; its values travel as parameters.
+
+    Parameters: `account_id` (scopes "account", "clients"), `asset_id` ("subtree",
+    "asset"), `unit` (with `unit`), `term0`... (LIKE patterns from `like_pattern`),
+    `offset` and `limit` (when `paged`).
+    """
+
+    scope: Scope  # one account, an account and its clients, an asset's tree, an asset
+    public: bool = False  # also sensors of public assets
+    unit: bool = False  # only sensors with the unit `unit`
+    terms: tuple[bool, ...] = ()  # per search term: whether it is all digits
+    any_term: bool = False  # a sensor matching any term (else every term)
+    sort: str = "id"  # a key of SORTS
+    descending: bool = False
+    paged: bool = False
+
+    def scope_where(self) -> ColumnElement[bool]:
+        """The listing without its search terms."""
+        where: ColumnElement[bool]
+        if self.scope == "account":
+            where = generic_assets.c.account_id == bindparam("account_id")
+        elif self.scope == "clients":
+            where = generic_assets.c.account_id.in_(
+                select(accounts.c.id).where(
+                    or_(
+                        accounts.c.id == bindparam("account_id"),
+                        accounts.c.consultancy_account_id == bindparam("account_id"),
+                    )
+                )
+            )
+        elif self.scope == "subtree":
+            where = generic_assets.c.id.in_(subtree(bindparam("asset_id")))
+        else:
+            where = sensors.c.generic_asset_id == bindparam("asset_id")
+        if self.public:
+            where = or_(where, generic_assets.c.account_id.is_(None))
+        if self.unit:
+            where = and_(where, sensors.c.unit == bindparam("unit"))
+        return where
+
+    def filtered_where(self) -> ColumnElement[bool]:
+        """The listing with its search terms."""
+        where = self.scope_where()
+        if not self.terms:
+            return where
+        matches = [
+            _term_match(index, digits) for index, digits in enumerate(self.terms)
+        ]
+        return and_(where, or_(*matches) if self.any_term else and_(*matches))
+
+
+def like_pattern(term: str) -> str:
+    """A search term as a LIKE operand with "/" escaping its wildcards."""
+    return term.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _term_match(index: int, digits: bool) -> ColumnElement[bool]:
+    """A sensor whose name contains the term, or whose id starts with it."""
+    term = bindparam(f"term{index}", type_=String)
+    name = sensors.c.name.icontains(term, escape="/")
+    if not digits:
+        return name
+    return or_(name, cast(sensors.c.id, String).startswith(term, escape="/"))
+
+
+SORTS: Final[dict[str, ColumnElement[Any]]] = {
+    "id": sensors.c.id,
+    "name": sensors.c.name,
+    "resolution": sensors.c.event_resolution,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _listing_query(listing: SensorListing) -> Prepared:
+    column = SORTS[listing.sort]
+    order = (
+        [column.desc(), sensors.c.id.desc()]
+        if listing.descending
+        else [
+            column.asc(),
+            sensors.c.id.asc(),
+        ]
+    )
+    query = _SENSOR_QUERY.where(listing.filtered_where()).order_by(*order)
+    if listing.paged:
+        query = query.offset(bindparam("offset")).limit(bindparam("limit"))
+    return Prepared.of(query)
+
+
+@functools.lru_cache(maxsize=256)
+def _count_query(listing: SensorListing, filtered: bool) -> Prepared:
+    where = listing.filtered_where() if filtered else listing.scope_where()
+    return Prepared.of(
+        select(func.count()).select_from(_SENSOR_QUERY.where(where).subquery())
+    )
+
+
 async def list_sensors(
-    conn: AsyncConnection,
-    where: ColumnElement[bool],
-    *,
-    order_by: Sequence[ColumnElement[Any]] = (sensors.c.id,),
-    offset: int = 0,
-    limit: int | None = None,
+    conn: AsyncConnection, listing: SensorListing, params: Mapping[str, Any]
 ) -> list[SensorRecord]:
-    """Sensors matching `where` (on _SENSOR_QUERY's columns), in order, one page."""
-    query = _SENSOR_QUERY.where(where).order_by(*order_by).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    return [sensor_record(row) for row in (await conn.execute(query)).all()]
+    """One page (or all) of the sensors of a listing, in its order."""
+    rows = await _listing_query(listing).fetch(conn, params)
+    return [sensor_record(row) for row in rows]
 
 
-async def count_sensors(conn: AsyncConnection, where: ColumnElement[bool]) -> int:
-    """How many sensors match `where`."""
-    query = select(func.count()).select_from(_SENSOR_QUERY.where(where).subquery())
-    return int((await conn.execute(query)).scalar_one())
+async def count_sensors(
+    conn: AsyncConnection,
+    listing: SensorListing,
+    params: Mapping[str, Any],
+    *,
+    filtered: bool,
+) -> int:
+    """How many sensors a listing has, with or without its search terms."""
+    return int(await _count_query(listing, filtered).scalar(conn, params))
 
 
 async def name_taken(

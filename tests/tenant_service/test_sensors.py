@@ -150,6 +150,38 @@ async def test_listing(client: Client, world: World) -> None:
         assert (await ids(world.member, query))[0] == 422, query
 
 
+async def test_search_terms_are_literal_and_sorting(
+    client: Client, world: World
+) -> None:
+    """`%`, `_` and `/` in a filter match themselves; digits also match id prefixes."""
+    site = await make_asset(client, world.account_admin)
+    names = ["50% load", "500 kW", "a_b", "axb", "x/y", "Zeta"]
+    made = {
+        name: await make_sensor(client, world.member, site["id"], name)
+        for name in names
+    }
+
+    async def listed(query: str, path: str = "/api/v3_0/sensors") -> list[str]:
+        resp = await client.get(path + query, headers=identity(world.member))
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        rows = body["data"] if isinstance(body, dict) else body
+        return [row["name"] for row in rows]
+
+    assert await listed("?filter=50%25") == ["50% load"]
+    assert await listed("?filter=a_b") == ["a_b"]
+    assert await listed("?filter=x/y") == ["x/y"]
+    assert await listed("?filter=LOAD%2050") == ["50% load"]  # every term, any case
+    assert await listed(f"?filter={made['Zeta']}") == ["Zeta"]  # an id prefix
+    # Names sort in the database's collation; descending is ascending reversed.
+    ascending = await listed("?sort_by=name")
+    assert sorted(ascending) == sorted(names)
+    assert await listed("?sort_by=name&sort_dir=desc") == ascending[::-1]
+    on_asset = f"/api/v3_0/assets/{site['id']}/sensors"
+    assert await listed("?filter=zeta%20axb", on_asset) == ["axb", "Zeta"]  # any term
+    assert await listed("?sort-by=name&per-page=2&page=2", on_asset) == ascending[2:4]
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -14,11 +14,10 @@ Decisions where FlexMeasures is inconsistent or silent:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
-from sqlalchemy import ColumnElement, String, and_, cast, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,8 +48,12 @@ from tenant_service.errors import ApiError, ForbiddenError, ValidationError
 from tenant_service.store import accounts as account_store
 from tenant_service.store import assets as asset_store
 from tenant_service.store import sensors as sensor_store
-from tenant_service.store.sensors import SensorRecord
-from tenant_service.store.tables import accounts, generic_assets, sensors
+from tenant_service.store.sensors import (
+    Scope,
+    SensorListing,
+    SensorRecord,
+    like_pattern,
+)
 from tenant_service.timing import (
     TimingError,
     format_duration,
@@ -62,7 +65,7 @@ from tenant_service.units import UnitError, validate_unit
 routes = web.RouteTableDef()
 
 DEFAULT_TIMEZONE: Final = "UTC"
-SENSOR_SORTS: Final = ("id", "name", "resolution")
+SENSOR_SORTS: Final = tuple(sensor_store.SORTS)
 CREATE_FIELDS: Final = frozenset(
     {"name", "unit", "event_resolution", "generic_asset_id", "timezone", "attributes"}
 )
@@ -166,34 +169,6 @@ def parse_sensor_body(data: dict[str, Any], *, creating: bool) -> dict[str, Any]
     return values
 
 
-def _sensor_order(sort_by: str | None, sort_dir: str) -> list[ColumnElement[Any]]:
-    column: ColumnElement[Any] = {
-        None: sensors.c.id,
-        "id": sensors.c.id,
-        "name": sensors.c.name,
-        "resolution": sensors.c.event_resolution,
-    }[sort_by]
-    ordered = column.desc() if sort_dir == "desc" else column.asc()
-    tie = sensors.c.id.desc() if sort_dir == "desc" else sensors.c.id.asc()
-    return [ordered, tie]
-
-
-def sensor_term(term: str) -> ColumnElement[bool]:
-    """A sensor whose name contains the term, or whose id starts with it."""
-    clauses = [sensors.c.name.icontains(term, autoescape=True)]
-    if term.isdecimal():
-        clauses.append(cast(sensors.c.id, String).startswith(term, autoescape=True))
-    return or_(*clauses)
-
-
-def _paged(
-    data: list[dict[str, Any]], page_number: int | None, total: int, filtered: int
-) -> web.Response:
-    if page_number is None:
-        return respond(data)
-    return respond({"data": data, "num-records": total, "filtered-records": filtered})
-
-
 @routes.get(PREFIX + "/sensors")
 async def get_sensors(request: web.Request) -> web.Response:
     """Get list of sensors."""
@@ -241,50 +216,60 @@ async def get_sensors(request: web.Request) -> web.Response:
             raise UnprocessableError(
                 "Please provide either an account or an asset ID, not both"
             )
-    where: ColumnElement[bool]
+    params: dict[str, Any] = {}
+    scope: Scope
     if asset is not None:
-        where = generic_assets.c.id.in_(asset_store.subtree(asset.id))
+        scope, params["asset_id"] = "subtree", asset.id
     else:
         account_id = who.account_id if account_id is None else account_id
-        # `==` for one account: an IN list would be expanded at every execution.
-        where = generic_assets.c.account_id == account_id
+        params["account_id"] = account_id
+        scope = "account"
         if flags["include_consultancy_clients"] and (
             who.reads_all
             or (account_id == who.account_id and "consultant" in who.roles)
         ):
-            where = generic_assets.c.account_id.in_(
-                select(accounts.c.id).where(
-                    or_(
-                        accounts.c.id == account_id,
-                        accounts.c.consultancy_account_id == account_id,
-                    )
-                )
-            )
-    if flags["include_public_assets"]:
-        where = or_(where, generic_assets.c.account_id.is_(None))
+            scope = "clients"
     if "unit" in query:
-        where = and_(where, sensors.c.unit == query["unit"])
-    filtered = where
-    if "filter" in query:
-        terms = search_terms(query["filter"])
-        if terms:
-            filtered = and_(where, *(sensor_term(term) for term in terms))
-    records = await sensor_store.list_sensors(
-        conn,
-        filtered,
-        order_by=_sensor_order(sort_by, sort_dir),
-        offset=page.offset,
-        limit=page.limit,
+        params["unit"] = query["unit"]
+    listing = SensorListing(
+        scope,
+        public=flags["include_public_assets"],
+        unit="unit" in query,
+        terms=_terms(query, params),
+        sort=sort_by or "id",
+        descending=sort_dir == "desc",
+        paged=page.number is not None,
     )
+    params.update(offset=page.offset, limit=page.limit)
+    records = await sensor_store.list_sensors(conn, listing, params)
     data = dump_sensors(request, records)
     if page.number is None:
         return respond(data)
-    return _paged(
-        data,
-        page.number,
-        await sensor_store.count_sensors(conn, where),
-        await sensor_store.count_sensors(conn, filtered),
-    )
+    return await _paged(conn, data, page.number, listing, params)
+
+
+def _terms(query: Mapping[str, str], params: dict[str, Any]) -> tuple[bool, ...]:
+    """The `filter` search terms as parameters; per term whether it is all digits."""
+    terms = search_terms(query["filter"]) if "filter" in query else []
+    for index, term in enumerate(terms):
+        params[f"term{index}"] = like_pattern(term)
+    return tuple(term.isdecimal() for term in terms)
+
+
+async def _paged(
+    conn: AsyncConnection,
+    data: list[dict[str, Any]],
+    number: int,
+    listing: SensorListing,
+    params: dict[str, Any],
+) -> web.Response:
+    total = await sensor_store.count_sensors(conn, listing, params, filtered=False)
+    filtered = total
+    if listing.terms:
+        filtered = await sensor_store.count_sensors(
+            conn, listing, params, filtered=True
+        )
+    return respond({"data": data, "num-records": total, "filtered-records": filtered})
 
 
 @routes.get(PREFIX + r"/sensors/{id:\d+}")
@@ -384,22 +369,18 @@ async def get_asset_sensors(request: web.Request) -> web.Response:
     asset = await load_asset(conn, asset_id)
     if not acl.may_read(principal(request), asset.owner):
         raise ForbiddenError()
-    where: ColumnElement[bool] = sensors.c.generic_asset_id == asset.id
-    filtered = where
-    if "filter" in query:
-        terms = search_terms(query["filter"])
-        if terms:
-            filtered = and_(where, or_(*(sensor_term(term) for term in terms)))
-    records = await sensor_store.list_sensors(
-        conn,
-        filtered,
-        order_by=_sensor_order(sort_by, sort_dir),
-        offset=(number - 1) * page.per_page,
-        limit=page.per_page,
+    params: dict[str, Any] = {
+        "asset_id": asset.id,
+        "offset": (number - 1) * page.per_page,
+        "limit": page.per_page,
+    }
+    listing = SensorListing(
+        "asset",
+        terms=_terms(query, params),
+        any_term=True,
+        sort=sort_by or "id",
+        descending=sort_dir == "desc",
+        paged=True,
     )
-    return _paged(
-        dump_sensors(request, records),
-        number,
-        await sensor_store.count_sensors(conn, where),
-        await sensor_store.count_sensors(conn, filtered),
-    )
+    records = await sensor_store.list_sensors(conn, listing, params)
+    return await _paged(conn, dump_sensors(request, records), number, listing, params)
