@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import TextClause, and_, delete, func, select, text, tuple_
+from sqlalchemy import (
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.beliefs import Belief
@@ -59,19 +68,8 @@ async def save_beliefs(
     first = min(b.event_start for b in beliefs)
     last = max(b.event_start for b in beliefs)
     stored = await conn.execute(
-        select(
-            timed_beliefs.c.event_start,
-            timed_beliefs.c.belief_horizon,
-            timed_beliefs.c.event_value,
-        ).where(
-            and_(
-                timed_beliefs.c.sensor_id == sensor_id,
-                timed_beliefs.c.source_id == source_id,
-                timed_beliefs.c.event_start >= first,
-                timed_beliefs.c.event_start <= last,
-                timed_beliefs.c.cumulative_probability == DETERMINISTIC,
-            )
-        )
+        _STORED,
+        {"sensor_id": sensor_id, "source_id": source_id, "first": first, "last": last},
     )
     exact: dict[tuple[int, int], float] = {}
     latest: dict[int, tuple[int, float]] = {}
@@ -108,17 +106,61 @@ async def save_beliefs(
     return stored_count + len(replacements)
 
 
+# The source's stored deterministic beliefs about events in [first, last].
+_STORED: Final = select(
+    timed_beliefs.c.event_start,
+    timed_beliefs.c.belief_horizon,
+    timed_beliefs.c.event_value,
+).where(
+    timed_beliefs.c.sensor_id == bindparam("sensor_id"),
+    timed_beliefs.c.source_id == bindparam("source_id"),
+    timed_beliefs.c.event_start >= bindparam("first"),
+    timed_beliefs.c.event_start <= bindparam("last"),
+    timed_beliefs.c.cumulative_probability == DETERMINISTIC,
+)
+# PostgreSQL: all rows of one sensor and source as three arrays, one statement of
+# five parameters whatever the count (a multi-row VALUES list binds six per row).
+_INSERT_UNNEST: Final = text(
+    "INSERT INTO timed_beliefs (sensor_id, event_start, source_id, belief_horizon, "
+    "cumulative_probability, event_value) "
+    "SELECT :sensor_id, s, :source_id, h, 0.5, v "
+    "FROM unnest(CAST(:starts AS BIGINT[]), CAST(:horizons AS BIGINT[]), "
+    "CAST(:values AS DOUBLE PRECISION[])) AS t(s, h, v) "
+    "ON CONFLICT DO NOTHING RETURNING event_start, belief_horizon"
+)
+
+
+async def _insert_rows(
+    conn: AsyncConnection, rows: list[dict[str, Any]]
+) -> set[tuple[int, int]]:
+    """Insert rows of one sensor and source, skipping stored keys; the keys stored."""
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(
+            _INSERT_UNNEST,
+            {
+                "sensor_id": rows[0]["sensor_id"],
+                "source_id": rows[0]["source_id"],
+                "starts": [r["event_start"] for r in rows],
+                "horizons": [r["belief_horizon"] for r in rows],
+                "values": [r["event_value"] for r in rows],
+            },
+        )
+    else:
+        statement = (
+            insert_ignoring(conn, timed_beliefs)
+            .on_conflict_do_nothing()
+            .returning(timed_beliefs.c.event_start, timed_beliefs.c.belief_horizon)
+        )
+        result = await conn.execute(statement, rows)
+    return {(r[0], r[1]) for r in result}
+
+
 async def _insert(
     conn: AsyncConnection, rows: list[dict[str, Any]], *, allow_overwrite: bool
 ) -> int:
     if not rows:
         return 0
-    statement = (
-        insert_ignoring(conn, timed_beliefs)
-        .on_conflict_do_nothing()
-        .returning(timed_beliefs.c.event_start, timed_beliefs.c.belief_horizon)
-    )
-    inserted = {(r[0], r[1]) for r in await conn.execute(statement, rows)}
+    inserted = await _insert_rows(conn, rows)
     if len(inserted) == len(rows):
         return len(rows)
     # A concurrent request stored some of these keys first: same values are fine.
