@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+import orjson
 from aiohttp import web
 
 from tenant_service import keys
@@ -16,13 +17,16 @@ REVOKE_HEADER: Final = "X-FlexHost-Revoke-User"
 
 
 def respond(data: Any, status: int = 200) -> web.Response:
-    """JSON answer; dicts without `status` get the HTTP code, as Flask-JSON does."""
+    """JSON answer; dicts without `status` get the HTTP code, as Flask-JSON does.
+
+    orjson writes floats as the shortest text that reads back equal (a year of
+    15-minute values spent most of its time in `json.dumps`); NaN and infinities
+    become null, so the answer is always valid JSON.
+    """
     if isinstance(data, dict) and "status" not in data:
         data = {**data, "status": status}
     return web.Response(
-        text=json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-        status=status,
-        content_type="application/json",
+        body=orjson.dumps(data), status=status, content_type="application/json"
     )
 
 
