@@ -224,7 +224,7 @@ def reindex_columns(
     if len(starts) == length and length:
         # The common case of a full window at the data's resolution: no gaps.
         grid = range(start_ms, start_ms + length * step_ms, step_ms)
-        if list(starts) == list(grid):
+        if starts == grid or list(starts) == list(grid):
             return list(values)
     out: list[float | None] = [None] * length
     groups: dict[int, list[float]] = {}

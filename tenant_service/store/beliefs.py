@@ -264,11 +264,16 @@ async def latest_values(
     end_ms: int,
     resolution_ms: int,
     read: ReadFilter,
-) -> tuple[list[int], list[float]]:
+    *,
+    step_ms: int | None = None,
+) -> tuple[Sequence[int], list[float]]:
     """Event starts and values of the latest belief per event in [start, end).
 
     Two columns rather than rows: on PostgreSQL they arrive as two arrays, so a
     year of data makes no per-row objects that the garbage collector would scan.
+    Given `step_ms`, when the events are exactly the grid of that step from
+    `start_ms` (the usual full window), PostgreSQL says so and the starts come back
+    as that `range` instead of an array.
     """
     params: dict[str, Any] = {
         "sensor_id": sensor_id,
@@ -284,7 +289,10 @@ async def latest_values(
     query = _latest_query(conn.dialect.name, read)
     used = {name: params[name] for name in query.compile().params}
     if conn.dialect.name == "postgresql":
-        return await _fetch_arrays(conn, query, used)
+        grid = None
+        if step_ms is not None and step_ms > 0:
+            grid = range(start_ms, end_ms, step_ms)
+        return await _fetch_arrays(conn, query, used, grid)
     result = await conn.execute(query, used)
     starts: list[int] = []
     values: list[float] = []
@@ -295,14 +303,36 @@ async def latest_values(
 
 
 async def _fetch_arrays(
-    conn: AsyncConnection, query: TextClause, params: dict[str, Any]
-) -> tuple[list[int], list[float]]:
-    """Both columns as arrays, through asyncpg itself (no SQLAlchemy rows)."""
+    conn: AsyncConnection,
+    query: TextClause,
+    params: dict[str, Any],
+    grid: range | None,
+) -> tuple[Sequence[int], list[float]]:
+    """Both columns as arrays, through asyncpg itself (no SQLAlchemy rows).
+
+    With a `grid`, the starts array is left out (NULL) when the starts are exactly
+    the grid: as many distinct starts as grid points, all on it, first and last
+    equal (the latest-belief query gives one row per event start).
+    """
+    starts_sql = "array_agg(event_start ORDER BY event_start)"
+    if grid is not None and len(grid):
+        params = {
+            **params,
+            "grid_count": len(grid),
+            "grid_first": grid[0],
+            "grid_last": grid[-1],
+            "grid_step": grid.step,
+        }
+        starts_sql = (
+            "CASE WHEN count(*) = :grid_count AND min(event_start) = :grid_first "
+            "AND max(event_start) = :grid_last "
+            "AND bool_and((event_start - :grid_first) % :grid_step = 0) "
+            f"THEN NULL ELSE {starts_sql} END"
+        )
     names = list(params)
     sql = (
-        "SELECT array_agg(event_start ORDER BY event_start), "
-        "array_agg(event_value ORDER BY event_start) "
-        f"FROM ({query.text}) AS latest"
+        "SELECT array_agg(event_value ORDER BY event_start), "
+        f"{starts_sql} FROM ({query.text}) AS latest"
     )
     # Longest names first, so no name is replaced inside a longer one.
     for index, name in sorted(enumerate(names), key=lambda p: -len(p[1])):
@@ -314,7 +344,9 @@ async def _fetch_arrays(
     row = await driver.fetchrow(sql, *(params[name] for name in names))
     if row is None or row[0] is None:
         return [], []
-    return list(row[0]), list(row[1])
+    if row[1] is None and grid is not None:
+        return grid, list(row[0])
+    return list(row[1]), list(row[0])
 
 
 async def delete_beliefs(

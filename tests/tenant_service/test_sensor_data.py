@@ -15,8 +15,10 @@ from sqlalchemy import func, insert, select
 from tenant_service import keys
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tenant_service.store.beliefs import ReadFilter, latest_values
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import (
+    data_sources,
     generic_asset_types,
     generic_assets,
     sensors,
@@ -814,3 +816,71 @@ async def test_sensor_data_source_id_remembered_only_once_committed(
     second = body(start="2026-03-01T00:00:00+00:00")
     assert (await post(client, data_sensors.power, second, world.member))[0] == 200
     assert world.member in sources._ids  # found committed: remembered from now on
+
+
+async def test_latest_values_grid_shortcut(
+    database_url: str, world: World, data_sensors: Sensors
+) -> None:
+    """A window exactly on the step's grid reads the same whether or not the
+    database spots it (PostgreSQL then sends no starts); gaps, off-grid events and
+    events beyond the window fall back to the starts."""
+    start = 1_767_225_600_000  # 2026-01-01T00:00Z
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            source = (
+                await conn.execute(
+                    insert(data_sources)
+                    .values(name="t", type="user", key="t|grid")
+                    .returning(data_sources.c.id)
+                )
+            ).scalar_one()
+
+            async def put(*offsets: int) -> None:
+                await conn.execute(
+                    insert(timed_beliefs),
+                    [
+                        {
+                            "sensor_id": data_sensors.power,
+                            "event_start": start + o,
+                            "source_id": source,
+                            "belief_horizon": 0,
+                            "cumulative_probability": 0.5,
+                            "event_value": float(o // QUARTER),
+                        }
+                        for o in offsets
+                    ],
+                )
+
+            await put(*(i * QUARTER for i in range(4)))
+
+            shortcuts: list[bool] = []
+
+            async def read(duration: int, step: int) -> tuple[list[int], list[float]]:
+                starts, values = await latest_values(
+                    conn,
+                    data_sensors.power,
+                    start,
+                    start + duration,
+                    QUARTER,
+                    ReadFilter(),
+                    step_ms=step,
+                )
+                shortcuts.append(isinstance(starts, range))
+                return list(starts), values
+
+            grid = [start + i * QUARTER for i in range(4)]
+            assert await read(HOUR, QUARTER) == (grid, [0.0, 1.0, 2.0, 3.0])
+            # Coarser step: four events, but not the two-point grid.
+            assert await read(HOUR, 2 * QUARTER) == (grid, [0.0, 1.0, 2.0, 3.0])
+            # A window longer than the data: a gap at the end.
+            assert await read(2 * HOUR, QUARTER) == (grid, [0.0, 1.0, 2.0, 3.0])
+            await put(HOUR + QUARTER // 3)  # an event off the grid
+            starts, values = await read(2 * HOUR, QUARTER)
+            assert starts == [*grid, start + HOUR + QUARTER // 3]
+            assert values == [0.0, 1.0, 2.0, 3.0, 4.0]
+            on_postgres = conn.dialect.name == "postgresql"
+            assert shortcuts == [on_postgres, False, False, False]
+            await conn.rollback()
+    finally:
+        await engine.dispose()

@@ -573,6 +573,7 @@ async def _get_data(
         query.start_ms + query.duration_ms,
         resolution,
         query.read,
+        step_ms=step,
     )
     values = reindex_columns(starts, stored, query.start_ms, query.duration_ms, step)
     if factor != 1.0 or offset != 0.0:
