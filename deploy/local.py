@@ -356,6 +356,8 @@ class Stack:
         self.redis_url = options.redis_url or ""
         self.gateway: Child | None = None
         self.backends: dict[str, tuple[BackendSpec, Child]] = {}
+        # One scheduling worker per tenant, on the tenant's queue in our Redis.
+        self.workers: dict[str, tuple[BackendSpec, Child]] = {}
         self.provisioned: dict[str, bool] = {}
         self.logins: list[str] = []
 
@@ -438,12 +440,15 @@ class Stack:
         argv = (sys.executable, "-m", "gateway")
         return ChildSpec("gateway", argv, tuple(env.items()))
 
-    def _backend_spec(self, name: str, spec: BackendSpec) -> ChildSpec:
+    def _backend_spec(
+        self, name: str, spec: BackendSpec, module: str = "tenant_service"
+    ) -> ChildSpec:
         env = {
             "TENANT_NAME": spec.tenant,
             "TENANT_DATABASE_URL": spec.database_url,
             "TENANT_HOST": spec.host,
             "TENANT_PORT": str(spec.port),
+            "TENANT_REDIS_URL": self.redis_url,
         }
         kind, _, target = spec.secret_ref.partition(":")
         if kind == "env":
@@ -452,7 +457,7 @@ class Stack:
         else:
             env["TENANT_SECRET_FILE"] = target
             unset = ("TENANT_SECRET",)
-        argv = (sys.executable, "-m", "tenant_service")
+        argv = (sys.executable, "-m", module)
         return ChildSpec(name, argv, tuple(env.items()), unset)
 
     async def reconcile(self, config: TenantsConfig) -> None:
@@ -478,6 +483,25 @@ class Stack:
             if name not in self.backends and spec.tenant in self.provisioned:
                 child = Child(self._backend_spec(name, spec))
                 self.backends[name] = (spec, child)
+        await self._reconcile_workers(wanted)
+
+    async def _reconcile_workers(self, wanted: dict[str, BackendSpec]) -> None:
+        """A scheduling worker per provisioned tenant, restarted when it changes."""
+        per_tenant: dict[str, BackendSpec] = {}
+        for spec in wanted.values():
+            per_tenant.setdefault(spec.tenant, spec)
+        for tenant in [
+            t for t, (s, _c) in self.workers.items() if per_tenant.get(t) != s
+        ]:
+            _spec, child = self.workers.pop(tenant)
+            logger.info("stopping the scheduling worker of %s", tenant)
+            await child.stop()
+        for tenant, spec in per_tenant.items():
+            if tenant not in self.workers and tenant in self.provisioned:
+                child_spec = self._backend_spec(
+                    f"{tenant}-worker", spec, "tenant_service.scheduling.worker"
+                )
+                self.workers[tenant] = (spec, Child(child_spec))
 
     async def _provision(self, tenant: TenantConfig, url: str) -> None:
         """Migrate the tenant's database and seed its demo account (when asked)."""
@@ -602,8 +626,10 @@ class Stack:
         """Stop the gateway, then the backends, then Redis."""
         if self.gateway is not None:
             await self.gateway.stop()
-        await asyncio.gather(*(child.stop() for _spec, child in self.backends.values()))
+        children = [*self.backends.values(), *self.workers.values()]
+        await asyncio.gather(*(child.stop() for _spec, child in children))
         self.backends.clear()
+        self.workers.clear()
         if self.redis is not None:
             await self.redis.stop()
 

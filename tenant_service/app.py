@@ -15,6 +15,7 @@ from tenant_service.api.v3_0 import (
     docs,
     health,
     listing,
+    schedules,
     sensor_data,
     sensors,
     users,
@@ -24,6 +25,7 @@ from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
+from tenant_service.scheduling import jobs
 from tenant_service.store.db import database_ctx
 from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
@@ -35,6 +37,24 @@ async def seen_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.SEEN] = tracker
     yield
     await tracker.drain()
+
+
+async def job_queue_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The scheduling queue's Redis client, when TENANT_REDIS_URL is set.
+
+    Not checked at start: Redis being down only affects schedules (503 with
+    Retry-After), never the rest of the API.
+    """
+    url = app[keys.SETTINGS].redis_url
+    if url is None:
+        yield
+        return
+    connection = jobs.connect(url)
+    app[keys.JOB_REDIS] = connection
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(connection.close)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -53,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(seen_ctx)
     app.cleanup_ctx.append(docs.openapi_ctx)
+    app.cleanup_ctx.append(job_queue_ctx)
     for module in (
         listing,
         health,
@@ -64,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         assets,
         sensors,
         sensor_data,
+        schedules,
     ):
         app.router.add_routes(module.routes)
     return app

@@ -17,6 +17,13 @@ DEFAULT_PORT: Final = 8101
 DEFAULT_FLEXMEASURES_VERSION: Final = "1.0.1"
 # FlexMeasures' FLEXMEASURES_MAX_SENSOR_DATA_INGESTION_BYTES default (3.1 MiB).
 DEFAULT_MAX_DATA_BYTES: Final = 3_250_585
+# FlexMeasures 1.0's scheduling defaults: job timeout 180 s, job cache 1 h, results
+# (FLEXMEASURES_PLANNING_TTL) 7 days, triggers 10 per 5 minutes per account.
+DEFAULT_JOB_TIMEOUT: Final = 180
+DEFAULT_JOB_CACHE_TTL: Final = 3600
+DEFAULT_PLANNING_TTL: Final = 7 * 24 * 3600
+DEFAULT_TRIGGER_LIMIT: Final = 10
+DEFAULT_TRIGGER_PERIOD: Final = 300
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 
@@ -54,6 +61,22 @@ class Settings:
     flexmeasures_version: str = DEFAULT_FLEXMEASURES_VERSION
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     allow_data_overwrite: bool = False
+    # Schedules: the job queue on Redis (None: triggers answer 503).
+    redis_url: str | None = None
+    redis_prefix: str = "flexhost"  # of this backend's Redis keys and queue name
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
+    job_cache_ttl: int = DEFAULT_JOB_CACHE_TTL
+    planning_ttl: int = DEFAULT_PLANNING_TTL
+    trigger_limit: int = DEFAULT_TRIGGER_LIMIT  # accepted triggers per account...
+    trigger_period: int = DEFAULT_TRIGGER_PERIOD  # ...per this many seconds; 0 = off
+    # Answer a pending schedule 202 {"status": "QUEUED"...} instead of FlexMeasures'
+    # default 400 UNKNOWN_SCHEDULE.
+    pending_schedule_accepted: bool = False
+
+    @property
+    def queue_name(self) -> str:
+        """This tenant's scheduling queue (RQ queue name)."""
+        return f"{self.redis_prefix}:{self.name}:scheduling"
 
 
 def default_database_url(tenant: str) -> str:
@@ -133,16 +156,45 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             if max_data_bytes < 1:
                 problems.append(f"{PREFIX}MAX_DATA_BYTES: must be positive")
 
-    allow_data_overwrite = False
-    raw_overwrite = get("ALLOW_DATA_OVERWRITE")
-    if raw_overwrite is not None:
-        word = raw_overwrite.strip().lower()
-        if word in TRUE_WORDS:
-            allow_data_overwrite = True
-        elif word not in FALSE_WORDS:
-            problems.append(
-                f"{PREFIX}ALLOW_DATA_OVERWRITE: {raw_overwrite!r} is not true or false"
-            )
+    def flag(key: str) -> bool:
+        raw = get(key)
+        if raw is None:
+            return False
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            problems.append(f"{PREFIX}{key}: {raw!r} is not true or false")
+        return word in TRUE_WORDS
+
+    def seconds(key: str, default: int, *, minimum: int = 1) -> int:
+        raw = get(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            problems.append(f"{PREFIX}{key}: {raw!r} is not an integer")
+            return default
+        if value < minimum:
+            problems.append(f"{PREFIX}{key}: must be at least {minimum}")
+        return value
+
+    allow_data_overwrite = flag("ALLOW_DATA_OVERWRITE")
+    redis_url = get("REDIS_URL")
+    if redis_url is not None and not redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        problems.append(
+            f"{PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://"
+        )
+    redis_prefix = get("REDIS_PREFIX") or "flexhost"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", redis_prefix):
+        problems.append(f"{PREFIX}REDIS_PREFIX: letters, digits, _ . - only")
+    job_timeout = seconds("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)
+    job_cache_ttl = seconds("JOB_CACHE_TTL", DEFAULT_JOB_CACHE_TTL)
+    planning_ttl = seconds("PLANNING_TTL", DEFAULT_PLANNING_TTL)
+    trigger_limit = seconds("TRIGGER_LIMIT", DEFAULT_TRIGGER_LIMIT)
+    trigger_period = seconds("TRIGGER_PERIOD", DEFAULT_TRIGGER_PERIOD, minimum=0)
+    pending_schedule_accepted = flag("PENDING_SCHEDULE_ACCEPTED")
 
     if problems:
         raise ConfigError(problems)
@@ -155,4 +207,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         flexmeasures_version=version,
         max_data_bytes=max_data_bytes,
         allow_data_overwrite=allow_data_overwrite,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        job_timeout=job_timeout,
+        job_cache_ttl=job_cache_ttl,
+        planning_ttl=planning_ttl,
+        trigger_limit=trigger_limit,
+        trigger_period=trigger_period,
+        pending_schedule_accepted=pending_schedule_accepted,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 JsonDict = dict[str, object]
 
@@ -14,6 +14,7 @@ class ApiError(Exception):
     code: ClassVar[str | int] = "INTERNAL_ERROR"
     default_message: ClassVar[str] = "An internal error has occurred."
     rejected: ClassVar[bool] = False
+    headers: ClassVar[dict[str, str]] = {}  # sent with the answer (e.g. Retry-After)
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message if message is not None else self.default_message
@@ -73,6 +74,13 @@ class ServiceUnavailableError(ApiError):
 
     http_status = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class QueueUnavailableError(ServiceUnavailableError):
+    """The scheduling job queue (Redis) is down; nothing was enqueued."""
+
+    default_message = "The job queue is unavailable; please retry."
+    headers = {"Retry-After": "1"}  # noqa: RUF012  # read-only class constant
     default_message = "The service is temporarily unavailable."
 
 
@@ -83,7 +91,7 @@ class ValidationError(ApiError):
     code = "UNPROCESSABLE_ENTITY"
     rejected = True
 
-    def __init__(self, location: str, errors: dict[str, list[str]]) -> None:
+    def __init__(self, location: str, errors: dict[str, Any]) -> None:
         self.location = location
         self.errors = errors
         super().__init__(f"invalid {location}: {', '.join(sorted(errors))}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
+import redis
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,6 +24,8 @@ PRINCIPALS: Final = web.AppKey("principals", PrincipalCache)
 IDENTITIES: Final = web.AppKey("identities", VerifiedIdentities)
 SOURCES: Final = web.AppKey("sources", KnownSources)
 WRITE_LOCK: Final = web.AppKey("write_lock", asyncio.Lock)
+# The scheduling job queue's Redis (blocking client, used from worker threads only).
+JOB_REDIS: Final = web.AppKey("job_redis", redis.Redis)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 IDENTITY: Final = web.RequestKey("identity", Identity)

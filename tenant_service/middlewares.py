@@ -55,7 +55,9 @@ def is_public(method: str, path: str) -> bool:
 
 
 def _error_response(err: ApiError) -> web.Response:
-    return respond(err.body(), status=err.http_status)
+    response = respond(err.body(), status=err.http_status)
+    response.headers.update(err.headers)
+    return response
 
 
 def _out_of_range(err: BaseException) -> bool:

@@ -170,9 +170,15 @@ def _version(text: str | None) -> tuple[int, ...]:
     return tuple(parts)
 
 
-async def named_source_id(conn: AsyncConnection, name: str, type_: str) -> int:
-    """The id of a source without user or account (e.g. a CLI import), created once."""
-    key = source_key(type_, name, None, None)
+async def named_source_id(
+    conn: AsyncConnection,
+    name: str,
+    type_: str,
+    model: str | None = None,
+    version: str | None = None,
+) -> int:
+    """The id of a source without user or account (a CLI import, the scheduler)."""
+    key = source_key(type_, name, None, None, model, version)
     found = (
         await conn.execute(select(data_sources.c.id).where(data_sources.c.key == key))
     ).scalar()
@@ -180,7 +186,7 @@ async def named_source_id(conn: AsyncConnection, name: str, type_: str) -> int:
         return int(found)
     await conn.execute(
         insert_ignoring(conn, data_sources)
-        .values(name=name[:80], type=type_, key=key)
+        .values(name=name[:80], type=type_, model=model, version=version, key=key)
         .on_conflict_do_nothing(index_elements=["key"])
     )
     source_id = (

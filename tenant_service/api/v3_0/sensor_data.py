@@ -232,7 +232,7 @@ async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
     return sensor
 
 
-class _Fields:
+class Fields:
     """Collects field errors while reading typed fields of one request."""
 
     def __init__(self, data: dict[str, Any], names: dict[str, str]) -> None:
@@ -359,7 +359,7 @@ def parse_post(
     data: dict[str, Any], *, extra: frozenset[str] = frozenset()
 ) -> SeriesPost:
     """Validate the fields of a POST body (422 naming each bad field)."""
-    fields = _Fields({k: v for k, v in data.items() if k not in extra}, POST_FIELDS)
+    fields = Fields({k: v for k, v in data.items() if k not in extra}, POST_FIELDS)
     start_ms, _ = fields.datetime_ms("start", required=True)
     duration = fields.duration_ms("duration", required=True)
     unit = fields.string("unit", required=True)
@@ -502,7 +502,7 @@ class SeriesGet:
 
 def parse_get(data: dict[str, Any]) -> SeriesGet:
     """Validate the fields of a GET (query merged over a JSON body)."""
-    fields = _Fields(data, GET_FIELDS)
+    fields = Fields(data, GET_FIELDS)
     start_ms, start_text = fields.datetime_ms("start", required=True)
     duration = fields.duration_ms("duration", required=True, positive=True)
     unit = fields.string("unit", required=True)
@@ -620,7 +620,7 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     if not may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
     data = await json_fields(request) if request.body_exists else {}
-    fields = _Fields(data, {"source": "source", "start": "start", "until": "until"})
+    fields = Fields(data, {"source": "source", "start": "start", "until": "until"})
     source = fields.integer("source")
     start_ms, start_text = fields.datetime_ms("start")
     until_ms, until_text = fields.datetime_ms("until")

@@ -1,0 +1,1 @@
+"""The storage scheduler: flex-model parsing, the linear program, and its jobs."""

@@ -1,0 +1,172 @@
+"""Scheduling jobs on Redis with RQ: enqueue, deduplicate, rate-limit, look up.
+
+Each tenant has its own RQ queue (`Settings.queue_name`); its workers
+(`tenant_service.scheduling.worker`) run `worker.run_schedule_job`. Jobs and their
+results are JSON (RQ's JSONSerializer: nothing is unpickled from Redis). The job id
+is the schedule id FlexMeasures answers (`job` and `schedule`).
+
+RQ talks to Redis with blocking redis-py calls; the API runs every call of one
+request in one worker thread (`asyncio.to_thread`), never on the event loop.
+
+- Identical triggers (same target, window, prior as sent, merged flex-model and
+  flex-context) within `job_cache_ttl` return the same job, as FlexMeasures'
+  job cache, unless `force-new-job-creation`; a failed or expired job is not reused.
+- Accepted new jobs count against the account's trigger limit (a sliding window in a
+  Redis sorted set, checked and taken in one Lua script, so concurrent triggers
+  cannot overshoot); rejected triggers and cache hits cost nothing.
+- A job whose worker died mid-job is retried (RQ's abandoned-job retry) once its
+  heartbeat expires; `Retry(max=2)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from tenant_service.config import Settings
+
+JOB_FUNCTION: Final = "tenant_service.scheduling.worker.run_schedule_job"
+RETRIES: Final = 2
+# Jobs nobody picked up within a day are dropped (FlexMeasures' queue TTL).
+QUEUE_TTL: Final = 24 * 3600
+
+# KEYS[1] the account's zset of accepted triggers; ARGV: now (ms), window (ms),
+# limit, member. Returns 0 when taken, else the ms until the oldest entry leaves.
+_TAKE_SLOT: Final = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + ARGV[2] - ARGV[1])
+"""
+
+
+class RateLimitedError(Exception):
+    """The account used its trigger budget; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int, limit: int, period: int) -> None:
+        self.retry_after = retry_after
+        self.limit = limit
+        self.period = period
+        super().__init__(f"{limit} per {period} seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A trigger's job, new or from the job cache."""
+
+    job_id: str
+    new: bool
+
+
+def connect(url: str) -> redis.Redis:
+    """A blocking Redis client for RQ (bounded timeouts: never hang a request)."""
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def queue(connection: redis.Redis, settings: Settings) -> Queue:
+    """The tenant's scheduling queue."""
+    return Queue(
+        settings.queue_name,
+        connection=connection,
+        serializer=JSONSerializer,
+        default_timeout=settings.job_timeout,
+    )
+
+
+def cache_key(settings: Settings, request: dict[str, Any]) -> str:
+    """The job-cache key of a trigger (its canonical JSON, hashed)."""
+    text = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{settings.redis_prefix}:{settings.name}:jobcache:{digest}"
+
+
+def accept_trigger(
+    connection: redis.Redis,
+    settings: Settings,
+    *,
+    cache_request: dict[str, Any],
+    job_kwargs: dict[str, Any],
+    meta: dict[str, Any],
+    account_id: int,
+    force_new: bool,
+) -> Accepted:
+    """The cached job of an identical trigger, or a new job within the limit."""
+    key = cache_key(settings, cache_request)
+    if not force_new:
+        cached = connection.get(key)
+        if cached is not None:
+            text = cached.decode() if isinstance(cached, bytes) else str(cached)
+            job = fetch(connection, settings, text)
+            if job is not None and job.get_status(refresh=False) not in (
+                JobStatus.FAILED,
+                JobStatus.CANCELED,
+                JobStatus.STOPPED,
+            ):
+                return Accepted(job.id, new=False)
+    job_id = str(uuid.uuid4())
+    limited = settings.trigger_period > 0
+    slots = f"{settings.redis_prefix}:{settings.name}:triggers:{account_id}"
+    if limited:
+        wait_ms = int(
+            connection.eval(
+                _TAKE_SLOT,
+                1,
+                slots,
+                int(time.time() * 1000),
+                settings.trigger_period * 1000,
+                settings.trigger_limit,
+                job_id,
+            )
+        )
+        if wait_ms:
+            raise RateLimitedError(
+                -(-wait_ms // 1000), settings.trigger_limit, settings.trigger_period
+            )
+    try:
+        queue(connection, settings).enqueue(
+            JOB_FUNCTION,
+            kwargs={"request": job_kwargs},
+            job_id=job_id,
+            job_timeout=settings.job_timeout,
+            result_ttl=settings.planning_ttl,
+            failure_ttl=settings.planning_ttl,
+            ttl=QUEUE_TTL,
+            retry=Retry(max=RETRIES),
+            meta=meta,
+            description=f"schedule for {meta.get('target', '?')}",
+        )
+    except BaseException:
+        if limited:
+            connection.zrem(slots, job_id)  # not accepted: give the slot back
+        raise
+    connection.set(key, job_id, ex=settings.job_cache_ttl)
+    return Accepted(job_id, new=True)
+
+
+def fetch(connection: redis.Redis, settings: Settings, job_id: str) -> Job | None:
+    """This tenant's job with that id (another tenant's or an unknown id: None)."""
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return None
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+    if job.origin != settings.queue_name:
+        return None
+    return job

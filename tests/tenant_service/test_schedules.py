@@ -1,0 +1,381 @@
+"""Schedule triggers, results and job status with real Redis and a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tenant_service.app import create_app
+from tenant_service.config import Settings
+from tests.tenant_service.conftest import (
+    SECRET,
+    TENANT,
+    Client,
+    ClientFactory,
+    World,
+    identity,
+)
+from tests.tenant_service.test_assets import make_asset
+
+DAY = "2026-03-02T00:00:00+00:00"
+# Hourly prices: cheap at night, dear in the evening.
+PRICES = [10.0] * 6 + [50.0] * 11 + [90.0] * 4 + [50.0] * 3
+
+
+@pytest.fixture
+def sched_settings(settings: Settings, redis_url: str, redis_prefix: str) -> Settings:
+    """The backend's settings with the job queue on the test Redis."""
+    return dataclasses.replace(
+        settings,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        job_timeout=20,
+        trigger_limit=3,
+        trigger_period=300,
+    )
+
+
+@pytest.fixture
+def worker(
+    sched_settings: Settings, database_url: str, world: World
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real scheduling worker process on the tenant's queue."""
+    del world  # the database is migrated and seeded first
+    env = {
+        **os.environ,
+        "TENANT_NAME": TENANT,
+        "TENANT_SECRET": SECRET,
+        "TENANT_DATABASE_URL": database_url,
+        "TENANT_REDIS_URL": sched_settings.redis_url or "",
+        "TENANT_REDIS_PREFIX": sched_settings.redis_prefix,
+        "TENANT_JOB_TIMEOUT": str(sched_settings.job_timeout),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Site:
+    asset: int
+    power: int
+    price: int
+
+
+async def make_sensor(
+    client: Client,
+    user: int,
+    asset_id: int,
+    name: str,
+    *,
+    unit: str,
+    event_resolution: str = "PT15M",
+) -> int:
+    """POST a sensor; its id."""
+    body = {
+        "name": name,
+        "unit": unit,
+        "event_resolution": event_resolution,
+        "generic_asset_id": asset_id,
+    }
+    resp = await client.post("/api/v3_0/sensors", json=body, headers=identity(user))
+    assert resp.status == 201, await resp.text()
+    sensor_id: int = (await resp.json())["id"]
+    return sensor_id
+
+
+async def make_site(client: Client, world: World) -> Site:
+    """A battery asset with a MW power sensor and an hourly price sensor with data."""
+    asset = await make_asset(client, world.account_admin, name="Battery site")
+    power = await make_sensor(
+        client, world.account_admin, asset["id"], "power", unit="MW"
+    )
+    price = await make_sensor(
+        client,
+        world.account_admin,
+        asset["id"],
+        "price",
+        unit="EUR/MWh",
+        event_resolution="PT1H",
+    )
+    response = await client.post(
+        f"/api/v3_0/sensors/{price}/data",
+        json={"start": DAY, "duration": "PT24H", "unit": "EUR/MWh", "values": PRICES},
+        headers=identity(world.member),
+    )
+    assert response.status == 200, await response.text()
+    return Site(asset["id"], power, price)
+
+
+def battery(site: Site, **extra: Any) -> dict[str, Any]:
+    """A trigger body for a 2 MWh / 1 MW battery starting empty."""
+    return {
+        "start": DAY,
+        "duration": "PT24H",
+        "flex-model": {
+            "soc-at-start": "0 MWh",
+            "soc-min": "0 MWh",
+            "soc-max": "2 MWh",
+            "power-capacity": "1 MW",
+            "roundtrip-efficiency": "100%",
+            **extra,
+        },
+        "flex-context": {"consumption-price": {"sensor": site.price}},
+    }
+
+
+async def trigger(
+    client: Client, user: int, sensor: int, body: dict[str, Any]
+) -> tuple[int, Any]:
+    response = await client.post(
+        f"/api/v3_0/sensors/{sensor}/schedules/trigger",
+        json=body,
+        headers=identity(user),
+    )
+    return response.status, await response.json()
+
+
+async def wait_for_job(client: Client, user: int, job: str) -> tuple[int, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.get(f"/api/v3_0/jobs/{job}", headers=identity(user))
+        body = await response.json()
+        if response.status != 202 or time.monotonic() > deadline:
+            return response.status, body
+        await asyncio.sleep(0.1)
+
+
+async def test_schedule_charges_cheap_and_discharges_dear(
+    aiohttp_client: ClientFactory,
+    sched_settings: Settings,
+    world: World,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    status, body = await trigger(client, world.member, site.power, battery(site))
+    assert status == 202, body
+    job = body["job"]
+    assert body == {
+        "status": "ACCEPTED",
+        "job": job,
+        "schedule": job,
+        "job-url": f"/api/v3_0/jobs/{job}",
+        "results-url": f"/api/v3_0/sensors/{site.power}/schedules/{job}",
+        "message": "Request has been accepted for processing.",
+    }
+    status, state = await wait_for_job(client, world.member, job)
+    assert status == 200, state
+    assert state["status"] == "FINISHED"
+    assert state["func-name"] == state["func_name"]
+    response = await client.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{job}",
+        params={"duration": "PT24H"},
+        headers=identity(world.member),
+    )
+    schedule = await response.json()
+    assert response.status == 200, schedule
+    values = schedule["values"]
+    assert len(values) == 96
+    assert schedule["unit"] == "MW"
+    assert schedule["start"] == DAY
+    assert schedule["scheduler_info"] == {"scheduler": "StorageScheduler"}
+    # Charge the 2 MWh in the cheapest (night) hours at 1 MW, sell at the dearest.
+    assert sum(values[: 6 * 4]) / 4 == pytest.approx(2.0, abs=1e-6)
+    assert sum(values[17 * 4 : 21 * 4]) / 4 == pytest.approx(-2.0, abs=1e-6)
+    assert max(values) <= 1.0 + 1e-9
+    assert min(values) >= -1.0 - 1e-9
+    # Default duration 6 h; unit conversion; the other sign convention.
+    response = await client.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{job}",
+        params={"unit": "kW", "sign-convention": "production-positive"},
+        headers=identity(world.member),
+    )
+    six_hours = await response.json()
+    assert len(six_hours["values"]) == 24
+    assert six_hours["values"] == [-1000 * v for v in values[:24]]
+    assert six_hours["duration"] == "PT6H"
+
+
+async def test_schedule_pending_unknown_cached_and_forced(
+    aiohttp_client: ClientFactory, sched_settings: Settings, world: World
+) -> None:
+    """Without a worker, jobs stay queued."""
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    status, first = await trigger(client, world.member, site.power, battery(site))
+    assert status == 202
+    status, again = await trigger(client, world.member, site.power, battery(site))
+    assert again["job"] == first["job"]
+    status, forced = await trigger(
+        client,
+        world.member,
+        site.power,
+        {**battery(site), "force-new-job-creation": True},
+    )
+    assert status == 202
+    assert forced["job"] != first["job"]
+    response = await client.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{first['job']}",
+        headers=identity(world.member),
+    )
+    assert response.status == 400
+    assert await response.json() == {
+        "message": "Scheduling job waiting to be processed.",
+        "result": "Rejected",
+        "status": "UNKNOWN_SCHEDULE",
+    }
+    response = await client.get(
+        f"/api/v3_0/jobs/{first['job']}", headers=identity(world.member)
+    )
+    assert response.status == 202
+    assert (await response.json())["status"] == "QUEUED"
+    unknown = "3c9f5e6e-1f5e-4b7a-9d3e-5b0f6b2b9a11"
+    response = await client.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{unknown}",
+        headers=identity(world.member),
+    )
+    assert response.status == 400
+    assert await response.json() == {
+        "message": f"The requested UDI event (id = {unknown}, type = job) is not known.",
+        "result": "Rejected",
+        "status": "UNRECOGNIZED_UDI_EVENT",
+    }
+    response = await client.get(
+        f"/api/v3_0/jobs/{unknown}", headers=identity(world.member)
+    )
+    assert response.status == 404
+    assert await response.json() == {
+        "status": "ERROR",
+        "message": f"Job {unknown} not found.",
+    }
+    # The tenant option: pending is 202 with the job's status.
+    accepting = await aiohttp_client(
+        create_app(dataclasses.replace(sched_settings, pending_schedule_accepted=True))
+    )
+    response = await accepting.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{first['job']}",
+        headers=identity(world.member),
+    )
+    assert response.status == 202
+    assert await response.json() == {
+        "status": "QUEUED",
+        "message": "Scheduling job waiting to be processed.",
+    }
+
+
+async def test_schedule_trigger_limit_counts_accepted_only(
+    aiohttp_client: ClientFactory, sched_settings: Settings, world: World
+) -> None:
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    # Rejected triggers cost nothing.
+    for _ in range(5):
+        status, _body = await trigger(
+            client, world.member, site.power, battery(site, **{"soc-max": "3 kW"})
+        )
+        assert status == 422
+    jobs = set()
+    for hour in range(3):
+        body = {**battery(site), "start": f"2026-03-02T0{hour}:00:00+00:00"}
+        status, answer = await trigger(client, world.member, site.power, body)
+        assert status == 202, answer
+        jobs.add(answer["job"])
+    assert len(jobs) == 3
+    # A cached trigger is no new job and is not refused.
+    status, _body = await trigger(client, world.member, site.power, battery(site))
+    assert status == 202
+    response = await client.post(
+        f"/api/v3_0/sensors/{site.power}/schedules/trigger",
+        json={**battery(site), "start": "2026-03-02T05:00:00+00:00"},
+        headers=identity(world.member),
+    )
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) > 0
+    assert await response.json() == {
+        "message": "You hit a rate limit. The limit you hit allows 3 per 5 minutes.",
+        "result": "Rejected",
+        "status": "TOO_MANY_REQUESTS",
+    }
+
+
+async def test_schedule_trigger_validation_and_access(
+    aiohttp_client: ClientFactory, sched_settings: Settings, world: World
+) -> None:
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    theirs = await make_asset(client, world.outsider, name="T")
+    their_price = await make_sensor(
+        client, world.outsider, theirs["id"], "price", unit="EUR/MWh"
+    )
+    status, body = await trigger(client, world.member, site.power, {"duration": "PT1H"})
+    assert status == 422
+    assert body["message"]["json"]["start"] == ["Missing data for required field."]
+    status, body = await trigger(
+        client, world.member, site.power, battery(site, **{"soc-maxx": "1 MWh"})
+    )
+    assert status == 422
+    assert "Unknown field." in str(body["message"])
+    status, body = await trigger(
+        client,
+        world.member,
+        site.power,
+        {
+            **battery(site),
+            "flex-context": {"consumption-price": {"sensor": their_price}},
+        },
+    )
+    assert status == 403, body
+    status, body = await trigger(client, world.outsider, site.power, battery(site))
+    assert status == 403
+
+
+async def test_schedule_failed_job_reports_why(
+    aiohttp_client: ClientFactory,
+    sched_settings: Settings,
+    world: World,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    body = {**battery(site), "start": "2026-05-01T00:00:00+00:00"}  # no prices then
+    status, answer = await trigger(client, world.member, site.power, body)
+    assert status == 202
+    status, state = await wait_for_job(client, world.member, answer["job"])
+    assert status == 422, state
+    assert state["status"] == "FAILED"
+    response = await client.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{answer['job']}",
+        headers=identity(world.member),
+    )
+    failed = await response.json()
+    assert response.status == 400
+    assert failed["status"] == "UNKNOWN_SCHEDULE"
+    assert failed["message"].startswith("Scheduling job failed with ")
+
+
+async def test_schedule_queue_down_is_503(
+    aiohttp_client: ClientFactory, settings: Settings, world: World
+) -> None:
+    from tests.conftest import free_port
+
+    down = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(create_app(down))
+    site = await make_site(client, world)
+    status, body = await trigger(client, world.member, site.power, battery(site))
+    assert status == 503
+    assert body["status"] == "SERVICE_UNAVAILABLE"
