@@ -81,6 +81,12 @@ async def seed(url: str, tenant: str, password_hash: str) -> tuple[int, int, int
 
 
 @pytest.fixture
+def backend_options() -> dict[str, Any]:
+    """Extra settings of company's backend (a test module may override this)."""
+    return {}
+
+
+@pytest.fixture
 async def stack(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
@@ -90,6 +96,7 @@ async def stack(
     redis_prefix: str,
     password_hash: str,
     tmp_path: Path,
+    backend_options: dict[str, Any],
 ) -> Stack:
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
@@ -99,9 +106,12 @@ async def stack(
     urls = {}
     for tenant, url in (("company", database_url), ("acme", acme_url)):
         secret = write_secret(secrets_dir, tenant)
+        options = backend_options if tenant == "company" else {}
         server = await aiohttp_server(
             create_backend(
-                BackendSettings(name=tenant, database_url=url, secret=Secret(secret))
+                BackendSettings(
+                    name=tenant, database_url=url, secret=Secret(secret), **options
+                )
             )
         )
         urls[tenant] = str(server.make_url("")).rstrip("/")

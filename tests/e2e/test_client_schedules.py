@@ -1,0 +1,135 @@
+"""The real `flexmeasures-client` triggers a battery schedule and gets it back.
+
+Real gateway, real backend (SQLite and PostgreSQL), real Redis and a real scheduling
+worker process; the client polls in both of its modes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.test_client_data import seed_asset_and_sensor
+from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
+    COMPANY,
+    PASSWORD,
+    Stack,
+    fm_session,
+    login,
+    password_hash,
+    stack,
+)
+
+START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+# Hourly prices: cheap at night, dear in the evening.
+PRICES = [10.0] * 6 + [50.0] * 11 + [90.0] * 4 + [50.0] * 3
+FLEX_MODEL = {
+    "soc-at-start": "0 MWh",
+    "soc-min": "0 MWh",
+    "soc-max": "2 MWh",
+    "power-capacity": "1 MW",
+}
+
+
+@pytest.fixture
+def backend_options(redis_url: str, redis_prefix: str) -> dict[str, Any]:
+    """Company's backend enqueues schedules on the test Redis."""
+    return {"redis_url": redis_url, "redis_prefix": redis_prefix}
+
+
+@pytest.fixture
+def worker(
+    stack: Stack,  # noqa: F811  (the database is seeded first)
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "TENANT_NAME": "company",
+        "TENANT_SECRET": "worker-secret-0123456789abcdef-0123456789",
+        "TENANT_DATABASE_URL": database_url,
+        "TENANT_REDIS_URL": redis_url,
+        "TENANT_REDIS_PREFIX": redis_prefix,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
+    )
+    yield
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def test_flexmeasures_client_triggers_and_gets_a_schedule(
+    stack: Stack,  # noqa: F811
+    fm_session: aiohttp.ClientSession,  # noqa: F811
+    worker: None,
+) -> None:
+    from flexmeasures_client import FlexMeasuresClient
+
+    asset_id, power_id = await seed_asset_and_sensor(stack)
+    client: Any = FlexMeasuresClient(
+        email="admin@company.test",
+        password=PASSWORD,
+        host=f"company.localhost:{stack.gateway.port}",
+        ssl=False,
+        session=fm_session,
+        job_polling_interval=0.2,
+        job_polling_timeout=60,
+        request_retry_interval=0.2,
+    )
+    price = await client.add_sensor(
+        name="day-ahead price",
+        event_resolution="PT1H",
+        unit="EUR/MWh",
+        generic_asset_id=asset_id,
+        timezone="Europe/Amsterdam",
+    )
+    await client.post_sensor_data(
+        sensor_id=price["id"],
+        start=START,
+        duration="PT24H",
+        values=PRICES,
+        unit="EUR/MWh",
+    )
+    flex_context = {"consumption-price": {"sensor": price["id"]}}
+
+    # Server 1.0.1 (>= 0.33.0): the client waits on GET /jobs/<uuid>, then fetches.
+    schedule = await client.trigger_and_get_schedule(
+        sensor_id=power_id,
+        start=START,
+        duration="PT24H",
+        flex_model=FLEX_MODEL,
+        flex_context=flex_context,
+    )
+    values = schedule["values"]
+    assert schedule["unit"] == "MW"
+    assert len(values) == 96
+    assert sum(values[:24]) / 4 == pytest.approx(2.0, abs=1e-6)  # cheap night
+    assert sum(values[68:84]) / 4 == pytest.approx(-2.0, abs=1e-6)  # dear evening
+
+    # Legacy polling: trigger, then get_schedule repeats while the server answers
+    # 400 "Scheduling job waiting/in progress".
+    job = await client.trigger_schedule(
+        sensor_id=power_id,
+        start=START + timedelta(hours=1),
+        duration="PT23H",
+        flex_model=FLEX_MODEL,
+        flex_context=flex_context,
+    )
+    legacy = await client.get_schedule(
+        sensor_id=power_id, schedule_id=job, duration="PT23H", unit="kW"
+    )
+    assert len(legacy["values"]) == 92
+    assert legacy["unit"] == "kW"
+    assert sum(legacy["values"][:20]) / 4 == pytest.approx(2000.0, abs=1e-3)
