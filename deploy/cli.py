@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     tenant.add_argument("--port", type=int, help="TENANT_PORT")
     tenant.add_argument("--database-url", help="TENANT_DATABASE_URL")
     tenant.add_argument("--secret-file", type=Path, help="TENANT_SECRET_FILE")
+    tenant.add_argument("--redis-url", help="TENANT_REDIS_URL")
+
+    worker = commands.add_parser(
+        "worker", help="run one tenant's scheduling worker in the foreground"
+    )
+    worker.add_argument("name", metavar="NAME", help="the tenant's subdomain")
+    worker.add_argument("--database-url", help="TENANT_DATABASE_URL")
+    worker.add_argument("--secret-file", type=Path, help="TENANT_SECRET_FILE")
+    worker.add_argument("--redis-url", help="TENANT_REDIS_URL")
     return parser
 
 
@@ -173,6 +182,17 @@ def main(argv: list[str] | None = None) -> int:
                 "TENANT_PORT": _text(args.port),
                 "TENANT_DATABASE_URL": args.database_url,
                 "TENANT_SECRET_FILE": _path(args.secret_file),
+                "TENANT_REDIS_URL": args.redis_url,
+            },
+        )
+    if args.command == "worker":
+        return _exec_module(
+            "tenant_service.scheduling.worker",
+            {
+                "TENANT_NAME": args.name,
+                "TENANT_DATABASE_URL": args.database_url,
+                "TENANT_SECRET_FILE": _path(args.secret_file),
+                "TENANT_REDIS_URL": args.redis_url,
             },
         )
     return 2  # argparse rejects unknown commands before this

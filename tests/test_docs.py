@@ -33,6 +33,7 @@ def test_readme_names_every_setting(prefix: str, settings: type) -> None:
         "flexhost admin",
         "flexhost gateway",
         "flexhost tenant",
+        "flexhost worker",
     ],
 )
 def test_readme_names_every_command(command: str) -> None:

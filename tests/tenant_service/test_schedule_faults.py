@@ -122,7 +122,7 @@ async def test_measure(
         "flex-model": [{**model, "sensor": p} for p in power],
         "flex-context": {"consumption-price": {"sensor": site.price}},
     }
-    start_worker(workers, fault_settings)
+    first = start_worker(workers, fault_settings)
     await asyncio.sleep(3)
     t0 = time.monotonic()
     response = await client.post(
@@ -132,12 +132,23 @@ async def test_measure(
     )
     answer = await response.json()
     assert response.status == 202, answer
-    seen = []
     while time.monotonic() - t0 < 30:
         state = await job_state(client, world.member, answer["job"])
-        seen.append((round(time.monotonic() - t0, 2), state["status"]))
-        if state["status"] in ("FINISHED", "FAILED"):
+        if state["status"] == "STARTED":
             break
         await asyncio.sleep(0.05)
-    print(seen[0], [s for s in seen if s[1] != "QUEUED"][:1], seen[-1])
-    print(state["result"], state["message"])
+    first.kill()
+    first.wait(5)
+    killed = time.monotonic()
+    state = await job_state(client, world.member, answer["job"])
+    print("after kill", state["status"])
+    start_worker(workers, fault_settings)
+    last = None
+    while time.monotonic() - killed < 100:
+        state = await job_state(client, world.member, answer["job"])
+        if state["status"] != last:
+            last = state["status"]
+            print(round(time.monotonic() - killed, 2), last)
+        if last in ("FINISHED", "FAILED"):
+            break
+        await asyncio.sleep(0.2)

@@ -379,3 +379,74 @@ async def test_schedule_queue_down_is_503(
     status, body = await trigger(client, world.member, site.power, battery(site))
     assert status == 503
     assert body["status"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_asset_schedule_devices_share_the_stored_site_capacity(
+    aiohttp_client: ClientFactory,
+    sched_settings: Settings,
+    world: World,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    """Two batteries under one asset; the site capacity comes from the asset."""
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    second = await make_sensor(
+        client, world.account_admin, site.asset, "power 2", unit="MW"
+    )
+    response = await client.patch(
+        f"/api/v3_0/assets/{site.asset}",
+        json={
+            "flex_context": '{"site-power-capacity": "1.5 MW"}',
+            "flex_model": '{"power-capacity": "1 MW", "soc-max": "2 MWh"}',
+        },
+        headers=identity(world.account_admin),
+    )
+    assert response.status == 200, await response.text()
+    body = {
+        "start": DAY,
+        "duration": "PT24H",
+        "flex-model": [
+            {"sensor": site.power, "soc-at-start": "0 MWh"},
+            {"sensor": second, "soc-at-start": "0 MWh"},
+        ],
+        "flex-context": {"consumption-price": {"sensor": site.price}},
+    }
+    response = await client.post(
+        f"/api/v3_0/assets/{site.asset}/schedules/trigger",
+        json=body,
+        headers=identity(world.member),
+    )
+    answer = await response.json()
+    assert response.status == 202, answer
+    status, state = await wait_for_job(client, world.member, answer["job"])
+    assert status == 200, state
+    schedules = []
+    for sensor in (site.power, second):
+        response = await client.get(
+            f"/api/v3_0/sensors/{sensor}/schedules/{answer['job']}",
+            params={"duration": "PT24H"},
+            headers=identity(world.member),
+        )
+        assert response.status == 200
+        schedules.append((await response.json())["values"])
+    for first, other in zip(*schedules, strict=True):
+        assert abs(first) <= 1.0 + 1e-9  # the stored device capacity
+        assert abs(first + other) <= 1.5 + 1e-9  # the stored site capacity
+    # Both fill up (4 MWh in all) during the six cheap hours, at most 1.5 MW.
+    assert sum(map(sum, (s[:24] for s in schedules))) / 4 == pytest.approx(4.0)
+    # A sensor of another asset is refused.
+    other_asset = await make_asset(client, world.account_admin, name="Elsewhere")
+    stray = await make_sensor(
+        client, world.account_admin, other_asset["id"], "power", unit="MW"
+    )
+    body["flex-model"] = [{"sensor": stray, "soc-at-start": "0 MWh"}]
+    response = await client.post(
+        f"/api/v3_0/assets/{site.asset}/schedules/trigger",
+        json=body,
+        headers=identity(world.member),
+    )
+    assert response.status == 422
+    assert (await response.json())["message"]["json"]["flex-model"] == [
+        f"Sensor {stray} does not belong to asset {site.asset} "
+        "(or to one of its offspring)"
+    ]
