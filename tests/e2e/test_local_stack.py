@@ -294,7 +294,7 @@ async def test_up_killed_leaves_no_children(
     try:
         await up.wait_for(r"flexhost is up", 60)
         pids = up.pids()
-        assert len(pids) == 3  # redis, gateway, company
+        assert len(pids) == 4  # redis, gateway, company, company-worker
         if up.proc is not None:
             up.proc.kill()
             await up.proc.wait()
@@ -315,5 +315,89 @@ async def test_up_refuses_a_broken_tenants_file(tmp_path: Path) -> None:
         assert code == 1
         assert re.search(r"tenants\.yaml:2:\d+: tenants\[0\]\.backends", up.output())
         assert not up.pids()
+    finally:
+        await up.kill()
+
+
+async def test_up_runs_schedules_with_no_extra_command(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """`flexhost up` runs a scheduling worker per tenant: a trigger gets done."""
+    gw, company = free_port(), free_port()
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n" + tenant_entry("company", company)
+    )
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 60)
+        token = await eventually_login(http, gw, "company", PASSWORD, 10)
+        base = f"http://127.0.0.1:{gw}/api/v3_0"
+        headers = {"Host": f"company.localhost:{gw}", "Authorization": token}
+
+        async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            async with http.request(
+                method, base + path, json=body, headers=headers
+            ) as resp:
+                return resp.status, await resp.json()
+
+        status, types = await call("GET", "/assets/types")
+        battery = next(t["id"] for t in types if t["name"] == "battery")
+        status, asset = await call(
+            "POST", "/assets", {"name": "B", "generic_asset_type_id": battery}
+        )
+        assert status == 201, asset
+        sensors = {}
+        for name, unit, resolution in (
+            ("power", "MW", "PT15M"),
+            ("price", "EUR/MWh", "PT1H"),
+        ):
+            status, sensor = await call(
+                "POST",
+                "/sensors",
+                {
+                    "name": name,
+                    "unit": unit,
+                    "event_resolution": resolution,
+                    "generic_asset_id": asset["id"],
+                },
+            )
+            assert status == 201, sensor
+            sensors[name] = sensor["id"]
+        start = "2026-03-02T00:00:00+00:00"
+        status, body = await call(
+            "POST",
+            f"/sensors/{sensors['price']}/data",
+            {
+                "start": start,
+                "duration": "PT4H",
+                "unit": "EUR/MWh",
+                "values": [1, 9, 9, 1],
+            },
+        )
+        assert status == 200, body
+        status, job = await call(
+            "POST",
+            f"/sensors/{sensors['power']}/schedules/trigger",
+            {
+                "start": start,
+                "duration": "PT4H",
+                "flex-model": {
+                    "soc-at-start": "0 MWh",
+                    "soc-max": "1 MWh",
+                    "power-capacity": "1 MW",
+                },
+                "flex-context": {"consumption-price": {"sensor": sensors["price"]}},
+            },
+        )
+        assert status == 202, job
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            status, state = await call("GET", f"/jobs/{job['job']}")
+            if status != 202 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 200, (state, up.output()[-3000:])
+        assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()
