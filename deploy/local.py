@@ -67,6 +67,7 @@ class BackendSpec:
     port: int
     database_url: str
     secret_ref: str
+    pending_schedule_accepted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ def backend_specs(config: TenantsConfig, data_dir: Path) -> dict[str, BackendSpe
                 port=port,
                 database_url=sqlite_url(data_dir / f"{tenant.subdomain}.sqlite3"),
                 secret_ref=tenant.secret_ref,
+                pending_schedule_accepted=tenant.pending_schedule_accepted,
             )
     return specs
 
@@ -449,6 +451,7 @@ class Stack:
             "TENANT_HOST": spec.host,
             "TENANT_PORT": str(spec.port),
             "TENANT_REDIS_URL": self.redis_url,
+            "TENANT_PENDING_SCHEDULE_ACCEPTED": str(spec.pending_schedule_accepted),
         }
         kind, _, target = spec.secret_ref.partition(":")
         if kind == "env":

@@ -78,6 +78,8 @@ class TenantConfig:
     secret_ref: str = ""
     demo: bool = False
     flexmeasures_version: str = DEFAULT_FM_VERSION
+    # For the tenant's backends (TENANT_PENDING_SCHEDULE_ACCEPTED), not the gateway.
+    pending_schedule_accepted: bool = False
     secret: Secret | None = field(default=None, compare=False)
 
 
@@ -188,6 +190,7 @@ _TENANT_KEYS: Final = frozenset(
         "secret",
         "demo",
         "flexmeasures_version",
+        "pending_schedule_accepted",
     }
 )
 _TOP_KEYS: Final = frozenset({"base_domains", "tenants"})
@@ -422,6 +425,7 @@ def _tenant(
     max_body = integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 31)
     hide = boolean("hide_account_existence")
     demo = boolean("demo")
+    pending_accepted = boolean("pending_schedule_accepted")
 
     timeout = DEFAULT_UPSTREAM_TIMEOUT
     timeout_entry = get("upstream_timeout")
@@ -502,6 +506,7 @@ def _tenant(
         secret_ref=secret_ref,
         demo=demo,
         flexmeasures_version=fm_version,
+        pending_schedule_accepted=pending_accepted,
         secret=secret,
     )
 

@@ -34,6 +34,7 @@ tenants:
     secret: env:FH_TEST_SECRET
     demo: true
     flexmeasures_version: "0.33.0"
+    pending_schedule_accepted: true
 """
 
 
@@ -57,6 +58,7 @@ def test_parse_tenants_full_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tenant.max_body_bytes == 4096
     assert tenant.demo is True
     assert tenant.flexmeasures_version == "0.33.0"
+    assert tenant.pending_schedule_accepted is True
     assert tenant.secret == Secret("s" * 32)
     assert "s" * 32 not in repr(tenant)
 
@@ -148,6 +150,11 @@ tenants:
         (
             "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
             "    hide_account_existence: yes please\n",
+            "true or false",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "    pending_schedule_accepted: 202\n",
             "true or false",
         ),
         (
