@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,13 @@ async def _seed(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """A real tenant backend process on a seeded SQLite file; (base URL, admin id)."""
+def backend(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[tuple[str, int]]:
+    """A real tenant backend process on a seeded SQLite file; (base URL, admin id).
+
+    Its schedule triggers go to a queue of its own on the test Redis (no worker).
+    """
     workdir = tmp_path_factory.mktemp("fuzz")
     url = f"sqlite+aiosqlite:///{workdir / 'fuzz.sqlite3'}"
     admin = asyncio.run(_seed(url))
@@ -81,6 +87,8 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
             "TENANT_DATABASE_URL": url,
             "TENANT_SECRET": SECRET,
             "TENANT_PORT": str(port),
+            "TENANT_REDIS_URL": redis_url,
+            "TENANT_REDIS_PREFIX": f"fuzz{uuid.uuid4().hex[:12]}",
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
