@@ -435,8 +435,10 @@ def print_solver(timings: list[Timing], repeat: int) -> None:
 def print_worker(timings: list[WorkerTiming], repeat: int) -> None:
     """The end-to-end table and summary."""
     print(
-        "\nflexhost scheduling worker, end to end: compute() on PostgreSQL in this"
-        f" process, {repeat} runs per case after a warm-up, a new belief time each"
+        "\nflexhost scheduling worker, end to end: compute() in this process on"
+        f" PostgreSQL,\n{repeat} runs per case after a warm-up, each with a new belief"
+        " time and storing its whole\nschedule (the last line keeps the earlier"
+        " schedules: nothing changed, nothing stored)"
     )
     print(
         f"{'case':<40} {'steps':>6} {'median ms':>10} {'p90 ms':>8}"

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -107,12 +107,19 @@ async def compute(engine: AsyncEngine, request: dict[str, Any]) -> dict[str, Any
     belief_ms = int(request["belief_time_ms"])
     async with engine.connect() as conn:
         power_sensors = [int(s) for s in request["sensors"]]
-        units: dict[int, str] = {}
-        for sensor_id in power_sensors:
-            record = await get_sensor(conn, sensor_id)
-            if record is None:
-                raise SchedulingError(f"Sensor {sensor_id} no longer exists.")
-            units[sensor_id] = record.unit
+        records: dict[int, SensorRecord] = {}
+
+        async def load(sensor_ids: Iterable[int]) -> None:
+            for sensor_id in sensor_ids:
+                if sensor_id in records:
+                    continue
+                record = await get_sensor(conn, sensor_id)
+                if record is None:
+                    raise SchedulingError(f"Sensor {sensor_id} no longer exists.")
+                records[sensor_id] = record
+
+        await load(power_sensors)
+        units = {i: records[i].unit for i in power_sensors}
         try:
             models = flexmodel.parse_flex_model(
                 request["flex_model"], sensor_units=units
@@ -120,13 +127,7 @@ async def compute(engine: AsyncEngine, request: dict[str, Any]) -> dict[str, Any
             context = flexmodel.parse_flex_context(request["flex_context"])
         except flexmodel.FlexModelError as err:
             raise SchedulingError(str(err)) from err
-        referenced = sorted(flexmodel.sensor_ids(models, context) | set(units))
-        records: dict[int, SensorRecord] = {}
-        for sensor_id in referenced:
-            record = await get_sensor(conn, sensor_id)
-            if record is None:
-                raise SchedulingError(f"Sensor {sensor_id} no longer exists.")
-            records[sensor_id] = record
+        await load(sorted(flexmodel.sensor_ids(models, context)))
 
         async def fetch(
             sensor_id: int, first_ms: int, end_ms: int, grid_ms: int
