@@ -246,7 +246,8 @@ async def _caller(request: web.Request, tenant: TenantConfig) -> Caller:
     if not token:
         raise UnauthorizedError()
     record = await request.app[keys.TOKENS].lookup(token)
-    if record is None or record.tenant != tenant.subdomain:
+    # A page session's id works only as its cookie, never as an API token.
+    if record is None or record.tenant != tenant.subdomain or record.kind == "session":
         raise UnauthorizedError()
     request[USER_ID] = record.user_id
     return Caller(

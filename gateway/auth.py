@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -52,6 +52,26 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def record_of(raw: dict[Any, Any]) -> TokenRecord | None:
+    """The TokenRecord of a stored hash (None if it is not a whole record)."""
+    try:
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        roles = tuple(r for r in data.get("roles", "").split(",") if r)
+        return TokenRecord(
+            tenant=data["tenant"],
+            user_id=int(data["user_id"]),
+            account_id=int(data["account_id"]),
+            roles=roles,
+            issued_at_ms=int(data["issued_at"]),
+            kind=data.get("kind", "api"),
+            extra=tuple(
+                sorted((k, v) for k, v in data.items() if k not in BASE_FIELDS)
+            ),
+        )
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
 def token_hash(token: str) -> str:
     """The hex sha256 under which a token is stored."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -66,7 +86,22 @@ class TokenRecord:
     account_id: int
     roles: tuple[str, ...]
     issued_at_ms: int
-    kind: str
+    kind: str  # "api" (requestAuthToken, profile page), "api-key" (named), "session"
+    # Kind-specific fields (a session's email and CSRF secret, an API key's name).
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str, default: str = "") -> str:
+        """An extra field."""
+        for key, value in self.extra:
+            if key == name:
+                return value
+        return default
+
+
+# Fields every token record has; any other field of the hash is an extra.
+BASE_FIELDS: Final = frozenset(
+    {"tenant", "user_id", "account_id", "roles", "issued_at", "kind"}
+)
 
 
 class TokenCache:
@@ -145,12 +180,16 @@ class TokenStore:
         roles: tuple[str, ...],
         ttl: int,
         kind: str = "api",
+        extra: dict[str, str] | None = None,
     ) -> tuple[str, TokenRecord]:
         """A new random token (returned once, never stored) and its record."""
         token = secrets.token_urlsafe(32)
         digest = token_hash(token)
+        more = tuple(sorted((extra or {}).items()))
+        if any(key in BASE_FIELDS for key, _ in more):
+            raise ValueError("extra fields must not shadow the base fields")
         record = TokenRecord(
-            tenant, user_id, account_id, roles, int(time.time() * 1000), kind
+            tenant, user_id, account_id, roles, int(time.time() * 1000), kind, more
         )
         fields = {
             "tenant": tenant,
@@ -159,6 +198,7 @@ class TokenStore:
             "roles": ",".join(roles),
             "issued_at": str(record.issued_at_ms),
             "kind": kind,
+            **dict(more),
         }
         args: list[str | int] = [ttl, digest]
         for name, value in fields.items():
@@ -190,25 +230,18 @@ class TokenStore:
             raise TokenStoreUnavailableError() from err
         if not raw:
             return None
-        try:
-            data = {_text(k): _text(v) for k, v in raw.items()}
-            roles = tuple(r for r in data.get("roles", "").split(",") if r)
-            record = TokenRecord(
-                tenant=data["tenant"],
-                user_id=int(data["user_id"]),
-                account_id=int(data["account_id"]),
-                roles=roles,
-                issued_at_ms=int(data["issued_at"]),
-                kind=data.get("kind", "api"),
-            )
-        except (KeyError, ValueError, UnicodeDecodeError):
+        record = record_of(raw)
+        if record is None:
             return None
         self.cache.put(digest, record, int(ttl_ms))
         return record
 
     async def revoke(self, token: str) -> bool:
         """Forget one token at every gateway; True if it existed."""
-        digest = token_hash(token)
+        return await self.revoke_digest(token_hash(token))
+
+    async def revoke_digest(self, digest: str) -> bool:
+        """Forget the token stored under `digest` at every gateway."""
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._token_key(digest))
@@ -218,6 +251,36 @@ class TokenStore:
             raise TokenStoreUnavailableError() from err
         self.cache.evict([digest])
         return bool(deleted)
+
+    async def touch(self, token: str, ttl: int) -> None:
+        """Set a token's remaining life to `ttl` seconds (a session's idle expiry)."""
+        try:
+            await self.redis.expire(self._token_key(token_hash(token)), max(1, ttl))
+        except RedisError as err:
+            raise TokenStoreUnavailableError() from err
+
+    async def user_tokens(
+        self, tenant: str, user_id: int
+    ) -> list[tuple[str, TokenRecord, int]]:
+        """(digest, record, ms to live) of each live token of a user, oldest first."""
+        try:
+            members = await self.redis.smembers(self._user_key(tenant, user_id))
+            digests = sorted(_text(m) for m in members)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for digest in digests:
+                    pipe.hgetall(self._token_key(digest))
+                    pipe.pttl(self._token_key(digest))
+                replies = await pipe.execute() if digests else []
+        except RedisError as err:
+            raise TokenStoreUnavailableError() from err
+        found: list[tuple[str, TokenRecord, int]] = []
+        for index, digest in enumerate(digests):
+            record = record_of(replies[2 * index] or {})
+            if record is None or record.tenant != tenant or record.user_id != user_id:
+                continue  # expired (the set keeps its hash until the user's last)
+            found.append((digest, record, int(replies[2 * index + 1])))
+        found.sort(key=lambda item: item[1].issued_at_ms)
+        return found
 
     async def revoke_user(self, tenant: str, user_id: int) -> int:
         """Forget every token of a user of a tenant at every gateway; how many."""
