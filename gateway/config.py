@@ -29,6 +29,11 @@ HOSTNAME_RE: Final = re.compile(
 )
 ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOKEN_TTL_RANGE: Final = (60, 366 * 24 * 3600)
+# Pages: default colours and the longest life of a named API key (90 days).
+DEFAULT_PRIMARY_COLOR: Final = "#1f6feb"
+DEFAULT_ACCENT_COLOR: Final = "#0d9488"
+DEFAULT_API_KEY_MAX_TTL: Final = 90 * 24 * 3600
+COLOR_RE: Final = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 class ConfigError(Exception):
@@ -80,6 +85,10 @@ class TenantConfig:
     flexmeasures_version: str = DEFAULT_FM_VERSION
     # For the tenant's backends (TENANT_PENDING_SCHEDULE_ACCEPTED), not the gateway.
     pending_schedule_accepted: bool = False
+    # Pages: the tenant's colours, and the longest life a user may give an API key.
+    primary_color: str = DEFAULT_PRIMARY_COLOR
+    accent_color: str = DEFAULT_ACCENT_COLOR
+    api_key_max_ttl: int = DEFAULT_API_KEY_MAX_TTL
     secret: Secret | None = field(default=None, compare=False)
 
 
@@ -191,6 +200,8 @@ _TENANT_KEYS: Final = frozenset(
         "demo",
         "flexmeasures_version",
         "pending_schedule_accepted",
+        "colors",
+        "api_key_max_ttl",
     }
 )
 _TOP_KEYS: Final = frozenset({"base_domains", "tenants"})
@@ -426,6 +437,29 @@ def _tenant(
     hide = boolean("hide_account_existence")
     demo = boolean("demo")
     pending_accepted = boolean("pending_schedule_accepted")
+    api_key_max_ttl = integer(
+        "api_key_max_ttl", DEFAULT_API_KEY_MAX_TTL, *TOKEN_TTL_RANGE
+    )
+    colors = {"primary": DEFAULT_PRIMARY_COLOR, "accent": DEFAULT_ACCENT_COLOR}
+    colors_entry = get("colors")
+    if colors_entry is not None:
+        given = colors_entry[1]
+        if not isinstance(given, dict) or not set(given) <= set(colors):
+            problems.add(
+                colors_entry[0],
+                f"{path}.colors",
+                "must be a mapping with primary and/or accent",
+            )
+        else:
+            for name, value in given.items():
+                if isinstance(value, str) and COLOR_RE.fullmatch(value):
+                    colors[name] = value.lower()
+                else:
+                    problems.add(
+                        colors_entry[0],
+                        f"{path}.colors.{name}",
+                        f'must be a colour like "#1f6feb", got {value!r}',
+                    )
 
     timeout = DEFAULT_UPSTREAM_TIMEOUT
     timeout_entry = get("upstream_timeout")
@@ -507,6 +541,9 @@ def _tenant(
         demo=demo,
         flexmeasures_version=fm_version,
         pending_schedule_accepted=pending_accepted,
+        primary_color=colors["primary"],
+        accent_color=colors["accent"],
+        api_key_max_ttl=api_key_max_ttl,
         secret=secret,
     )
 

@@ -35,6 +35,8 @@ tenants:
     demo: true
     flexmeasures_version: "0.33.0"
     pending_schedule_accepted: true
+    colors: {primary: "#AA3300", accent: "#004488"}
+    api_key_max_ttl: 86400
 """
 
 
@@ -59,6 +61,8 @@ def test_parse_tenants_full_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tenant.demo is True
     assert tenant.flexmeasures_version == "0.33.0"
     assert tenant.pending_schedule_accepted is True
+    assert (tenant.primary_color, tenant.accent_color) == ("#aa3300", "#004488")
+    assert tenant.api_key_max_ttl == 86400
     assert tenant.secret == Secret("s" * 32)
     assert "s" * 32 not in repr(tenant)
 
@@ -156,6 +160,16 @@ tenants:
             "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
             "    pending_schedule_accepted: 202\n",
             "true or false",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "    colors: {primary: red}\n",
+            "must be a colour",
+        ),
+        (
+            "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+            "    colors: {background: '#000000'}\n",
+            "primary and/or accent",
         ),
         (
             "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
