@@ -443,7 +443,11 @@ def _tenant(
     colors = {"primary": DEFAULT_PRIMARY_COLOR, "accent": DEFAULT_ACCENT_COLOR}
     colors_entry = get("colors")
     if colors_entry is not None:
-        given = colors_entry[1]
+        given = (
+            _scalar(loader, colors_entry[0])
+            if isinstance(colors_entry[0], yaml.MappingNode)
+            else None
+        )
         if not isinstance(given, dict) or not set(given) <= set(colors):
             problems.add(
                 colors_entry[0],
@@ -451,13 +455,13 @@ def _tenant(
                 "must be a mapping with primary and/or accent",
             )
         else:
-            for name, value in given.items():
+            for which, value in given.items():
                 if isinstance(value, str) and COLOR_RE.fullmatch(value):
-                    colors[name] = value.lower()
+                    colors[which] = value.lower()
                 else:
                     problems.add(
                         colors_entry[0],
-                        f"{path}.colors.{name}",
+                        f"{path}.colors.{which}",
                         f'must be a colour like "#1f6feb", got {value!r}',
                     )
 
