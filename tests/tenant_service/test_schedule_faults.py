@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Final
 
 import pytest
+from rq import Worker
 
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tenant_service.scheduling import jobs
+from tenant_service.scheduling.worker import HEARTBEAT_GRACE, MAINTENANCE_INTERVAL
 from tests.tenant_service.conftest import (
     SECRET,
     TENANT,
@@ -26,18 +30,28 @@ from tests.tenant_service.conftest import (
 from tests.tenant_service.test_schedules import (
     DAY,
     PRICES,
+    Site,
     battery,
     make_sensor,
     make_site,
+    trigger,
+    wait_for_job,
 )
 
-JOB_TIMEOUT = 8
-BATTERIES = 6
-STEPS = 2520  # the most steps a schedule has
+# Short, so an abandoned job's heartbeat lapses soon; the solver gets 5 s less
+# (at least 1 s), enough for the job below (about 1 s, 0.7 s of it solving).
+JOB_TIMEOUT: Final = 8
+# Six batteries over the longest window: a job that stays STARTED for about a second.
+BATTERIES: Final = 6
+STEPS: Final = 2520
+# The worst case: the heartbeat lapses (timeout + grace after the job started), the
+# next maintenance run retries the job, a worker runs it; plus slack for starting.
+RECOVERY_BOUND: Final = JOB_TIMEOUT + HEARTBEAT_GRACE + MAINTENANCE_INTERVAL + 15
 
 
 @pytest.fixture
 def fault_settings(settings: Settings, redis_url: str, redis_prefix: str) -> Settings:
+    """The backend's settings with a short job timeout and no trigger limit."""
     return dataclasses.replace(
         settings,
         redis_url=redis_url,
@@ -48,10 +62,9 @@ def fault_settings(settings: Settings, redis_url: str, redis_prefix: str) -> Set
 
 
 @pytest.fixture
-def workers(
-    fault_settings: Settings, database_url: str, world: World
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    del world
+def workers(world: World) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes started by the test, stopped afterwards."""
+    del world  # the database is migrated and seeded first
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for proc in procs:
@@ -67,6 +80,7 @@ def workers(
 def start_worker(
     procs: list[subprocess.Popen[bytes]], settings: Settings
 ) -> subprocess.Popen[bytes]:
+    """A real scheduling worker process on the tenant's queue."""
     env = {
         **os.environ,
         "TENANT_NAME": TENANT,
@@ -83,27 +97,37 @@ def start_worker(
     return proc
 
 
-async def job_state(client: Client, user: int, job: str) -> dict[str, Any]:
+async def job_status(client: Client, user: int, job: str) -> str:
     response = await client.get(f"/api/v3_0/jobs/{job}", headers=identity(user))
-    body: dict[str, Any] = await response.json()
-    return body
+    body = await response.json()
+    assert response.status in (200, 202, 422), body
+    status: str = body["status"]
+    return status
 
 
-async def test_measure(
-    aiohttp_client: ClientFactory,
-    fault_settings: Settings,
-    world: World,
-    workers: list[subprocess.Popen[bytes]],
-) -> None:
-    client = await aiohttp_client(create_app(fault_settings))
-    site = await make_site(client, world)
+async def wait_for_status(
+    client: Client, user: int, job: str, wanted: set[str], seconds: float
+) -> str:
+    """Poll the job until its status is one of `wanted` or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = await job_status(client, user, job)
+        if status in wanted or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.05)
+
+
+async def make_batteries(client: Client, world: World) -> tuple[Site, list[int]]:
+    """A site with prices over the longest window and BATTERIES power sensors."""
+    site = await make_site(client, world)  # prices of DAY
+    days = -(-STEPS // 96)
     response = await client.post(
         f"/api/v3_0/sensors/{site.price}/data",
         json={
             "start": "2026-03-03T00:00:00+00:00",
-            "duration": "PT624H",
+            "duration": f"PT{24 * days}H",
             "unit": "EUR/MWh",
-            "values": PRICES * 26,
+            "values": PRICES * days,
         },
         headers=identity(world.member),
     )
@@ -115,40 +139,105 @@ async def test_measure(
                 client, world.account_admin, site.asset, f"power {index}", unit="MW"
             )
         )
+    return site, power
+
+
+def job_and_worker_counts(
+    settings: Settings, job_id: str
+) -> tuple[int | None, list[tuple[int, int]]]:
+    """The job's retries left and each worker's (failed, successful) job counts."""
+    connection = jobs.connect(settings.redis_url or "")
+    try:
+        job = jobs.fetch(connection, settings, job_id)
+        assert job is not None
+        queue = jobs.queue(connection, settings)
+        counts = [
+            (worker.failed_job_count, worker.successful_job_count)
+            for worker in Worker.all(queue=queue)
+        ]
+        return job.retries_left, counts
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_worker_killed_mid_job_does_not_lose_the_job(
+    aiohttp_client: ClientFactory,
+    fault_settings: Settings,
+    world: World,
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    client = await aiohttp_client(create_app(fault_settings))
+    site, power = await make_batteries(client, world)
     model = battery(site)["flex-model"]
-    body = {
-        "start": DAY,
-        "duration": f"PT{STEPS // 4}H",
-        "flex-model": [{**model, "sensor": p} for p in power],
-        "flex-context": {"consumption-price": {"sensor": site.price}},
-    }
     first = start_worker(workers, fault_settings)
-    await asyncio.sleep(3)
-    t0 = time.monotonic()
     response = await client.post(
         f"/api/v3_0/assets/{site.asset}/schedules/trigger",
-        json=body,
+        json={
+            "start": DAY,
+            "duration": f"PT{STEPS // 4}H",
+            "flex-model": [{**model, "sensor": sensor} for sensor in power],
+            "flex-context": {"consumption-price": {"sensor": site.price}},
+        },
         headers=identity(world.member),
     )
     answer = await response.json()
     assert response.status == 202, answer
-    while time.monotonic() - t0 < 30:
-        state = await job_state(client, world.member, answer["job"])
-        if state["status"] == "STARTED":
-            break
-        await asyncio.sleep(0.05)
-    first.kill()
-    first.wait(5)
+    job = answer["job"]
+    status = await wait_for_status(
+        client, world.member, job, {"STARTED", "FINISHED", "FAILED"}, 30
+    )
+    assert status == "STARTED", status
+
+    first.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(first.wait, 5)
     killed = time.monotonic()
-    state = await job_state(client, world.member, answer["job"])
-    print("after kill", state["status"])
+    # Else the job finished before the kill and this test proves nothing.
+    assert await job_status(client, world.member, job) == "STARTED"
+    start_worker(workers, fault_settings)  # as a supervisor restarts it
+    status = await wait_for_status(
+        client, world.member, job, {"FINISHED", "FAILED"}, RECOVERY_BOUND
+    )
+    recovery = time.monotonic() - killed
+    print(f"job {status} {recovery:.1f} s after its worker was killed")
+    assert status == "FINISHED", f"{status} {recovery:.1f} s after the kill"
+
+    retries_left, _counts = await asyncio.to_thread(
+        job_and_worker_counts, fault_settings, job
+    )
+    assert retries_left == jobs.RETRIES - 1  # one retry: the abandoned run
+    for sensor in (power[0], power[-1]):
+        response = await client.get(
+            f"/api/v3_0/sensors/{sensor}/schedules/{job}",
+            params={"duration": f"PT{STEPS // 4}H"},
+            headers=identity(world.member),
+        )
+        schedule = await response.json()
+        assert response.status == 200, schedule
+        assert schedule["start"] == DAY
+        assert len(schedule["values"]) == STEPS
+        assert None not in schedule["values"]
+
+
+async def test_job_failing_for_its_inputs_is_not_retried(
+    aiohttp_client: ClientFactory,
+    fault_settings: Settings,
+    world: World,
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    client = await aiohttp_client(create_app(fault_settings))
+    site = await make_site(client, world)
     start_worker(workers, fault_settings)
-    last = None
-    while time.monotonic() - killed < 100:
-        state = await job_state(client, world.member, answer["job"])
-        if state["status"] != last:
-            last = state["status"]
-            print(round(time.monotonic() - killed, 2), last)
-        if last in ("FINISHED", "FAILED"):
-            break
-        await asyncio.sleep(0.2)
+    body = {**battery(site), "start": "2026-05-01T00:00:00+00:00"}  # no prices then
+    status, answer = await trigger(client, world.member, site.power, body)
+    assert status == 202, answer
+    status, state = await wait_for_job(client, world.member, answer["job"])
+    assert status == 422, state
+    assert state["status"] == "FAILED"
+    assert state["message"].startswith("Scheduling job failed with SchedulingError: ")
+    retries_left, counts = await asyncio.to_thread(
+        job_and_worker_counts, fault_settings, answer["job"]
+    )
+    assert retries_left == 0
+    assert counts == [(1, 0)]  # one worker, one attempt
