@@ -174,3 +174,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_database_url" if request.param == "sqlite" else "pg_database_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture
+def backend_options() -> dict[str, object]:
+    """Extra settings of the e2e stack's company backend (a module may override it)."""
+    return {}

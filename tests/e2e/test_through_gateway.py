@@ -81,12 +81,6 @@ async def seed(url: str, tenant: str, password_hash: str) -> tuple[int, int, int
 
 
 @pytest.fixture
-def backend_options() -> dict[str, Any]:
-    """Extra settings of company's backend (a test module may override this)."""
-    return {}
-
-
-@pytest.fixture
 async def stack(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
