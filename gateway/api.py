@@ -9,7 +9,6 @@ import logging
 import re
 from typing import Any, Final
 
-import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -24,12 +23,11 @@ from .errors import (
     TokenStoreUnavailableError,
     UnauthorizedError,
     UnprocessableError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
 )
 from .identity import SERVICE, Caller
-from .middlewares import UPSTREAM, USER_ID
-from .proxy import forward, replica_order
+from .login import identity_for, verify_login
+from .middlewares import USER_ID
+from .proxy import forward
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -57,20 +55,8 @@ def _tenant(request: web.Request) -> TenantConfig:
     return request[keys.TENANT]
 
 
-def _secret(tenant: TenantConfig) -> str:
-    if tenant.secret is None:  # the config loader refuses tenants without one
-        raise UpstreamUnavailableError(f"Tenant '{tenant.subdomain}' has no secret.")
-    return tenant.secret.get()
-
-
 def _identity(request: web.Request, tenant: TenantConfig, caller: Caller) -> str:
-    return request.app[keys.IDENTITIES].get(
-        secret=_secret(tenant),
-        tenant=tenant.subdomain,
-        caller=caller,
-        host=request[keys.PUBLIC_HOST],
-        scheme=request[keys.SCHEME],
-    )
+    return identity_for(request, tenant, caller)
 
 
 @functools.lru_cache(maxsize=256)
@@ -131,93 +117,44 @@ async def _login_payload(request: web.Request) -> tuple[str, str]:
     return values["email"], values["password"]
 
 
-async def _check_credentials(
-    request: web.Request, tenant: TenantConfig, email: str, password: str
-) -> tuple[int, dict[str, Any]]:
-    """Ask a replica of the tenant's backend; (status, body)."""
-    session = request.app[keys.HTTP]
-    timeout = aiohttp.ClientTimeout(
-        total=tenant.upstream_timeout,
-        connect=request.app[keys.SETTINGS].connect_timeout,
-    )
-    headers = {
-        "X-FlexHost-Identity": _identity(request, tenant, SERVICE),
-        "X-Request-Id": request[keys.REQUEST_ID],
-    }
-    for backend in replica_order(request.app, tenant):
-        request[UPSTREAM] = backend
-        try:
-            async with session.post(
-                f"{backend}/internal/credentials",
-                json={"email": email, "password": password},
-                headers=headers,
-                timeout=timeout,
-            ) as response:
-                body = await response.json(content_type=None)
-                return response.status, body if isinstance(body, dict) else {}
-        except aiohttp.ClientConnectorError:
-            logger.warning("backend %s unreachable for a credential check", backend)
-            continue
-        except TimeoutError as err:
-            raise UpstreamTimeoutError(
-                f"The backend of tenant '{tenant.subdomain}' did not answer in time."
-            ) from err
-        except (aiohttp.ClientError, ValueError) as err:
-            raise UpstreamUnavailableError(
-                f"The backend of tenant '{tenant.subdomain}' failed to check "
-                "credentials."
-            ) from err
-    raise UpstreamUnavailableError(
-        f"The backend of tenant '{tenant.subdomain}' is unavailable."
-    )
-
-
 @routes.post("/api/requestAuthToken")
 async def request_auth_token(request: web.Request) -> web.Response:
-    """Check email and password with the tenant's backend, then mint a token."""
+    """Check email and password with the tenant's backend, then mint a token.
+
+    Throttled with the login page (gateway/login.py): 429 TOO_MANY_REQUESTS.
+    """
     tenant = _tenant(request)
     email, password = await _login_payload(request)
-    status, body = await _check_credentials(request, tenant, email, password)
+    login = await verify_login(request, tenant, email, password)
     uniform = "Invalid email or password."
-    if status == 404:
+    if login.outcome == "unknown-user":
         if tenant.hide_account_existence:
             raise LoginFailedError(uniform, 401)
         shown = html.escape(email[:254])
         raise LoginFailedError(f"User with email '{shown}' does not exist", 404)
-    if status == 401:
+    if login.outcome == "wrong-password":
         message = (
             uniform
             if tenant.hide_account_existence
             else ("User password does not match.")
         )
         raise LoginFailedError(message, 401)
-    if status != 200:
-        raise UpstreamUnavailableError(
-            f"The backend of tenant '{tenant.subdomain}' failed to check credentials."
-        )
-    try:
-        user_id = int(body["user_id"])
-        account_id = int(body["account_id"])
-        roles = tuple(str(role) for role in body.get("roles", []))
-        active = bool(body["active"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise UpstreamUnavailableError(
-            f"The backend of tenant '{tenant.subdomain}' gave an unreadable answer."
-        ) from err
-    if not active:
+    if login.outcome == "inactive":
         message = uniform if tenant.hide_account_existence else "Account is disabled."
         raise LoginFailedError(message, 401)
     token, _ = await request.app[keys.TOKENS].issue(
         tenant=tenant.subdomain,
-        user_id=user_id,
-        account_id=account_id,
-        roles=roles,
+        user_id=login.user_id,
+        account_id=login.account_id,
+        roles=login.roles,
         ttl=tenant.token_ttl,
     )
-    request[USER_ID] = user_id
-    logger.info("token issued", extra={"user_id": user_id, "ttl": tenant.token_ttl})
+    request[USER_ID] = login.user_id
+    logger.info(
+        "token issued", extra={"user_id": login.user_id, "ttl": tenant.token_ttl}
+    )
     return web.json_response(
-        {"auth_token": token, "status": 200, "user_id": user_id},
+        {"auth_token": token, "status": 200, "user_id": login.user_id},
         headers={"Cache-Control": "no-store"},
     )
 

@@ -20,6 +20,7 @@ from .identity import IdentityCache
 from .logs import AccessLog
 from .middlewares import add_standard_headers, front
 from .tenants import ConfigWatcher, TenantRegistry
+from .web import dashboard, setup_pages, views
 
 logger = logging.getLogger(__name__)
 
@@ -95,4 +96,5 @@ def create_app(
     app.cleanup_ctx.extend([_redis_ctx, _http_ctx, _watch_ctx])
     app.on_response_prepare.append(add_standard_headers)
     app.add_routes(routes)
+    setup_pages(app, [views.routes, dashboard.routes])
     return app

@@ -116,6 +116,14 @@ class Settings:
     connect_timeout: float = 3.0
     access_log: bool = True
     workers: int = 1
+    # Page sessions: idle and absolute lifetimes in seconds.
+    session_idle: int = 1800
+    session_max: int = 12 * 3600
+    # Failed logins (pages and requestAuthToken): at most this many per account
+    # (email) and per client address of a tenant within the window (seconds).
+    login_failures_per_email: int = 5
+    login_failures_per_address: int = 20
+    login_failure_window: int = 900
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -172,6 +180,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         connect_timeout=number("CONNECT_TIMEOUT", 3.0, float),
         access_log=flag("ACCESS_LOG", True),
         workers=number("WORKERS", os.cpu_count() or 1, int),
+        session_idle=number("SESSION_IDLE", 1800, int),
+        session_max=number("SESSION_MAX", 12 * 3600, int),
+        login_failures_per_email=number("LOGIN_FAILURES_PER_EMAIL", 5, int),
+        login_failures_per_address=number("LOGIN_FAILURES_PER_ADDRESS", 20, int),
+        login_failure_window=number("LOGIN_FAILURE_WINDOW", 900, int),
     )
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):
         problems.append(

@@ -93,6 +93,13 @@ class TenantSuspendedError(ApiError):
     code = "TENANT_SUSPENDED"
 
 
+class FormRejectedError(ApiError):
+    """403: a page's form failed its CSRF or origin check; nothing was done."""
+
+    http_status = 403
+    code = "FORBIDDEN"
+
+
 class UnknownTenantError(ApiError):
     http_status = 404
     code = "UNKNOWN_TENANT"
@@ -129,6 +136,17 @@ class PayloadTooLargeError(ApiError):
 
     def body(self) -> dict[str, Any]:
         return {"message": self.message, "result": "Rejected", "status": self.code}
+
+
+class TooManyRequestsError(ApiError):
+    """429: too many failed logins; `Retry-After` says when to try again."""
+
+    http_status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
 
 
 class UpstreamUnavailableError(ApiError):

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .logs import AccessLog
 from .tenants import normalize_host
+from .web import error_page
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,16 @@ UPSTREAM: Final = web.RequestKey("upstream", str)
 def error_response(err: ApiError) -> web.Response:
     """The JSON answer for an ApiError."""
     return web.json_response(err.body(), status=err.status, headers=err.headers)
+
+
+def is_page(path: str) -> bool:
+    """Whether errors on `path` are HTML pages (not /api, the dashboard's JSON
+    endpoints, probes or static files)."""
+    return not (
+        path == "/api"
+        or path.startswith(("/api/", "/static/", "/dashboard/api/"))
+        or path in HOSTLESS_PATHS
+    )
 
 
 def _http_error_body(exc: web.HTTPException, request: web.Request) -> dict[str, object]:
@@ -166,17 +177,28 @@ def front(trusted: tuple[str, ...], access_log: AccessLog) -> Middleware:
             status = err.status
             if status >= 500:
                 logger.warning("%s %s: %s", request.method, request.path, err.message)
+            if is_page(request.path):
+                return error_page(request, status, err.message, headers=err.headers)
             return error_response(err)
         except web.HTTPException as exc:
             status = exc.status
             if exc.status < 400:
                 raise
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            if is_page(request.path):
+                message = (
+                    f"There is no page at {request.path}."
+                    if exc.status == 404
+                    else str(_http_error_body(exc, request)["message"])
+                )
+                return error_page(request, exc.status, message, headers=allow)
             return web.json_response(
                 _http_error_body(exc, request), status=exc.status, headers=allow
             )
         except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.path)
+            if is_page(request.path):
+                return error_page(request, 500, "An internal error has occurred.")
             return web.json_response(
                 {
                     "message": "An internal error has occurred.",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -15,6 +17,7 @@ from . import keys
 from .config import TenantConfig
 from .errors import PayloadTooLargeError, UpstreamTimeoutError, UpstreamUnavailableError
 from .identity import HEADER as IDENTITY_HEADER
+from .middlewares import UPSTREAM
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ _DROP_RESPONSE: Final = HOP_BY_HOP | {
 # Bodies up to this size are buffered (faster); larger or unknown ones are streamed.
 BUFFER_LIMIT: Final = 256 * 1024
 CHUNK: Final = 64 * 1024
+# The most the gateway reads of a backend's answer to its own calls (`fetch`).
+FETCH_LIMIT: Final = 32 * 1024 * 1024
 
 
 def _connection_listed(headers: CIMultiDictProxy[str]) -> set[str]:
@@ -238,3 +243,95 @@ async def _relay(
         await response.write(chunk)
     await response.write_eof()
     return response, revoke
+
+
+@dataclass(frozen=True, slots=True)
+class BackendAnswer:
+    """A backend's whole answer to a call the gateway made itself."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> object:
+        """The body as JSON (ValueError if it is not)."""
+        return json.loads(self.body)
+
+
+async def fetch(
+    request: web.Request,
+    tenant: TenantConfig,
+    identity: str,
+    target: str,
+    *,
+    limit: int = FETCH_LIMIT,
+) -> BackendAnswer:
+    """GET `target` from a replica as `identity`; the answer, buffered.
+
+    For the gateway's own calls (pages), not for relaying a client's request: no
+    client headers are passed on. Replicas are tried as `forward` does.
+    """
+    headers = {
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+        "X-Forwarded-For": request[keys.CLIENT_IP],
+        "X-Forwarded-Host": request[keys.PUBLIC_HOST],
+        "X-Forwarded-Proto": request[keys.SCHEME],
+        "X-Request-Id": request[keys.REQUEST_ID],
+        IDENTITY_HEADER: identity,
+    }
+    timeout = aiohttp.ClientTimeout(
+        total=tenant.upstream_timeout,
+        connect=request.app[keys.SETTINGS].connect_timeout,
+    )
+    session = request.app[keys.HTTP]
+    last_error: Exception | None = None
+    for backend in replica_order(request.app, tenant):
+        request[UPSTREAM] = backend
+        try:
+            async with session.get(
+                URL(backend + target, encoded=True),
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as upstream:
+                body = await _read_limited(upstream, limit, tenant)
+                return BackendAnswer(upstream.status, upstream.content_type, body)
+        except aiohttp.ClientConnectorError as err:
+            last_error = err
+            logger.warning("backend %s unreachable: %s", backend, err.os_error)
+            continue
+        except TimeoutError as err:
+            raise UpstreamTimeoutError(
+                f"The backend of tenant '{tenant.subdomain}' did not answer in time."
+            ) from err
+        except aiohttp.ClientError as err:
+            raise UpstreamUnavailableError(
+                f"The backend of tenant '{tenant.subdomain}' failed: "
+                f"{type(err).__name__}."
+            ) from err
+    raise UpstreamUnavailableError(
+        f"The backend of tenant '{tenant.subdomain}' is unavailable."
+    ) from last_error
+
+
+async def _read_limited(
+    upstream: aiohttp.ClientResponse, limit: int, tenant: TenantConfig
+) -> bytes:
+    length = upstream.content_length
+    if length is not None and length > limit:
+        raise UpstreamUnavailableError(
+            f"The backend of tenant '{tenant.subdomain}' answered more than "
+            f"{limit} bytes."
+        )
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in upstream.content.iter_chunked(CHUNK):
+        seen += len(chunk)
+        if seen > limit:
+            raise UpstreamUnavailableError(
+                f"The backend of tenant '{tenant.subdomain}' answered more than "
+                f"{limit} bytes."
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

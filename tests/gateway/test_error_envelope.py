@@ -103,7 +103,7 @@ CASES = [
         502,
         "UPSTREAM_UNAVAILABLE",
     ),
-    ("GET", "/", "company.localhost", {}, None, 404, 404),
+    # Errors on page paths (not /api) are HTML pages: tests/gateway/test_pages.py.
 ]
 
 
