@@ -205,6 +205,10 @@ class Stack:
     redis_url: str
 
 
+# As the FlexMeasures anchor runs in the benches (FM_ANCHOR_RATE_LIMIT).
+BENCH_RATE: Final = "1000000000/minute"
+
+
 def start_stack(
     processes: Processes, workdir: Path, db_url: str, tenant: str, replicas: int = 1
 ) -> Stack:
@@ -232,7 +236,12 @@ def start_stack(
     gateway_port = free_port()
     urls = ", ".join(f"http://127.0.0.1:{port}" for port in backend_ports)
     tenants = workdir / "tenants.yaml"
-    tenants.write_text(f"tenants:\n  - subdomain: {tenant}\n    backends: [{urls}]\n")
+    # The rate limiter runs on every request (its cost is measured) but never
+    # refuses one: the bench sends thousands per second with one token.
+    tenants.write_text(
+        f"tenants:\n  - subdomain: {tenant}\n    backends: [{urls}]\n"
+        f"    rate_limits: {{per_token: {BENCH_RATE!r}}}\n"
+    )
     for port in backend_ports:
         processes.start(
             [PYTHON, "-m", "tenant_service"],

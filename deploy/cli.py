@@ -1,4 +1,4 @@
-"""The `flexhost` command: local stack, tenants file check, admin, single services."""
+"""The `flexhost` command: local stack, tenants check, admin, services, deploy files."""
 
 from __future__ import annotations
 
@@ -92,7 +92,64 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--database-url", help="TENANT_DATABASE_URL")
     worker.add_argument("--secret-file", type=Path, help="TENANT_SECRET_FILE")
     worker.add_argument("--redis-url", help="TENANT_REDIS_URL")
+
+    deploy = commands.add_parser("deploy", help="render production deployment files")
+    deploy_commands = deploy.add_subparsers(
+        dest="deploy_command", required=True, metavar="TARGET"
+    )
+    k8s = deploy_commands.add_parser(
+        "k8s",
+        help="print Kubernetes manifests for a tenants file",
+        description="Print multi-document YAML: namespace, the gateway's tenants.yaml "
+        "(backends rewritten to the tenants' Services), the gateways, and per tenant "
+        "its backends, Service and worker. A tenants file with problems is refused as "
+        "`flexhost tenants check` refuses it. Secrets are referenced, never rendered.",
+    )
+    k8s.add_argument(
+        "--tenants", type=Path, default=DEFAULT_TENANTS, help="default: ./tenants.yaml"
+    )
+    k8s.add_argument(
+        "--image", default=None, help="container image (default: flexhost:<version>)"
+    )
+    k8s.add_argument("--namespace", default="flexhost", help="default: flexhost")
+    k8s.add_argument(
+        "--gateway-replicas", type=_positive, default=2, metavar="N", help="default: 2"
+    )
+    k8s.add_argument(
+        "--replicas",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="replicas of every tenant backend (default: one per URL in its backends)",
+    )
+    k8s.add_argument(
+        "--trusted-proxies",
+        default="10.0.0.0/8",
+        metavar="CIDRS",
+        help="GATEWAY_TRUSTED_PROXIES: where the TLS front connects from "
+        "(default: 10.0.0.0/8)",
+    )
+    k8s.add_argument(
+        "--redis-host",
+        default=None,
+        help="add Service `redis`, an ExternalName for this host",
+    )
+    k8s.add_argument(
+        "--postgres-host",
+        default=None,
+        help="add Service `postgresql`, an ExternalName for this host",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def check_tenants(path: Path, secrets_dir: Path | None) -> int:
@@ -115,6 +172,33 @@ def check_tenants(path: Path, secrets_dir: Path | None) -> int:
     print(
         f"{path}: OK, {len(config.tenants)} tenant(s), {backends} backend(s), {checked}"
     )
+    return 0
+
+
+def deploy_k8s(args: argparse.Namespace) -> int:
+    """Print the Kubernetes manifests (exit 0), or the problems on stderr (exit 1)."""
+    from deploy.k8s import K8sOptions, default_image, render_file
+    from gateway.config import ConfigError
+
+    options = K8sOptions(
+        image=args.image or default_image(),
+        namespace=args.namespace,
+        gateway_replicas=args.gateway_replicas,
+        backend_replicas=args.replicas,
+        trusted_proxies=tuple(
+            p.strip() for p in args.trusted_proxies.split(",") if p.strip()
+        ),
+        redis_host=args.redis_host,
+        postgres_host=args.postgres_host,
+    )
+    try:
+        text = render_file(args.tenants, options)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        print(f"{args.tenants}: {len(err.problems)} problem(s)", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
     return 0
 
 
@@ -162,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         return up(options)
     if args.command == "tenants":
         return check_tenants(args.file, args.secrets_dir)
+    if args.command == "deploy":
+        return deploy_k8s(args)
     if args.command == "gateway":
         return _exec_module(
             "gateway",

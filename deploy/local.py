@@ -29,7 +29,7 @@ logger = logging.getLogger("flexhost")
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 POLL_INTERVAL_S: Final = 0.5
-STOP_GRACE_S: Final = 10.0
+STOP_GRACE_S: Final = 20.0  # above the children's 15 s shutdown grace
 START_DEADLINE_S: Final = 60.0
 PROVISION_DEADLINE_S: Final = 120.0
 BACKOFF_FIRST_S: Final = 0.5

@@ -7,6 +7,7 @@ state of its own, so workers need no coordination. The parent only supervises.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -14,18 +15,29 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Final
 
 from aiohttp import web
 
+from . import keys, metrics
 from .app import create_app
 from .config import ConfigError, Settings, load_settings, load_tenants
+from .health import Drain
 from .logs import setup_logging
 
 logger = logging.getLogger("gateway")
+# What aiohttp's own shutdown, after the drain, gives a request that came in on a
+# keep-alive connection just as the drain ended.
+LATE_GRACE_S: Final = 1.0
+# What a worker may take beyond the grace: that, and the app's own cleanup.
+STOP_MARGIN_S: Final = 5.0
 
 
 def serve(settings: Settings, reuse_port: bool) -> None:
-    """Run one gateway process until SIGINT/SIGTERM."""
+    """Run one gateway process until SIGINT/SIGTERM, then drain and return."""
+    # A forked worker inherits the supervisor's handlers; it must obey its own.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     setup_logging()
     try:
         app = create_app(settings)
@@ -36,20 +48,64 @@ def serve(settings: Settings, reuse_port: bool) -> None:
     try:
         import uvloop
     except ImportError:
-        loop = None
+        loop_factory = None
     else:
-        loop = uvloop.new_event_loop()
-    web.run_app(
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(app, settings, reuse_port))
+
+
+async def _serve(app: web.Application, settings: Settings, reuse_port: bool) -> None:
+    """Serve until SIGTERM/SIGINT; then drain within settings.shutdown_grace.
+
+    The drain, in order: answers get `Connection: close`; the listening socket
+    closes (new connections are refused, or go to the other workers); requests in
+    flight get the grace to finish; then aiohttp's shutdown closes idle keep-alive
+    connections, cancels what is left and the app's resources close.
+    """
+    runner = web.AppRunner(
         app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port or None,
+        handle_signals=False,
         access_log=None,
-        print=None,
-        shutdown_timeout=10,
-        handle_signals=True,
-        loop=loop,
+        shutdown_timeout=LATE_GRACE_S,
     )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, settings.host, settings.port, reuse_port=reuse_port or None
+        )
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await _drain(runner, app[keys.DRAIN], settings.shutdown_grace)
+    finally:
+        await runner.cleanup()
+    logger.info("gateway process %d stopped", os.getpid())
+
+
+async def _drain(runner: web.AppRunner, drain: Drain, grace: float) -> None:
+    """Close the listener, then wait for the requests in flight (at most `grace`)."""
+    drain.start()
+    for site in list(runner.sites):
+        await site.stop()
+    logger.info(
+        "gateway process %d draining: %d request(s) in flight, grace %.0f s",
+        os.getpid(),
+        drain.in_flight,
+        grace,
+    )
+    try:
+        async with asyncio.timeout(grace):
+            await drain.settle()
+    except TimeoutError:
+        logger.warning(
+            "gateway process %d: grace over, cancelling %d request(s)",
+            os.getpid(),
+            drain.in_flight,
+        )
 
 
 def supervise(settings: Settings) -> int:
@@ -63,12 +119,17 @@ def supervise(settings: Settings) -> int:
         worker.start()
         return worker
 
+    signalled: set[int] = set()
+
     def stop(signum: int, _frame: FrameType | None) -> None:
+        """Ask every worker to drain (each once: a second signal is not needed)."""
         nonlocal stopping
         stopping = True
         for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGTERM)
+            pid = worker.pid
+            if pid is not None and pid not in signalled and worker.is_alive():
+                signalled.add(pid)
+                os.kill(pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -89,10 +150,23 @@ def supervise(settings: Settings) -> int:
                 logger.error(
                     "worker %s exited with %s; restarting", worker.pid, worker.exitcode
                 )
+                metrics.worker_exited(worker.pid)
                 workers[i] = start()
+    # Again, for a worker restarted just as the signal came (not in the list yet).
+    stop(signal.SIGTERM, None)
+    deadline = time.monotonic() + settings.shutdown_grace + STOP_MARGIN_S
     for worker in workers:
-        worker.join(15)
-    return 0
+        worker.join(max(0.0, deadline - time.monotonic()))
+    stuck = [worker for worker in workers if worker.is_alive()]
+    for worker in stuck:
+        logger.error("worker %s did not stop in time; killed", worker.pid)
+        worker.kill()
+        worker.join(5)
+    failed = [w for w in workers if w.exitcode not in (0, None) and w not in stuck]
+    for worker in failed:
+        logger.error("worker %s exited with %s", worker.pid, worker.exitcode)
+    logger.info("gateway stopped")
+    return 1 if stuck or failed else 0
 
 
 def main() -> int:
@@ -110,7 +184,12 @@ def main() -> int:
         logger.info("gateway listening on http://%s:%d", settings.host, settings.port)
         serve(settings, reuse_port=False)
         return 0
-    return supervise(settings)
+    # The workers' metric files, summed by GET /metrics on any of them.
+    metrics_dir = metrics.open_multiprocess_dir(settings.metrics_dir)
+    try:
+        return supervise(settings)
+    finally:
+        metrics.close_multiprocess_dir(metrics_dir, settings.metrics_dir)
 
 
 if __name__ == "__main__":

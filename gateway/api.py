@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hmac
 import html
 import json
 import logging
@@ -10,6 +12,7 @@ import re
 from typing import Any, Final
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from . import keys
@@ -19,6 +22,7 @@ from .errors import (
     LoginFailedError,
     NotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     SunsetError,
     TokenStoreUnavailableError,
     UnauthorizedError,
@@ -26,7 +30,7 @@ from .errors import (
 )
 from .identity import SERVICE, Caller
 from .login import identity_for, verify_login
-from .middlewares import USER_ID
+from .middlewares import USER_ID, through_proxy
 from .proxy import forward
 
 logger = logging.getLogger(__name__)
@@ -195,6 +199,25 @@ async def _caller(request: web.Request, tenant: TenantConfig) -> Caller:
     )
 
 
+async def _rate_limit(request: web.Request, tenant: TenantConfig) -> None:
+    """Charge an authenticated API request to its token's and tenant's limits.
+
+    Every answer to it carries FlexMeasures' X-RateLimit-* and Retry-After
+    (middlewares.add_standard_headers); past a limit it is a 429.
+    """
+    token = _token_from(request)
+    if not token:  # _caller let it through, so there is one
+        return
+    verdict = await request.app[keys.LIMITER].check(tenant, token)
+    if verdict is None:
+        return
+    headers = verdict.headers()
+    request[keys.RATE_HEADERS] = headers
+    if not verdict.allowed:
+        request.app[keys.METRICS].rate_limit_hit(tenant.subdomain, verdict.scope)
+        raise RateLimitedError(verdict.message(), headers=headers)
+
+
 async def _proxy(request: web.Request, caller: Caller) -> web.StreamResponse:
     tenant = _tenant(request)
     response, revoke = await forward(
@@ -251,7 +274,9 @@ async def proxy_versioned(request: web.Request) -> web.StreamResponse:
         method == "GET" and PUBLIC_FILE_RE.fullmatch(tail) is not None
     ):
         return await _proxy(request, SERVICE)
-    return await _proxy(request, await _caller(request, tenant))
+    caller = await _caller(request, tenant)
+    await _rate_limit(request, tenant)
+    return await _proxy(request, caller)
 
 
 @routes.get("/healthz")
@@ -262,7 +287,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: config loaded and Redis reachable."""
+    """Readiness: not draining, config loaded and Redis reachable."""
+    if request.app[keys.DRAIN].started:
+        return web.json_response({"status": "DRAINING"}, status=503)
     try:
         await request.app[keys.REDIS].ping()
     except RedisError:
@@ -271,3 +298,35 @@ async def readyz(request: web.Request) -> web.Response:
         )
     tenants = len(request.app[keys.REGISTRY].config.tenants)
     return web.json_response({"status": "ok", "redis": True, "tenants": tenants})
+
+
+@routes.get("/metrics")
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of every worker, for ops only.
+
+    Not on a tenant's host, nor through a (public) proxy unless a token is set; the
+    token when set.
+    """
+    settings = request.app[keys.SETTINGS]
+    expected = settings.metrics_token
+    if request.app[keys.REGISTRY].resolve(request[keys.PUBLIC_HOST]) is not None or (
+        expected is None and through_proxy(request, settings.trusted_proxies)
+    ):
+        raise web.HTTPNotFound()  # a tenant's host serves its API, not our internals
+    if expected is not None:
+        header = request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), expected.get().encode()):
+            denied = UnauthorizedError()
+            denied.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            raise denied
+    metrics = request.app[keys.METRICS]
+    body = (
+        await asyncio.to_thread(metrics.exposition)  # reads the workers' files
+        if metrics.multiprocess_dir is not None
+        else metrics.exposition()
+    )
+    return web.Response(
+        body=body,
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )

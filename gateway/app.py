@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -16,8 +17,11 @@ from . import keys
 from .api import routes
 from .auth import TokenStore
 from .config import Settings, TenantsConfig, load_tenants
+from .health import Drain, ReplicaHealth, probe_forever
 from .identity import IdentityCache
+from .limits import RateLimiter
 from .logs import AccessLog
+from .metrics import MULTIPROCESS_ENV, Metrics
 from .middlewares import add_standard_headers, front
 from .tenants import ConfigWatcher, TenantRegistry
 from .web import dashboard, setup_pages, views
@@ -37,9 +41,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis.ping()
     except RedisError as err:  # start anyway: token paths answer 503 until it is back
         logger.error("Redis at %s is not reachable yet: %s", settings.redis_url, err)
-    tokens = TokenStore(redis, settings.key_prefix)
+    tokens = TokenStore(redis, settings.key_prefix, metrics=app[keys.METRICS])
     app[keys.REDIS] = redis
     app[keys.TOKENS] = tokens
+    app[keys.LIMITER] = RateLimiter(
+        redis, settings.key_prefix, settings.rate_limit_failure, app[keys.METRICS]
+    )
     follower = asyncio.create_task(tokens.follow_revocations())
     yield
     follower.cancel()
@@ -48,14 +55,35 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
+async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[keys.METRICS].close()
+
+
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60)
     session = aiohttp.ClientSession(
         connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
     )
+    # aiohttp re-sends a GET, PUT or DELETE without a body to the same replica once
+    # after a reset; proxy.may_retry alone decides (aio-libs/aiohttp#10790: no
+    # public switch, this is the one aiohttp's own TestClient sets).
+    session._retry_connection = False
     app[keys.HTTP] = session
     yield
     await session.close()
+
+
+async def _health_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(
+        probe_forever(
+            app[keys.REGISTRY], app[keys.HEALTH], app[keys.SETTINGS].health_interval
+        )
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _watch_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -69,31 +97,52 @@ async def _watch_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(
     settings: Settings, tenants: TenantsConfig | None = None
 ) -> web.Application:
-    """The gateway app; `tenants` defaults to settings.tenants_path (ConfigError)."""
+    """The gateway app; `tenants` defaults to settings.tenants_path (ConfigError).
+
+    Metrics go to files in $PROMETHEUS_MULTIPROC_DIR when the supervisor set it
+    (several workers), else they stay in this process.
+    """
     config = (
         tenants
         if tenants is not None
         else load_tenants(settings.tenants_path, secrets_dir=settings.secrets_dir)
     )
-    # One middleware runs, in order: request id + errors, path guard, forwarded
-    # headers (trusted proxies only), tenant from host (see middlewares.front).
-    # Token checks happen per route: FlexMeasures' public routes (api.PUBLIC) are
-    # known only after routing.
+    # Middlewares, outermost first: the drain's count of requests in flight
+    # (health.Drain), then one that runs, in order: request id + errors, path
+    # guard, forwarded headers (trusted proxies only), tenant from host (see
+    # middlewares.front). Token checks happen per route: FlexMeasures' public
+    # routes (api.PUBLIC) are known only after routing.
+    drain = Drain()
+    metrics = Metrics(multiprocess_dir=os.environ.get(MULTIPROCESS_ENV) or None)
     app = web.Application(
         middlewares=[
-            front(settings.trusted_proxies, AccessLog(enabled=settings.access_log))
+            drain.middleware(),
+            front(
+                settings.trusted_proxies,
+                AccessLog(enabled=settings.access_log),
+                metrics,
+            ),
         ],
         client_max_size=64 * 1024,
     )
     registry = TenantRegistry(config)
     app[keys.SETTINGS] = settings
     app[keys.REGISTRY] = registry
+    app[keys.METRICS] = metrics
     app[keys.WATCHER] = ConfigWatcher(
-        registry, settings.tenants_path, settings.secrets_dir, settings.reload_interval
+        registry,
+        settings.tenants_path,
+        settings.secrets_dir,
+        settings.reload_interval,
+        metrics=metrics,
     )
     app[keys.ROUND_ROBIN] = {}
     app[keys.IDENTITIES] = IdentityCache()
-    app.cleanup_ctx.extend([_redis_ctx, _http_ctx, _watch_ctx])
+    app[keys.HEALTH] = ReplicaHealth()
+    app[keys.DRAIN] = drain
+    app.cleanup_ctx.extend(
+        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx]
+    )
     app.on_response_prepare.append(add_standard_headers)
     app.add_routes(routes)
     setup_pages(app, [views.routes, dashboard.routes])

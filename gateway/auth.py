@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .errors import TokenStoreUnavailableError
+from .metrics import Metrics
 
 # KEYS: token key, the user's token set. ARGV: ttl, hash, then field/value pairs.
 _ISSUE: Final = """
@@ -156,10 +157,15 @@ class TokenStore:
     """Issue, look up and revoke tokens; a Redis fault is a 503."""
 
     def __init__(
-        self, redis: Redis, prefix: str, cache: TokenCache | None = None
+        self,
+        redis: Redis,
+        prefix: str,
+        cache: TokenCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.metrics = metrics
         self.channel = f"{prefix}:revoked"
         self.cache = cache if cache is not None else TokenCache()
         self._issue = redis.register_script(_ISSUE)
@@ -210,6 +216,8 @@ class TokenStore:
             )
         except RedisError as err:
             raise TokenStoreUnavailableError() from err
+        if self.metrics is not None:
+            self.metrics.token_issued(tenant, kind)
         return token, record
 
     async def lookup(self, token: str) -> TokenRecord | None:

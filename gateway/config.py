@@ -34,6 +34,15 @@ DEFAULT_PRIMARY_COLOR: Final = "#1f6feb"
 DEFAULT_ACCENT_COLOR: Final = "#0d9488"
 DEFAULT_API_KEY_MAX_TTL: Final = 90 * 24 * 3600
 COLOR_RE: Final = re.compile(r"#[0-9a-fA-F]{6}")
+# Request rates: "500/minute", "500 per 1 minute", "10/5 minutes", ...
+RATE_RE: Final = re.compile(
+    r"(\d{1,12})\s*(?:/|\s+per\s+)\s*(?:(\d{1,6})\s*)?(second|minute|hour|day)s?",
+    re.IGNORECASE | re.ASCII,
+)
+RATE_UNITS: Final = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}
+# The Redis script counts in whole numbers of limit x milliseconds; doubles keep
+# those exact up to 2**53.
+RATE_CAPACITY: Final = 2**53
 
 
 class ConfigError(Exception):
@@ -66,6 +75,67 @@ class Secret:
         return hash(self._value)
 
 
+def _period_words(period: int) -> str:
+    """Seconds in FlexMeasures' words: 60 -> "1 minute", 300 -> "5 minutes"."""
+    for unit, seconds in RATE_UNITS.items():
+        if period % seconds == 0:
+            count = period // seconds
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{period} seconds"  # not reached: a second divides every period
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `limit` requests per `period` seconds."""
+
+    limit: int
+    period: int
+
+    def __str__(self) -> str:
+        """As FlexMeasures words it: "500 per 1 minute"."""
+        return f"{self.limit} per {_period_words(self.period)}"
+
+
+def parse_rate(text: str) -> Rate:
+    """A rate such as "500/minute" or "10 per 5 minutes" (ValueError if not)."""
+    match = RATE_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            'must be like "500/minute" or "10 per 5 minutes" (per second, minute, '
+            f"hour or day), or off; got {text!r}"
+        )
+    limit, count, unit = int(match[1]), int(match[2] or 1), match[3].lower()
+    period = count * RATE_UNITS[unit]
+    if limit < 1 or not 1 <= period <= 366 * 86400:
+        raise ValueError(
+            f"must allow at least 1 request per 1 second .. 366 days, got {text!r}"
+        )
+    most = RATE_CAPACITY // (period * 1000)
+    if limit > most:
+        raise ValueError(
+            f"at most {most} per {_period_words(period)} can be counted, got {text!r}"
+        )
+    return Rate(limit, period)
+
+
+DEFAULT_PER_TOKEN: Final = Rate(500, 60)  # FlexMeasures 1.0: 500 per minute per user
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """A tenant's request limits on /api/<version>/... (None: no limit)."""
+
+    per_token: Rate | None = DEFAULT_PER_TOKEN
+    per_tenant: Rate | None = None
+
+    def as_yaml(self) -> dict[str, str]:
+        """The `rate_limits` mapping of tenants.yaml that parses back to these."""
+        return {
+            "per_token": str(self.per_token) if self.per_token else "off",
+            "per_tenant": str(self.per_tenant) if self.per_tenant else "off",
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class TenantConfig:
     """One tenant as configured in tenants.yaml."""
@@ -89,6 +159,7 @@ class TenantConfig:
     primary_color: str = DEFAULT_PRIMARY_COLOR
     accent_color: str = DEFAULT_ACCENT_COLOR
     api_key_max_ttl: int = DEFAULT_API_KEY_MAX_TTL
+    rate_limits: RateLimits = RateLimits()
     secret: Secret | None = field(default=None, compare=False)
 
 
@@ -124,6 +195,17 @@ class Settings:
     login_failures_per_email: int = 5
     login_failures_per_address: int = 20
     login_failure_window: int = 900
+    # Replica probes (seconds between rounds) and the drain on SIGTERM (seconds
+    # in-flight requests get before they are cut).
+    health_interval: float = 5.0
+    shutdown_grace: float = 15.0
+    # Metrics: the files of the worker processes (default: a temporary directory),
+    # and a bearer token /metrics asks for (none: ops keep /metrics off the internet).
+    metrics_dir: Path | None = None
+    metrics_token: Secret | None = None
+    # When the rate-limit counters in Redis cannot be reached: "open" counts in each
+    # process instead (the same limits per process), "closed" answers 503.
+    rate_limit_failure: Literal["open", "closed"] = "open"
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -167,6 +249,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             problems.append(
                 f"GATEWAY_TRUSTED_PROXIES: not an address or network: {proxy!r}"
             )
+    failure = env.get("RATE_LIMIT_FAILURE", "open")
+    if failure not in ("open", "closed"):
+        problems.append(
+            f"GATEWAY_RATE_LIMIT_FAILURE: must be open or closed, got {failure!r}"
+        )
+    metrics_token = env.get("METRICS_TOKEN") or None
+    if metrics_token is not None and len(metrics_token) < 16:
+        problems.append("GATEWAY_METRICS_TOKEN: must be at least 16 characters")
     settings = Settings(
         tenants_path=Path(env.get("TENANTS_PATH", "tenants.yaml")),
         redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
@@ -185,6 +275,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         login_failures_per_email=number("LOGIN_FAILURES_PER_EMAIL", 5, int),
         login_failures_per_address=number("LOGIN_FAILURES_PER_ADDRESS", 20, int),
         login_failure_window=number("LOGIN_FAILURE_WINDOW", 900, int),
+        health_interval=number("HEALTH_INTERVAL", 5.0, float),
+        shutdown_grace=number("SHUTDOWN_GRACE", 15.0, float),
+        metrics_dir=Path(env["METRICS_DIR"]) if env.get("METRICS_DIR") else None,
+        metrics_token=Secret(metrics_token) if metrics_token else None,
+        rate_limit_failure="closed" if failure == "closed" else "open",
     )
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):
         problems.append(
@@ -215,6 +310,7 @@ _TENANT_KEYS: Final = frozenset(
         "pending_schedule_accepted",
         "colors",
         "api_key_max_ttl",
+        "rate_limits",
     }
 )
 _TOP_KEYS: Final = frozenset({"base_domains", "tenants"})
@@ -282,6 +378,43 @@ def _string_list(
             continue
         items.append((item, value.strip()))
     return items
+
+
+def _rate_limits(
+    loader: yaml.SafeLoader, node: yaml.Node, path: str, problems: _Problems
+) -> RateLimits:
+    fields = _mapping(node, path, problems)
+    if fields is None:
+        return RateLimits()
+    chosen: dict[str, Rate | None] = {
+        "per_token": DEFAULT_PER_TOKEN,
+        "per_tenant": None,
+    }
+    for key, (key_node, value_node) in fields.items():
+        if key not in chosen:
+            problems.add(key_node, f"{path}.{key}", "unknown field")
+            continue
+        value = (
+            _scalar(loader, value_node)
+            if isinstance(value_node, yaml.ScalarNode)
+            else value_node
+        )
+        # YAML reads an unquoted `off` as false.
+        if value is None or value is False or value == "off":
+            chosen[key] = None
+            continue
+        if not isinstance(value, str):
+            problems.add(
+                value_node,
+                f"{path}.{key}",
+                f'must be like "500/minute", or off; got {value!r}',
+            )
+            continue
+        try:
+            chosen[key] = parse_rate(value)
+        except ValueError as err:
+            problems.add(value_node, f"{path}.{key}", str(err))
+    return RateLimits(per_token=chosen["per_token"], per_tenant=chosen["per_tenant"])
 
 
 def _backend_problem(url: str) -> str | None:
@@ -478,6 +611,12 @@ def _tenant(
                         f'must be a colour like "#1f6feb", got {value!r}',
                     )
 
+    rate_limits = RateLimits()
+    if "rate_limits" in fields:
+        rate_limits = _rate_limits(
+            loader, fields["rate_limits"][1], f"{path}.rate_limits", problems
+        )
+
     timeout = DEFAULT_UPSTREAM_TIMEOUT
     timeout_entry = get("upstream_timeout")
     if timeout_entry is not None:
@@ -561,6 +700,7 @@ def _tenant(
         primary_color=colors["primary"],
         accent_color=colors["accent"],
         api_key_max_ttl=api_key_max_ttl,
+        rate_limits=rate_limits,
         secret=secret,
     )
 

@@ -149,6 +149,29 @@ class TooManyRequestsError(ApiError):
         self.retry_after = retry_after
 
 
+class RateLimitedError(ApiError):
+    """429 in FlexMeasures' shape: a token's or tenant's request rate is used up."""
+
+    http_status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message, "result": "Rejected", "status": self.code}
+
+
+class RateLimitUnavailableError(ApiError):
+    """503: the rate-limit counters are unreachable and the policy is fail-closed."""
+
+    http_status = 503
+    code = "RATE_LIMIT_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The rate limiter is unavailable; please retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+
 class UpstreamUnavailableError(ApiError):
     http_status = 502
     code = "UPSTREAM_UNAVAILABLE"

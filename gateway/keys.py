@@ -9,7 +9,10 @@ from redis.asyncio import Redis
 
 from .auth import TokenStore
 from .config import Settings, TenantConfig
+from .health import Drain, ReplicaHealth
 from .identity import IdentityCache
+from .limits import RateLimiter
+from .metrics import Metrics
 from .tenants import ConfigWatcher, TenantRegistry
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -20,9 +23,15 @@ TOKENS: Final = web.AppKey("tokens", TokenStore)
 HTTP: Final = web.AppKey("http", ClientSession)
 ROUND_ROBIN: Final = web.AppKey("round_robin", dict[str, int])
 IDENTITIES: Final = web.AppKey("identities", IdentityCache)
+METRICS: Final = web.AppKey("metrics", Metrics)
+LIMITER: Final = web.AppKey("limiter", RateLimiter)
+HEALTH: Final = web.AppKey("health", ReplicaHealth)
+DRAIN: Final = web.AppKey("drain", Drain)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 TENANT: Final = web.RequestKey("tenant", TenantConfig)
 PUBLIC_HOST: Final = web.RequestKey("public_host", str)
 SCHEME: Final = web.RequestKey("scheme", str)
 CLIENT_IP: Final = web.RequestKey("client_ip", str)
+# X-RateLimit-* and Retry-After of a rate-limited request, for every answer to it.
+RATE_HEADERS: Final = web.RequestKey("rate_headers", dict[str, str])

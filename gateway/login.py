@@ -178,6 +178,7 @@ async def check_credentials(
         "X-FlexHost-Identity": identity_for(request, tenant, SERVICE),
         "X-Request-Id": request[keys.REQUEST_ID],
     }
+    last_error: Exception | None = None
     for backend in replica_order(request.app, tenant):
         request[UPSTREAM] = backend
         try:
@@ -189,7 +190,8 @@ async def check_credentials(
             ) as response:
                 body = await response.json(content_type=None)
                 return response.status, body if isinstance(body, dict) else {}
-        except aiohttp.ClientConnectorError:
+        except aiohttp.ClientConnectorError as err:
+            last_error = err
             logger.warning("backend %s unreachable for a credential check", backend)
             continue
         except TimeoutError as err:
@@ -203,7 +205,7 @@ async def check_credentials(
             ) from err
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
-    )
+    ) from last_error
 
 
 async def verify_login(
@@ -211,8 +213,29 @@ async def verify_login(
 ) -> Login:
     """The backend's verdict, throttled: TooManyRequestsError (429) past the limits.
 
-    A 5xx-ish backend answer is UpstreamUnavailableError; Redis down is 503.
+    A 5xx-ish backend answer is UpstreamUnavailableError; Redis down is 503. Every
+    refusal is counted by its reason (flexhost_gateway_login_failures_total).
     """
+    metrics = request.app[keys.METRICS]
+    try:
+        login = await _verify_login(request, tenant, email, password)
+    except TooManyRequestsError:
+        metrics.login_failed(tenant.subdomain, "throttled")
+        raise
+    except TokenStoreUnavailableError:
+        metrics.login_failed(tenant.subdomain, "store_unavailable")
+        raise
+    except (UpstreamUnavailableError, UpstreamTimeoutError):
+        metrics.login_failed(tenant.subdomain, "backend_error")
+        raise
+    if not login.ok:
+        metrics.login_failed(tenant.subdomain, login.outcome.replace("-", "_"))
+    return login
+
+
+async def _verify_login(
+    request: web.Request, tenant: TenantConfig, email: str, password: str
+) -> Login:
     throttle = LoginThrottle.of(request.app[keys.REDIS], request.app[keys.SETTINGS])
     address = request.get(keys.CLIENT_IP) or ""
     wait = await throttle.retry_after(tenant.subdomain, email, address)

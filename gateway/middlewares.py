@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import unquote
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -21,8 +22,11 @@ from .errors import (
     InvalidPathError,
     TenantSuspendedError,
     UnknownTenantError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
 )
 from .logs import AccessLog
+from .metrics import NO_TENANT, Metrics
 from .tenants import normalize_host
 from .web import error_page
 
@@ -101,6 +105,13 @@ def _is_trusted(peer: str, networks: tuple[IPNetwork, ...]) -> bool:
     return any(address in net for net in networks)
 
 
+def through_proxy(request: web.Request, trusted: tuple[str, ...]) -> bool:
+    """Whether a trusted proxy passed the request on (it says whom for)."""
+    return "X-Forwarded-For" in request.headers and _is_trusted(
+        request.remote or "", _networks(trusted)
+    )
+
+
 def resolve_forwarded(request: web.Request, networks: tuple[IPNetwork, ...]) -> None:
     """Client address, public host, scheme; X-Forwarded-* from trusted proxies only."""
     peer = request.remote or ""
@@ -142,11 +153,24 @@ def resolve_tenant(request: web.Request) -> None:
     request[keys.TENANT] = tenant
 
 
-def front(trusted: tuple[str, ...], access_log: AccessLog) -> Middleware:
+def upstream_kind(err: UpstreamTimeoutError | UpstreamUnavailableError) -> str:
+    """The metric label of a backend failure: timeout, unreachable or failed."""
+    if isinstance(err, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(
+        err.__cause__, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError
+    ):
+        return "unreachable"
+    return "failed"
+
+
+def front(
+    trusted: tuple[str, ...], access_log: AccessLog, metrics: Metrics
+) -> Middleware:
     """The gateway's one middleware; its steps run in this order.
 
     1. request id and log context; every error below becomes a JSON envelope
-       (never a traceback) and every request one access line;
+       (never a traceback) and every request one access line and its metrics;
     2. path guard (no dot segments or encoded separators reach a backend);
     3. forwarded headers, from trusted proxies only;
     4. tenant from host (not for /healthz, /readyz, /metrics).
@@ -177,6 +201,12 @@ def front(trusted: tuple[str, ...], access_log: AccessLog) -> Middleware:
             status = err.status
             if status >= 500:
                 logger.warning("%s %s: %s", request.method, request.path, err.message)
+                if isinstance(err, UpstreamTimeoutError | UpstreamUnavailableError):
+                    tenant = request.get(keys.TENANT)
+                    metrics.upstream_error(
+                        tenant.subdomain if tenant is not None else NO_TENANT,
+                        upstream_kind(err),
+                    )
             if is_page(request.path):
                 return error_page(request, status, err.message, headers=err.headers)
             return error_response(err)
@@ -207,14 +237,22 @@ def front(trusted: tuple[str, ...], access_log: AccessLog) -> Middleware:
                 status=500,
             )
         finally:
+            elapsed = time.perf_counter() - started
             tenant = request.get(keys.TENANT)
+            metrics.request_done(
+                tenant.subdomain if tenant is not None else NO_TENANT,
+                request.method,
+                status,
+                metrics.route(request.match_info.route.resource),
+                elapsed,
+            )
             access_log.write(
                 request_id=request_id,
                 tenant=tenant.subdomain if tenant is not None else None,
                 method=request.method,
                 path=request.path,
                 status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
+                ms=round(elapsed * 1000, 2),
                 user_id=request.get(USER_ID),
                 upstream=request.get(UPSTREAM),
                 client=request.get(keys.CLIENT_IP),
@@ -226,8 +264,14 @@ def front(trusted: tuple[str, ...], access_log: AccessLog) -> Middleware:
 async def add_standard_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
-    """on_response_prepare: request id everywhere, FlexMeasures' version under /api."""
+    """on_response_prepare: request id; FlexMeasures' version and rate limits (/api)."""
     response.headers["Server"] = "flexhost"  # no library versions for scanners
+    rate = request.get(keys.RATE_HEADERS)
+    if rate is not None:
+        retry_after = response.headers.get("Retry-After")
+        response.headers.update(rate)
+        if retry_after is not None:  # the answer's own (a backend's 429, a 503)
+            response.headers["Retry-After"] = retry_after
     request_id = request.get(keys.REQUEST_ID)
     if request_id:
         response.headers["X-Request-Id"] = request_id

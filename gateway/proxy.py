@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import aiohttp
 from aiohttp import web
@@ -63,6 +63,11 @@ BUFFER_LIMIT: Final = 256 * 1024
 CHUNK: Final = 64 * 1024
 # The most the gateway reads of a backend's answer to its own calls (`fetch`).
 FETCH_LIMIT: Final = 32 * 1024 * 1024
+# Methods sent again to another replica when the first reset the connection before
+# answering (as nginx's proxy_next_upstream and Kong do). Connect failures are
+# retried for every method: nothing was sent.
+RETRY_AFTER_RESET: Final = frozenset({"GET", "HEAD"})
+_SKIP_AUTO_HEADERS: Final = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
 
 
 def _connection_listed(headers: CIMultiDictProxy[str]) -> set[str]:
@@ -107,14 +112,50 @@ def response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
 
 
 def replica_order(app: web.Application, tenant: TenantConfig) -> list[str]:
-    """The tenant's replicas, rotated round-robin per request."""
+    """The tenant's replicas to try in turn: round-robin, ejected ones last."""
     backends = tenant.backends
     if len(backends) == 1:
         return [backends[0]]
     counters = app[keys.ROUND_ROBIN]
-    start = counters.get(tenant.subdomain, 0)
+    start = counters.get(tenant.subdomain, 0) % len(backends)
     counters[tenant.subdomain] = (start + 1) % len(backends)
-    return list(backends[start:] + backends[:start])
+    return app[keys.HEALTH].order(list(backends[start:] + backends[:start]))
+
+
+Failure = Literal["connect", "reset", "timeout", "other"]
+
+
+def failure_kind(err: BaseException) -> Failure:
+    """What a failed attempt at a replica means for retrying it elsewhere.
+
+    connect: no connection was made, nothing was sent (refused, unreachable,
+    connect timeout). reset: connected, then closed or reset before an answer.
+    timeout: sent, no answer in time. other: a malformed answer.
+    """
+    if isinstance(err, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return "connect"
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if isinstance(
+        err,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientConnectionResetError
+        | aiohttp.ClientOSError,
+    ):
+        return "reset"
+    return "other"
+
+
+def may_retry(kind: Failure, method: str, replayable: bool) -> bool:
+    """Whether a request failing so may go to another replica.
+
+    Every method when nothing was sent; after a reset only GET and HEAD, and only
+    when the body (if any) was buffered: a streamed body is never replayed. A
+    timeout is not retried (the budget is spent) and writes never are once sent.
+    """
+    return kind == "connect" or (
+        kind == "reset" and replayable and method in RETRY_AFTER_RESET
+    )
 
 
 async def forward(
@@ -126,8 +167,8 @@ async def forward(
 ) -> tuple[web.StreamResponse, str | None]:
     """Send the request to a replica; the answer and any revoke-user signal.
 
-    A replica that refuses the connection is skipped (nothing was sent, so this is
-    safe for every method); a timeout or a broken answer is not retried.
+    Replicas are tried in `replica_order` while `may_retry` allows; each failure to
+    reach one ejects it for a while (gateway/health.py).
     """
     raw = target if target is not None else request.raw_path
     client_ip = request[keys.CLIENT_IP]
@@ -141,49 +182,48 @@ async def forward(
             f"{tenant.max_body_bytes} bytes."
         )
     body: bytes | AsyncIterator[bytes] | None = None
+    replayable = True
     if request.body_exists:
         if length is not None and length <= BUFFER_LIMIT:
             body = await request.read()
         else:
             body = _limited(request, tenant.max_body_bytes)
-    session = request.app[keys.HTTP]
+            replayable = False
+    app = request.app
+    session = app[keys.HTTP]
+    health = app[keys.HEALTH]
+    method = request.method
     timeout = aiohttp.ClientTimeout(
         total=None,
-        connect=request.app[keys.SETTINGS].connect_timeout,
+        connect=app[keys.SETTINGS].connect_timeout,
         sock_read=tenant.upstream_timeout,
     )
     last_error: Exception | None = None
-    for backend in replica_order(request.app, tenant):
-        url = URL(backend + raw, encoded=True)
+    order = replica_order(app, tenant)
+    for backend in order:
+        request[UPSTREAM] = backend
         try:
             upstream = await session.request(
-                request.method,
-                url,
+                method,
+                URL(backend + raw, encoded=True),
                 headers=headers,
                 data=body,
                 allow_redirects=False,
                 timeout=timeout,
                 auto_decompress=False,
-                skip_auto_headers=(
-                    "User-Agent",
-                    "Accept-Encoding",
-                    "Accept",
-                    "Content-Type",
-                ),
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
             )
-        except aiohttp.ClientConnectorError as err:
-            last_error = err
-            logger.warning("backend %s unreachable: %s", backend, err.os_error)
-            continue
-        except TimeoutError as err:
-            raise UpstreamTimeoutError(
-                f"The backend of tenant '{tenant.subdomain}' did not answer in time."
-            ) from err
-        except aiohttp.ClientError as err:
-            raise UpstreamUnavailableError(
-                f"The backend of tenant '{tenant.subdomain}' failed: "
-                f"{type(err).__name__}."
-            ) from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            kind = failure_kind(err)
+            if kind != "other":
+                health.failed(backend, _describe(err))
+            if may_retry(kind, method, replayable):
+                last_error = err
+                logger.warning("backend %s failed: %s", backend, _describe(err))
+                _again_if_alone(order, backend, kind)
+                continue
+            raise _upstream_error(tenant, kind, err) from err
+        health.passed(backend)
         try:
             return await _relay(request, upstream, tenant)
         finally:
@@ -191,6 +231,35 @@ async def forward(
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
     ) from last_error
+
+
+def _again_if_alone(order: list[str], backend: str, kind: Failure) -> None:
+    """A tenant's only replica that reset a GET gets it once more.
+
+    The usual cause is a pooled keep-alive connection the backend had just closed;
+    the next attempt goes out on another connection.
+    """
+    if kind == "reset" and order == [backend]:
+        order.append(backend)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"{type(err).__name__}: {err.os_error}"
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _upstream_error(
+    tenant: TenantConfig, kind: Failure, err: BaseException
+) -> UpstreamTimeoutError | UpstreamUnavailableError:
+    if kind == "timeout":
+        return UpstreamTimeoutError(
+            f"The backend of tenant '{tenant.subdomain}' did not answer in time."
+        )
+    return UpstreamUnavailableError(
+        f"The backend of tenant '{tenant.subdomain}' failed: {type(err).__name__}."
+    )
 
 
 async def _limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
@@ -285,8 +354,10 @@ async def fetch(
         connect=request.app[keys.SETTINGS].connect_timeout,
     )
     session = request.app[keys.HTTP]
+    health = request.app[keys.HEALTH]
     last_error: Exception | None = None
-    for backend in replica_order(request.app, tenant):
+    order = replica_order(request.app, tenant)
+    for backend in order:
         request[UPSTREAM] = backend
         try:
             async with session.get(
@@ -296,20 +367,18 @@ async def fetch(
                 timeout=timeout,
             ) as upstream:
                 body = await _read_limited(upstream, limit, tenant)
-                return BackendAnswer(upstream.status, upstream.content_type, body)
-        except aiohttp.ClientConnectorError as err:
-            last_error = err
-            logger.warning("backend %s unreachable: %s", backend, err.os_error)
-            continue
-        except TimeoutError as err:
-            raise UpstreamTimeoutError(
-                f"The backend of tenant '{tenant.subdomain}' did not answer in time."
-            ) from err
-        except aiohttp.ClientError as err:
-            raise UpstreamUnavailableError(
-                f"The backend of tenant '{tenant.subdomain}' failed: "
-                f"{type(err).__name__}."
-            ) from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            kind = failure_kind(err)
+            if kind != "other":
+                health.failed(backend, _describe(err))
+            if may_retry(kind, "GET", True):
+                last_error = err
+                logger.warning("backend %s failed: %s", backend, _describe(err))
+                _again_if_alone(order, backend, kind)
+                continue
+            raise _upstream_error(tenant, kind, err) from err
+        health.passed(backend)
+        return BackendAnswer(upstream.status, upstream.content_type, body)
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
     ) from last_error

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, TenantConfig, TenantsConfig, load_tenants
+from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,15 @@ class ConfigWatcher:
     """Polls tenants.yaml: a valid change is swapped in, a broken one only logged."""
 
     def __init__(
-        self, registry: TenantRegistry, path: Path, secrets_dir: Path, interval: float
+        self,
+        registry: TenantRegistry,
+        path: Path,
+        secrets_dir: Path,
+        interval: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics
         self.path = path
         self.secrets_dir = secrets_dir
         self.interval = interval
@@ -113,6 +120,8 @@ class ConfigWatcher:
             if self._rejected:
                 logger.info("tenants file %s is back to the config in force", self.path)
                 self._rejected = ()
+                if self.metrics is not None:
+                    self.metrics.config_restored()
             return False
         try:
             config = load_tenants(self.path, secrets_dir=self.secrets_dir)
@@ -123,6 +132,8 @@ class ConfigWatcher:
         self._rejected = ()
         self.registry.swap(config)
         self.reloads += 1
+        if self.metrics is not None:
+            self.metrics.config_reloaded()
         logger.info(
             "tenants config reloaded: %d tenant(s)",
             len(config.tenants),
@@ -135,6 +146,8 @@ class ConfigWatcher:
             return
         self._rejected = tuple(problems)
         self.failures += 1
+        if self.metrics is not None:
+            self.metrics.config_rejected()
         for problem in problems:
             logger.error("tenants config rejected: %s", problem)
         logger.error(

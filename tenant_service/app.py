@@ -21,6 +21,7 @@ from tenant_service.api.v3_0 import (
     users,
 )
 from tenant_service.config import Settings
+from tenant_service.drain import Drain
 from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
@@ -59,16 +60,20 @@ async def job_queue_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """Wire middlewares, routes and resources (no I/O here)."""
-    # Middleware order, outermost first: request id + error mapping (so every
-    # failure, including identity refusals, gets an envelope and the headers),
-    # then identity (gateway JWT -> principal).
-    app = web.Application(middlewares=[request_id_and_errors, identity])
+    # Middleware order, outermost first: the drain's count of requests in flight,
+    # request id + error mapping (so every failure, including identity refusals,
+    # gets an envelope and the headers), then identity (gateway JWT -> principal).
+    drain = Drain()
+    app = web.Application(
+        middlewares=[drain.middleware(), request_id_and_errors, identity]
+    )
     app[keys.SETTINGS] = settings
     app[keys.PASSWORDS] = PasswordChecker()
     app[keys.PRINCIPALS] = PrincipalCache()
     app[keys.IDENTITIES] = VerifiedIdentities()
     app[keys.SOURCES] = KnownSources()
     app[keys.WRITE_LOCK] = asyncio.Lock()
+    app[keys.DRAIN] = drain
     # database first: the seen tracker writes to it and must drain before it closes
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(seen_ctx)

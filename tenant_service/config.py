@@ -24,6 +24,7 @@ DEFAULT_JOB_CACHE_TTL: Final = 3600
 DEFAULT_PLANNING_TTL: Final = 7 * 24 * 3600
 DEFAULT_TRIGGER_LIMIT: Final = 10
 DEFAULT_TRIGGER_PERIOD: Final = 300
+DEFAULT_SHUTDOWN_GRACE: Final = 15
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 
@@ -72,6 +73,8 @@ class Settings:
     # Answer a pending schedule 202 {"status": "QUEUED"...} instead of FlexMeasures'
     # default 400 UNKNOWN_SCHEDULE.
     pending_schedule_accepted: bool = False
+    # On SIGTERM: seconds the requests in flight get to finish before they are cut.
+    shutdown_grace: int = DEFAULT_SHUTDOWN_GRACE
 
     @property
     def queue_name(self) -> str:
@@ -195,6 +198,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     trigger_limit = seconds("TRIGGER_LIMIT", DEFAULT_TRIGGER_LIMIT)
     trigger_period = seconds("TRIGGER_PERIOD", DEFAULT_TRIGGER_PERIOD, minimum=0)
     pending_schedule_accepted = flag("PENDING_SCHEDULE_ACCEPTED")
+    shutdown_grace = seconds("SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
 
     if problems:
         raise ConfigError(problems)
@@ -215,4 +219,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         trigger_limit=trigger_limit,
         trigger_period=trigger_period,
         pending_schedule_accepted=pending_schedule_accepted,
+        shutdown_grace=shutdown_grace,
     )

@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenant_service.config import Settings
+from tenant_service.drain import Drain
 from tenant_service.identity import Identity, Principal, VerifiedIdentities
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
@@ -24,6 +25,7 @@ PRINCIPALS: Final = web.AppKey("principals", PrincipalCache)
 IDENTITIES: Final = web.AppKey("identities", VerifiedIdentities)
 SOURCES: Final = web.AppKey("sources", KnownSources)
 WRITE_LOCK: Final = web.AppKey("write_lock", asyncio.Lock)
+DRAIN: Final = web.AppKey("drain", Drain)
 # The scheduling job queue's Redis (blocking client, used from worker threads only).
 JOB_REDIS: Final = web.AppKey("job_redis", redis.Redis)
 

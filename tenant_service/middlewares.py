@@ -43,6 +43,7 @@ PUBLIC_ROUTES: Final = frozenset(
         ("GET", "/api/v3_0/docs"),
     }
 )
+PROBE_PATHS: Final = frozenset({"/healthz", "/readyz"})
 # The docs page's static files: one file name below it, nothing deeper.
 PUBLIC_FILE_RE: Final = re.compile(r"/api/v3_0/docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
 
@@ -127,12 +128,14 @@ async def request_id_and_errors(
             logger.exception("unhandled error")
             response = _error_response(InternalError())
         _add_headers(request, response, request_id)
-        write_access(
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        # Passing probes (every few seconds from each gateway worker) are not logged.
+        if response.status != 200 or request.path not in PROBE_PATHS:
+            write_access(
+                method=request.method,
+                path=request.path,
+                status=response.status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
         return response
     finally:
         TENANT.reset(tenant_token)

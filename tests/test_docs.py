@@ -34,6 +34,7 @@ def test_readme_names_every_setting(prefix: str, settings: type) -> None:
         "flexhost gateway",
         "flexhost tenant",
         "flexhost worker",
+        "flexhost deploy",
     ],
 )
 def test_readme_names_every_command(command: str) -> None:

@@ -1,0 +1,246 @@
+"""Request rates per token and per tenant, counted in Redis for every gateway.
+
+Each limit is a leaky bucket (GCRA): a request adds `period` to the bucket's debt,
+which drains by `limit` per millisecond; a request passes while the debt stays
+within `period x limit`. So `limit` requests may come at once, and then one per
+`period / limit`; never more than the limit within one period of a quiet start.
+One Lua script checks the token's and the tenant's bucket and charges both only if
+both allow the request: one round trip, exact under any concurrency, on Redis'
+clock. Whole numbers throughout, so doubles in Lua count exactly (config.py caps
+`period x limit` in ms at 2**53).
+
+When Redis cannot run the script, GATEWAY_RATE_LIMIT_FAILURE decides: "open" counts
+the same limits in this process instead, "closed" answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .auth import token_hash
+from .config import Rate, TenantConfig
+from .errors import RateLimitUnavailableError
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+Scope = Literal["token", "tenant"]
+# KEYS: the buckets. ARGV: limit and period (ms) of each, in KEYS' order.
+# A bucket is "<debt>:<ms of the last charge>"; it expires when fully drained.
+# Returns allowed (1/0), the index of the bucket that refused (0: none), ms until
+# it would allow one, Redis' clock (ms), then remaining and ms until full of each.
+_CHECK: Final = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local debts = {}
+local allowed, refused, retry = 1, 0, 0
+for i = 1, #KEYS do
+  local limit, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local debt = 0
+  local state = redis.call('GET', KEYS[i])
+  if state then
+    local sep = string.find(state, ':', 1, true)
+    local last = tonumber(string.sub(state, sep + 1))
+    local drained = math.max(now - last, 0) * limit
+    debt = math.max(tonumber(string.sub(state, 1, sep - 1)) - drained, 0)
+  end
+  debts[i] = debt
+  local over = debt + period - period * limit
+  if over > 0 then
+    allowed = 0
+    local wait = math.ceil(over / limit)
+    if wait > retry then
+      retry, refused = wait, i
+    end
+  end
+end
+local out = {allowed, refused, retry, now}
+for i = 1, #KEYS do
+  local limit, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local debt = debts[i]
+  if allowed == 1 then
+    debt = debt + period
+    redis.call('SET', KEYS[i], string.format('%.0f:%.0f', debt, now),
+      'PX', math.ceil(debt / limit) + 1)
+  end
+  out[#out + 1] = math.floor((period * limit - debt) / period)
+  out[#out + 1] = math.ceil(debt / limit)
+end
+return out
+"""
+LOCAL_BUCKETS: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One limit of a request: its scope, Redis key and rate."""
+
+    scope: Scope
+    key: str
+    rate: Rate
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome for one request, told by its tightest (or refusing) bucket."""
+
+    allowed: bool
+    scope: Scope
+    rate: Rate
+    remaining: int
+    full_ms: int  # until that bucket has drained completely
+    retry_ms: int  # until a request would pass (0 when this one did)
+    now_ms: int  # the clock the buckets are counted on (epoch ms)
+
+    def headers(self) -> dict[str, str]:
+        """FlexMeasures' (flask-limiter's) headers for this answer."""
+        wait_ms = self.full_ms if self.allowed else self.retry_ms
+        return {
+            "X-RateLimit-Limit": str(self.rate.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil((self.now_ms + self.full_ms) / 1000)),
+            "Retry-After": str(max(1, math.ceil(wait_ms / 1000))),
+        }
+
+    def message(self) -> str:
+        """FlexMeasures' 429 message."""
+        return f"You hit a rate limit. The limit you hit allows {self.rate}."
+
+
+def _verdict(buckets: list[Bucket], reply: list[int]) -> Verdict:
+    allowed, refused, retry, now = (int(v) for v in reply[:4])
+    if refused:
+        index = refused - 1
+    else:  # the bucket with the fewest requests left speaks
+        index = min(range(len(buckets)), key=lambda i: int(reply[4 + 2 * i]))
+    bucket = buckets[index]
+    return Verdict(
+        allowed=bool(allowed),
+        scope=bucket.scope,
+        rate=bucket.rate,
+        remaining=max(0, int(reply[4 + 2 * index])),
+        full_ms=int(reply[5 + 2 * index]),
+        retry_ms=retry,
+        now_ms=now,
+    )
+
+
+class LocalBuckets:
+    """The same buckets in this process only: the fallback while Redis is away."""
+
+    def __init__(self, max_entries: int = LOCAL_BUCKETS) -> None:
+        self.max_entries = max_entries
+        self._debts: dict[str, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._debts)
+
+    def check(self, buckets: list[Bucket]) -> Verdict:
+        """Charge every bucket if all allow; the verdict as the script gives it."""
+        now = int(time.monotonic() * 1000)
+        debts: list[int] = []
+        allowed, refused, retry = 1, 0, 0
+        for i, bucket in enumerate(buckets, start=1):
+            limit, period = bucket.rate.limit, bucket.rate.period * 1000
+            debt, last = self._debts.get(bucket.key, (0, now))
+            debt = max(debt - max(now - last, 0) * limit, 0)
+            debts.append(debt)
+            over = debt + period - period * limit
+            if over > 0:
+                allowed = 0
+                wait = -(-over // limit)
+                if wait > retry:
+                    retry, refused = wait, i
+        reply = [allowed, refused, retry, int(time.time() * 1000)]
+        if allowed and len(self._debts) >= self.max_entries:
+            self._forget_drained(now)
+        for bucket, debt in zip(buckets, debts, strict=True):
+            limit, period = bucket.rate.limit, bucket.rate.period * 1000
+            if allowed:
+                debt += period
+                self._debts[bucket.key] = (debt, now)
+            reply += [(period * limit - debt) // period, -(-debt // limit)]
+        return _verdict(buckets, reply)
+
+    def _forget_drained(self, now: int) -> None:
+        # Past the cap, forget the buckets that have drained (at least 1 per ms),
+        # and if that is not enough all of them: a fallback must stay bounded.
+        for key, (debt, last) in list(self._debts.items()):
+            if debt <= now - last:
+                del self._debts[key]
+        if len(self._debts) >= self.max_entries:
+            self._debts.clear()
+
+
+class RateLimiter:
+    """Checks a request against its tenant's limits; Redis faults per the policy."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        failure: Literal["open", "closed"],
+        metrics: Metrics | None = None,
+        local: LocalBuckets | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.failure = failure
+        self.metrics = metrics
+        self.local = local if local is not None else LocalBuckets()
+        self._check = redis.register_script(_CHECK)
+        self._failing = False
+
+    def buckets(self, tenant: TenantConfig, token: str) -> list[Bucket]:
+        """The buckets a request with `token` at `tenant` is charged to.
+
+        The rate is part of each key, so a changed limit starts a fresh bucket.
+        """
+        limits = tenant.rate_limits
+        found: list[Bucket] = []
+        if limits.per_token is not None:
+            rate = limits.per_token
+            key = f"{self.prefix}:rl:tok:{token_hash(token)}"
+            found.append(Bucket("token", f"{key}:{rate.limit}:{rate.period}", rate))
+        if limits.per_tenant is not None:
+            rate = limits.per_tenant
+            key = f"{self.prefix}:rl:ten:{tenant.subdomain}"
+            found.append(Bucket("tenant", f"{key}:{rate.limit}:{rate.period}", rate))
+        return found
+
+    async def check(self, tenant: TenantConfig, token: str) -> Verdict | None:
+        """Charge one request; None when the tenant has no limits.
+
+        RateLimitUnavailableError (503) when Redis fails and the policy is "closed".
+        """
+        buckets = self.buckets(tenant, token)
+        if not buckets:
+            return None
+        args: list[int] = []
+        for bucket in buckets:
+            args += [bucket.rate.limit, bucket.rate.period * 1000]
+        try:
+            reply = await self._check(keys=[b.key for b in buckets], args=args)
+        except RedisError as err:
+            if self.metrics is not None:
+                self.metrics.rate_limit_store_errors.inc()
+            if not self._failing:
+                self._failing = True
+                logger.error(
+                    "rate-limit counters unreachable (%s); failing %s",
+                    type(err).__name__,
+                    self.failure,
+                )
+            if self.failure == "closed":
+                raise RateLimitUnavailableError() from err
+            return self.local.check(buckets)
+        if self._failing:
+            self._failing = False
+            logger.info("rate-limit counters reachable again")
+        return _verdict(buckets, [int(v) for v in reply])
