@@ -227,6 +227,11 @@ def front(
             )
         except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.path)
+            if request.writer.output_size > 0:
+                # An answer has started: a second one would corrupt the stream.
+                if request.transport is not None:
+                    request.transport.close()
+                raise
             if is_page(request.path):
                 return error_page(request, 500, "An internal error has occurred.")
             return web.json_response(

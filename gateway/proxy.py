@@ -306,9 +306,25 @@ async def _relay(
     if length is not None:
         response.content_length = length
     # Headers go out before the body: a backend failing mid-body can only be
-    # signalled by cutting the connection, as every proxy does.
+    # signalled by cutting the connection, as every proxy does (never by writing a
+    # second answer into the stream already started).
     await response.prepare(request)
-    async for chunk in upstream.content.iter_chunked(CHUNK):
+    chunks = upstream.content.iter_chunked(CHUNK)
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            break
+        except (aiohttp.ClientError, TimeoutError) as err:
+            logger.warning(
+                "backend of %s broke off a streamed answer (%s); closing the client's "
+                "connection",
+                tenant.subdomain,
+                type(err).__name__,
+            )
+            if request.transport is not None:
+                request.transport.close()
+            return response, revoke
         await response.write(chunk)
     await response.write_eof()
     return response, revoke
