@@ -162,7 +162,10 @@ def supervise(settings: Settings) -> int:
         logger.error("worker %s did not stop in time; killed", worker.pid)
         worker.kill()
         worker.join(5)
-    failed = [w for w in workers if w.exitcode not in (0, None) and w not in stuck]
+    # -SIGTERM: a worker our SIGTERM reached before it had set its own handlers
+    # (just restarted); it stopped as asked.
+    clean = (0, None, -signal.SIGTERM)
+    failed = [w for w in workers if w.exitcode not in clean and w not in stuck]
     for worker in failed:
         logger.error("worker %s exited with %s", worker.pid, worker.exitcode)
     logger.info("gateway stopped")
