@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
 
 from . import keys
+from .auth import REDIS_ERRORS
 from .config import SUNSET_VERSIONS, TenantConfig
 from .errors import (
     BadRequestError,
@@ -292,7 +292,7 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "DRAINING"}, status=503)
     try:
         await request.app[keys.REDIS].ping()
-    except RedisError:
+    except REDIS_ERRORS:
         return web.json_response(
             {"status": "TOKEN_STORE_UNAVAILABLE", "redis": False}, status=503
         )

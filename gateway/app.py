@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from yarl import URL
 
 from . import keys
 from .api import routes
-from .auth import TokenStore
+from .auth import REDIS_ERRORS, RedisClient, TokenStore
 from .config import Settings, TenantsConfig, load_tenants
 from .health import Drain, ReplicaHealth, probe_forever
 from .identity import IdentityCache
@@ -29,18 +31,74 @@ from .web import dashboard, setup_pages, views
 logger = logging.getLogger(__name__)
 
 
-async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    redis = Redis.from_url(
+def connect_redis(settings: Settings) -> RedisClient:
+    """The gateway's Redis client: of a Sentinel-managed master, a cluster or a URL.
+
+    No I/O here: each connects on first use (a cluster first asks for its slots).
+    """
+    timeout = settings.redis_timeout
+    password = settings.redis_password.get() if settings.redis_password else None
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+            list(settings.redis_sentinels),
+            sentinel_kwargs={
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+            },
+        )
+        master: Redis = sentinel.master_for(
+            settings.redis_sentinel_master,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+        return master
+    if settings.redis_cluster:
+        return RedisCluster.from_url(
+            settings.redis_url,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+    return Redis.from_url(
         settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
     )
+
+
+async def close_redis(redis: RedisClient) -> None:
+    """Close the client, and for a Sentinel-managed master the sentinels' clients."""
+    await redis.aclose()
+    if isinstance(redis, Redis) and isinstance(
+        redis.connection_pool, SentinelConnectionPool
+    ):
+        for sentinel in redis.connection_pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
+def redis_target(settings: Settings) -> str:
+    """Where the gateway's Redis is, for logs (no password)."""
+    if settings.redis_sentinels:
+        nodes = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"master {settings.redis_sentinel_master!r} of sentinels {nodes}"
+    url = URL(settings.redis_url).with_query(None)  # a password may be in either
+    if url.absolute:
+        url = url.with_user(None)
+    return f"cluster node {url}" if settings.redis_cluster else str(url)
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    redis = connect_redis(settings)
     try:
         await redis.ping()
-    except RedisError as err:  # start anyway: token paths answer 503 until it is back
-        logger.error("Redis at %s is not reachable yet: %s", settings.redis_url, err)
+    except REDIS_ERRORS as err:  # start anyway: token paths answer 503 until it is back
+        logger.error("Redis (%s) is not reachable yet: %s", redis_target(settings), err)
     tokens = TokenStore(redis, settings.key_prefix, metrics=app[keys.METRICS])
     app[keys.REDIS] = redis
     app[keys.TOKENS] = tokens
@@ -52,7 +110,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await follower
-    await redis.aclose()
+    await close_redis(redis)
 
 
 async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:

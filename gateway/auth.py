@@ -12,33 +12,35 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from .errors import TokenStoreUnavailableError
 from .metrics import Metrics
 
-# KEYS: token key, the user's token set. ARGV: ttl, hash, then field/value pairs.
+# Every script names each key it touches in KEYS, and each touches one key, so all
+# of them run on Redis Cluster too (tests/gateway/test_redis_slots.py checks this).
+# KEYS[1] a token key. ARGV: ttl, then field/value pairs: the whole record or none.
 _ISSUE: Final = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
-if redis.call('TTL', KEYS[2]) < tonumber(ARGV[1]) then
-  redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+# KEYS[1] a user's token set. ARGV: ttl, token hash. The set lives as long as the
+# longest-lived token in it.
+_REMEMBER: Final = """
+redis.call('SADD', KEYS[1], ARGV[2])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return 1
 """
-# KEYS[1] the user's token set; ARGV[1] the token key prefix, ARGV[2] the channel
-# on which every gateway hears which token hashes are gone.
-_REVOKE_USER: Final = """
-local hashes = redis.call('SMEMBERS', KEYS[1])
-for _, h in ipairs(hashes) do
-  redis.call('DEL', ARGV[1] .. h)
-end
-redis.call('DEL', KEYS[1])
-if #hashes > 0 then
-  redis.call('PUBLISH', ARGV[2], table.concat(hashes, ' '))
-end
-return #hashes
+# KEYS[1] a token key. ARGV: the revocation channel, the token hash. Deleted and
+# announced at once; in a cluster PUBLISH reaches the subscribers of every node.
+_REVOKE: Final = """
+local deleted = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return deleted
 """
 MAX_TOKEN_LENGTH: Final = 512
 # How long a gateway trusts its own memory of a valid token. Revocations reach every
@@ -47,6 +49,12 @@ CACHE_SECONDS: Final = 5.0
 CACHE_ENTRIES: Final = 100_000
 
 logger = logging.getLogger(__name__)
+
+# One Redis server (or a Sentinel-managed master) or a Redis Cluster.
+RedisClient = Redis | RedisCluster
+# What a Redis call may raise when the store is unusable: a cluster with no node to
+# ask (or an uncovered slot) raises RedisClusterException, which is no RedisError.
+REDIS_ERRORS: Final = (RedisError, RedisClusterException)
 
 
 def _text(value: bytes | str) -> str:
@@ -158,7 +166,7 @@ class TokenStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         cache: TokenCache | None = None,
         metrics: Metrics | None = None,
@@ -169,7 +177,8 @@ class TokenStore:
         self.channel = f"{prefix}:revoked"
         self.cache = cache if cache is not None else TokenCache()
         self._issue = redis.register_script(_ISSUE)
-        self._revoke_user = redis.register_script(_REVOKE_USER)
+        self._remember = redis.register_script(_REMEMBER)
+        self._revoke = redis.register_script(_REVOKE)
 
     def _token_key(self, digest: str) -> str:
         return f"{self.prefix}:tok:{digest}"
@@ -206,15 +215,24 @@ class TokenStore:
             "kind": kind,
             **dict(more),
         }
-        args: list[str | int] = [ttl, digest]
+        args: list[str | int] = [ttl]
         for name, value in fields.items():
             args += [name, value]
+        token_key = self._token_key(digest)
+        # The record first, then its place in the user's set: a revoke-all reads the
+        # set, so a token handed out is always in it. (In the other order a revoke-all
+        # between the two could miss it.) The keys may be on two cluster nodes.
         try:
-            await self._issue(
-                keys=[self._token_key(digest), self._user_key(tenant, user_id)],
-                args=args,
+            await self._issue(keys=[token_key], args=args)
+        except REDIS_ERRORS as err:
+            raise TokenStoreUnavailableError() from err
+        try:
+            await self._remember(
+                keys=[self._user_key(tenant, user_id)], args=[ttl, digest]
             )
-        except RedisError as err:
+        except REDIS_ERRORS as err:
+            with contextlib.suppress(*REDIS_ERRORS):  # unknown to anyone if it stays
+                await self.redis.delete(token_key)
             raise TokenStoreUnavailableError() from err
         if self.metrics is not None:
             self.metrics.token_issued(tenant, kind)
@@ -234,7 +252,7 @@ class TokenStore:
                 pipe.hgetall(key)
                 pipe.pttl(key)
                 raw, ttl_ms = await pipe.execute()
-        except RedisError as err:
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
         if not raw:
             return None
@@ -251,11 +269,10 @@ class TokenStore:
     async def revoke_digest(self, digest: str) -> bool:
         """Forget the token stored under `digest` at every gateway."""
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._token_key(digest))
-                pipe.publish(self.channel, digest)
-                deleted, _ = await pipe.execute()
-        except RedisError as err:
+            deleted = await self._revoke(
+                keys=[self._token_key(digest)], args=[self.channel, digest]
+            )
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
         self.cache.evict([digest])
         return bool(deleted)
@@ -264,7 +281,7 @@ class TokenStore:
         """Set a token's remaining life to `ttl` seconds (a session's idle expiry)."""
         try:
             await self.redis.expire(self._token_key(token_hash(token)), max(1, ttl))
-        except RedisError as err:
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
 
     async def user_tokens(
@@ -279,7 +296,7 @@ class TokenStore:
                     pipe.hgetall(self._token_key(digest))
                     pipe.pttl(self._token_key(digest))
                 replies = await pipe.execute() if digests else []
-        except RedisError as err:
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
         found: list[tuple[str, TokenRecord, int]] = []
         for index, digest in enumerate(digests):
@@ -291,15 +308,29 @@ class TokenStore:
         return found
 
     async def revoke_user(self, tenant: str, user_id: int) -> int:
-        """Forget every token of a user of a tenant at every gateway; how many."""
+        """Forget every token of a user of a tenant at every gateway; how many.
+
+        The token keys may live on any node of a cluster, so this is no one script:
+        it reads the user's set, deletes each token key and takes those hashes out
+        of the set (one pipeline, split per node), and only then announces them, so
+        no gateway can cache one again from Redis after hearing of it. A token
+        issued meanwhile stays, as if issued just after this; the set keeps it.
+        """
+        user_key = self._user_key(tenant, user_id)
         try:
-            count = await self._revoke_user(
-                keys=[self._user_key(tenant, user_id)],
-                args=[f"{self.prefix}:tok:", self.channel],
-            )
-        except RedisError as err:
+            digests = sorted(_text(m) for m in await self.redis.smembers(user_key))
+            if not digests:
+                return 0
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for digest in digests:
+                    pipe.delete(self._token_key(digest))
+                pipe.srem(user_key, *digests)
+                await pipe.execute()
+            await self.redis.publish(self.channel, " ".join(digests))
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
-        return int(count)
+        self.cache.evict(digests)
+        return len(digests)
 
     async def follow_revocations(self) -> None:
         """Keep the cache in step with revocations made by any gateway (runs forever).
@@ -310,6 +341,10 @@ class TokenStore:
         while True:
             pubsub = self.redis.pubsub()
             try:
+                if isinstance(self.redis, RedisCluster):
+                    # A cluster's pubsub picks the node of the channel's slot from
+                    # the slot map, which the first command (or this) fetches.
+                    await self.redis.initialize()
                 await pubsub.subscribe(self.channel)
                 async for message in pubsub.listen():
                     kind = message.get("type")
@@ -317,11 +352,11 @@ class TokenStore:
                         self.cache.set_live(True)
                     elif kind == "message":
                         self.cache.evict(_text(message["data"]).split())
-            except (RedisError, OSError) as err:
+            except (*REDIS_ERRORS, OSError) as err:
                 if self.cache.live:
                     logger.warning("revocation feed lost: %s", err)
             finally:
                 self.cache.set_live(False)
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*REDIS_ERRORS, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await asyncio.sleep(0.5)

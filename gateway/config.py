@@ -21,6 +21,8 @@ DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_FM_VERSION: Final = "1.0.1"
 DEFAULT_SECRETS_DIR: Final = Path(".flexhost/secrets")
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+DEFAULT_SENTINEL_PORT: Final = 26379
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 KNOWN_VERSIONS: Final = ("v3_0",)
 SUNSET_VERSIONS: Final = ("v1", "v1_1", "v1_2", "v1_3", "v2_0")
 SUBDOMAIN_RE: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -206,6 +208,91 @@ class Settings:
     # When the rate-limit counters in Redis cannot be reached: "open" counts in each
     # process instead (the same limits per process), "closed" answers 503.
     rate_limit_failure: Literal["open", "closed"] = "open"
+    # Redis Sentinel instead of redis_url: the sentinels (host, port) and the name of
+    # the master they watch. Or redis_url names one node of a Redis Cluster.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+    redis_cluster: bool = False
+    # Password of the Redis servers (a sentinel's master, the cluster's nodes, or the
+    # server of a redis_url without one); the sentinels are asked without one.
+    redis_password: Secret | None = None
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """Comma-separated `host:port` (port default 26379, IPv6 as `[::1]:26379`).
+
+    ValueError naming the first entry that is not one.
+    """
+    nodes: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"not host:port: {entry!r}")
+            colon, port_text = rest[:1], rest[1:]
+        elif entry.count(":") > 1:
+            raise ValueError(f"write an IPv6 address as [addr]:port: {entry!r}")
+        else:
+            host, colon, port_text = entry.partition(":")
+        if colon and not (port_text.isascii() and port_text.isdigit()):
+            raise ValueError(f"not host:port: {entry!r}")
+        port = int(port_text) if colon else DEFAULT_SENTINEL_PORT
+        if not host or not 1 <= port <= 65535:
+            raise ValueError(f"not host:port: {entry!r}")
+        nodes.append((host, port))
+    if not nodes:
+        raise ValueError("no host:port given")
+    return tuple(nodes)
+
+
+def _redis_problems(env: Mapping[str, str], settings: Settings) -> list[str]:
+    """What is wrong with the Redis settings (URL, Sentinel, Cluster, password)."""
+    problems: list[str] = []
+    try:
+        url: URL | None = URL(settings.redis_url)
+    except ValueError:
+        url = None
+    if url is None or not settings.redis_url.startswith(REDIS_SCHEMES):
+        problems.append(
+            "GATEWAY_REDIS_URL: must start with redis://, rediss:// or unix://, "
+            f"got {settings.redis_url!r}"
+        )
+    sentinels = bool(env.get("REDIS_SENTINELS", "").strip())
+    if sentinels and not settings.redis_sentinel_master:
+        problems.append(
+            "GATEWAY_REDIS_SENTINEL_MASTER: required with GATEWAY_REDIS_SENTINELS"
+        )
+    if settings.redis_sentinel_master and not sentinels:
+        problems.append(
+            "GATEWAY_REDIS_SENTINELS: required with GATEWAY_REDIS_SENTINEL_MASTER"
+        )
+    if sentinels and env.get("REDIS_URL"):
+        problems.append(
+            "GATEWAY_REDIS_URL, GATEWAY_REDIS_SENTINELS: set only one (with "
+            "sentinels the master's address comes from them)"
+        )
+    if sentinels and settings.redis_cluster:
+        problems.append(
+            "GATEWAY_REDIS_CLUSTER: not with GATEWAY_REDIS_SENTINELS (Redis Cluster "
+            "fails over by itself)"
+        )
+    if settings.redis_cluster and url is not None and not sentinels:
+        if url.scheme == "unix":
+            problems.append(
+                "GATEWAY_REDIS_URL: a cluster node needs redis:// or rediss://"
+            )
+        elif url.path not in ("", "/", "/0"):
+            problems.append(
+                "GATEWAY_REDIS_URL: a Redis Cluster has only database 0, "
+                f"got {url.path!r}"
+            )
+    if settings.redis_password is not None and not sentinels and url and url.password:
+        problems.append(
+            "GATEWAY_REDIS_PASSWORD, GATEWAY_REDIS_URL: set only one password"
+        )
+    return problems
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -257,6 +344,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     metrics_token = env.get("METRICS_TOKEN") or None
     if metrics_token is not None and len(metrics_token) < 16:
         problems.append("GATEWAY_METRICS_TOKEN: must be at least 16 characters")
+    sentinels: tuple[tuple[str, int], ...] = ()
+    if env.get("REDIS_SENTINELS", "").strip():
+        try:
+            sentinels = parse_sentinels(env["REDIS_SENTINELS"])
+        except ValueError as err:
+            problems.append(f"GATEWAY_REDIS_SENTINELS: {err}")
+    redis_password = env.get("REDIS_PASSWORD") or None
     settings = Settings(
         tenants_path=Path(env.get("TENANTS_PATH", "tenants.yaml")),
         redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
@@ -280,7 +374,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         metrics_dir=Path(env["METRICS_DIR"]) if env.get("METRICS_DIR") else None,
         metrics_token=Secret(metrics_token) if metrics_token else None,
         rate_limit_failure="closed" if failure == "closed" else "open",
+        redis_sentinels=sentinels,
+        redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip(),
+        redis_cluster=flag("REDIS_CLUSTER", False),
+        redis_password=Secret(redis_password) if redis_password else None,
     )
+    problems += _redis_problems(env, settings)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):
         problems.append(
             f"GATEWAY_KEY_PREFIX: letters, digits, _ . - only: {settings.key_prefix!r}"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import ClientSession, web
-from redis.asyncio import Redis
 
-from .auth import TokenStore
+from .auth import RedisClient, TokenStore
 from .config import Settings, TenantConfig
 from .health import Drain, ReplicaHealth
 from .identity import IdentityCache
@@ -18,7 +17,7 @@ from .tenants import ConfigWatcher, TenantRegistry
 SETTINGS: Final = web.AppKey("settings", Settings)
 REGISTRY: Final = web.AppKey("registry", TenantRegistry)
 WATCHER: Final = web.AppKey("watcher", ConfigWatcher)
-REDIS: Final = web.AppKey("redis", Redis)
+REDIS: Final[web.AppKey[RedisClient]] = web.AppKey("redis")
 TOKENS: Final = web.AppKey("tokens", TokenStore)
 HTTP: Final = web.AppKey("http", ClientSession)
 ROUND_ROBIN: Final = web.AppKey("round_robin", dict[str, int])

@@ -6,8 +6,9 @@ within `period x limit`. So `limit` requests may come at once, and then one per
 `period / limit`; never more than the limit within one period of a quiet start.
 One Lua script checks the token's and the tenant's bucket and charges both only if
 both allow the request: one round trip, exact under any concurrency, on Redis'
-clock. Whole numbers throughout, so doubles in Lua count exactly (config.py caps
-`period x limit` in ms at 2**53).
+clock. Both keys carry the hash tag `{<tenant>}`, so on Redis Cluster they are in
+one slot, as a script's keys must be. Whole numbers throughout, so doubles in Lua
+count exactly (config.py caps `period x limit` in ms at 2**53).
 
 When Redis cannot run the script, GATEWAY_RATE_LIMIT_FAILURE decides: "open" counts
 the same limits in this process instead, "closed" answers 503.
@@ -21,10 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from .auth import token_hash
+from .auth import REDIS_ERRORS, RedisClient, token_hash
 from .config import Rate, TenantConfig
 from .errors import RateLimitUnavailableError
 from .metrics import Metrics
@@ -184,7 +182,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         failure: Literal["open", "closed"],
         metrics: Metrics | None = None,
@@ -200,17 +198,20 @@ class RateLimiter:
     def buckets(self, tenant: TenantConfig, token: str) -> list[Bucket]:
         """The buckets a request with `token` at `tenant` is charged to.
 
-        The rate is part of each key, so a changed limit starts a fresh bucket.
+        The rate is part of each key, so a changed limit starts a fresh bucket. The
+        tenant in braces is the keys' hash tag: one cluster slot for a request's
+        buckets (a token works at one tenant only).
         """
         limits = tenant.rate_limits
         found: list[Bucket] = []
+        base = f"{self.prefix}:rl:{{{tenant.subdomain}}}"
         if limits.per_token is not None:
             rate = limits.per_token
-            key = f"{self.prefix}:rl:tok:{token_hash(token)}"
+            key = f"{base}:tok:{token_hash(token)}"
             found.append(Bucket("token", f"{key}:{rate.limit}:{rate.period}", rate))
         if limits.per_tenant is not None:
             rate = limits.per_tenant
-            key = f"{self.prefix}:rl:ten:{tenant.subdomain}"
+            key = f"{base}:ten"
             found.append(Bucket("tenant", f"{key}:{rate.limit}:{rate.period}", rate))
         return found
 
@@ -227,7 +228,7 @@ class RateLimiter:
             args += [bucket.rate.limit, bucket.rate.period * 1000]
         try:
             reply = await self._check(keys=[b.key for b in buckets], args=args)
-        except RedisError as err:
+        except REDIS_ERRORS as err:
             if self.metrics is not None:
                 self.metrics.rate_limit_store_errors.inc()
             if not self._failing:

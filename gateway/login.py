@@ -14,14 +14,13 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from . import keys
+from .auth import REDIS_ERRORS, RedisClient
 from .config import Settings, TenantConfig
 from .errors import (
     TokenStoreUnavailableError,
@@ -36,6 +35,16 @@ from .proxy import replica_order
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "unknown-user", "wrong-password", "inactive"]
+# KEYS[1] a failure counter; ARGV[1] the window (s), which starts at the first
+# failure. One key per call: the email's and the address's counters may be on two
+# nodes of a Redis Cluster.
+_COUNT_FAILURE: Final = """
+local count = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
 
 
 def tenant_secret(tenant: TenantConfig) -> str:
@@ -75,7 +84,7 @@ class LoginThrottle:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         *,
         per_email: int,
@@ -87,9 +96,10 @@ class LoginThrottle:
         self.per_email = per_email
         self.per_address = per_address
         self.window = window
+        self._count = redis.register_script(_COUNT_FAILURE)
 
     @classmethod
-    def of(cls, redis: Redis, settings: Settings) -> LoginThrottle:
+    def of(cls, redis: RedisClient, settings: Settings) -> LoginThrottle:
         """The throttle configured by the gateway's settings."""
         return cls(
             redis,
@@ -119,7 +129,7 @@ class LoginThrottle:
                     pipe.get(key)
                     pipe.ttl(key)
                 replies = await pipe.execute()
-        except RedisError as err:
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
         waits = []
         for index, (_, limit) in enumerate(limits):
@@ -131,22 +141,19 @@ class LoginThrottle:
     async def failed(self, tenant: str, email: str, address: str) -> None:
         """Count a failed login; a window starts at the first failure."""
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for key in (
-                    self.email_key(tenant, email),
-                    self.address_key(tenant, address),
-                ):
-                    pipe.set(key, 0, ex=self.window, nx=True)
-                    pipe.incr(key)
-                await pipe.execute()
-        except RedisError as err:
+            for key in (
+                self.email_key(tenant, email),
+                self.address_key(tenant, address),
+            ):
+                await self._count(keys=[key], args=[self.window])
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
 
     async def succeeded(self, tenant: str, email: str) -> None:
         """Forget an email's failures after it logged in."""
         try:
             await self.redis.delete(self.email_key(tenant, email))
-        except RedisError as err:
+        except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
 
 

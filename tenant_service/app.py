@@ -41,21 +41,21 @@ async def seen_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def job_queue_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The scheduling queue's Redis client, when TENANT_REDIS_URL is set.
+    """The scheduling queue's Redis client, when TENANT_REDIS_URL or _SENTINELS is set.
 
     Not checked at start: Redis being down only affects schedules (503 with
     Retry-After), never the rest of the API.
     """
-    url = app[keys.SETTINGS].redis_url
-    if url is None:
+    settings = app[keys.SETTINGS]
+    if not settings.job_queue:
         yield
         return
-    connection = jobs.connect(url)
+    connection = jobs.connect(settings)
     app[keys.JOB_REDIS] = connection
     try:
         yield
     finally:
-        await asyncio.to_thread(connection.close)
+        await asyncio.to_thread(jobs.close, connection)
 
 
 def create_app(settings: Settings) -> web.Application:

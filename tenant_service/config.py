@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
@@ -25,6 +26,7 @@ DEFAULT_PLANNING_TTL: Final = 7 * 24 * 3600
 DEFAULT_TRIGGER_LIMIT: Final = 10
 DEFAULT_TRIGGER_PERIOD: Final = 300
 DEFAULT_SHUTDOWN_GRACE: Final = 15
+DEFAULT_SENTINEL_PORT: Final = 26379
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 
@@ -62,8 +64,14 @@ class Settings:
     flexmeasures_version: str = DEFAULT_FLEXMEASURES_VERSION
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     allow_data_overwrite: bool = False
-    # Schedules: the job queue on Redis (None: triggers answer 503).
+    # Schedules: the job queue on Redis (None: triggers answer 503), or the Redis
+    # master that these sentinels (host, port) watch under that name. RQ needs one
+    # Redis server: no Redis Cluster.
     redis_url: str | None = None
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+    # Password of the sentinels' master, or of the redis_url server (if not in it).
+    redis_password: Secret | None = None
     redis_prefix: str = "flexhost"  # of this backend's Redis keys and queue name
     job_timeout: int = DEFAULT_JOB_TIMEOUT
     job_cache_ttl: int = DEFAULT_JOB_CACHE_TTL
@@ -75,6 +83,11 @@ class Settings:
     pending_schedule_accepted: bool = False
     # On SIGTERM: seconds the requests in flight get to finish before they are cut.
     shutdown_grace: int = DEFAULT_SHUTDOWN_GRACE
+
+    @property
+    def job_queue(self) -> bool:
+        """Whether a job queue is configured (a Redis URL or sentinels)."""
+        return self.redis_url is not None or bool(self.redis_sentinels)
 
     @property
     def queue_name(self) -> str:
@@ -90,6 +103,35 @@ def default_database_url(tenant: str) -> str:
 def valid_tenant_name(name: str) -> bool:
     """Whether `name` is a valid subdomain label."""
     return len(name) <= 63 and TENANT_NAME_RE.fullmatch(name) is not None
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """Comma-separated `host:port` (port default 26379, IPv6 as `[::1]:26379`).
+
+    ValueError naming the first entry that is not one.
+    """
+    nodes: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"not host:port: {entry!r}")
+            colon, port_text = rest[:1], rest[1:]
+        elif entry.count(":") > 1:
+            raise ValueError(f"write an IPv6 address as [addr]:port: {entry!r}")
+        else:
+            host, colon, port_text = entry.partition(":")
+        if colon and not (port_text.isascii() and port_text.isdigit()):
+            raise ValueError(f"not host:port: {entry!r}")
+        port = int(port_text) if colon else DEFAULT_SENTINEL_PORT
+        if not host or not 1 <= port <= 65535:
+            raise ValueError(f"not host:port: {entry!r}")
+        nodes.append((host, port))
+    if not nodes:
+        raise ValueError("no host:port given")
+    return tuple(nodes)
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -189,6 +231,29 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         problems.append(
             f"{PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://"
         )
+    sentinels: tuple[tuple[str, int], ...] = ()
+    raw_sentinels = get("REDIS_SENTINELS")
+    if raw_sentinels is not None:
+        try:
+            sentinels = parse_sentinels(raw_sentinels)
+        except ValueError as err:
+            problems.append(f"{PREFIX}REDIS_SENTINELS: {err}")
+    sentinel_master = (get("REDIS_SENTINEL_MASTER") or "").strip()
+    if raw_sentinels is not None and not sentinel_master:
+        problems.append(
+            f"{PREFIX}REDIS_SENTINEL_MASTER: required with {PREFIX}REDIS_SENTINELS"
+        )
+    if sentinel_master and raw_sentinels is None:
+        problems.append(
+            f"{PREFIX}REDIS_SENTINELS: required with {PREFIX}REDIS_SENTINEL_MASTER"
+        )
+    if raw_sentinels is not None and redis_url is not None:
+        problems.append(f"{PREFIX}REDIS_URL, {PREFIX}REDIS_SENTINELS: set only one")
+    raw_password = get("REDIS_PASSWORD")
+    if raw_password is not None and redis_url and urlsplit(redis_url).password:
+        problems.append(
+            f"{PREFIX}REDIS_PASSWORD, {PREFIX}REDIS_URL: set only one password"
+        )
     redis_prefix = get("REDIS_PREFIX") or "flexhost"
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", redis_prefix):
         problems.append(f"{PREFIX}REDIS_PREFIX: letters, digits, _ . - only")
@@ -212,6 +277,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_data_bytes=max_data_bytes,
         allow_data_overwrite=allow_data_overwrite,
         redis_url=redis_url,
+        redis_sentinels=sentinels,
+        redis_sentinel_master=sentinel_master,
+        redis_password=Secret(raw_password) if raw_password is not None else None,
         redis_prefix=redis_prefix,
         job_timeout=job_timeout,
         job_cache_ttl=job_cache_ttl,

@@ -6,7 +6,9 @@ results are JSON (RQ's JSONSerializer: nothing is unpickled from Redis). The job
 is the schedule id FlexMeasures answers (`job` and `schedule`).
 
 RQ talks to Redis with blocking redis-py calls; the API runs every call of one
-request in one worker thread (`asyncio.to_thread`), never on the event loop.
+request in one worker thread (`asyncio.to_thread`), never on the event loop. The
+Redis is one server or a Sentinel-managed master: RQ does not support Redis Cluster
+(its transactions span keys of many slots; rq/rq#1942).
 
 - Identical triggers (same target, window, prior as sent, merged flex-model and
   flex-context) within `job_cache_ttl` return the same job, as FlexMeasures'
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
+from redis.sentinel import Sentinel, SentinelConnectionPool
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -72,9 +75,42 @@ class Accepted:
     new: bool
 
 
-def connect(url: str) -> redis.Redis:
-    """A blocking Redis client for RQ (bounded timeouts: never hang a request)."""
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+def connect(settings: Settings) -> redis.Redis:
+    """A blocking Redis client for RQ (bounded timeouts: never hang a request).
+
+    The master the sentinels name when they are set, else settings.redis_url;
+    no I/O here. ValueError when neither is set.
+    """
+    password = settings.redis_password.value if settings.redis_password else None
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+            list(settings.redis_sentinels),
+            sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2},
+        )
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # untyped in redis-py
+            settings.redis_sentinel_master,
+            password=password,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+        )
+        return master
+    if settings.redis_url is None:
+        raise ValueError("no job queue configured")
+    return redis.Redis.from_url(
+        settings.redis_url,
+        password=password,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+    )
+
+
+def close(connection: redis.Redis) -> None:
+    """Close a client of connect(), and the sentinels' clients behind it."""
+    connection.close()
+    pool = connection.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            sentinel.close()
 
 
 def queue(connection: redis.Redis, settings: Settings) -> Queue:

@@ -1,7 +1,8 @@
 """The scheduling worker: an RQ worker on one tenant's queue.
 
 Run: `python -m tenant_service.scheduling.worker` with the backend's `TENANT_*`
-environment (`TENANT_REDIS_URL` required). `flexhost up` starts one per tenant.
+environment (`TENANT_REDIS_URL` or `TENANT_REDIS_SENTINELS` required). `flexhost up`
+starts one per tenant.
 
 The worker does not fork per job (RQ's SimpleWorker): it keeps one event loop and
 one database engine for its life, so a job pays no process start or database
@@ -284,10 +285,15 @@ class ScheduleWorker(SimpleWorker):
 
 
 def make_worker(settings: Settings) -> ScheduleWorker:
-    """A worker on the tenant's queue (settings.redis_url must be set)."""
-    if settings.redis_url is None:
-        raise ConfigError(["TENANT_REDIS_URL: required for the scheduling worker"])
-    connection = jobs.connect(settings.redis_url)
+    """A worker on the tenant's queue (a Redis URL or sentinels must be set)."""
+    if not settings.job_queue:
+        raise ConfigError(
+            [
+                "TENANT_REDIS_URL or TENANT_REDIS_SENTINELS: required for the "
+                "scheduling worker"
+            ]
+        )
+    connection = jobs.connect(settings)
     queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
     return ScheduleWorker(
         [queue],

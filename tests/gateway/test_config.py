@@ -9,11 +9,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.app import redis_target
 from gateway.config import (
     ConfigError,
     Secret,
+    Settings,
     load_settings,
     load_tenants,
+    parse_sentinels,
     parse_tenants,
 )
 from gateway.tenants import normalize_host
@@ -233,6 +236,151 @@ def test_load_settings_collects_problems() -> None:
             }
         )
     assert len(info.value.problems) == 4
+
+
+def test_load_settings_redis_sentinel_and_cluster() -> None:
+    sentinel = load_settings(
+        {
+            "GATEWAY_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b, [fd00::3]:26380",
+            "GATEWAY_REDIS_SENTINEL_MASTER": "flexhost",
+            "GATEWAY_REDIS_PASSWORD": "pw",
+        }
+    )
+    assert sentinel.redis_sentinels == (
+        ("10.0.0.1", 26379),
+        ("sentinel-b", 26379),
+        ("fd00::3", 26380),
+    )
+    assert sentinel.redis_sentinel_master == "flexhost"
+    assert sentinel.redis_password == Secret("pw")
+    assert "pw" not in repr(sentinel)
+    cluster = load_settings(
+        {"GATEWAY_REDIS_CLUSTER": "true", "GATEWAY_REDIS_URL": "redis://node-a:7000"}
+    )
+    assert cluster.redis_cluster
+    assert not cluster.redis_sentinels
+    assert not load_settings({}).redis_cluster
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"GATEWAY_REDIS_SENTINELS": "a:1"},
+            ["GATEWAY_REDIS_SENTINEL_MASTER: required with GATEWAY_REDIS_SENTINELS"],
+        ),
+        (
+            {"GATEWAY_REDIS_SENTINEL_MASTER": "m"},
+            ["GATEWAY_REDIS_SENTINELS: required with GATEWAY_REDIS_SENTINEL_MASTER"],
+        ),
+        (
+            {
+                "GATEWAY_REDIS_SENTINELS": "a:1",
+                "GATEWAY_REDIS_SENTINEL_MASTER": "m",
+                "GATEWAY_REDIS_URL": "redis://x",
+                "GATEWAY_REDIS_CLUSTER": "yes",
+            },
+            [
+                "GATEWAY_REDIS_URL, GATEWAY_REDIS_SENTINELS: set only one",
+                "GATEWAY_REDIS_CLUSTER: not with GATEWAY_REDIS_SENTINELS",
+            ],
+        ),
+        (
+            {
+                "GATEWAY_REDIS_SENTINELS": "a:port, b:99999, ::1:5",
+                "GATEWAY_REDIS_SENTINEL_MASTER": "m",
+            },
+            ["GATEWAY_REDIS_SENTINELS: not host:port: 'a:port'"],
+        ),
+        (
+            {"GATEWAY_REDIS_CLUSTER": "true", "GATEWAY_REDIS_URL": "redis://a:1/2"},
+            ["GATEWAY_REDIS_URL: a Redis Cluster has only database 0"],
+        ),
+        (
+            {"GATEWAY_REDIS_CLUSTER": "maybe", "GATEWAY_REDIS_URL": "http://a"},
+            [
+                "GATEWAY_REDIS_CLUSTER: must be true or false",
+                "GATEWAY_REDIS_URL: must start with redis://, rediss:// or unix://",
+            ],
+        ),
+        (
+            {
+                "GATEWAY_REDIS_URL": "redis://:secret@a:1/0",
+                "GATEWAY_REDIS_PASSWORD": "other",
+            },
+            ["GATEWAY_REDIS_PASSWORD, GATEWAY_REDIS_URL: set only one password"],
+        ),
+    ],
+)
+def test_load_settings_redis_problems(
+    environ: dict[str, str], expected: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ)
+    problems = info.value.problems
+    assert len(problems) == len(expected), problems
+    for problem, start in zip(sorted(problems), sorted(expected), strict=True):
+        assert problem.startswith(start), problems
+    assert not any("secret" in problem for problem in problems)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@10.0.0.5:6379/0", "redis://10.0.0.5:6379/0"),
+        ("rediss://user:s3cret@redis.internal/1", "rediss://redis.internal/1"),
+        ("unix:///run/redis.sock?password=s3cret&db=2", "unix:/run/redis.sock"),
+    ],
+)
+def test_redis_target_shows_no_password(url: str, shown: str) -> None:
+    path = Path("tenants.yaml")
+    assert redis_target(Settings(tenants_path=path, redis_url=url)) == shown
+    cluster = Settings(tenants_path=path, redis_url=url, redis_cluster=True)
+    assert redis_target(cluster) == f"cluster node {shown}"
+    sentinel = Settings(
+        tenants_path=path,
+        redis_sentinels=(("a", 26379), ("fd00::1", 26380)),
+        redis_sentinel_master="flexhost",
+        redis_password=Secret("s3cret"),
+    )
+    assert "s3cret" not in redis_target(sentinel)
+
+
+@pytest.mark.parametrize(
+    "text", ["", " , ", "host:", "[::1", "[::1]x", ":26379", "::1", "h:0", "h:1:2"]
+)
+def test_parse_sentinels_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match=r"host:port|\[addr\]:port"):
+        parse_sentinels(text)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True),
+                st.ip_addresses(v=6).map(str),
+            ),
+            st.integers(1, 65535),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_parse_sentinels_round_trip(nodes: list[tuple[str, int]]) -> None:
+    text = ", ".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in nodes
+    )
+    assert parse_sentinels(text) == tuple(nodes)
+
+
+@given(st.text(max_size=80))
+def test_parse_sentinels_arbitrary_text_raises_only_value_error(text: str) -> None:
+    try:
+        nodes = parse_sentinels(text)
+    except ValueError:
+        return
+    assert all(host and 1 <= port <= 65535 for host, port in nodes)
 
 
 @settings(max_examples=200, deadline=None)

@@ -46,3 +46,41 @@ def test_load_settings_collects_problems() -> None:
 def test_load_settings_short_secret() -> None:
     with pytest.raises(ConfigError, match="32 bytes"):
         load_settings({"TENANT_NAME": "acme", "TENANT_SECRET": "short"})
+
+
+def test_load_settings_job_queue_via_sentinel() -> None:
+    base = {"TENANT_NAME": "acme", "TENANT_SECRET": SECRET}
+    assert not load_settings(base).job_queue
+    settings = load_settings(
+        {
+            **base,
+            "TENANT_REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2",
+            "TENANT_REDIS_SENTINEL_MASTER": "flexhost",
+            "TENANT_REDIS_PASSWORD": "pw",
+        }
+    )
+    assert settings.job_queue
+    assert settings.redis_sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert settings.redis_sentinel_master == "flexhost"
+    assert "pw" not in repr(settings)
+    assert load_settings({**base, "TENANT_REDIS_URL": "redis://a:1/1"}).job_queue
+
+
+def test_load_settings_job_queue_problems() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "TENANT_NAME": "acme",
+                "TENANT_SECRET": SECRET,
+                "TENANT_REDIS_URL": "redis://:pw@a:1/1",
+                "TENANT_REDIS_PASSWORD": "other",
+                "TENANT_REDIS_SENTINELS": "a:b",
+            }
+        )
+    problems = caught.value.problems
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "TENANT_REDIS_PASSWORD, TENANT_REDIS_URL",
+        "TENANT_REDIS_SENTINELS",
+        "TENANT_REDIS_SENTINEL_MASTER",
+        "TENANT_REDIS_URL, TENANT_REDIS_SENTINELS",
+    ]

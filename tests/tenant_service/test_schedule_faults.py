@@ -146,7 +146,7 @@ def job_and_worker_counts(
     settings: Settings, job_id: str
 ) -> tuple[int | None, list[tuple[int, int]]]:
     """The job's retries left and each worker's (failed, successful) job counts."""
-    connection = jobs.connect(settings.redis_url or "")
+    connection = jobs.connect(settings)
     try:
         job = jobs.fetch(connection, settings, job_id)
         assert job is not None
