@@ -139,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="add Service `postgresql`, an ExternalName for this host",
     )
+    k8s.add_argument(
+        "--redis-sentinels",
+        default=None,
+        metavar="HOST:PORT,...",
+        help="use Redis through these sentinels (*_REDIS_SENTINELS) instead of a URL",
+    )
+    k8s.add_argument(
+        "--redis-sentinel-master",
+        default=None,
+        metavar="NAME",
+        help="the sentinels' master name (*_REDIS_SENTINEL_MASTER)",
+    )
     return parser
 
 
@@ -190,6 +202,8 @@ def deploy_k8s(args: argparse.Namespace) -> int:
         ),
         redis_host=args.redis_host,
         postgres_host=args.postgres_host,
+        redis_sentinels=args.redis_sentinels,
+        redis_sentinel_master=args.redis_sentinel_master,
     )
     try:
         text = render_file(args.tenants, options)

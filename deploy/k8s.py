@@ -31,6 +31,7 @@ GATEWAY_NAME: Final = "flexhost-gateway"
 IDENTITY_KEY: Final = "identity-secret"
 DATABASE_KEY: Final = "database-url"
 REDIS_KEY: Final = "redis-url"
+REDIS_PASSWORD_KEY: Final = "redis-password"
 # The worker may finish the job at hand after SIGTERM: TENANT_JOB_TIMEOUT + a margin.
 WORKER_GRACE_S: Final = 180 + 30
 PRESTOP_SLEEP_S: Final = 5  # until the endpoints no longer route to a stopping pod
@@ -68,6 +69,10 @@ class K8sOptions:
     # Hosts outside the cluster behind the Services `redis` and `postgresql`.
     redis_host: str | None = None
     postgres_host: str | None = None
+    # Redis through Sentinel (host:port list and master name) instead of a URL; the
+    # Secrets then hold the password under `redis-password` (optional).
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
 
 
 def backend_name(subdomain: str) -> str:
@@ -108,6 +113,10 @@ def _option_problems(options: K8sOptions) -> list[str]:
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             problems.append(f"--trusted-proxies: not an address or network: {proxy!r}")
+    if (options.redis_sentinels is None) != (options.redis_sentinel_master is None):
+        problems.append(
+            "--redis-sentinels, --redis-sentinel-master: give both or neither"
+        )
     return problems
 
 
@@ -215,6 +224,23 @@ def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _redis_env(prefix: str, secret: str, options: K8sOptions) -> list[dict[str, Any]]:
+    """A URL from the Secret, or the Sentinel settings (password from the Secret)."""
+    if options.redis_sentinels is None:
+        return [_secret_env(f"{prefix}_REDIS_URL", secret, REDIS_KEY)]
+    password = _secret_env(f"{prefix}_REDIS_PASSWORD", secret, REDIS_PASSWORD_KEY)
+    password["valueFrom"]["secretKeyRef"]["optional"] = True
+    return [
+        *_env(
+            {
+                f"{prefix}_REDIS_SENTINELS": options.redis_sentinels,
+                f"{prefix}_REDIS_SENTINEL_MASTER": options.redis_sentinel_master or "",
+            }
+        ),
+        password,
+    ]
 
 
 def _env(pairs: dict[str, str]) -> list[dict[str, Any]]:
@@ -375,7 +401,7 @@ def _gateway(config: TenantsConfig, options: K8sOptions) -> Iterator[dict[str, A
                     "GATEWAY_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S),
                 }
             ),
-            _secret_env("GATEWAY_REDIS_URL", GATEWAY_NAME, REDIS_KEY),
+            *_redis_env("GATEWAY", GATEWAY_NAME, options),
         ],
         "readinessProbe": _http_probe("/readyz", period=5, failures=2),
         "livenessProbe": _http_probe("/healthz", period=10, failures=3),
@@ -422,7 +448,7 @@ def _gateway(config: TenantsConfig, options: K8sOptions) -> Iterator[dict[str, A
     }
 
 
-def _tenant_env(tenant: TenantConfig) -> list[dict[str, Any]]:
+def _tenant_env(tenant: TenantConfig, options: K8sOptions) -> list[dict[str, Any]]:
     secret = backend_name(tenant.subdomain)
     return [
         *_env(
@@ -435,7 +461,7 @@ def _tenant_env(tenant: TenantConfig) -> list[dict[str, Any]]:
             }
         ),
         _secret_env("TENANT_DATABASE_URL", secret, DATABASE_KEY),
-        _secret_env("TENANT_REDIS_URL", secret, REDIS_KEY),
+        *_redis_env("TENANT", secret, options),
     ]
 
 
@@ -470,7 +496,7 @@ def _tenant(tenant: TenantConfig, options: K8sOptions) -> Iterator[dict[str, Any
                     "TENANT_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S),
                 }
             ),
-            *_tenant_env(tenant),
+            *_tenant_env(tenant, options),
         ],
         # Migrations run before the backend listens: give them two minutes.
         "startupProbe": _http_probe("/healthz", period=2, failures=60),
@@ -499,7 +525,7 @@ def _tenant(tenant: TenantConfig, options: K8sOptions) -> Iterator[dict[str, Any
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["worker", sub],
-        "env": _tenant_env(tenant),
+        "env": _tenant_env(tenant, options),
         "resources": {
             "requests": {"cpu": "250m", "memory": "256Mi"},
             "limits": {"memory": "2Gi"},

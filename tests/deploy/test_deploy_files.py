@@ -924,3 +924,39 @@ def test_k8s_example_is_up_to_date(
     assert fresh == text, (
         f"deploy/k8s/example.yaml is stale: run `{command} > deploy/k8s/example.yaml`"
     )
+
+
+def test_k8s_redis_through_sentinel(
+    tenants_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With sentinels, no pod gets a Redis URL; the password stays in the Secrets."""
+    code, out, _err = _k8s(
+        capsys,
+        "--tenants",
+        str(tenants_file),
+        "--redis-sentinels",
+        "sentinel-0:26379,sentinel-1:26379",
+        "--redis-sentinel-master",
+        "flexhost",
+    )
+    assert code == 0
+    deployments = [
+        d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"
+    ]
+    assert deployments
+    for deployment in deployments:
+        env = _env(_container(deployment))
+        assert not any(name.endswith("_REDIS_URL") for name in env)
+        prefix = "GATEWAY" if "gateway" in deployment["metadata"]["name"] else "TENANT"
+        assert env[f"{prefix}_REDIS_SENTINELS"]["value"] == (
+            "sentinel-0:26379,sentinel-1:26379"
+        )
+        assert env[f"{prefix}_REDIS_SENTINEL_MASTER"]["value"] == "flexhost"
+        password = env[f"{prefix}_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password["key"] == "redis-password"
+        assert password["optional"] is True
+    code, _out, err = _k8s(
+        capsys, "--tenants", str(tenants_file), "--redis-sentinels", "s:26379"
+    )
+    assert code != 0
+    assert "give both or neither" in err
