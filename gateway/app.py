@@ -7,10 +7,11 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Final
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from yarl import URL
@@ -29,6 +30,12 @@ from .tenants import ConfigWatcher, TenantRegistry
 from .web import dashboard, setup_pages, views
 
 logger = logging.getLogger(__name__)
+
+
+# Connections per gateway process: a waiting pool for a plain Redis; the Sentinel
+# and Cluster pools cannot wait, so they may open more before failing.
+POOL_MAX_CONNECTIONS: Final = 256
+UNPOOLED_MAX_CONNECTIONS: Final = 4096
 
 
 def connect_redis(settings: Settings) -> RedisClient:
@@ -52,6 +59,7 @@ def connect_redis(settings: Settings) -> RedisClient:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=30,
+            max_connections=UNPOOLED_MAX_CONNECTIONS,
         )
         return master
     if settings.redis_cluster:
@@ -61,14 +69,20 @@ def connect_redis(settings: Settings) -> RedisClient:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=30,
+            max_connections=UNPOOLED_MAX_CONNECTIONS,
         )
-    return Redis.from_url(
+    # A bounded pool that makes a request wait (up to the Redis timeout) for a free
+    # connection: redis-py 8's default pool fails at once past 100 connections.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
+        max_connections=POOL_MAX_CONNECTIONS,
+        timeout=timeout,
     )
+    return Redis(connection_pool=pool)
 
 
 async def close_redis(redis: RedisClient) -> None:

@@ -6,8 +6,12 @@ within `period x limit`. So `limit` requests may come at once, and then one per
 `period / limit`; never more than the limit within one period of a quiet start.
 One Lua script checks the token's and the tenant's bucket and charges both only if
 both allow the request: one round trip, exact under any concurrency, on Redis'
-clock. Both keys carry the hash tag `{<tenant>}`, so on Redis Cluster they are in
-one slot, as a script's keys must be. Whole numbers throughout, so doubles in Lua
+clock. For limits of 100 and more per period a process takes a small lease of
+permits at once (limit / 50, at most 64, used within a second or dropped), so most
+requests need no Redis call: no bucket is ever charged beyond its limit; at most a
+lease per process can go unused (a request refused a little early). Both keys
+carry the hash tag `{<tenant>}`, so on Redis Cluster they are in one slot, as a
+script's keys must be. Whole numbers throughout, so doubles in Lua
 count exactly (config.py caps `period x limit` in ms at 2**53).
 
 When Redis cannot run the script, GATEWAY_RATE_LIMIT_FAILURE decides: "open" counts
@@ -16,6 +20,8 @@ the same limits in this process instead, "closed" answers 503.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -30,15 +36,17 @@ from .metrics import Metrics
 logger = logging.getLogger(__name__)
 
 Scope = Literal["token", "tenant"]
-# KEYS: the buckets. ARGV: limit and period (ms) of each, in KEYS' order.
-# A bucket is "<debt>:<ms of the last charge>"; it expires when fully drained.
-# Returns allowed (1/0), the index of the bucket that refused (0: none), ms until
-# it would allow one, Redis' clock (ms), then remaining and ms until full of each.
+# KEYS: the buckets. ARGV: limit and period (ms) of each, in KEYS' order, then
+# the permits wanted (a lease, >= 1). A bucket is "<debt>:<ms of the last charge>";
+# it expires when fully drained. Grants as many permits as every bucket allows, up
+# to the number wanted (0: refused). Returns the permits granted, the index of the
+# bucket that refused (0: none), ms until it would allow one, Redis' clock (ms),
+# then remaining and ms until full of each.
 _CHECK: Final = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local debts = {}
-local allowed, refused, retry = 1, 0, 0
+local granted, refused, retry = tonumber(ARGV[#ARGV]), 0, 0
 for i = 1, #KEYS do
   local limit, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local debt = 0
@@ -50,21 +58,24 @@ for i = 1, #KEYS do
     debt = math.max(tonumber(string.sub(state, 1, sep - 1)) - drained, 0)
   end
   debts[i] = debt
+  local fits = math.floor((period * limit - debt) / period)
+  if fits < granted then
+    granted = math.max(fits, 0)
+  end
   local over = debt + period - period * limit
   if over > 0 then
-    allowed = 0
     local wait = math.ceil(over / limit)
     if wait > retry then
       retry, refused = wait, i
     end
   end
 end
-local out = {allowed, refused, retry, now}
+local out = {granted, refused, retry, now}
 for i = 1, #KEYS do
   local limit, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local debt = debts[i]
-  if allowed == 1 then
-    debt = debt + period
+  if granted > 0 then
+    debt = debt + period * granted
     redis.call('SET', KEYS[i], string.format('%.0f:%.0f', debt, now),
       'PX', math.ceil(debt / limit) + 1)
   end
@@ -73,6 +84,12 @@ for i = 1, #KEYS do
 end
 return out
 """
+# Permits a process takes from Redis at once (a lease) for a limit of N: N // 50,
+# between 1 and 64. A lease is used within LEASE_MS or dropped, so a process can
+# leave at most a lease unused; limits up to 99 per period are counted per request.
+LEASE_DIVISOR: Final = 50
+LEASE_MAX: Final = 64
+LEASE_MS: Final = 1000
 LOCAL_BUCKETS: Final = 100_000
 
 
@@ -113,7 +130,8 @@ class Verdict:
 
 
 def _verdict(buckets: list[Bucket], reply: list[int]) -> Verdict:
-    allowed, refused, retry, now = (int(v) for v in reply[:4])
+    granted, refused, retry, now = (int(v) for v in reply[:4])
+    allowed = granted > 0
     if refused:
         index = refused - 1
     else:  # the bucket with the fewest requests left speaks
@@ -156,7 +174,7 @@ class LocalBuckets:
                 wait = -(-over // limit)
                 if wait > retry:
                     retry, refused = wait, i
-        reply = [allowed, refused, retry, int(time.time() * 1000)]
+        reply = [allowed, 0 if allowed else refused, retry, int(time.time() * 1000)]
         if allowed and len(self._debts) >= self.max_entries:
             self._forget_drained(now)
         for bucket, debt in zip(buckets, debts, strict=True):
@@ -194,6 +212,10 @@ class RateLimiter:
         self.local = local if local is not None else LocalBuckets()
         self._check = redis.register_script(_CHECK)
         self._failing = False
+        # Permits leased from Redis and not used yet, per set of buckets:
+        # (permits left, lease end on the monotonic clock in ms, last verdict).
+        self._leases: dict[tuple[str, ...], tuple[int, float, Verdict]] = {}
+        self._pending: dict[tuple[str, ...], asyncio.Future[None]] = {}
 
     def buckets(self, tenant: TenantConfig, token: str) -> list[Bucket]:
         """The buckets a request with `token` at `tenant` is charged to.
@@ -223,11 +245,48 @@ class RateLimiter:
         buckets = self.buckets(tenant, token)
         if not buckets:
             return None
+        keys = tuple(b.key for b in buckets)
+        while True:
+            leased = self._from_lease(keys)
+            if leased is not None:
+                return leased
+            pending = self._pending.get(keys)
+            if pending is None:
+                break
+            # One lease request per set of buckets at a time: concurrent requests
+            # wait for it instead of each leasing (and wasting) permits.
+            await asyncio.shield(pending)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[keys] = done
+        try:
+            return await self._lease(buckets, keys)
+        finally:
+            del self._pending[keys]
+            done.set_result(None)
+
+    def _from_lease(self, keys: tuple[str, ...]) -> Verdict | None:
+        lease = self._leases.get(keys)
+        if lease is None:
+            return None
+        left, until, last = lease
+        if left > 0 and time.monotonic() * 1000 < until:
+            verdict = dataclasses.replace(last, remaining=max(0, last.remaining - 1))
+            self._use_lease(keys, left - 1, until, verdict)
+            return verdict
+        del self._leases[keys]
+        return None
+
+    async def _lease(self, buckets: list[Bucket], keys: tuple[str, ...]) -> Verdict:
+        now = time.monotonic() * 1000
+        wanted = min(
+            max(1, min(b.rate.limit for b in buckets) // LEASE_DIVISOR), LEASE_MAX
+        )
         args: list[int] = []
         for bucket in buckets:
             args += [bucket.rate.limit, bucket.rate.period * 1000]
+        args.append(wanted)
         try:
-            reply = await self._check(keys=[b.key for b in buckets], args=args)
+            reply = await self._check(keys=list(keys), args=args)
         except REDIS_ERRORS as err:
             if self.metrics is not None:
                 self.metrics.rate_limit_store_errors.inc()
@@ -244,4 +303,19 @@ class RateLimiter:
         if self._failing:
             self._failing = False
             logger.info("rate-limit counters reachable again")
-        return _verdict(buckets, [int(v) for v in reply])
+        values = [int(v) for v in reply]
+        verdict = _verdict(buckets, values)
+        if values[0] > 1:
+            # The client sees the leased permits as still remaining.
+            verdict = dataclasses.replace(
+                verdict, remaining=verdict.remaining + values[0] - 1
+            )
+            self._use_lease(keys, values[0] - 1, now + LEASE_MS, verdict)
+        return verdict
+
+    def _use_lease(
+        self, keys: tuple[str, ...], left: int, until: float, verdict: Verdict
+    ) -> None:
+        if len(self._leases) >= LOCAL_BUCKETS:
+            self._leases.clear()  # bounded; a dropped lease only wastes permits
+        self._leases[keys] = (left, until, verdict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -143,6 +144,29 @@ async def test_rate_limit_shared_by_two_gateways_on_one_redis(
     statuses = [a.status for batch in answers for a in batch]
     assert statuses.count(200) == 20
     assert statuses.count(429) == 30  # apart, each would have let 20 through
+
+
+async def test_rate_limit_leases_never_exceed_the_limit(
+    make_gateway: GatewayFactory, company: tuple[EchoBackend, str]
+) -> None:
+    """At 500 per minute each gateway leases 10 permits at a time: never more than
+    500 pass, and at most a lease per gateway goes unused."""
+    _, url = company
+    first = await make_gateway(company_yaml(url, per_token="500/minute"))
+    second = await make_gateway(company_yaml(url, per_token="500/minute"))
+    token = await login(first)
+
+    started = time.monotonic()
+    answers = await asyncio.gather(burst(first, token, 300), burst(second, token, 300))
+    # The bucket refills 500 per minute meanwhile (GCRA): that many more may pass.
+    refill = math.ceil((time.monotonic() - started) * 500 / 60)
+
+    passed = sum(a.status == 200 for batch in answers for a in batch)
+    assert 500 - 2 * 10 <= passed <= 500 + refill
+    statuses = sorted({a.status for batch in answers for a in batch})
+    assert sum(a.status == 429 for batch in answers for a in batch) == 600 - passed, (
+        statuses
+    )
 
 
 async def test_rate_limit_per_tenant_counts_every_token_but_not_bad_ones(
