@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Final, TextIO
 
+import orjson
+
 REQUEST_ID: Final = contextvars.ContextVar[str]("request_id", default="-")
 TENANT: Final = contextvars.ContextVar[str]("tenant", default="-")
 
@@ -72,4 +74,4 @@ class AccessLog:
             "logger": "gateway.access",
         }
         line.update((k, v) for k, v in fields.items() if v is not None)
-        self.stream.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self.stream.write(orjson.dumps(line, default=str).decode() + "\n")

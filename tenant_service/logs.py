@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Final
 
+import orjson
+
 REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
     "request_id", default=None
 )
@@ -75,4 +77,4 @@ def write_access(**fields: object) -> None:
         "tenant": TENANT.get(),
     }
     entry.update(fields)
-    sys.stdout.write(json.dumps(entry, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.write(orjson.dumps(entry, default=str).decode() + "\n")
