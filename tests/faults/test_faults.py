@@ -798,6 +798,10 @@ async def revoke_across(
             await asyncio.sleep(0.02)
 
     others = list(zip(sessions[1:], gateways[1:], strict=True))
+    # The other gateways hear of the revocation over pub/sub, a few ms later; a
+    # request inside that window is refused by the backend (which knows it too).
+    # Ask after it, so the refusal checked here is the gateways' own.
+    await asyncio.sleep(0.1)
     results = await asyncio.gather(*(refused_by(s, g) for s, g in others))
     await asyncio.sleep(0.2)  # their access lines
     shown: list[str] = []

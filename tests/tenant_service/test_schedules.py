@@ -330,6 +330,8 @@ async def test_schedule_trigger_validation_and_access(
     )
     assert status == 422
     assert "Unknown field." in str(body["message"])
+    # The sensor endpoint takes one object: its fields are named without an index.
+    assert body["message"]["json"]["flex-model"]["soc-maxx"] == ["Unknown field."]
     status, body = await trigger(
         client,
         world.member,

@@ -130,7 +130,8 @@ async def trigger_sensor_schedule(request: web.Request) -> web.Response:
     if raw_model is not None and not isinstance(raw_model, dict):
         fields.fail("flex-model", "Not a valid mapping type.")
         raw_model = {}
-    devices = [{**(raw_model or {}), "sensor": sensor.id}]
+    # One object, as sent: its problems are named without a list index.
+    devices = {**(raw_model or {}), "sensor": sensor.id}
     return await _trigger(request, fields, devices, asset, f"sensor {sensor.id}")
 
 
@@ -167,7 +168,7 @@ def _trigger_fields(data: dict[str, Any]) -> Fields:
 async def _trigger(
     request: web.Request,
     fields: Fields,
-    devices: list[Any],
+    devices: list[Any] | dict[str, Any],
     asset: Any,
     target: str,
 ) -> web.Response:
