@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+from yarl import URL
 
 from . import keys
 from .auth import REDIS_ERRORS
@@ -51,6 +52,7 @@ PUBLIC: Final = frozenset(
 )
 # The docs page's static files (Swagger UI): one file name below `docs/`.
 PUBLIC_FILE_RE: Final = re.compile(r"docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
+AUTH_TOKEN: Final = "auth_token"  # FlexMeasures' query parameter of a token
 SUNSET_DATE: Final = "Mon, 01 May 2023 00:00:00 GMT"
 SUNSET_LINK: Final = "https://flexmeasures.readthedocs.io/en/latest/api/change_log.html"
 
@@ -170,16 +172,39 @@ def _token_from(request: web.Request) -> str | None:
         if header[:7].lower() == "bearer ":
             return header[7:].strip()
         return header
-    return request.query.get("auth_token")
+    return request.query.get(AUTH_TOKEN)
 
 
-def _without_auth_token(raw_path: str) -> str:
-    """The raw path with any auth_token query parameter removed (it is a secret)."""
-    path, sep, query = raw_path.partition("?")
-    if not sep or "auth_token" not in query:
-        return raw_path
-    kept = [p for p in query.split("&") if p.split("=", 1)[0] != "auth_token"]
-    return f"{path}?{'&'.join(kept)}" if kept else path
+def _is_auth_token(part: str) -> bool:
+    """Whether a `name=value` part of a query names auth_token once decoded.
+
+    Decoded by yarl, as aiohttp's `request.query` decodes it (`%5F`, `%61`, either
+    case of hex, `+`), so every spelling that authenticates is recognised.
+    """
+    name = part.partition("=")[0]
+    if "%" not in name:
+        return name == AUTH_TOKEN
+    return AUTH_TOKEN in URL.build(query_string=name, encoded=True).query
+
+
+def _without_auth_token(request: web.Request) -> str:
+    """The request's target for a backend: every auth_token parameter removed.
+
+    The token is a secret and must not reach a backend's request line (or its
+    logs), in whatever spelling the query parser accepted it. The query is the one
+    aiohttp parsed (up to a `#`); a fragment is never passed on.
+    """
+    raw = request.raw_path
+    if "?" not in raw and "#" not in raw:
+        return raw
+    url = request.rel_url
+    query = url.raw_query_string
+    parts = query.split("&")
+    kept = [part for part in parts if not _is_auth_token(part)]
+    if len(kept) == len(parts) and "#" not in raw:
+        return raw  # nothing to remove
+    kept_query = "&".join(kept)
+    return f"{url.raw_path}?{kept_query}" if kept_query else url.raw_path
 
 
 async def _caller(request: web.Request, tenant: TenantConfig) -> Caller:
@@ -224,7 +249,7 @@ async def _proxy(request: web.Request, caller: Caller) -> web.StreamResponse:
         request,
         tenant,
         _identity(request, tenant, caller),
-        target=_without_auth_token(request.raw_path),
+        target=_without_auth_token(request),
     )
     if revoke is not None:
         try:

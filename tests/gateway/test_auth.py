@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
+    raw_request,
     start_echo,
     tenants_text,
     write_secret,
@@ -120,6 +121,86 @@ async def test_auth_token_query_parameter_is_accepted_and_not_forwarded(
     )
     assert response.status == 200
     assert company.seen[-1]["raw_path"] == "/api/v3_0/users?a=1&b=%2B2"
+
+
+# Spellings of the token's query parameter that aiohttp's query parser decodes to
+# `auth_token` ("T" stands for the token): each authenticates, and the backend's
+# request line must be the second column.
+ENCODED_SPELLINGS = [
+    ("auth_token=T", "/api/v3_0/users"),
+    ("auth%5Ftoken=T", "/api/v3_0/users"),
+    ("auth%5ftoken=T", "/api/v3_0/users"),
+    ("%61%75%74%68%5F%74%6F%6B%65%6E=T", "/api/v3_0/users"),
+    ("%61%75%74%68%5f%74%6f%6b%65%6e=T", "/api/v3_0/users"),
+    ("a=1&auth%5Ftoken=T&b=%2B2", "/api/v3_0/users?a=1&b=%2B2"),
+    ("auth%5Ftoken=T&auth_token=T&x=y", "/api/v3_0/users?x=y"),
+    ("auth_token=T&auth%5Ftoken=&auth%5Ftoken", "/api/v3_0/users"),
+    ("&&auth%5Ftoken=T&&x=1", "/api/v3_0/users?&&&x=1"),
+    ("x=%E9&auth_t%6Fken=T", "/api/v3_0/users?x=%E9"),
+    ("auth_t%6Fken=T#frag", "/api/v3_0/users"),
+    ("x=1&auth%5Ftoken=T#&auth_token=T", "/api/v3_0/users?x=1"),
+]
+# Spellings the parser does not read as auth_token: no authentication (401).
+NOT_THE_PARAMETER = [
+    "auth+token=T",
+    "Auth_token=T",
+    "AUTH%5FTOKEN=T",
+    "auth%255Ftoken=T",
+    "a=1;auth_token=T",
+    "auth_token%3DT",
+    "auth%5Ftoken%00=T",
+    "x=1#&auth_token=T",
+]
+
+
+async def _get_raw(client: object, target: str) -> str:
+    """GET `target` exactly as written (no client-side quoting); the status code."""
+    answer = await raw_request(
+        client,  # type: ignore[arg-type]
+        f"GET {target} HTTP/1.1\r\nHost: company.localhost:8080\r\n"
+        "Connection: close\r\n\r\n",
+    )
+    return answer.split(" ", 2)[1]
+
+
+@pytest.mark.parametrize(("query", "forwarded"), ENCODED_SPELLINGS)
+async def test_auth_token_in_every_spelling_authenticates_and_is_stripped(
+    two_tenants: tuple[object, EchoBackend, EchoBackend], query: str, forwarded: str
+) -> None:
+    client, company, _ = two_tenants
+    token = await login(client)
+    seen = len(company.seen)
+    status = await _get_raw(client, f"/api/v3_0/users?{query.replace('T', token)}")
+    assert status == "200"
+    (request,) = company.seen[seen:]
+    assert request["raw_path"] == forwarded
+    assert token not in str(request["headers"])
+
+
+@pytest.mark.parametrize("query", NOT_THE_PARAMETER)
+async def test_auth_token_lookalikes_do_not_authenticate(
+    two_tenants: tuple[object, EchoBackend, EchoBackend], query: str
+) -> None:
+    client, company, _ = two_tenants
+    token = await login(client)
+    seen = len(company.seen)
+    status = await _get_raw(client, f"/api/v3_0/users?{query.replace('T', token)}")
+    assert status == "401"
+    assert company.seen[seen:] == []
+
+
+async def test_auth_token_parameter_is_stripped_when_a_header_authenticates(
+    two_tenants: tuple[object, EchoBackend, EchoBackend],
+) -> None:
+    client, company, _ = two_tenants
+    token = await login(client)
+    other = await login(client)
+    response = await client.get(  # type: ignore[attr-defined]
+        f"/api/v3_0/users?auth%5Ftoken={other}&q=1",
+        headers={**COMPANY, "Authorization": token},
+    )
+    assert response.status == 200
+    assert company.seen[-1]["raw_path"] == "/api/v3_0/users?q=1"
 
 
 async def test_token_is_bound_to_its_tenant(
