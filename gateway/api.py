@@ -100,7 +100,8 @@ async def _login_payload(request: web.Request) -> tuple[str, str]:
         )
     try:
         data: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        # RecursionError: arrays or objects nested too deep for the parser.
         raise BadRequestError(UNREADABLE) from err
     if not isinstance(data, dict):
         raise UnprocessableError({"_schema": ["Invalid input type."]})
@@ -127,7 +128,9 @@ async def _login_payload(request: web.Request) -> tuple[str, str]:
 async def request_auth_token(request: web.Request) -> web.Response:
     """Check email and password with the tenant's backend, then mint a token.
 
-    Throttled with the login page (gateway/login.py): 429 TOO_MANY_REQUESTS.
+    Throttled with the login page (gateway/login.py): 429 TOO_MANY_REQUESTS past
+    the failed-login, checks-in-flight or tokens-per-user limits, 503 while the
+    backend is busy checking other passwords; each with Retry-After.
     """
     tenant = _tenant(request)
     email, password = await _login_payload(request)
@@ -225,15 +228,26 @@ async def _caller(request: web.Request, tenant: TenantConfig) -> Caller:
 
 
 async def _rate_limit(request: web.Request, tenant: TenantConfig) -> None:
-    """Charge an authenticated API request to its token's and tenant's limits.
-
-    Every answer to it carries FlexMeasures' X-RateLimit-* and Retry-After
-    (middlewares.add_standard_headers); past a limit it is a 429.
-    """
+    """Charge an authenticated API request to its token's and tenant's limits."""
     token = _token_from(request)
     if not token:  # _caller let it through, so there is one
         return
-    verdict = await request.app[keys.LIMITER].check(tenant, token)
+    await charge_rate_limit(request, tenant, token)
+
+
+async def charge_rate_limit(
+    request: web.Request, tenant: TenantConfig, credential: str
+) -> None:
+    """Charge one request to its credential's bucket and the tenant's bucket.
+
+    `credential` is an API token, or a page session's id (the dashboard): each has
+    a bucket of the tenant's `per_token` size; all share the `per_tenant` bucket.
+    Every answer to the request carries FlexMeasures' X-RateLimit-* and
+    Retry-After (middlewares.add_standard_headers); past a limit it is a 429.
+    Call it only once the credential is known to be valid, so a wrong one cannot
+    spend the tenant's budget.
+    """
+    verdict = await request.app[keys.LIMITER].check(tenant, credential)
     if verdict is None:
         return
     headers = verdict.headers()

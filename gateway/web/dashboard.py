@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from gateway import keys
+from gateway.api import charge_rate_limit
 from gateway.errors import (
     ApiError,
     MethodNotAllowedError,
@@ -288,6 +289,23 @@ async def _listing(
 # --- pages ----------------------------------------------------------------------------
 
 
+async def _signed_in(request: web.Request) -> PageUser | None:
+    """The session's user, charged one request of the tenant's rate limits.
+
+    The dashboard reads the same data as the API, so it counts as the API does: the
+    session has a bucket of the tenant's `per_token` size of its own (as each API
+    token has), and shares the tenant's `per_tenant` bucket. Past a limit it is
+    FlexMeasures' 429 (JSON under /dashboard/api, a page elsewhere) with
+    X-RateLimit-* and Retry-After. No session: nothing is charged.
+    """
+    user = await current_user(request)
+    if user is None:
+        return None
+    request[USER_ID] = user.user_id
+    await charge_rate_limit(request, request[keys.TENANT], user.session_id)
+    return user
+
+
 def _to_login(request: web.Request) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
 
@@ -313,10 +331,9 @@ def _error_page(
 @routes.get("/dashboard")
 async def get_dashboard(request: web.Request) -> web.Response:
     """The account's assets as trees, each with its sensors."""
-    user = await current_user(request)
+    user = await _signed_in(request)
     if user is None:
         raise _to_login(request)
-    request[USER_ID] = user.user_id
     try:
         assets, assets_cut = await _listing(
             request, user, "assets", {"fields": ASSET_FIELDS}
@@ -348,10 +365,9 @@ async def get_dashboard(request: web.Request) -> web.Response:
 @routes.get(r"/dashboard/sensors/{id:\d{1,18}}")
 async def get_sensor_page(request: web.Request) -> web.Response:
     """A sensor's data over a chosen window, as a zoomable chart."""
-    user = await current_user(request)
+    user = await _signed_in(request)
     if user is None:
         raise _to_login(request)
-    request[USER_ID] = user.user_id
     sensor_id = int(request.match_info["id"])
     try:
         answer = await _get(request, user, f"{API}/sensors/{sensor_id}")
@@ -460,10 +476,9 @@ async def get_sensor_data(request: web.Request) -> web.Response:
 
 
 async def _sensor_data(request: web.Request) -> web.Response:
-    user = await current_user(request)
+    user = await _signed_in(request)
     if user is None:
         raise UnauthorizedError()
-    request[USER_ID] = user.user_id
     sensor_id = int(request.match_info["id"])
     query = {name: request.query[name] for name in DATA_PARAMS if name in request.query}
     if "unit" not in query:

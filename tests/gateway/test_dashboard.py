@@ -6,6 +6,7 @@ page sessions are issued directly in the gateway's token store, as a login would
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -96,51 +97,72 @@ async def seed_users(url: str) -> tuple[User, User]:
     )
 
 
+DashFactory = Callable[..., Awaitable[Dash]]
+
+
 @pytest.fixture
-async def dash(
+async def make_dash(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
     sqlite_database_url: str,
     redis_url: str,
     redis_prefix: str,
     tmp_path: Path,
-) -> Dash:
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    admin, outsider = await seed_users(sqlite_database_url)
-    secret = write_secret(secrets_dir, "company")
-    write_secret(secrets_dir, "acme")
-    server = await aiohttp_server(
-        create_backend(
-            BackendSettings(
-                name="company", database_url=sqlite_database_url, secret=Secret(secret)
+) -> DashFactory:
+    """The gateway over company's real backend; `rate_limits` for company."""
+
+    async def factory(rate_limits: dict[str, str] | None = None) -> Dash:
+        secrets_dir = tmp_path / "secrets"
+        secrets_dir.mkdir()
+        admin, outsider = await seed_users(sqlite_database_url)
+        secret = write_secret(secrets_dir, "company")
+        write_secret(secrets_dir, "acme")
+        server = await aiohttp_server(
+            create_backend(
+                BackendSettings(
+                    name="company",
+                    database_url=sqlite_database_url,
+                    secret=Secret(secret),
+                )
             )
         )
-    )
-    path = tmp_path / "tenants.yaml"
-    path.write_text(
-        tenants_text(
-            [
-                {
-                    "subdomain": "company",
-                    "backends": [str(server.make_url("")).rstrip("/")],
-                },
-                # A backend nobody listens on: the dashboard's fault page.
-                {"subdomain": "acme", "backends": [f"http://127.0.0.1:{free_port()}"]},
-            ]
-        )
-    )
-    gateway = await aiohttp_client(
-        create_gateway(
-            GatewaySettings(
-                tenants_path=path,
-                redis_url=redis_url,
-                key_prefix=redis_prefix,
-                secrets_dir=secrets_dir,
+        company: dict[str, object] = {
+            "subdomain": "company",
+            "backends": [str(server.make_url("")).rstrip("/")],
+        }
+        if rate_limits is not None:
+            company["rate_limits"] = rate_limits
+        path = tmp_path / "tenants.yaml"
+        path.write_text(
+            tenants_text(
+                [
+                    company,
+                    # A backend nobody listens on: the dashboard's fault page.
+                    {
+                        "subdomain": "acme",
+                        "backends": [f"http://127.0.0.1:{free_port()}"],
+                    },
+                ]
             )
         )
-    )
-    return Dash(gateway, admin, outsider)
+        gateway = await aiohttp_client(
+            create_gateway(
+                GatewaySettings(
+                    tenants_path=path,
+                    redis_url=redis_url,
+                    key_prefix=redis_prefix,
+                    secrets_dir=secrets_dir,
+                )
+            )
+        )
+        return Dash(gateway, admin, outsider)
+
+    return factory
+
+
+@pytest.fixture
+async def dash(make_dash: DashFactory) -> Dash:
+    return await make_dash()
 
 
 async def session(dash: Dash, user: User, tenant: str = "company") -> dict[str, str]:
@@ -506,6 +528,103 @@ async def test_sensor_data_is_get_only(dash: Dash) -> None:
         )
         assert response.status == 405, method
         assert response.headers["Allow"] == "GET"
+
+
+# --- rate limits ----------------------------------------------------------------------
+
+LIMITED = {
+    "message": "You hit a rate limit. The limit you hit allows 3 per 1 minute.",
+    "result": "Rejected",
+    "status": "TOO_MANY_REQUESTS",
+}
+
+
+async def test_sensor_data_is_rate_limited_per_session(make_dash: DashFactory) -> None:
+    dash = await make_dash({"per_token": "3/minute", "per_tenant": "off"})
+    headers = await session(dash, dash.admin)
+    url = "/dashboard/api/sensors/1/data"  # no such sensor: the backend's 404
+    query = {"start": START, "duration": "PT2H", "unit": "kW"}
+    for remaining in (2, 1, 0):
+        response = await dash.gateway.get(url, params=query, headers=headers)
+        assert response.status == 404
+        assert response.headers["X-RateLimit-Limit"] == "3"
+        assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+        assert int(response.headers["X-RateLimit-Reset"]) > 0
+    response = await dash.gateway.get(url, params=query, headers=headers)
+    assert response.status == 429
+    assert await response.json() == LIMITED
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(response.headers["Retry-After"]) <= 20
+    # The pages of that session count too: the limit's page, with the headers.
+    page = await dash.gateway.get("/dashboard/sensors/1", headers=headers)
+    assert page.status == 429
+    assert page.content_type == "text/html"
+    assert "You hit a rate limit" in await page.text()
+    assert page.headers["X-RateLimit-Limit"] == "3"
+    assert "Retry-After" in page.headers
+    # The user's API token and another session of theirs have buckets of their own.
+    direct = await dash.gateway.get(
+        "/api/v3_0/sensors/1/data", params=query, headers=await api(dash, dash.admin)
+    )
+    assert direct.status != 429
+    assert direct.headers["X-RateLimit-Remaining"] == "2"
+    other = await session(dash, dash.admin)
+    response = await dash.gateway.get(url, params=query, headers=other)
+    assert response.status == 404
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+
+
+async def test_dashboard_and_api_share_the_tenant_bucket(
+    make_dash: DashFactory,
+) -> None:
+    dash = await make_dash({"per_token": "off", "per_tenant": "3/minute"})
+    headers = await session(dash, dash.admin)
+    token = await api(dash, dash.outsider)
+    url = "/dashboard/api/sensors/1/data"
+    query = {"start": START, "duration": "PT2H", "unit": "kW"}
+    # Wrong or missing sessions are refused before anything is charged.
+    for cookie in ({}, {"Cookie": f"{COOKIE}=forged"}):
+        for _ in range(4):
+            response = await dash.gateway.get(
+                url, params=query, headers={**COMPANY, **cookie}
+            )
+            assert response.status == 401
+    first = await dash.gateway.get("/dashboard", headers=headers)
+    assert first.status == 200
+    assert first.headers["X-RateLimit-Remaining"] == "2"
+    second = await dash.gateway.get("/api/v3_0/assets", headers=token)
+    assert second.status == 200
+    assert second.headers["X-RateLimit-Remaining"] == "1"
+    third = await dash.gateway.get(url, params=query, headers=headers)
+    assert third.status == 404  # no sensor 1: charged all the same
+    assert third.headers["X-RateLimit-Remaining"] == "0"
+    for response in (
+        await dash.gateway.get(url, params=query, headers=headers),
+        await dash.gateway.get("/api/v3_0/assets", headers=token),
+    ):
+        assert response.status == 429
+        assert await response.json() == LIMITED
+    page = await dash.gateway.get("/dashboard", headers=headers)
+    assert page.status == 429
+    assert page.content_type == "text/html"
+
+
+async def test_dashboard_session_limits_hold_under_concurrency(
+    make_dash: DashFactory,
+) -> None:
+    dash = await make_dash({"per_token": "20/minute", "per_tenant": "off"})
+    headers = await session(dash, dash.admin)
+    url = "/dashboard/api/sensors/1/data"
+    query = {"start": START, "duration": "PT2H", "unit": "kW"}
+
+    async def one() -> int:
+        response = await dash.gateway.get(url, params=query, headers=headers)
+        await response.read()
+        return response.status
+
+    statuses = await asyncio.gather(*(one() for _ in range(50)))
+    assert statuses.count(429) == 30
+    assert statuses.count(404) == 20  # the backend's answer: no sensor 1
 
 
 # --- static files -----------------------------------------------------------------------
