@@ -30,6 +30,8 @@ DRAIN: Final = web.AppKey("drain", Drain)
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 TENANT: Final = web.RequestKey("tenant", TenantConfig)
 PUBLIC_HOST: Final = web.RequestKey("public_host", str)
+# The host with the port the client used (none if the scheme's default), for URLs.
+PUBLIC_AUTHORITY: Final = web.RequestKey("public_authority", str)
 SCHEME: Final = web.RequestKey("scheme", str)
 CLIENT_IP: Final = web.RequestKey("client_ip", str)
 # X-RateLimit-* and Retry-After of a rate-limited request, for every answer to it.

@@ -60,7 +60,7 @@ def identity_for(request: web.Request, tenant: TenantConfig, caller: Caller) -> 
         secret=tenant_secret(tenant),
         tenant=tenant.subdomain,
         caller=caller,
-        host=request[keys.PUBLIC_HOST],
+        host=request[keys.PUBLIC_AUTHORITY],
         scheme=request[keys.SCHEME],
     )
 

@@ -27,7 +27,7 @@ from .errors import (
 )
 from .logs import AccessLog
 from .metrics import NO_TENANT, Metrics
-from .tenants import normalize_host
+from .tenants import normalize_host, public_authority
 from .web import error_page
 
 logger = logging.getLogger(__name__)
@@ -113,11 +113,15 @@ def through_proxy(request: web.Request, trusted: tuple[str, ...]) -> bool:
 
 
 def resolve_forwarded(request: web.Request, networks: tuple[IPNetwork, ...]) -> None:
-    """Client address, public host, scheme; X-Forwarded-* from trusted proxies only."""
+    """Client address, public host (and with its port), scheme.
+
+    X-Forwarded-For, -Host, -Proto and -Port count from trusted proxies only.
+    """
     peer = request.remote or ""
     host = request.headers.get("Host", "")
     scheme = "http"
     client = peer
+    port: str | None = None
     if _is_trusted(peer, networks):
         chain = [
             ip.strip()
@@ -133,8 +137,10 @@ def resolve_forwarded(request: web.Request, networks: tuple[IPNetwork, ...]) -> 
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
         if proto in ("http", "https"):
             scheme = proto
+        port = request.headers.get("X-Forwarded-Port", "").split(",")[0]
     request[keys.CLIENT_IP] = client
     request[keys.PUBLIC_HOST] = normalize_host(host)
+    request[keys.PUBLIC_AUTHORITY] = public_authority(host, scheme, port)
     request[keys.SCHEME] = scheme
 
 

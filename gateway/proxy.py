@@ -173,7 +173,11 @@ async def forward(
     raw = target if target is not None else request.raw_path
     client_ip = request[keys.CLIENT_IP]
     headers = upstream_headers(
-        request, identity, client_ip, request[keys.PUBLIC_HOST], request[keys.SCHEME]
+        request,
+        identity,
+        client_ip,
+        request[keys.PUBLIC_AUTHORITY],  # with the port the client used
+        request[keys.SCHEME],
     )
     length = request.content_length
     if length is not None and length > tenant.max_body_bytes:
@@ -360,7 +364,7 @@ async def fetch(
         "Accept": "application/json",
         "Accept-Encoding": "identity",
         "X-Forwarded-For": request[keys.CLIENT_IP],
-        "X-Forwarded-Host": request[keys.PUBLIC_HOST],
+        "X-Forwarded-Host": request[keys.PUBLIC_AUTHORITY],
         "X-Forwarded-Proto": request[keys.SCHEME],
         "X-Request-Id": request[keys.REQUEST_ID],
         IDENTITY_HEADER: identity,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from .config import ConfigError, TenantConfig, TenantsConfig, load_tenants
 from .metrics import Metrics
@@ -23,6 +25,33 @@ def normalize_host(raw: str) -> str:
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
+
+
+AUTHORITY_RE: Final = re.compile(
+    r"(?P<host>[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def public_authority(raw: str, scheme: str, port: str | None = None) -> str:
+    """The host and port clients use, for URLs and origins (`company.localhost:8080`).
+
+    Lower-case, no trailing dot, the port dropped when it is the scheme's default
+    (80, 443); `port` (X-Forwarded-Port) when `raw` names none. A malformed host or
+    port leaves the bare host (normalize_host; IPv6 in brackets).
+    """
+    match = AUTHORITY_RE.fullmatch(raw.strip().lower())
+    if match is None:
+        host = normalize_host(raw)
+        return f"[{host}]" if ":" in host else host
+    host = match["host"].rstrip(".")
+    given = match["port"] or (port or "").strip()
+    if not given.isascii() or not given.isdigit() or len(given) > 5:
+        return host
+    number = int(given)
+    if not 0 < number < 65536 or number == DEFAULT_PORTS.get(scheme):
+        return host
+    return f"{host}:{number}"
 
 
 @dataclass(frozen=True, slots=True)

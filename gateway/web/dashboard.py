@@ -491,3 +491,9 @@ async def _sensor_data(request: web.Request) -> web.Response:
         request, user, f"{API}/sensors/{sensor_id}/data?{urlencode(query)}"
     )
     return _relay(request, answer)
+
+
+@routes.get("/")
+async def get_root(request: web.Request) -> web.Response:
+    """A tenant's home: the dashboard (which sends strangers on to /login)."""
+    raise web.HTTPFound("/dashboard", headers={"Cache-Control": "no-store"})

@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.auth import TokenRecord
 from gateway.config import TenantConfig
+from gateway.tenants import DEFAULT_PORTS
 
 COOKIE: Final = "flexhost_session"
 SESSION_KIND: Final = "session"
@@ -133,26 +134,35 @@ async def end_session(request: web.Request, user: PageUser) -> None:
 
 
 def same_origin(request: web.Request) -> bool:
-    """Whether a POST comes from a page of this very origin (Origin, else Referer)."""
-    expected = (
-        f"{request.get(keys.SCHEME, 'http')}://{request.get(keys.PUBLIC_HOST, '')}"
+    """Whether a POST comes from a page of this very origin (Origin, else Referer).
+
+    Scheme, host and port must all be the ones the client used for this request
+    (a port left out is the scheme's default, 80 or 443).
+    """
+    expected = _origin_of(
+        f"{request.get(keys.SCHEME, 'http')}://{request.get(keys.PUBLIC_AUTHORITY, '')}"
     )
-    origin = request.headers.get("Origin")
-    if origin is None:
-        referer = request.headers.get("Referer")
-        if not referer:
-            return False
-        parts = urlsplit(referer)
-        origin = f"{parts.scheme}://{parts.netloc}"
-    parts = urlsplit(origin)
-    return f"{parts.scheme}://{parts.netloc.lower()}" == expected.lower() or (
-        _without_port(origin) == _without_port(expected)
-    )
+    given = request.headers.get("Origin")
+    if given is None:
+        given = request.headers.get("Referer")
+    if not given or expected is None:
+        return False
+    return _origin_of(given) == expected
 
 
-def _without_port(origin: str) -> str:
-    parts = urlsplit(origin.lower())
-    return f"{parts.scheme}://{parts.hostname or ''}"
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL; None if it has no http(s) origin."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    default = DEFAULT_PORTS.get(scheme)
+    if default is None or not host:
+        return None
+    return scheme, host, port if port is not None else default
 
 
 def csrf_valid(request: web.Request, user: PageUser, submitted: str | None) -> bool:

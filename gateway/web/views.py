@@ -50,7 +50,6 @@ KEY_NAME_MAX: Final = 80
 DAY: Final = 24 * 3600
 API_KINDS: Final = frozenset({"api", "api-key"})  # listed on the profile; no sessions
 DIGEST_RE: Final = re.compile(r"[0-9a-f]{64}")
-AUTHORITY_RE: Final = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?")
 LOGIN_FAILED: Final = "Invalid email or password."
 UNAVAILABLE: Final = (
     "Logging in is unavailable right now; please try again in a minute."
@@ -119,16 +118,8 @@ def _duration(seconds: int) -> str:
 
 
 def _authority(request: web.Request) -> str:
-    """The host (and port, if any) clients use for this tenant."""
-    public = request[keys.PUBLIC_HOST]
-    direct = request.host.strip().lower().rstrip(".")
-    # Behind a trusted proxy the Host header is the proxy's; then the public host
-    # (from X-Forwarded-Host) without a port is the best we know.
-    if AUTHORITY_RE.fullmatch(direct) and direct.split(":")[0] == public:
-        scheme = request[keys.SCHEME]
-        default = ":443" if scheme == "https" else ":80"
-        return direct.removesuffix(default)
-    return public
+    """The host (and port, unless the scheme's default) clients use for this tenant."""
+    return request[keys.PUBLIC_AUTHORITY]
 
 
 # --- login and logout ---------------------------------------------------------

@@ -107,7 +107,7 @@ async def test_token_is_accepted_raw_and_with_bearer(
         assert isinstance(claims, dict)
         assert claims["sub"] == "7"
         assert claims["acc"] == 3
-        assert claims["host"] == "company.localhost"
+        assert claims["host"] == "company.localhost:8080"  # with the port used
         assert "Authorization" not in company.seen[-1]["headers"]  # type: ignore[operator]
 
 

@@ -480,6 +480,112 @@ async def test_login_from_another_origin_is_403(site: Site) -> None:
     assert response.url.path == "/login"
 
 
+@pytest.mark.parametrize(
+    ("host", "origin", "accepted"),
+    [
+        ("company.localhost:8080", "http://company.localhost:8080", True),
+        ("company.localhost:8080", "http://Company.Localhost:8080", True),
+        ("company.localhost:8080", "http://company.localhost:9999", False),
+        ("company.localhost:8080", "http://company.localhost", False),
+        ("company.localhost:8080", "https://company.localhost:8080", False),
+        ("company.localhost:8080", "http://company.localhost:8080.", False),
+        ("company.localhost:8080", "http://company.localhost:99999", False),
+        ("company.localhost:8080", "null", False),
+        ("company.localhost", "http://company.localhost:80", True),
+        ("company.localhost:80", "http://company.localhost", True),
+        ("company.localhost", "http://company.localhost:8080", False),
+        ("company.localhost", "http://company.localhost:443", False),
+    ],
+)
+async def test_login_origin_must_match_scheme_host_and_port(
+    site: Site, host: str, origin: str, accepted: bool
+) -> None:
+    response = await post_login(
+        site.client, "admin@company.test", headers={"Host": host, "Origin": origin}
+    )
+    assert response.status == (303 if accepted else 403), origin
+    # Without Origin the Referer counts, by the same rule.
+    response = await post_login(
+        site.client,
+        "admin@company.test",
+        headers={"Host": host, "Referer": f"{origin}/login?next=/"},
+    )
+    assert response.status == (303 if accepted else 403), origin
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "origin", "accepted"),
+    [
+        ({"X-Forwarded-Proto": "https"}, "https://company.localhost", True),
+        ({"X-Forwarded-Proto": "https"}, "https://company.localhost:443", True),
+        ({"X-Forwarded-Proto": "https"}, "http://company.localhost", False),
+        ({"X-Forwarded-Proto": "https"}, "https://company.localhost:8443", False),
+        (
+            {"X-Forwarded-Proto": "https", "X-Forwarded-Port": "8443"},
+            "https://company.localhost:8443",
+            True,
+        ),
+        (
+            {
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "company.localhost:8443",
+            },
+            "https://company.localhost:8443",
+            True,
+        ),
+        (
+            {
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "company.localhost:8443",
+            },
+            "https://company.localhost",
+            False,
+        ),
+    ],
+)
+async def test_login_origin_behind_a_trusted_proxy(
+    make_site: SiteFactory, forwarded: dict[str, str], origin: str, accepted: bool
+) -> None:
+    site = await make_site(trusted_proxies=("127.0.0.1/32",))
+    response = await post_login(
+        site.client,
+        "admin@company.test",
+        headers={
+            "Host": "company.localhost",
+            "X-Forwarded-For": "203.0.113.9",
+            **forwarded,
+            "Origin": origin,
+        },
+    )
+    assert response.status == (303 if accepted else 403), (forwarded, origin)
+
+
+async def test_root_redirects_to_the_dashboard_and_on_to_login(site: Site) -> None:
+    for host in (COMPANY, "company.localhost:8080"):
+        response = await site.client.get(
+            "/", headers={"Host": host}, allow_redirects=False
+        )
+        assert response.status == 302
+        assert response.headers["Location"] == "/dashboard"
+        response = await site.client.get(
+            "/dashboard", headers={"Host": host}, allow_redirects=False
+        )
+        assert response.status == 303
+        assert response.headers["Location"] == "/login?next=/dashboard"
+    head = await site.client.head("/", headers={"Host": COMPANY}, allow_redirects=False)
+    assert head.status == 302
+    # Signed in, the redirect leads to the dashboard itself.
+    await logged_in(site.client)
+    response = await site.client.get("/", headers={"Host": COMPANY})
+    assert response.status == 200
+    assert response.url.path == "/dashboard"
+    # A host of no tenant has no root page.
+    response = await site.client.get(
+        "/", headers={"Host": "nobody.localhost"}, allow_redirects=False
+    )
+    assert response.status == 404
+
+
 async def test_redis_down_says_the_service_is_unavailable(
     make_site: SiteFactory,
 ) -> None:
