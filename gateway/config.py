@@ -121,6 +121,9 @@ def parse_rate(text: str) -> Rate:
 
 
 DEFAULT_PER_TOKEN: Final = Rate(500, 60)  # FlexMeasures 1.0: 500 per minute per user
+# A client logs in once per start and again when its token expires (6 h); even a
+# script logging in on every run of a per-minute cron job needs 60 an hour.
+DEFAULT_TOKENS_PER_USER: Final = Rate(100, 3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,12 @@ class Settings:
     login_failures_per_email: int = 5
     login_failures_per_address: int = 20
     login_failure_window: int = 900
+    # Password checks of one email in flight at once (all gateways together): more
+    # are answered 429 at once, so a burst for one account never reaches a backend.
+    login_checks_per_email: int = 2
+    # Tokens minted per user (login email) per period: requestAuthToken, page logins,
+    # fresh tokens and API keys of the profile page. None: no limit.
+    tokens_per_user: Rate | None = DEFAULT_TOKENS_PER_USER
     # Replica probes (seconds between rounds) and the drain on SIGTERM (seconds
     # in-flight requests get before they are cut).
     health_interval: float = 5.0
@@ -351,6 +360,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         except ValueError as err:
             problems.append(f"GATEWAY_REDIS_SENTINELS: {err}")
     redis_password = env.get("REDIS_PASSWORD") or None
+    tokens_per_user: Rate | None = DEFAULT_TOKENS_PER_USER
+    raw_tokens = env.get("TOKENS_PER_USER", "").strip()
+    if raw_tokens.lower() == "off":
+        tokens_per_user = None
+    elif raw_tokens:
+        try:
+            tokens_per_user = parse_rate(raw_tokens)
+        except ValueError as err:
+            problems.append(f"GATEWAY_TOKENS_PER_USER: {err}")
     settings = Settings(
         tenants_path=Path(env.get("TENANTS_PATH", "tenants.yaml")),
         redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
@@ -369,6 +387,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         login_failures_per_email=number("LOGIN_FAILURES_PER_EMAIL", 5, int),
         login_failures_per_address=number("LOGIN_FAILURES_PER_ADDRESS", 20, int),
         login_failure_window=number("LOGIN_FAILURE_WINDOW", 900, int),
+        login_checks_per_email=number("LOGIN_CHECKS_PER_EMAIL", 2, int),
+        tokens_per_user=tokens_per_user,
         health_interval=number("HEALTH_INTERVAL", 5.0, float),
         shutdown_grace=number("SHUTDOWN_GRACE", 15.0, float),
         metrics_dir=Path(env["METRICS_DIR"]) if env.get("METRICS_DIR") else None,

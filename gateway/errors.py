@@ -159,6 +159,33 @@ class RateLimitedError(ApiError):
         return {"message": self.message, "result": "Rejected", "status": self.code}
 
 
+class LoginRateLimitedError(RateLimitedError):
+    """429 in FlexMeasures' shape: a user's tokens or logins in flight are used up.
+
+    `reason` names the limit for the login metrics ("throttled", "token_limit").
+    """
+
+    def __init__(self, message: str, retry_after: int, reason: str) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+class LoginBusyError(ApiError):
+    """503: every replica is busy checking other passwords; `Retry-After` says when."""
+
+    http_status = 503
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Too many logins are being checked right now; please try again in "
+            f"{retry_after} second{'s' if retry_after != 1 else ''}.",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+
+
 class RateLimitUnavailableError(ApiError):
     """503: the rate-limit counters are unreachable and the policy is fail-closed."""
 

@@ -1,15 +1,28 @@
 """Password checks with a tenant's backend, throttled per account and per address.
 
-One mechanism for every way in (`POST /api/requestAuthToken`, the login page):
-failed logins are counted in Redis per email (case-insensitive) and per client
-address of a tenant; past a limit, further tries are refused with 429 and
-`Retry-After` until the window of the first failure ends, without asking the
-backend. Unknown emails count like known ones, so a 429 tells nothing about which
-accounts exist. Only hashes of the email and address are stored.
+One mechanism for every way in (`POST /api/requestAuthToken`, the login page).
+Before the backend is asked, each login takes a slot of four counters in Redis,
+each in one atomic script (check and count in one step, exact across gateway
+processes and gateways; the counters may live on different Redis Cluster nodes, so
+each script touches one key):
+
+- checks in flight per email (GATEWAY_LOGIN_CHECKS_PER_EMAIL): a burst for one
+  account beyond it is answered 429 at once and never reaches a backend;
+- failed logins per email (case-insensitive) and per client address of a tenant:
+  a failure keeps its slot until the window of the first one ends; past the limit
+  further tries get 429 with `Retry-After`. Unknown emails count like known ones,
+  so a 429 tells nothing about which accounts exist;
+- tokens minted per user (by login email, GATEWAY_TOKENS_PER_USER): a success
+  keeps its slot for the period.
+
+A success forgets the email's failures; anything that is no verdict on the
+password (the backend busy or down, Redis down, a cancelled request) gives every
+slot back. Only hashes of the email and address are stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -21,8 +34,10 @@ from aiohttp import web
 
 from . import keys
 from .auth import REDIS_ERRORS, RedisClient
-from .config import Settings, TenantConfig
+from .config import Rate, Settings, TenantConfig
 from .errors import (
+    LoginBusyError,
+    LoginRateLimitedError,
     TokenStoreUnavailableError,
     TooManyRequestsError,
     UpstreamTimeoutError,
@@ -35,16 +50,42 @@ from .proxy import replica_order
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "unknown-user", "wrong-password", "inactive"]
-# KEYS[1] a failure counter; ARGV[1] the window (s), which starts at the first
-# failure. One key per call: the email's and the address's counters may be on two
-# nodes of a Redis Cluster.
-_COUNT_FAILURE: Final = """
-local count = redis.call('INCR', KEYS[1])
-if redis.call('TTL', KEYS[1]) < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+# KEYS[1] a counter of slots; ARGV: its limit, its life in seconds (from the first
+# slot taken), and "1" to renew that life with every slot. Takes a slot and
+# returns 0, or returns the seconds until the counter ends if it is full.
+_TAKE: Final = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[1]) then
+  local ms = redis.call('PTTL', KEYS[1])
+  if ms < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+    return tonumber(ARGV[2])
+  end
+  return math.max(1, math.ceil(ms / 1000))
 end
-return count
+redis.call('INCR', KEYS[1])
+if ARGV[3] == '1' or redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
+# KEYS[1] a counter of slots: gives one back (the last one deletes the counter, so
+# the next window starts afresh).
+_GIVE_BACK: Final = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count <= 1 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return redis.call('DECR', KEYS[1])
+"""
+# Seconds a client waits when its account's checks in flight are all taken (a
+# check takes a fraction of a second).
+IN_FLIGHT_RETRY: Final = 1
+# How long a counter of checks in flight outlives its last check beyond the
+# tenant's upstream timeout (it heals by itself if a gateway dies mid-check).
+IN_FLIGHT_MARGIN: Final = 5
+BUSY_RETRY_MAX: Final = 60
 
 
 def tenant_secret(tenant: TenantConfig) -> str:
@@ -69,18 +110,35 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def _email_digest(email: str) -> str:
+    return _digest(email.strip().lower())
+
+
+def wait_words(seconds: int) -> str:
+    """A wait in words: "1 second", "40 seconds", "15 minutes"."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
 def retry_message(seconds: int) -> str:
     """The sentence telling a throttled user when to try again."""
-    if seconds < 60:
-        wait = f"{seconds} second{'s' if seconds != 1 else ''}"
-    else:
-        minutes = math.ceil(seconds / 60)
-        wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"Too many failed login attempts; please try again in {wait}."
+    return f"Too many failed login attempts; please try again in {wait_words(seconds)}."
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A counter of slots in Redis: at most `limit`, living `life` seconds."""
+
+    key: str
+    limit: int
+    life: int
+    renew: bool = False  # each slot taken renews its life (checks in flight)
 
 
 class LoginThrottle:
-    """Counters of failed logins in Redis (`<prefix>:fail:...`); a fault is a 503."""
+    """Slots of the login counters in Redis (`<prefix>:fail:...`); a fault is a 503."""
 
     def __init__(
         self,
@@ -90,13 +148,18 @@ class LoginThrottle:
         per_email: int,
         per_address: int,
         window: int,
+        checks_per_email: int = 1_000_000,
+        tokens_per_user: Rate | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.per_email = per_email
         self.per_address = per_address
         self.window = window
-        self._count = redis.register_script(_COUNT_FAILURE)
+        self.checks_per_email = checks_per_email
+        self.tokens_per_user = tokens_per_user
+        self._take = redis.register_script(_TAKE)
+        self._give_back = redis.register_script(_GIVE_BACK)
 
     @classmethod
     def of(cls, redis: RedisClient, settings: Settings) -> LoginThrottle:
@@ -107,54 +170,156 @@ class LoginThrottle:
             per_email=settings.login_failures_per_email,
             per_address=settings.login_failures_per_address,
             window=settings.login_failure_window,
+            checks_per_email=settings.login_checks_per_email,
+            tokens_per_user=settings.tokens_per_user,
         )
 
     def email_key(self, tenant: str, email: str) -> str:
-        """The counter of an email at a tenant (its hash only)."""
-        return f"{self.prefix}:fail:email:{tenant}:{_digest(email.strip().lower())}"
+        """The failure counter of an email at a tenant (its hash only)."""
+        return f"{self.prefix}:fail:email:{tenant}:{_email_digest(email)}"
 
     def address_key(self, tenant: str, address: str) -> str:
-        """The counter of a client address at a tenant (its hash only)."""
+        """The failure counter of a client address at a tenant (its hash only)."""
         return f"{self.prefix}:fail:addr:{tenant}:{_digest(address)}"
 
-    async def retry_after(self, tenant: str, email: str, address: str) -> int | None:
-        """Seconds until this email and address may try again; None if they may now."""
-        limits = (
-            (self.email_key(tenant, email), self.per_email),
-            (self.address_key(tenant, address), self.per_address),
+    def in_flight(self, tenant: str, email: str, life: int) -> Counter:
+        """The counter of an email's password checks in flight."""
+        key = f"{self.prefix}:checks:{tenant}:{_email_digest(email)}"
+        return Counter(key, self.checks_per_email, life, renew=True)
+
+    def mint_counter(self, tenant: str, email: str) -> Counter | None:
+        """The counter of tokens minted for a user (by login email); None: no limit."""
+        if self.tokens_per_user is None:
+            return None
+        key = f"{self.prefix}:mint:{tenant}:{_email_digest(email)}"
+        return Counter(key, self.tokens_per_user.limit, self.tokens_per_user.period)
+
+    async def take(self, counter: Counter) -> int | None:
+        """Take a slot; None if taken, else the seconds until the counter ends."""
+        try:
+            wait = await self._take(
+                keys=[counter.key],
+                args=[counter.limit, counter.life, "1" if counter.renew else "0"],
+            )
+        except REDIS_ERRORS as err:
+            raise TokenStoreUnavailableError() from err
+        return int(wait) or None
+
+    async def give_back(self, *counters: Counter | None) -> None:
+        """Give one slot back to each counter (best effort: a fault is logged)."""
+        for counter in counters:
+            if counter is None:
+                continue
+            try:
+                await self._give_back(keys=[counter.key])
+            except REDIS_ERRORS as err:
+                logger.warning("could not give a login slot back: %s", err)
+
+    async def enter(self, tenant: str, email: str, address: str, *, life: int) -> Slots:
+        """Slots of every counter of a login, or the 429 of the first one full.
+
+        `life`: how long a check may take (the counter of checks in flight
+        outlives its last one by this).
+        """
+        slots = Slots(
+            in_flight=self.in_flight(tenant, email, life),
+            email=Counter(self.email_key(tenant, email), self.per_email, self.window),
+            address=Counter(
+                self.address_key(tenant, address), self.per_address, self.window
+            ),
+            mint=self.mint_counter(tenant, email),
         )
+        taken: list[Counter] = []
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key, _ in limits:
-                    pipe.get(key)
-                    pipe.ttl(key)
-                replies = await pipe.execute()
-        except REDIS_ERRORS as err:
-            raise TokenStoreUnavailableError() from err
-        waits = []
-        for index, (_, limit) in enumerate(limits):
-            count, ttl = replies[2 * index], int(replies[2 * index + 1])
-            if count is not None and int(count) >= limit:
-                waits.append(ttl if ttl > 0 else self.window)
-        return max(waits) if waits else None
+            for counter in slots.all():
+                wait = await self.take(counter)
+                if wait is None:
+                    taken.append(counter)
+                    continue
+                raise self._refusal(counter, slots, wait)
+        except BaseException:
+            await asyncio.shield(self.give_back(*taken))
+            raise
+        return slots
 
-    async def failed(self, tenant: str, email: str, address: str) -> None:
-        """Count a failed login; a window starts at the first failure."""
-        try:
-            for key in (
-                self.email_key(tenant, email),
-                self.address_key(tenant, address),
-            ):
-                await self._count(keys=[key], args=[self.window])
-        except REDIS_ERRORS as err:
-            raise TokenStoreUnavailableError() from err
+    def _refusal(self, counter: Counter, slots: Slots, wait: int) -> Exception:
+        if counter is slots.in_flight:
+            logger.warning("login refused: checks of this email in flight")
+            return LoginRateLimitedError(
+                "Too many logins of this account at once; please try again in "
+                f"{wait_words(IN_FLIGHT_RETRY)}.",
+                IN_FLIGHT_RETRY,
+                "throttled",
+            )
+        if counter is slots.mint:
+            logger.warning(
+                "login refused: tokens per user", extra={"retry_after": wait}
+            )
+            return self.mint_refusal(wait)
+        logger.warning("login refused: too many failures", extra={"retry_after": wait})
+        return TooManyRequestsError(retry_message(wait), wait)
 
-    async def succeeded(self, tenant: str, email: str) -> None:
-        """Forget an email's failures after it logged in."""
+    def mint_refusal(self, wait: int) -> LoginRateLimitedError:
+        """The 429 of a user whose tokens for the period are used up."""
+        rate = self.tokens_per_user
+        allows = "" if rate is None else f" allows {rate.limit} new tokens per user"
+        period = "" if rate is None else f" per {str(rate).partition(' per ')[2]}"
+        return LoginRateLimitedError(
+            f"You hit a rate limit. The limit you hit{allows}{period}; please try "
+            f"again in {wait_words(wait)}.",
+            wait,
+            "token_limit",
+        )
+
+    async def mint(self, tenant: str, email: str) -> Counter | None:
+        """A slot of the user's tokens for a token made without a login (profile).
+
+        LoginRateLimitedError (429) if they are used up; give it back if the token
+        could not be made.
+        """
+        counter = self.mint_counter(tenant, email)
+        if counter is None:
+            return None
+        wait = await self.take(counter)
+        if wait is not None:
+            logger.warning(
+                "token refused: tokens per user", extra={"retry_after": wait}
+            )
+            raise self.mint_refusal(wait)
+        return counter
+
+    async def failed(self, slots: Slots) -> None:
+        """A failed login keeps its failure slots; the others are given back."""
+        await self.give_back(slots.in_flight, slots.mint)
+
+    async def succeeded(self, slots: Slots) -> None:
+        """Forget the email's failures; the token keeps its slot."""
         try:
-            await self.redis.delete(self.email_key(tenant, email))
+            await self.redis.delete(slots.email.key)
         except REDIS_ERRORS as err:
+            await self.give_back(slots.in_flight, slots.address, slots.mint)
             raise TokenStoreUnavailableError() from err
+        await self.give_back(slots.in_flight, slots.address)
+
+    async def no_verdict(self, slots: Slots) -> None:
+        """Nothing was learnt about the password: every slot is given back."""
+        await self.give_back(*slots.all())
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """The counters in which a login holds a slot."""
+
+    in_flight: Counter
+    email: Counter
+    address: Counter
+    mint: Counter | None
+
+    def all(self) -> list[Counter]:
+        """In the order they are taken: the refusal of the first one full is the
+        most telling (a burst of one account, its tokens used up, its failures)."""
+        mint = [] if self.mint is None else [self.mint]
+        return [self.in_flight, *mint, self.email, self.address]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +337,24 @@ class Login:
         return self.outcome == "ok"
 
 
+def _retry_after(headers: Any) -> int:
+    """A busy backend's Retry-After in whole seconds (1 .. BUSY_RETRY_MAX)."""
+    try:
+        seconds = int(headers.get("Retry-After", "1"))
+    except ValueError:
+        seconds = 1
+    return min(max(seconds, 1), BUSY_RETRY_MAX)
+
+
 async def check_credentials(
     request: web.Request, tenant: TenantConfig, email: str, password: str
 ) -> tuple[int, dict[str, Any]]:
-    """Ask a replica of the tenant's backend; (status, body)."""
+    """Ask a replica of the tenant's backend; (status, body).
+
+    A replica that answers 503 is busy (its password checks are all taken): the
+    next one is asked; if all are, LoginBusyError (503) with the soonest
+    Retry-After. Busy is no replica failure.
+    """
     session = request.app[keys.HTTP]
     timeout = aiohttp.ClientTimeout(
         total=tenant.upstream_timeout,
@@ -186,6 +365,7 @@ async def check_credentials(
         "X-Request-Id": request[keys.REQUEST_ID],
     }
     last_error: Exception | None = None
+    busy: int | None = None
     for backend in replica_order(request.app, tenant):
         request[UPSTREAM] = backend
         try:
@@ -195,6 +375,11 @@ async def check_credentials(
                 headers=headers,
                 timeout=timeout,
             ) as response:
+                if response.status == 503:
+                    wait = _retry_after(response.headers)
+                    busy = wait if busy is None else min(busy, wait)
+                    logger.warning("backend %s busy checking passwords", backend)
+                    continue
                 body = await response.json(content_type=None)
                 return response.status, body if isinstance(body, dict) else {}
         except aiohttp.ClientConnectorError as err:
@@ -205,11 +390,13 @@ async def check_credentials(
             raise UpstreamTimeoutError(
                 f"The backend of tenant '{tenant.subdomain}' did not answer in time."
             ) from err
-        except (aiohttp.ClientError, ValueError) as err:
+        except (aiohttp.ClientError, ValueError, RecursionError) as err:
             raise UpstreamUnavailableError(
                 f"The backend of tenant '{tenant.subdomain}' failed to check "
                 "credentials."
             ) from err
+    if busy is not None:
+        raise LoginBusyError(busy)
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
     ) from last_error
@@ -218,16 +405,25 @@ async def check_credentials(
 async def verify_login(
     request: web.Request, tenant: TenantConfig, email: str, password: str
 ) -> Login:
-    """The backend's verdict, throttled: TooManyRequestsError (429) past the limits.
+    """The backend's verdict, throttled: 429 past the limits, before the backend.
 
-    A 5xx-ish backend answer is UpstreamUnavailableError; Redis down is 503. Every
-    refusal is counted by its reason (flexhost_gateway_login_failures_total).
+    TooManyRequestsError: too many failures; LoginRateLimitedError: too many checks
+    of the email in flight, or the user's tokens used up; LoginBusyError (503): the
+    backend has no room for a check now. A 5xx-ish backend answer is
+    UpstreamUnavailableError; Redis down is 503. Every refusal is counted by its
+    reason (flexhost_gateway_login_failures_total).
     """
     metrics = request.app[keys.METRICS]
     try:
         login = await _verify_login(request, tenant, email, password)
     except TooManyRequestsError:
         metrics.login_failed(tenant.subdomain, "throttled")
+        raise
+    except LoginRateLimitedError as err:
+        metrics.login_failed(tenant.subdomain, err.reason)
+        raise
+    except LoginBusyError:
+        metrics.login_failed(tenant.subdomain, "backend_busy")
         raise
     except TokenStoreUnavailableError:
         metrics.login_failed(tenant.subdomain, "store_unavailable")
@@ -245,13 +441,27 @@ async def _verify_login(
 ) -> Login:
     throttle = LoginThrottle.of(request.app[keys.REDIS], request.app[keys.SETTINGS])
     address = request.get(keys.CLIENT_IP) or ""
-    wait = await throttle.retry_after(tenant.subdomain, email, address)
-    if wait is not None:
-        logger.warning("login refused: too many failures", extra={"retry_after": wait})
-        raise TooManyRequestsError(retry_message(wait), wait)
+    life = math.ceil(tenant.upstream_timeout) + IN_FLIGHT_MARGIN
+    slots = await throttle.enter(tenant.subdomain, email, address, life=life)
+    try:
+        login = await _ask_backend(request, tenant, email, password)
+    except BaseException:
+        # No verdict (busy, down, cancelled): as if the login had not been tried.
+        # Shielded: a cancelled request still gives its slots back.
+        await asyncio.shield(throttle.no_verdict(slots))
+        raise
+    if login.ok:
+        await throttle.succeeded(slots)
+    else:
+        await throttle.failed(slots)
+    return login
+
+
+async def _ask_backend(
+    request: web.Request, tenant: TenantConfig, email: str, password: str
+) -> Login:
     status, body = await check_credentials(request, tenant, email, password)
     if status in (401, 404):
-        await throttle.failed(tenant.subdomain, email, address)
         return Login("unknown-user" if status == 404 else "wrong-password")
     if status != 200:
         raise UpstreamUnavailableError(
@@ -267,7 +477,5 @@ async def _verify_login(
             f"The backend of tenant '{tenant.subdomain}' gave an unreadable answer."
         ) from err
     if not active:
-        await throttle.failed(tenant.subdomain, email, address)
         return Login("inactive", user_id, account_id, roles)
-    await throttle.succeeded(tenant.subdomain, email)
     return Login("ok", user_id, account_id, roles)

@@ -68,7 +68,9 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[drain.middleware(), request_id_and_errors, identity]
     )
     app[keys.SETTINGS] = settings
-    app[keys.PASSWORDS] = PasswordChecker()
+    app[keys.PASSWORDS] = PasswordChecker(
+        settings.password_checks, settings.password_check_wait
+    )
     app[keys.PRINCIPALS] = PrincipalCache()
     app[keys.IDENTITIES] = VerifiedIdentities()
     app[keys.SOURCES] = KnownSources()

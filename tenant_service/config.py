@@ -27,6 +27,11 @@ DEFAULT_TRIGGER_LIMIT: Final = 10
 DEFAULT_TRIGGER_PERIOD: Final = 300
 DEFAULT_SHUTDOWN_GRACE: Final = 15
 DEFAULT_SENTINEL_PORT: Final = 26379
+# Password checks (argon2id, 64 MiB each) at once per process: one account's burst
+# (at most GATEWAY_LOGIN_CHECKS_PER_EMAIL = 2) leaves room for everyone else; a
+# check waits at most DEFAULT_PASSWORD_CHECK_WAIT seconds for room, then 503.
+DEFAULT_PASSWORD_CHECKS: Final = 3
+DEFAULT_PASSWORD_CHECK_WAIT: Final = 1.0
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 
@@ -83,6 +88,10 @@ class Settings:
     pending_schedule_accepted: bool = False
     # On SIGTERM: seconds the requests in flight get to finish before they are cut.
     shutdown_grace: int = DEFAULT_SHUTDOWN_GRACE
+    # Password checks running at once, and how long one waits for room (seconds)
+    # before it is answered 503 with Retry-After.
+    password_checks: int = DEFAULT_PASSWORD_CHECKS
+    password_check_wait: float = DEFAULT_PASSWORD_CHECK_WAIT
 
     @property
     def job_queue(self) -> bool:
@@ -264,6 +273,22 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     trigger_period = seconds("TRIGGER_PERIOD", DEFAULT_TRIGGER_PERIOD, minimum=0)
     pending_schedule_accepted = flag("PENDING_SCHEDULE_ACCEPTED")
     shutdown_grace = seconds("SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
+    password_checks = seconds("PASSWORD_CHECKS", DEFAULT_PASSWORD_CHECKS)
+    password_check_wait = DEFAULT_PASSWORD_CHECK_WAIT
+    raw_wait = get("PASSWORD_CHECK_WAIT")
+    if raw_wait is not None:
+        try:
+            password_check_wait = float(raw_wait)
+        except ValueError:
+            problems.append(
+                f"{PREFIX}PASSWORD_CHECK_WAIT: {raw_wait!r} is not a number"
+            )
+        else:
+            if not 0 <= password_check_wait <= 60:
+                problems.append(
+                    f"{PREFIX}PASSWORD_CHECK_WAIT: must be 0 to 60 seconds, "
+                    f"got {raw_wait!r}"
+                )
 
     if problems:
         raise ConfigError(problems)
@@ -288,4 +313,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         trigger_period=trigger_period,
         pending_schedule_accepted=pending_schedule_accepted,
         shutdown_grace=shutdown_grace,
+        password_checks=password_checks,
+        password_check_wait=password_check_wait,
     )

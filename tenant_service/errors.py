@@ -84,6 +84,15 @@ class QueueUnavailableError(ServiceUnavailableError):
     default_message = "The service is temporarily unavailable."
 
 
+class PasswordChecksBusyError(ServiceUnavailableError):
+    """Every password check of this process is taken (TENANT_PASSWORD_CHECKS)."""
+
+    default_message = (
+        "Too many password checks are in progress; please try again in a second."
+    )
+    headers = {"Retry-After": "1"}  # noqa: RUF012  # read-only class constant
+
+
 class ValidationError(ApiError):
     """Invalid input, in webargs' 422 envelope: {location: {field: [messages]}}."""
 

@@ -25,6 +25,8 @@ from gateway.auth import token_hash
 from gateway.config import TenantConfig
 from gateway.errors import (
     FormRejectedError,
+    LoginBusyError,
+    LoginRateLimitedError,
     NotFoundError,
     TokenStoreUnavailableError,
     TooManyRequestsError,
@@ -32,7 +34,7 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 from gateway.identity import Caller
-from gateway.login import identity_for, verify_login
+from gateway.login import LoginThrottle, identity_for, verify_login
 from gateway.middlewares import USER_ID
 from gateway.proxy import fetch
 
@@ -216,7 +218,7 @@ async def post_login(request: web.Request) -> web.Response:
             roles=login.roles,
             email=email.lower(),
         )
-    except TooManyRequestsError as err:
+    except (TooManyRequestsError, LoginRateLimitedError, LoginBusyError) as err:
         return _login_page(
             request,
             next_path=next_path,
@@ -458,15 +460,22 @@ async def _issue(
     extra: dict[str, str] | None = None,
 ) -> Fresh:
     tenant: TenantConfig = request[keys.TENANT]
-    token, record = await request.app[keys.TOKENS].issue(
-        tenant=tenant.subdomain,
-        user_id=user.user_id,
-        account_id=user.record.account_id,
-        roles=user.record.roles,
-        ttl=ttl,
-        kind=kind,
-        extra=extra,
-    )
+    # Counted with the user's logins (GATEWAY_TOKENS_PER_USER): 429 when used up.
+    throttle = LoginThrottle.of(request.app[keys.REDIS], request.app[keys.SETTINGS])
+    slot = await throttle.mint(tenant.subdomain, user.email or f"#{user.user_id}")
+    try:
+        token, record = await request.app[keys.TOKENS].issue(
+            tenant=tenant.subdomain,
+            user_id=user.user_id,
+            account_id=user.record.account_id,
+            roles=user.record.roles,
+            ttl=ttl,
+            kind=kind,
+            extra=extra,
+        )
+    except BaseException:
+        await throttle.give_back(slot)
+        raise
     logger.info(
         "%s created on the profile page",
         kind,

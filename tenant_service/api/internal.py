@@ -10,6 +10,7 @@ from tenant_service import keys
 from tenant_service.api import MISSING, NOT_NULL, NOT_STRING
 from tenant_service.api.v3_0 import read_json_object, respond
 from tenant_service.errors import (
+    PasswordChecksBusyError,
     UnknownUserError,
     ValidationError,
     WrongPasswordError,
@@ -47,12 +48,19 @@ async def check_credentials(request: web.Request) -> web.Response:
     checker = request.app[keys.PASSWORDS]
     async with engine.connect() as conn:
         creds = await user_store.get_credentials(conn, email)
-    # the hash check runs without holding a database connection
+    # The hash check runs without holding a database connection; past
+    # TENANT_PASSWORD_CHECKS at once (after a short wait) it is a 503 with
+    # Retry-After, which the gateway passes on as "busy", not as a failed login.
+    try:
+        verdict = await checker.verify(
+            creds.password_hash if creds is not None else None, password
+        )
+    except PasswordChecksBusyError:
+        logger.warning("password check refused: %d in flight", checker.in_flight)
+        raise
     if creds is None:
-        await checker.verify(None, password)
         logger.warning("login for unknown email")
         raise UnknownUserError()
-    verdict = await checker.verify(creds.password_hash, password)
     if not verdict.ok:
         logger.warning("wrong password", extra={"user_id": creds.id})
         raise WrongPasswordError()

@@ -77,9 +77,11 @@ async def test_request_auth_token_stores_only_a_hash_with_ttl(
     token = await login(client)
     assert len(token) >= 43
     keys = [k.decode() async for k in redis.scan_iter(match=f"{redis_prefix}:*")]
-    assert len(keys) == 2
+    # The token, the user's set of tokens, the user's count of tokens minted.
+    assert len(keys) == 3
     for key in keys:
         assert token not in key
+        assert "@" not in key
         dumped = await redis.dump(key)
         assert dumped is not None
         assert token.encode() not in dumped

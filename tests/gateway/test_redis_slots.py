@@ -28,6 +28,7 @@ from rq import Queue
 from gateway import auth, limits, login
 from gateway.auth import TokenStore
 from gateway.config import Rate, RateLimits, TenantConfig
+from gateway.errors import TooManyRequestsError
 from gateway.limits import RateLimiter
 from gateway.login import LoginThrottle
 from tenant_service.config import Secret as TenantSecret
@@ -39,7 +40,8 @@ SCRIPTS: Final = {
     "auth._REMEMBER": auth._REMEMBER,
     "auth._REVOKE": auth._REVOKE,
     "limits._CHECK": limits._CHECK,
-    "login._COUNT_FAILURE": login._COUNT_FAILURE,
+    "login._TAKE": login._TAKE,
+    "login._GIVE_BACK": login._GIVE_BACK,
     "jobs._TAKE_SLOT": jobs._TAKE_SLOT,
 }
 ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
@@ -234,11 +236,22 @@ async def test_every_script_names_its_keys_and_uses_one_slot(
         assert verdict is not None
         assert verdict.allowed
         throttle = LoginThrottle(
-            redis, redis_prefix, per_email=1, per_address=5, window=60
+            redis,
+            redis_prefix,
+            per_email=1,
+            per_address=5,
+            window=60,
+            checks_per_email=2,
+            tokens_per_user=Rate(3, 3600),
         )
-        await throttle.failed("company", "a@b.cd", "10.0.0.1")
-        assert await throttle.retry_after("company", "a@b.cd", "10.0.0.1") == 60
-        await throttle.succeeded("company", "a@b.cd")
+        slots = await throttle.enter("company", "a@b.cd", "10.0.0.1", life=35)
+        await throttle.failed(slots)
+        with pytest.raises(TooManyRequestsError) as refused:
+            await throttle.enter("company", "a@b.cd", "10.0.0.1", life=35)
+        assert refused.value.retry_after == 60
+        slots = await throttle.enter("company", "e@f.gh", "10.0.0.1", life=35)
+        await throttle.succeeded(slots)
+        await throttle.give_back(await throttle.mint("company", "e@f.gh"))
         await asyncio.to_thread(trigger_and_forget, tenant_settings)
         await redis.echo(marker)
         await monitor.until(marker)
