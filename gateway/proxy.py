@@ -343,8 +343,11 @@ class BackendAnswer:
     body: bytes
 
     def json(self) -> object:
-        """The body as JSON (ValueError if it is not)."""
-        return json.loads(self.body)
+        """The body as JSON (ValueError if it is not, or is nested too deep)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError as err:
+            raise ValueError("JSON nested too deep") from err
 
 
 async def fetch(

@@ -50,10 +50,14 @@ class Passwords:
         self.asked = 0
         self.in_flight = 0
         self.busy: str | None = None  # a Retry-After to answer 503 with
+        self.deep = False  # answer other requests with JSON nested too deep
 
     async def other(self, request: web.Request) -> web.Response:
         if request.path == "/readyz":
             return web.json_response({"status": "ok"})
+        if self.deep:
+            deep = "[" * 10_000 + "]" * 10_000
+            return web.Response(text=deep, content_type="application/json")
         return web.json_response({"id": 7, "email": "user@company.test"})
 
     async def check(self, request: web.Request) -> web.Response:
@@ -506,6 +510,25 @@ async def test_request_auth_token_json_just_under_the_depth_is_read(
         headers={"Host": HOST, "Content-Type": "application/json"},
     )
     assert response.status == 200
+
+
+async def test_backend_json_nested_too_deep_is_no_500_on_the_profile(
+    gateway: GatewayMaker, passwords: tuple[Passwords, str]
+) -> None:
+    backend, _ = passwords
+    client = await gateway()
+    page = {"Host": HOST, "Origin": f"http://{HOST}"}
+    login = await client.post(
+        "/login",
+        data={"email": "user14@company.test", "password": PASSWORD},
+        headers=page,
+        allow_redirects=False,
+    )
+    assert login.status == 303
+    backend.deep = True
+    profile = await client.get("/logged-in-user", headers={"Host": HOST})
+    assert profile.status == 200  # without the details the backend could not give
+    assert CSRF_RE.search(await profile.text())
 
 
 # --- settings --------------------------------------------------------------------
