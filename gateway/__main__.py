@@ -24,6 +24,7 @@ from .app import create_app
 from .config import ConfigError, Settings, load_settings, load_tenants
 from .health import Drain
 from .logs import setup_logging
+from .server import GuardedRunner
 
 logger = logging.getLogger("gateway")
 # What aiohttp's own shutdown, after the drain, gives a request that came in on a
@@ -63,8 +64,9 @@ async def _serve(app: web.Application, settings: Settings, reuse_port: bool) -> 
     flight get the grace to finish; then aiohttp's shutdown closes idle keep-alive
     connections, cancels what is left and the app's resources close.
     """
-    runner = web.AppRunner(
+    runner = GuardedRunner(
         app,
+        header_timeout=settings.header_timeout,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=LATE_GRACE_S,

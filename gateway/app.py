@@ -19,6 +19,7 @@ from yarl import URL
 from . import keys
 from .api import routes
 from .auth import REDIS_ERRORS, RedisClient, TokenStore
+from .capacity import Capacity
 from .config import Settings, TenantsConfig, load_tenants
 from .health import Drain, ReplicaHealth, probe_forever
 from .identity import IdentityCache
@@ -26,6 +27,7 @@ from .limits import RateLimiter
 from .logs import AccessLog
 from .metrics import MULTIPROCESS_ENV, Metrics
 from .middlewares import add_standard_headers, front
+from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .web import dashboard, setup_pages, views
 
@@ -133,7 +135,9 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60)
+    # No limit here: Capacity bounds the connections per replica (and how long a
+    # request waits for one) outside aiohttp's connect timeout.
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
     session = aiohttp.ClientSession(
         connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
     )
@@ -212,10 +216,17 @@ def create_app(
     app[keys.IDENTITIES] = IdentityCache()
     app[keys.HEALTH] = ReplicaHealth()
     app[keys.DRAIN] = drain
+    app[keys.CAPACITY] = Capacity(
+        settings.upstream_connections,
+        settings.upstream_share_per_token,
+        settings.upstream_share_per_address,
+        settings.upstream_wait,
+    )
     app.cleanup_ctx.extend(
         [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx]
     )
     app.on_response_prepare.append(add_standard_headers)
+    app.on_response_prepare.append(close_if_asked)
     app.add_routes(routes)
     setup_pages(app, [views.routes, dashboard.routes])
     return app

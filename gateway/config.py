@@ -225,6 +225,21 @@ class Settings:
     # Password of the Redis servers (a sentinel's master, the cluster's nodes, or the
     # server of a redis_url without one); the sentinels are asked without one.
     redis_password: Secret | None = None
+    # Slow clients: a request's line and headers must arrive within header_timeout
+    # seconds (from its first byte; a new connection's first request from the
+    # connect). A body may pause at most body_timeout seconds between reads, and
+    # after its first body_timeout seconds must keep body_min_rate bytes/s on
+    # average (0: no rate); else 408 and the connection closes.
+    header_timeout: float = 10.0
+    body_timeout: float = 20.0
+    body_min_rate: int = 500
+    # Backend connections of each gateway process per replica, the shares of them
+    # one token and one client address may hold at once (more: 429), and the
+    # seconds a request waits for a free one when all are busy (then 503).
+    upstream_connections: int = 256
+    upstream_share_per_token: float = 0.25
+    upstream_share_per_address: float = 0.5
+    upstream_wait: float = 5.0
 
 
 def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
@@ -360,6 +375,29 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         except ValueError as err:
             problems.append(f"GATEWAY_REDIS_SENTINELS: {err}")
     redis_password = env.get("REDIS_PASSWORD") or None
+
+    def share(name: str, default: float) -> float:
+        raw = env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= 1:
+            problems.append(f"GATEWAY_{name}: a fraction in (0, 1], got {raw!r}")
+            return default
+        return value
+
+    body_min_rate = 500
+    raw_rate = env.get("BODY_MIN_RATE")
+    if raw_rate is not None:
+        if raw_rate.strip().isdigit():
+            body_min_rate = int(raw_rate)
+        else:
+            problems.append(
+                f"GATEWAY_BODY_MIN_RATE: bytes per second (0: off), got {raw_rate!r}"
+            )
     tokens_per_user: Rate | None = DEFAULT_TOKENS_PER_USER
     raw_tokens = env.get("TOKENS_PER_USER", "").strip()
     if raw_tokens.lower() == "off":
@@ -398,6 +436,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip(),
         redis_cluster=flag("REDIS_CLUSTER", False),
         redis_password=Secret(redis_password) if redis_password else None,
+        header_timeout=number("HEADER_TIMEOUT", 10.0, float),
+        body_timeout=number("BODY_TIMEOUT", 20.0, float),
+        body_min_rate=body_min_rate,
+        upstream_connections=number("UPSTREAM_CONNECTIONS", 256, int),
+        upstream_share_per_token=share("UPSTREAM_SHARE_PER_TOKEN", 0.25),
+        upstream_share_per_address=share("UPSTREAM_SHARE_PER_ADDRESS", 0.5),
+        upstream_wait=number("UPSTREAM_WAIT", 5.0, float),
     )
     problems += _redis_problems(env, settings)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):

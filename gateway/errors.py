@@ -218,3 +218,29 @@ class TokenStoreUnavailableError(ApiError):
 class UpstreamTimeoutError(ApiError):
     http_status = 504
     code = "UPSTREAM_TIMEOUT"
+
+
+class RequestTimeoutError(ApiError):
+    """408: the request's headers or body did not arrive in time; the connection
+    closes."""
+
+    http_status = 408
+    code = "REQUEST_TIMEOUT"
+
+
+class UpstreamShareError(RateLimitedError):
+    """429 in FlexMeasures' shape: one token or client address holds its share of the
+    tenant's backend connections already."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class UpstreamBusyError(ApiError):
+    """503: every connection to the tenant's backend is busy (no replica failure)."""
+
+    http_status = 503
+    code = "UPSTREAM_BUSY"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})

@@ -7,6 +7,7 @@ from typing import Final
 from aiohttp import ClientSession, web
 
 from .auth import RedisClient, TokenStore
+from .capacity import Capacity
 from .config import Settings, TenantConfig
 from .health import Drain, ReplicaHealth
 from .identity import IdentityCache
@@ -26,6 +27,7 @@ METRICS: Final = web.AppKey("metrics", Metrics)
 LIMITER: Final = web.AppKey("limiter", RateLimiter)
 HEALTH: Final = web.AppKey("health", ReplicaHealth)
 DRAIN: Final = web.AppKey("drain", Drain)
+CAPACITY: Final = web.AppKey("capacity", Capacity)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 TENANT: Final = web.RequestKey("tenant", TenantConfig)

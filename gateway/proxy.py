@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -10,14 +11,24 @@ from typing import Final, Literal
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import keys
+from .capacity import Capacity
 from .config import TenantConfig
-from .errors import PayloadTooLargeError, UpstreamTimeoutError, UpstreamUnavailableError
+from .errors import (
+    ApiError,
+    BadRequestError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 from .identity import HEADER as IDENTITY_HEADER
-from .middlewares import UPSTREAM
+from .middlewares import UPSTREAM, USER_ID
+from .server import close_after_answer
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +78,7 @@ FETCH_LIMIT: Final = 32 * 1024 * 1024
 # answering (as nginx's proxy_next_upstream and Kong do). Connect failures are
 # retried for every method: nothing was sent.
 RETRY_AFTER_RESET: Final = frozenset({"GET", "HEAD"})
+UNREADABLE_BODY: Final = "The request body could not be read to its end."
 _SKIP_AUTO_HEADERS: Final = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
 
 
@@ -185,56 +197,99 @@ async def forward(
             "Request body exceeds the configured limit of "
             f"{tenant.max_body_bytes} bytes."
         )
+    app = request.app
+    settings = app[keys.SETTINGS]
     body: bytes | AsyncIterator[bytes] | None = None
+    reader: BodyReader | None = None
     replayable = True
     if request.body_exists:
+        reader = BodyReader(
+            request,
+            tenant.max_body_bytes,
+            settings.body_timeout,
+            settings.body_min_rate,
+        )
         if length is not None and length <= BUFFER_LIMIT:
-            body = await request.read()
+            body = await reader.read()
         else:
-            body = _limited(request, tenant.max_body_bytes)
+            body = reader.chunks()
             replayable = False
-    app = request.app
     session = app[keys.HTTP]
     health = app[keys.HEALTH]
+    capacity = app[keys.CAPACITY]
     method = request.method
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=app[keys.SETTINGS].connect_timeout,
-        sock_read=tenant.upstream_timeout,
-    )
     last_error: Exception | None = None
-    order = replica_order(app, tenant)
-    for backend in order:
-        request[UPSTREAM] = backend
-        try:
-            upstream = await session.request(
-                method,
-                URL(backend + raw, encoded=True),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=timeout,
-                auto_decompress=False,
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
-            )
-        except (aiohttp.ClientError, TimeoutError) as err:
-            kind = failure_kind(err)
-            if kind != "other":
-                health.failed(backend, _describe(err))
-            if may_retry(kind, method, replayable):
-                last_error = err
-                logger.warning("backend %s failed: %s", backend, _describe(err))
-                _again_if_alone(order, backend, kind)
-                continue
-            raise _upstream_error(tenant, kind, err) from err
-        health.passed(backend)
-        try:
-            return await _relay(request, upstream, tenant)
-        finally:
-            upstream.release()
+    order = _free_first(capacity, replica_order(app, tenant))
+    with capacity.share(tenant.subdomain, _holder(request), client_ip):
+        for backend in order:
+            request[UPSTREAM] = backend
+            slots = await capacity.connection(backend, tenant.subdomain)
+            try:
+                try:
+                    upstream = await session.request(
+                        method,
+                        URL(backend + raw, encoded=True),
+                        headers=headers,
+                        data=body,
+                        allow_redirects=False,
+                        timeout=_timeouts(settings.connect_timeout, tenant),
+                        auto_decompress=False,
+                        skip_auto_headers=_SKIP_AUTO_HEADERS,
+                    )
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    if reader is not None and reader.error is not None:
+                        # The client's body failed (too slow, too large, cut off):
+                        # the upstream request is aborted; the replica is fine.
+                        raise reader.error from err
+                    kind = failure_kind(err)
+                    if kind != "other":
+                        health.failed(backend, _describe(err))
+                    if may_retry(kind, method, replayable):
+                        last_error = err
+                        logger.warning("backend %s failed: %s", backend, _describe(err))
+                        _again_if_alone(order, backend, kind)
+                        continue
+                    raise _upstream_error(tenant, kind, err) from err
+                health.passed(backend)
+                try:
+                    return await _relay(request, upstream, tenant)
+                finally:
+                    upstream.release()
+            finally:
+                slots.release()
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
     ) from last_error
+
+
+def _timeouts(connect: float, tenant: TenantConfig) -> aiohttp.ClientTimeout:
+    """TCP connect and read timeouts; no `connect`, which counts waiting for a
+    pooled connection (Capacity bounds that wait, and it is no replica failure)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None,
+        sock_connect=connect,
+        sock_read=tenant.upstream_timeout,
+    )
+
+
+def _free_first(capacity: Capacity, order: list[str]) -> list[str]:
+    """`order` with the first replica that has a free connection moved first."""
+    if len(order) > 1 and not capacity.free(order[0]):
+        for i, backend in enumerate(order):
+            if capacity.free(backend):
+                return [backend, *order[:i], *order[i + 1 :]]
+    return order
+
+
+def _holder(request: web.Request) -> str | None:
+    """Whose share of the backend connections a request uses: its token's (by the
+    Authorization header, or the user's for a token in the query), else none."""
+    header = request.headers.get("Authorization")
+    if header:
+        return header
+    user_id = request.get(USER_ID)
+    return None if user_id is None else f"user:{user_id}"
 
 
 def _again_if_alone(order: list[str], backend: str, kind: Failure) -> None:
@@ -266,16 +321,86 @@ def _upstream_error(
     )
 
 
-async def _limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as chunks, refusing more than `limit` bytes."""
-    seen = 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        seen += len(chunk)
-        if seen > limit:
-            raise PayloadTooLargeError(
-                f"Request body exceeds the configured limit of {limit} bytes."
+class BodyReader:
+    """The client's request body, read within its deadline and minimum rate.
+
+    A read may wait at most `idle` seconds for the next bytes; and the time spent
+    waiting for the client in all (not the time spent sending to the backend) may
+    exceed `idle` by at most one second per `rate` bytes received (Apache's
+    mod_reqtimeout `body=20,MinRate=500`). Else 408 and the connection closes.
+    The first error is kept in `error`: aiohttp's client wraps what a body raises.
+    """
+
+    __slots__ = ("error", "idle", "limit", "rate", "request", "seen", "waited")
+
+    def __init__(
+        self, request: web.Request, limit: int, idle: float, rate: int
+    ) -> None:
+        self.request = request
+        self.limit = limit
+        self.idle = idle
+        self.rate = rate
+        self.seen = 0
+        self.waited = 0.0
+        self.error: ApiError | None = None
+
+    async def read(self) -> bytes:
+        """The whole body (buffered)."""
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as chunks of at most CHUNK bytes (streamed)."""
+        while True:
+            chunk = await self._next()
+            if not chunk:
+                return
+            yield chunk
+
+    async def _next(self) -> bytes:
+        content = self.request.content
+        try:
+            chunk = content.read_nowait(CHUNK)  # what has arrived: no wait, no timer
+            if not chunk and not content.at_eof():
+                chunk = await self._wait()
+        except (OSError, RequestPayloadError) as err:
+            raise self._fail(BadRequestError(UNREADABLE_BODY), close=True) from err
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            raise self._fail(
+                PayloadTooLargeError(
+                    f"Request body exceeds the configured limit of {self.limit} bytes."
+                ),
+                close=False,  # aiohttp reads what is left for a while (lingering)
             )
-        yield chunk
+        return chunk
+
+    async def _wait(self) -> bytes:
+        allowed = self.idle
+        if self.rate:
+            allowed = min(allowed, self.idle + self.seen / self.rate - self.waited)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(max(allowed, 0.0)):
+                chunk = await self.request.content.read(CHUNK)
+        except TimeoutError as err:
+            rate = f" and at least {self.rate} bytes/s" if self.rate else ""
+            raise self._fail(
+                RequestTimeoutError(
+                    "The request body did not arrive in time (pauses of at most "
+                    f"{self.idle:g} s{rate})."
+                ),
+                close=True,
+            ) from err
+        self.waited += loop.time() - started
+        return chunk
+
+    def _fail(self, err: ApiError, *, close: bool) -> ApiError:
+        if self.error is None:
+            self.error = err
+            if close:
+                close_after_answer(self.request)
+        return err
 
 
 async def _relay(
@@ -374,34 +499,40 @@ async def fetch(
     }
     timeout = aiohttp.ClientTimeout(
         total=tenant.upstream_timeout,
-        connect=request.app[keys.SETTINGS].connect_timeout,
+        connect=None,  # as forward: a wait for a pooled connection is no failure
+        sock_connect=request.app[keys.SETTINGS].connect_timeout,
     )
     session = request.app[keys.HTTP]
     health = request.app[keys.HEALTH]
+    capacity = request.app[keys.CAPACITY]
     last_error: Exception | None = None
-    order = replica_order(request.app, tenant)
-    for backend in order:
-        request[UPSTREAM] = backend
-        try:
-            async with session.get(
-                URL(backend + target, encoded=True),
-                headers=headers,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as upstream:
-                body = await _read_limited(upstream, limit, tenant)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            kind = failure_kind(err)
-            if kind != "other":
-                health.failed(backend, _describe(err))
-            if may_retry(kind, "GET", True):
-                last_error = err
-                logger.warning("backend %s failed: %s", backend, _describe(err))
-                _again_if_alone(order, backend, kind)
-                continue
-            raise _upstream_error(tenant, kind, err) from err
-        health.passed(backend)
-        return BackendAnswer(upstream.status, upstream.content_type, body)
+    order = _free_first(capacity, replica_order(request.app, tenant))
+    with capacity.share(tenant.subdomain, _holder(request), request[keys.CLIENT_IP]):
+        for backend in order:
+            request[UPSTREAM] = backend
+            slots = await capacity.connection(backend, tenant.subdomain)
+            try:
+                async with session.get(
+                    URL(backend + target, encoded=True),
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as upstream:
+                    body = await _read_limited(upstream, limit, tenant)
+            except (aiohttp.ClientError, TimeoutError) as err:
+                kind = failure_kind(err)
+                if kind != "other":
+                    health.failed(backend, _describe(err))
+                if may_retry(kind, "GET", True):
+                    last_error = err
+                    logger.warning("backend %s failed: %s", backend, _describe(err))
+                    _again_if_alone(order, backend, kind)
+                    continue
+                raise _upstream_error(tenant, kind, err) from err
+            finally:
+                slots.release()
+            health.passed(backend)
+            return BackendAnswer(upstream.status, upstream.content_type, body)
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
     ) from last_error
