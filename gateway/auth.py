@@ -358,5 +358,5 @@ class TokenStore:
             finally:
                 self.cache.set_live(False)
                 with contextlib.suppress(*REDIS_ERRORS, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    await pubsub.aclose()
             await asyncio.sleep(0.5)

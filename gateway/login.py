@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -51,8 +52,8 @@ logger = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "unknown-user", "wrong-password", "inactive"]
 # KEYS[1] a counter of slots; ARGV: its limit, its life in seconds (from the first
-# slot taken), and "1" to renew that life with every slot. Takes a slot and
-# returns 0, or returns the seconds until the counter ends if it is full.
+# slot taken). Takes a slot and returns 0, or returns the seconds until the
+# counter ends if it is full.
 _TAKE: Final = """
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= tonumber(ARGV[1]) then
@@ -64,9 +65,24 @@ if count >= tonumber(ARGV[1]) then
   return math.max(1, math.ceil(ms / 1000))
 end
 redis.call('INCR', KEYS[1])
-if ARGV[3] == '1' or redis.call('TTL', KEYS[1]) < 0 then
+if redis.call('TTL', KEYS[1]) < 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
+return 0
+"""
+# KEYS[1] the checks in flight of an email: a sorted set of random ids scored by
+# their deadlines (ms, Redis' clock), so a check whose gateway died is forgotten
+# at its own deadline. ARGV: the limit, a check's life (ms), its id. 0: taken;
+# 1: full.
+_TAKE_IN_FLIGHT: Final = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 1
+end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 0
 """
 # KEYS[1] a counter of slots: gives one back (the last one deletes the counter, so
@@ -134,7 +150,7 @@ class Counter:
     key: str
     limit: int
     life: int
-    renew: bool = False  # each slot taken renews its life (checks in flight)
+    member: str = ""  # a check in flight: its id in the sorted set `key`
 
 
 class LoginThrottle:
@@ -159,6 +175,7 @@ class LoginThrottle:
         self.checks_per_email = checks_per_email
         self.tokens_per_user = tokens_per_user
         self._take = redis.register_script(_TAKE)
+        self._take_in_flight = redis.register_script(_TAKE_IN_FLIGHT)
         self._give_back = redis.register_script(_GIVE_BACK)
 
     @classmethod
@@ -185,7 +202,7 @@ class LoginThrottle:
     def in_flight(self, tenant: str, email: str, life: int) -> Counter:
         """The counter of an email's password checks in flight."""
         key = f"{self.prefix}:checks:{tenant}:{_email_digest(email)}"
-        return Counter(key, self.checks_per_email, life, renew=True)
+        return Counter(key, self.checks_per_email, life, secrets.token_hex(8))
 
     def mint_counter(self, tenant: str, email: str) -> Counter | None:
         """The counter of tokens minted for a user (by login email); None: no limit."""
@@ -197,9 +214,14 @@ class LoginThrottle:
     async def take(self, counter: Counter) -> int | None:
         """Take a slot; None if taken, else the seconds until the counter ends."""
         try:
+            if counter.member:
+                full = await self._take_in_flight(
+                    keys=[counter.key],
+                    args=[counter.limit, counter.life * 1000, counter.member],
+                )
+                return IN_FLIGHT_RETRY if full else None
             wait = await self._take(
-                keys=[counter.key],
-                args=[counter.limit, counter.life, "1" if counter.renew else "0"],
+                keys=[counter.key], args=[counter.limit, counter.life]
             )
         except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
@@ -211,7 +233,10 @@ class LoginThrottle:
             if counter is None:
                 continue
             try:
-                await self._give_back(keys=[counter.key])
+                if counter.member:
+                    await self.redis.zrem(counter.key, counter.member)
+                else:
+                    await self._give_back(keys=[counter.key])
             except REDIS_ERRORS as err:
                 logger.warning("could not give a login slot back: %s", err)
 

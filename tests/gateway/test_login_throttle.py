@@ -8,6 +8,7 @@ backend, and what the gateway refuses meanwhile, is then exact.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -274,7 +275,7 @@ async def test_a_success_forgets_the_email_and_gives_the_address_slot_back(
     assert (await request_token(client, "user4@company.test")).status == 200
     # The email's failures are gone; the address keeps its 2 failures only.
     assert list((await counters(redis, redis_prefix, "fail")).values()) == [2]
-    assert await counters(redis, redis_prefix, "checks") == {}
+    assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:checks:*")]
 
 
 # --- item 4: a busy backend, checks in flight per email, tokens per user -------
@@ -352,6 +353,27 @@ async def test_checks_in_flight_per_email(
         held=3,
     )
     assert statuses(answers) == {200: 3}
+
+
+async def test_checks_in_flight_of_a_dead_gateway_end_at_their_deadline(
+    gateway: GatewayMaker, redis: Redis, redis_prefix: str
+) -> None:
+    client = await gateway(login_checks_per_email=2)
+    digest = hashlib.sha256(b"user15@company.test").hexdigest()
+    key = f"{redis_prefix}:checks:company:{digest}"
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    # Two checks whose gateways died: their deadlines have passed.
+    await redis.zadd(key, {"dead-1": now_ms - 1, "dead-2": now_ms - 1000})
+    assert (await request_token(client, "User15@company.test")).status == 200
+    # Two checks in flight elsewhere, before their deadlines: the account is full.
+    await redis.zadd(key, {"live-1": now_ms + 60_000, "live-2": now_ms + 60_000})
+    refused = await request_token(client, "user15@company.test")
+    assert refused.status == 429
+    assert refused.headers["Retry-After"] == "1"
+    await redis.zrem(key, "live-1")
+    assert (await request_token(client, "user15@company.test")).status == 200
+    assert await redis.zrange(key, 0, -1) == [b"live-2"]
 
 
 async def test_tokens_per_user_are_limited_before_the_password_check(

@@ -41,6 +41,7 @@ SCRIPTS: Final = {
     "auth._REVOKE": auth._REVOKE,
     "limits._CHECK": limits._CHECK,
     "login._TAKE": login._TAKE,
+    "login._TAKE_IN_FLIGHT": login._TAKE_IN_FLIGHT,
     "login._GIVE_BACK": login._GIVE_BACK,
     "jobs._TAKE_SLOT": jobs._TAKE_SLOT,
 }
