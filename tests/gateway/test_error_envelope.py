@@ -73,6 +73,15 @@ CASES = [
     ("GET", "/api/v9_9", "company.localhost", {}, None, 404, 404),
     ("GET", "/api/v2_0/assets", "company.localhost", {}, None, 410, 410),
     ("POST", "/api/requestAuthToken", "company.localhost", {}, b"{", 400, 400),
+    (  # JSON nested too deep for the parser
+        "POST",
+        "/api/requestAuthToken",
+        "company.localhost",
+        {},
+        b"[" * 10_000 + b"]" * 10_000,
+        400,
+        400,
+    ),
     (
         "POST",
         "/api/requestAuthToken",
