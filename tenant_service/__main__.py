@@ -16,6 +16,7 @@ from tenant_service.app import create_app
 from tenant_service.config import ConfigError, Settings, load_settings
 from tenant_service.drain import Drain
 from tenant_service.logs import setup_logging
+from tenant_service.server import QuietRunner
 from tenant_service.store.db import migrate
 
 logger = logging.getLogger("tenant_service")
@@ -35,7 +36,7 @@ async def serve(settings: Settings) -> None:
     """
     await migrate(settings.database_url)
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = QuietRunner(  # parser errors as JSON, no request bytes in the log
         app,
         handle_signals=False,
         access_log=None,
