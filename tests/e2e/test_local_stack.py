@@ -401,3 +401,190 @@ async def test_up_runs_schedules_with_no_extra_command(
         assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()
+
+
+def command_lines(pids: set[int]) -> list[bytes]:
+    """The command lines of the processes in `pids` that still run."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+    return found
+
+
+def mode_of(path: Path) -> int:
+    """The permission bits of `path`."""
+    return path.stat().st_mode & 0o777
+
+
+async def test_up_keeps_its_data_private_and_redis_behind_a_password(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    import redis.asyncio as aioredis
+    import redis.exceptions
+
+    gw, company = free_port(), free_port()
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n" + tenant_entry("company", company)
+    )
+    data = tmp_path / ".flexhost"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)  # as an older flexhost (or a umask of 022) left it
+    stray = data / "notes.txt"
+    stray.write_text("x")
+    stray.chmod(0o644)
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 60)
+        port = int((await up.wait_for(r"Redis at redis://127\.0\.0\.1:(\d+)", 1))[1])
+        token = await eventually_login(http, gw, "company", PASSWORD, 15)
+        password = (data / "redis.password").read_text().strip()
+        assert len(password) >= 32
+        assert mode_of(data) == 0o700
+        assert mode_of(data / "redis") == 0o700
+        assert mode_of(data / "secrets") == 0o700
+        for name in (
+            "company.sqlite3",
+            "redis.password",
+            "redis/redis.conf",
+            "secrets/company",
+            "notes.txt",
+        ):
+            assert mode_of(data / name) == 0o600, name
+        for journal in data.glob("company.sqlite3-*"):
+            assert mode_of(journal) == 0o600, journal
+        # Redis refuses clients without the password; it is on no command line.
+        anonymous = aioredis.Redis(host="127.0.0.1", port=port)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            await anonymous.ping()
+        await anonymous.aclose()
+        allowed = aioredis.Redis(host="127.0.0.1", port=port, password=password)
+        assert await allowed.ping()
+        await allowed.aclose()
+        for line in command_lines(up.pids()):
+            assert password.encode() not in line
+        assert await up.interrupt() == 0, up.output()
+        assert password not in up.output()
+        assert mode_of(data / "redis" / "dump.rdb") == 0o600
+    finally:
+        await up.kill()
+
+    # Started again: the same password, and the tokens kept in Redis still work.
+    again = Launcher(tmp_path, gw)
+    await again.start(launcher_env(PASSWORD))
+    try:
+        await again.wait_for(r"flexhost is up", 60)
+        assert (data / "redis.password").read_text().strip() == password
+        url = f"http://127.0.0.1:{gw}/api/v3_0/users"
+        headers = {"Host": f"company.localhost:{gw}", "Authorization": token}
+        async with http.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+        assert await again.interrupt() == 0, again.output()
+        assert password not in again.output()
+    finally:
+        await again.kill()
+
+
+async def test_ctrl_c_under_load_stops_within_its_budget_and_says_what_it_waits_for(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    gw, company = free_port(), free_port()
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n" + tenant_entry("company", company)
+    )
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    stop = asyncio.Event()
+    answers: dict[str, int] = {}
+    try:
+        await up.wait_for(r"flexhost is up", 60)
+        token = await eventually_login(http, gw, "company", PASSWORD, 15)
+        base = f"http://127.0.0.1:{gw}/api/v3_0"
+        headers = {"Host": f"company.localhost:{gw}", "Authorization": token}
+        async with http.get(f"{base}/assets/types", headers=headers) as resp:
+            battery = next(t["id"] for t in await resp.json() if t["name"] == "battery")
+        async with http.post(
+            f"{base}/assets",
+            json={"name": "B", "generic_asset_type_id": battery},
+            headers=headers,
+        ) as resp:
+            asset = (await resp.json())["id"]
+        async with http.post(
+            f"{base}/sensors",
+            json={
+                "name": "power",
+                "unit": "MW",
+                "event_resolution": "PT15M",
+                "generic_asset_id": asset,
+            },
+            headers=headers,
+        ) as resp:
+            sensor = (await resp.json())["id"]
+        connector = aiohttp.TCPConnector(limit=0)
+        load = aiohttp.ClientSession(connector=connector)
+
+        def count(outcome: str) -> None:
+            answers[outcome] = answers.get(outcome, 0) + 1
+
+        async def reader() -> None:
+            while not stop.is_set():
+                try:
+                    async with load.get(
+                        f"{base}/sensors/{sensor}", headers=headers
+                    ) as resp:
+                        await resp.read()
+                        count(str(resp.status))
+                except (aiohttp.ClientError, OSError) as err:
+                    count(type(err).__name__)
+                    await asyncio.sleep(0.05)
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b'{"start": "2026-01-01T00:00:00+00:00", "unit": "MW", "values": [1'
+            while True:  # ~800 bytes/s: above any minimum rate, never done
+                await asyncio.sleep(0.25)
+                yield b", 1" * 66
+
+        async def uploader() -> None:
+            try:
+                async with load.post(
+                    f"{base}/sensors/{sensor}/data",
+                    data=slow_body(),
+                    headers={**headers, "Content-Type": "application/json"},
+                ) as resp:
+                    count(f"upload {resp.status}")
+            except (aiohttp.ClientError, OSError) as err:
+                count(f"upload {type(err).__name__}")
+
+        tasks = [asyncio.create_task(reader()) for _ in range(16)]
+        tasks += [asyncio.create_task(uploader()) for _ in range(4)]
+        await asyncio.sleep(2)
+        assert answers.get("200", 0) > 0, answers
+        started = time.monotonic()
+        code = await up.interrupt()
+        took = time.monotonic() - started
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await load.close()
+        print(f"flexhost up stopped in {took:.1f} s under load; answers {answers}")
+        assert code == 0, up.output()
+        output = up.output()
+        for line in output.splitlines():
+            if re.search(
+                r"draining|waiting for|stopped in|killed|grace over|worker\]", line
+            ):
+                print(line[:300])
+        found = re.search(r"stopping; waiting for: (.*)", output)
+        assert found is not None, output[-3000:]
+        assert "gateway" in found[1], found[0]
+        assert re.search(r"gateway \(\d+ requests? in flight\)", output), found[0]
+        # The budget: 2 s grace + 2 s margin for the gateway, the same for the
+        # backends and workers, 2 s for Redis (a generous sanity bound on top).
+        assert took < 10 + 5, output[-3000:]
+        assert re.search(r"stopped in \d+\.\d s", output)
+        assert not [pid for pid in up.pids() if alive(pid)], output[-3000:]
+    finally:
+        stop.set()
+        await up.kill()
