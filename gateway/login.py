@@ -98,8 +98,8 @@ return redis.call('DECR', KEYS[1])
 # Seconds a client waits when its account's checks in flight are all taken (a
 # check takes a fraction of a second).
 IN_FLIGHT_RETRY: Final = 1
-# How long a counter of checks in flight outlives its last check beyond the
-# tenant's upstream timeout (it heals by itself if a gateway dies mid-check).
+# How long a check in flight counts beyond the tenant's upstream timeout (so the
+# slot of a gateway that died mid-check frees itself).
 IN_FLIGHT_MARGIN: Final = 5
 BUSY_RETRY_MAX: Final = 60
 
@@ -154,7 +154,10 @@ class Counter:
 
 
 class LoginThrottle:
-    """Slots of the login counters in Redis (`<prefix>:fail:...`); a fault is a 503."""
+    """Slots of the login counters in Redis (`<prefix>:checks|mint|fail:...`).
+
+    A Redis fault while taking one is a 503 (TokenStoreUnavailableError).
+    """
 
     def __init__(
         self,
@@ -243,8 +246,8 @@ class LoginThrottle:
     async def enter(self, tenant: str, email: str, address: str, *, life: int) -> Slots:
         """Slots of every counter of a login, or the 429 of the first one full.
 
-        `life`: how long a check may take (the counter of checks in flight
-        outlives its last one by this).
+        `life`: seconds a check may take; its slot of the checks in flight ends
+        then even if nobody gives it back.
         """
         slots = Slots(
             in_flight=self.in_flight(tenant, email, life),
