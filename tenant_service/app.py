@@ -30,6 +30,7 @@ from tenant_service.scheduling import jobs
 from tenant_service.store.db import database_ctx
 from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
+from tenant_service.writes import WriteQueue
 
 
 async def seen_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PRINCIPALS] = PrincipalCache()
     app[keys.IDENTITIES] = VerifiedIdentities()
     app[keys.SOURCES] = KnownSources()
-    app[keys.WRITE_LOCK] = asyncio.Lock()
+    app[keys.WRITE_QUEUE] = WriteQueue()
     app[keys.DRAIN] = drain
     # database first: the seen tracker writes to it and must drain before it closes
     app.cleanup_ctx.append(database_ctx)

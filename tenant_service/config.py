@@ -23,6 +23,10 @@ DEFAULT_MAX_DATA_BYTES: Final = 3_250_585
 DEFAULT_JOB_TIMEOUT: Final = 180
 DEFAULT_JOB_CACHE_TTL: Final = 3600
 DEFAULT_PLANNING_TTL: Final = 7 * 24 * 3600
+# Beliefs one sensor-data POST may store (values at the sensor's resolution):
+# a year of 15-minute data is 35,040. On SQLite a write of this many rows holds
+# the tenant's single writer for about 0.2 s.
+DEFAULT_MAX_BELIEFS_PER_REQUEST: Final = 100_000
 DEFAULT_TRIGGER_LIMIT: Final = 10
 DEFAULT_TRIGGER_PERIOD: Final = 300
 DEFAULT_SHUTDOWN_GRACE: Final = 15
@@ -69,6 +73,7 @@ class Settings:
     flexmeasures_version: str = DEFAULT_FLEXMEASURES_VERSION
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     allow_data_overwrite: bool = False
+    max_beliefs_per_request: int = DEFAULT_MAX_BELIEFS_PER_REQUEST
     # Schedules: the job queue on Redis (None: triggers answer 503), or the Redis
     # master that these sentinels (host, port) watch under that name. RQ needs one
     # Redis server: no Redis Cluster.
@@ -233,6 +238,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         return value
 
     allow_data_overwrite = flag("ALLOW_DATA_OVERWRITE")
+    max_beliefs = seconds("MAX_BELIEFS_PER_REQUEST", DEFAULT_MAX_BELIEFS_PER_REQUEST)
     redis_url = get("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(
         ("redis://", "rediss://", "unix://")
@@ -301,6 +307,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         flexmeasures_version=version,
         max_data_bytes=max_data_bytes,
         allow_data_overwrite=allow_data_overwrite,
+        max_beliefs_per_request=max_beliefs,
         redis_url=redis_url,
         redis_sentinels=sentinels,
         redis_sentinel_master=sentinel_master,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -158,6 +159,15 @@ class Principal:
             or (account_id == self.account_id and ACCOUNT_ADMIN in self.roles)
             or self.consults(consultancy_account_id)
         )
+
+    def outranks(self, role_names: Iterable[str]) -> bool:
+        """Whether this user holds every one of these roles (admins: any roles).
+
+        Nobody changes, deactivates or resets another user who holds a role
+        they do not hold themselves: an account-admin cannot take over an admin
+        of their account, nor a consultant an account-admin of a client.
+        """
+        return self.is_admin or self.roles.issuperset(role_names)
 
     def may_edit_roles(self, account_id: int) -> bool:
         """Admins, and account-admins within their own account."""

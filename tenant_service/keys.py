@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final
 
 import redis
@@ -16,6 +15,7 @@ from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
 from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
+from tenant_service.writes import WriteQueue, WriteTurn
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 ENGINE: Final = web.AppKey("engine", AsyncEngine)
@@ -24,7 +24,8 @@ SEEN: Final = web.AppKey("seen", SeenTracker)
 PRINCIPALS: Final = web.AppKey("principals", PrincipalCache)
 IDENTITIES: Final = web.AppKey("identities", VerifiedIdentities)
 SOURCES: Final = web.AppKey("sources", KnownSources)
-WRITE_LOCK: Final = web.AppKey("write_lock", asyncio.Lock)
+# SQLite's single writer, taken in turns (tenant_service/writes.py).
+WRITE_QUEUE: Final = web.AppKey("write_queue", WriteQueue)
 DRAIN: Final = web.AppKey("drain", Drain)
 # The scheduling job queue's Redis (blocking client, used from worker threads only).
 JOB_REDIS: Final = web.AppKey("job_redis", redis.Redis)
@@ -35,3 +36,6 @@ PRINCIPAL: Final = web.RequestKey("principal", Principal)
 # The request's database connection: one transaction per user request, rolled back
 # unless the handler commits (the identity middleware opens and closes it).
 CONN: Final = web.RequestKey("conn", AsyncConnection)
+# The request's turn at WRITE_QUEUE: a handler takes it (api.v3_0.writing) just
+# before its first write statement, after reading its body and checking access.
+WRITE_TURN: Final = web.RequestKey("write_turn", WriteTurn)

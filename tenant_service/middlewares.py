@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -28,6 +27,7 @@ from tenant_service.identity import HEADER, IdentityError, Principal
 from tenant_service.logs import REQUEST_ID, TENANT, write_access
 from tenant_service.store import users as user_store
 from tenant_service.store.users import to_ms
+from tenant_service.writes import WriteTurn
 
 logger = logging.getLogger(__name__)
 
@@ -188,32 +188,41 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
         raise UnauthorizedError()
     engine = request.app[keys.ENGINE]
     principals = request.app[keys.PRINCIPALS]
-    # SQLite has one writer at a time: queue this process's writes here rather than
-    # let them fail with "database is locked".
+    # SQLite has one writer at a time: this process's writes take turns (fairly
+    # across accounts) rather than fail with "database is locked". A handler takes
+    # its turn only for its write transaction, never while it reads a body.
     serialize = method != "GET" and engine.dialect.name == "sqlite"
-    lock = request.app[keys.WRITE_LOCK] if serialize else contextlib.nullcontext()
-    async with lock, engine.connect() as conn:
-        if method == "GET":
-            # Reads need no transaction: no BEGIN/ROLLBACK round trips.
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-        user = principals.get(verified.user_id)
-        if user is None:
-            user = await user_store.get_user(conn, verified.user_id)
-            if user is not None:
-                principals.put(user)
-        if user is None or not user.active:
-            logger.warning("identity of unknown or inactive user %s", verified.user_id)
-            raise UnauthorizedError()
-        if user.tokens_valid_after is not None and verified.auth_time_ms < to_ms(
-            user.tokens_valid_after
-        ):
-            logger.warning("revoked token of user %s", user.id)
-            raise UnauthorizedError()
-        request[keys.PRINCIPAL] = Principal(
-            user_id=user.id,
-            account_id=user.account_id,
-            roles=frozenset(user.role_names),
-        )
-        request[keys.CONN] = conn
-        request.app[keys.SEEN].seen(engine, user.id)
-        return await handler(request)
+    turn = WriteTurn(request.app[keys.WRITE_QUEUE] if serialize else None, 0)
+    try:
+        async with engine.connect() as conn:
+            if method == "GET":
+                # Reads need no transaction: no BEGIN/ROLLBACK round trips.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            user = principals.get(verified.user_id)
+            if user is None:
+                user = await user_store.get_user(conn, verified.user_id)
+                if user is not None:
+                    principals.put(user)
+            if user is None or not user.active:
+                logger.warning(
+                    "identity of unknown or inactive user %s", verified.user_id
+                )
+                raise UnauthorizedError()
+            if user.tokens_valid_after is not None and verified.auth_time_ms < to_ms(
+                user.tokens_valid_after
+            ):
+                logger.warning("revoked token of user %s", user.id)
+                raise UnauthorizedError()
+            request[keys.PRINCIPAL] = Principal(
+                user_id=user.id,
+                account_id=user.account_id,
+                roles=frozenset(user.role_names),
+            )
+            request[keys.CONN] = conn
+            turn.account_id = user.account_id
+            request[keys.WRITE_TURN] = turn
+            request.app[keys.SEEN].seen(engine, user.id)
+            return await handler(request)
+    finally:
+        # After the connection has ended its transaction (commit or rollback).
+        turn.give_back()

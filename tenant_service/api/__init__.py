@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,10 +25,48 @@ NOT_NULL: Final = "Field may not be null."
 MISSING: Final = "Missing data for required field."
 UNKNOWN_FIELD: Final = "Unknown field."
 INVALID_INPUT: Final = "Invalid input type."
+# The deepest nesting of lists and objects a JSON body may have: FlexMeasures'
+# payloads need 4 (a flex-model's list of SoC targets); parsers and validators
+# that walk a body recurse, so a deeper body is refused before any of them runs.
+MAX_JSON_DEPTH: Final = 64
+TOO_DEEP: Final = f"Nested deeper than {MAX_JSON_DEPTH} levels."
 
 
 class FieldError(ValueError):
     """One field's value is invalid; the message is marshmallow-style."""
+
+
+def nested_too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the lists and dicts of parsed JSON nest deeper than `limit`.
+
+    A walk with an explicit stack: no recursion, whatever the depth.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list)
+        )
+    return False
+
+
+def may_nest_too_deep(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text has more brackets than `limit` (a fast, safe pre-check).
+
+    Brackets inside strings count too, so False is certain and True only says
+    that `nested_too_deep` must look at the parsed value.
+    """
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{") > limit
+    return raw.count(b"[") + raw.count(b"{") > limit
 
 
 def parse_bool(text: str) -> bool:

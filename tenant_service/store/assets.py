@@ -69,6 +69,12 @@ class ChildAsset:
     account_id: int | None
     generic_asset_type_id: int
     type_name: str
+    consultancy_account_id: int | None = None
+
+    @property
+    def owner(self) -> Owner:
+        """The ownership used by the ACL rules."""
+        return Owner(self.account_id, self.consultancy_account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +107,13 @@ _CHILDREN: Final = (
         generic_assets.c.generic_asset_type_id,
         generic_assets.c.parent_asset_id,
         generic_asset_types.c.name.label("type_name"),
+        accounts.c.consultancy_account_id,
     )
     .select_from(
         generic_assets.join(
             generic_asset_types,
             generic_asset_types.c.id == generic_assets.c.generic_asset_type_id,
-        )
+        ).outerjoin(accounts, accounts.c.id == generic_assets.c.account_id)
     )
     .where(generic_assets.c.parent_asset_id.in_(bindparam("ids", expanding=True)))
     .order_by(generic_assets.c.id)
@@ -223,6 +230,7 @@ async def children_and_sensors(
                 row.account_id,
                 row.generic_asset_type_id,
                 row.type_name,
+                row.consultancy_account_id,
             )
         )
     for sensor in (await conn.execute(_SENSOR_NAMES, {"ids": ids})).all():

@@ -9,6 +9,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     String,
     and_,
@@ -90,6 +91,9 @@ _DELETE: Final = delete(sensors).where(sensors.c.id == bindparam("sensor_id"))
 
 
 Scope = Literal["account", "clients", "subtree", "asset"]
+# Whose sensors a viewer may read besides public ones: everyone's (admins and
+# admin-readers), their account's, or also their consultancy clients'.
+Viewer = Literal["all", "member", "consultant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +101,16 @@ class SensorListing:
     """The shape of a sensor listing; its values travel as parameters.
 
     Parameters: `account_id` (scopes "account", "clients"), `asset_id` ("subtree",
-    "asset"), `unit` (with `unit`), `term0`... (LIKE patterns from `like_pattern`),
-    `offset` and `limit` (when `paged`).
+    "asset"), `viewer_account_id` (viewers other than "all"), `unit` (with
+    `unit`), `term0`... (LIKE patterns from `like_pattern`), `offset` and `limit`
+    (when `paged`).
+
+    Every listed sensor is one its viewer may read (acl.may_read): an asset's
+    tree may hold assets of other accounts.
     """
 
     scope: Scope  # one account, an account and its clients, an asset's tree, an asset
+    viewer: Viewer = "all"
     public: bool = False  # also sensors of public assets
     unit: bool = False  # only sensors with the unit `unit`
     terms: tuple[bool, ...] = ()  # per search term: whether it is all digits
@@ -132,6 +141,8 @@ class SensorListing:
             where = or_(where, generic_assets.c.account_id.is_(None))
         if self.unit:
             where = and_(where, sensors.c.unit == bindparam("unit"))
+        if self.viewer != "all":
+            where = and_(where, readable_by(self.viewer))
         return where
 
     def filtered_where(self) -> ColumnElement[bool]:
@@ -143,6 +154,18 @@ class SensorListing:
             _term_match(index, digits) for index, digits in enumerate(self.terms)
         ]
         return and_(where, or_(*matches) if self.any_term else and_(*matches))
+
+
+def readable_by(viewer: Viewer) -> ColumnElement[bool]:
+    """Sensors whose asset the viewer (`viewer_account_id`) may read."""
+    account = bindparam("viewer_account_id", type_=Integer)
+    clauses = [
+        generic_assets.c.account_id.is_(None),
+        generic_assets.c.account_id == account,
+    ]
+    if viewer == "consultant":
+        clauses.append(accounts.c.consultancy_account_id == account)
+    return or_(*clauses)
 
 
 def like_pattern(term: str) -> str:

@@ -86,6 +86,19 @@ class KnownSources:
         self.max_entries = max_entries
         self._ids: dict[int, int] = {}
 
+    async def find(self, conn: AsyncConnection, user_id: int) -> int | None:
+        """The id of the user's data source, None if it does not exist yet."""
+        known = self._ids.get(user_id)
+        if known is not None:
+            return known
+        found = (await conn.execute(_USER_SOURCE, {"user_id": user_id})).scalar()
+        if found is None:
+            return None
+        if len(self._ids) >= self.max_entries:
+            self._ids.clear()
+        self._ids[user_id] = int(found)
+        return int(found)
+
     async def user_source_id(self, conn: AsyncConnection, user_id: int) -> int:
         """The id of the user's data source, created on first use (race-safe)."""
         known = self._ids.get(user_id)

@@ -174,8 +174,15 @@ async def test_patch_acl(client: Client, world: World) -> None:
         path, json={"username": "x"}, headers=identity(world.reader)
     )
     assert resp.status == 403
+    # An account-admin does not hold the admin's role: not even the name (#10).
     resp = await client.patch(
         path, json={"username": "x"}, headers=identity(world.account_admin)
+    )
+    assert resp.status == 403
+    resp = await client.patch(
+        f"/api/v3_0/users/{world.member}",
+        json={"username": "x"},
+        headers=identity(world.account_admin),
     )
     assert resp.status == 200
 

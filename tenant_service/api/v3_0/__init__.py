@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
+from tenant_service.api import TOO_DEEP, may_nest_too_deep, nested_too_deep
 from tenant_service.errors import BadRequestError, ValidationError
 from tenant_service.identity import Principal
 
@@ -30,18 +33,52 @@ def respond(data: Any, status: int = 200) -> web.Response:
     )
 
 
+async def writing(request: web.Request) -> AsyncConnection:
+    """The request's connection, once this request's turn to write has come.
+
+    Call it just before the first write statement: on SQLite the turn is held
+    until the request's transaction ends, so nothing slow (reading the body,
+    parsing, building rows) may come after it.
+    """
+    await request[keys.WRITE_TURN].take()
+    return request[keys.CONN]
+
+
 def principal(request: web.Request) -> Principal:
     """The authenticated user (set by the identity middleware)."""
     return request[keys.PRINCIPAL]
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The JSON object in the body: 400 if malformed, 422 if not an object."""
-    raw = await request.read()
+def parse_json(
+    raw: bytes,
+    *,
+    loads: Callable[[bytes], Any] = json.loads,
+    location: str = "json",
+) -> Any:
+    """JSON text: 400 if malformed, 422 (at `location`) if nested too deep.
+
+    Every JSON body goes through here, so no handler, validator or flex-model
+    parser ever walks a body nested deeper than MAX_JSON_DEPTH.
+    """
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = loads(raw)
+    except RecursionError as err:  # json gives up at the interpreter's limit
+        raise ValidationError(location, {"_schema": [TOO_DEEP]}) from err
     except (UnicodeDecodeError, ValueError) as err:
         raise BadRequestError() from err
+    if may_nest_too_deep(raw) and nested_too_deep(data):
+        raise ValidationError(location, {"_schema": [TOO_DEEP]})
+    return data
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body: 400 if malformed, 422 if not an object.
+
+    Handlers call this only once the caller may act on the object in the path:
+    a body is read after the access check, never before.
+    """
+    raw = await request.read()
+    data = parse_json(raw) if raw.strip() else None
     if not isinstance(data, dict):
         raise ValidationError("json", {"_schema": ["Invalid input type."]})
     return data

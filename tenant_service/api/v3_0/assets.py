@@ -34,15 +34,23 @@ from tenant_service.api import (
     NOT_INTEGER,
     NOT_NULL,
     NOT_STRING,
+    TOO_DEEP,
     UNKNOWN_FIELD,
     FieldError,
     first,
+    nested_too_deep,
     parse_bool,
     parse_int,
     parse_page,
     parse_path_id,
 )
-from tenant_service.api.v3_0 import PREFIX, principal, read_json_object, respond
+from tenant_service.api.v3_0 import (
+    PREFIX,
+    principal,
+    read_json_object,
+    respond,
+    writing,
+)
 from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
 from tenant_service.identity import Principal
 from tenant_service.store import accounts as account_store
@@ -126,6 +134,10 @@ def json_text(value: object, *, kind: type[dict[str, Any]] | type[list[Any]]) ->
             raise FieldError(NOT_JSON) from err
     if not isinstance(value, kind):
         raise FieldError(NOT_OBJECT if kind is dict else NOT_LIST)
+    # Stored, then walked by the scheduler's flex-model parsers: no deeper than
+    # a body may be.
+    if nested_too_deep(value):
+        raise FieldError(TOO_DEEP)
     try:
         if not _finite(value):
             raise FieldError(NOT_JSON)
@@ -276,10 +288,15 @@ def dump_asset(
 
 async def dump_assets(
     conn: AsyncConnection,
+    who: Principal,
     records: Sequence[AssetRecord],
     fields: Sequence[str] = ASSET_FIELDS,
 ) -> list[dict[str, Any]]:
-    """Dump a listing; children and sensors come from two queries for all of it."""
+    """Dump a listing; children and sensors come from two queries for all of it.
+
+    `child_assets` names only the children `who` may read: a child may belong to
+    another account than its parent.
+    """
     if "child_assets" in fields or "sensors" in fields:
         children, names = await asset_store.children_and_sensors(
             conn, [asset.id for asset in records]
@@ -287,7 +304,12 @@ async def dump_assets(
     else:
         children, names = {}, {}
     return [
-        dump_asset(asset, children.get(asset.id, ()), names.get(asset.id, ()), fields)
+        dump_asset(
+            asset,
+            [c for c in children.get(asset.id, ()) if acl.may_read(who, c.owner)],
+            names.get(asset.id, ()),
+            fields,
+        )
         for asset in records
     ]
 
@@ -457,7 +479,7 @@ async def get_assets(request: web.Request) -> web.Response:
     records = await asset_store.list_assets(
         conn, filtered, order_by=order, offset=page.offset, limit=page.limit
     )
-    data = await dump_assets(conn, records, fields)
+    data = await dump_assets(conn, who, records, fields)
     if page.number is None:
         return respond(data)
     return respond(
@@ -506,7 +528,7 @@ async def get_public_assets(request: web.Request) -> web.Response:
     records = await asset_store.list_assets(
         conn, generic_assets.c.account_id.is_(None), order_by=[generic_assets.c.id]
     )
-    return respond(await dump_assets(conn, records, fields))
+    return respond(await dump_assets(conn, principal(request), records, fields))
 
 
 @routes.get(PREFIX + "/assets/types")
@@ -524,9 +546,10 @@ async def get_asset(request: web.Request) -> web.Response:
     asset_id = parse_path_id(request.match_info["id"])
     conn = request[keys.CONN]
     asset = await load_asset(conn, asset_id)
-    if not acl.may_read(principal(request), asset.owner):
+    who = principal(request)
+    if not acl.may_read(who, asset.owner):
         raise ForbiddenError()
-    return respond((await dump_assets(conn, [asset]))[0])
+    return respond((await dump_assets(conn, who, [asset]))[0])
 
 
 async def _check_new_values(
@@ -600,7 +623,7 @@ async def post_asset(request: web.Request) -> web.Response:
     """Creates a new asset."""
     who = principal(request)
     values = parse_asset_body(await read_json_object(request), creating=True)
-    conn = request[keys.CONN]
+    conn = await writing(request)
     parent_id = values.get("parent_asset_id")
     parent = None
     if parent_id is not None:
@@ -652,7 +675,7 @@ async def post_asset(request: web.Request) -> web.Response:
             "json", {"name": ["An asset with this name already exists here."]}
         ) from err
     created = await load_asset(conn, asset_id)
-    body = (await dump_assets(conn, [created]))[0]
+    body = (await dump_assets(conn, who, [created]))[0]
     await conn.commit()
     return respond(body, status=201)
 
@@ -661,12 +684,13 @@ async def post_asset(request: web.Request) -> web.Response:
 async def patch_asset(request: web.Request) -> web.Response:
     """Update an asset given its identifier."""
     asset_id = parse_path_id(request.match_info["id"])
-    values = parse_asset_body(await read_json_object(request), creating=False)
     who = principal(request)
     conn = request[keys.CONN]
     asset = await load_asset(conn, asset_id)
     if not acl.may_update_asset(who, asset.owner):
         raise ForbiddenError()
+    values = parse_asset_body(await read_json_object(request), creating=False)
+    await writing(request)
     if "name" in values and values["name"] == asset.name:
         del values["name"]
     await _check_new_values(conn, who, values, asset=asset)
@@ -677,7 +701,7 @@ async def patch_asset(request: web.Request) -> web.Response:
             "json", {"name": ["An asset with this name already exists here."]}
         ) from err
     updated = await load_asset(conn, asset.id)
-    body = (await dump_assets(conn, [updated]))[0]
+    body = (await dump_assets(conn, who, [updated]))[0]
     await conn.commit()
     return respond(body)
 
@@ -690,6 +714,7 @@ async def delete_asset(request: web.Request) -> web.Response:
     asset = await load_asset(conn, asset_id)
     if not acl.may_delete_asset(principal(request), asset.owner):
         raise ForbiddenError()
+    await writing(request)
     await asset_store.delete_asset(conn, asset.id)
     await conn.commit()
     return no_content()

@@ -29,7 +29,7 @@ from aiohttp import web
 from rq.job import Job, JobStatus
 
 from tenant_service import acl, keys
-from tenant_service.api import parse_path_id
+from tenant_service.api import nested_too_deep, parse_path_id
 from tenant_service.api.v3_0 import PREFIX, principal, read_json_object, respond
 from tenant_service.api.v3_0.assets import load_asset
 from tenant_service.api.v3_0.sensor_data import Fields
@@ -118,12 +118,12 @@ def _connection(request: web.Request) -> redis.Redis:
 async def trigger_sensor_schedule(request: web.Request) -> web.Response:
     """Trigger a schedule for one device (its power sensor)."""
     sensor_id = parse_path_id(request.match_info["id"])
-    data = await read_json_object(request)
     conn = request[keys.CONN]
     sensor = await load_sensor(conn, sensor_id)
     who = principal(request)
     if not acl.may_update_asset(who, sensor.owner):
         raise ForbiddenError()
+    data = await read_json_object(request)
     asset = await load_asset(conn, sensor.generic_asset_id)
     fields = _trigger_fields(data)
     raw_model = fields.data.get("flex-model", {})
@@ -139,11 +139,11 @@ async def trigger_sensor_schedule(request: web.Request) -> web.Response:
 async def trigger_asset_schedule(request: web.Request) -> web.Response:
     """Trigger a schedule for the devices of an asset (a flex-model per device)."""
     asset_id = parse_path_id(request.match_info["id"])
-    data = await read_json_object(request)
     conn = request[keys.CONN]
     asset = await load_asset(conn, asset_id)
     if not acl.may_update_asset(principal(request), asset.owner):
         raise ForbiddenError()
+    data = await read_json_object(request)
     data.pop("sequential", None)
     fields = _trigger_fields(data)
     raw_model = fields.data.get("flex-model")
@@ -313,11 +313,14 @@ def _period_text(seconds: int) -> str:
 
 
 def _json_object(text: str) -> dict[str, Any]:
+    """A stored JSON object; {} if it is none (or nests deeper than a body may)."""
     try:
         value = json.loads(text or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict) or nested_too_deep(value):
+        return {}
+    return value
 
 
 async def _referenced(request: web.Request, sensor_id: int) -> SensorRecord:

@@ -5,8 +5,9 @@ Choices where FlexMeasures is inconsistent or silent:
 - An unknown sensor id on the data endpoints is 404 `{"message": "Sensor n not
   found", "status": 404}`, as FlexMeasures answers there (its `GET /sensors/<id>`
   says 422); a non-numeric id is 422 under `combined_sensor_data_description.sensor`.
-- Access is checked before the body is validated, so another account's user learns
-  nothing about a sensor from validation messages (403 INVALID_SENDER).
+- Access is checked before the body is read (and so before it is validated): another
+  account's user learns nothing about a sensor from validation messages (403
+  INVALID_SENDER), and holds nothing of the backend with a body sent slowly.
 - A malformed JSON body, or one without a JSON content type, is ignored as
   FlexMeasures does: the answer names the missing fields. NaN, Infinity and numbers
   out of float range are "Not a valid number." (FlexMeasures' JSON parser would
@@ -19,20 +20,23 @@ Choices where FlexMeasures is inconsistent or silent:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
 from tenant_service.acl import may_post_data, may_read, may_update_sensor
 from tenant_service.addresses import parse_entity_address
-from tenant_service.api.v3_0 import PREFIX, principal, respond
+from tenant_service.api.v3_0 import PREFIX, parse_json, principal, respond, writing
 from tenant_service.beliefs import (
     MAX_VALUES,
+    SCHEMA,
     Belief,
     SeriesError,
     check_read_resolution,
@@ -40,10 +44,16 @@ from tenant_service.beliefs import (
     default_read_resolution,
     floor_to_resolution,
     reindex_columns,
+    timedelta_text,
     to_beliefs,
     to_sensor_resolution,
 )
-from tenant_service.errors import ApiError, ForbiddenError, NotFoundError
+from tenant_service.errors import (
+    ApiError,
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+)
 from tenant_service.errors import ValidationError as BaseValidationError
 from tenant_service.identity import Principal
 from tenant_service.store import beliefs as belief_store
@@ -105,6 +115,8 @@ GET_FIELDS: Final = {
 IGNORED_QUERY: Final = frozenset({"auth_token"})
 DEPRECATION: Final = "true"
 READ_CHUNK: Final = 65_536
+# Beliefs beyond which a POST builds its rows in a thread (about 1 ms per 1,000).
+BUILD_IN_THREAD: Final = 5_000
 
 
 class DataValidationError(BaseValidationError):
@@ -198,8 +210,8 @@ async def json_fields(request: web.Request) -> dict[str, Any]:
     if not raw.strip() or "json" not in request.content_type:
         return {}
     try:
-        data = loads_strict(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        data = parse_json(raw, loads=loads_strict, location=LOCATION)
+    except BadRequestError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -426,27 +438,83 @@ def series_to_beliefs(
     )
 
 
+class TooManyBeliefsError(DataValidationError):
+    """A POST that would store more beliefs than the tenant allows per request."""
+
+    def __init__(self, count: int, limit: int, resolution_ms: int) -> None:
+        at = (
+            f" at the sensor's resolution of {timedelta_text(resolution_ms)}"
+            if resolution_ms
+            else ""
+        )
+        super().__init__(
+            {
+                SCHEMA: [
+                    f"This request would store {count} values{at}; this server "
+                    f"stores at most {limit} values per request. Send the data in "
+                    "smaller parts."
+                ]
+            }
+        )
+
+
+def beliefs_to_store(post: SeriesPost, sensor: SensorRecord) -> int:
+    """How many beliefs a POST makes: one per sensor resolution step it spans.
+
+    Counted from the duration (an 87-byte body may span a million steps), before
+    any row is built; instantaneous sensors store one per value.
+    """
+    if sensor.event_resolution_ms > 0:
+        return post.duration_ms // sensor.event_resolution_ms
+    return len(post.values)
+
+
 async def _post_data(
-    request: web.Request, sensor_id: int, data: dict[str, Any], extra: frozenset[str]
+    request: web.Request,
+    sensor: SensorRecord,
+    data: dict[str, Any],
+    extra: frozenset[str],
 ) -> web.Response:
-    conn = request[keys.CONN]
+    """Validate and store a POST to a sensor the caller may post to.
+
+    Rows are built before this request takes its turn at the tenant's writer,
+    which it then holds only for the insert.
+    """
+    settings = request.app[keys.SETTINGS]
     who = principal(request)
-    sensor = await load_sensor(conn, sensor_id)
-    if not may_post_data(who, sensor.owner):
-        raise ForbiddenError()
     post = parse_post(data, extra=extra)
-    beliefs = series_to_beliefs(post, sensor, int(time.time() * 1000))
-    source_id = await request.app[keys.SOURCES].user_source_id(conn, who.user_id)
+    count = beliefs_to_store(post, sensor)
+    if count > settings.max_beliefs_per_request:
+        raise TooManyBeliefsError(
+            count, settings.max_beliefs_per_request, sensor.event_resolution_ms
+        )
+    now_ms = int(time.time() * 1000)
+    if count > BUILD_IN_THREAD:
+        # Long enough to stall other requests: in a thread, between which and the
+        # event loop the interpreter switches every few milliseconds.
+        beliefs = await asyncio.to_thread(series_to_beliefs, post, sensor, now_ms)
+    else:
+        beliefs = series_to_beliefs(post, sensor, now_ms)
+    sources = request.app[keys.SOURCES]
+    conn = request[keys.CONN]
+    allow = settings.allow_data_overwrite
     try:
-        stored = await belief_store.save_beliefs(
-            conn,
-            sensor.id,
-            source_id,
-            beliefs,
-            allow_overwrite=request.app[keys.SETTINGS].allow_data_overwrite,
+        # Compared with what is stored before the turn, which is only for writing.
+        source_id = await sources.find(conn, who.user_id)
+        plan = await belief_store.plan_beliefs(
+            conn, sensor.id, source_id, beliefs, allow_overwrite=allow
+        )
+        await writing(request)
+        if source_id is None:
+            source_id = await sources.user_source_id(conn, who.user_id)
+        stored = await belief_store.write_plan(
+            conn, sensor.id, source_id, plan, allow_overwrite=allow
         )
     except belief_store.ReplacementError as err:
         raise InvalidReplacementError() from err
+    except IntegrityError as err:
+        # The sensor was deleted since it was read: as if it had never been.
+        raise NotFoundError(f"Sensor {sensor.id} not found") from err
     await conn.commit()
     if stored == 0:
         return respond(
@@ -460,12 +528,20 @@ async def _post_data(
     return respond({"message": "Request has been processed.", "status": "PROCESSED"})
 
 
+async def _postable_sensor(request: web.Request, sensor_id: int) -> SensorRecord:
+    """The sensor, if the caller may post data to it (404, 403)."""
+    sensor = await load_sensor(request[keys.CONN], sensor_id)
+    if not may_post_data(principal(request), sensor.owner):
+        raise ForbiddenError()
+    return sensor
+
+
 @routes.post(PREFIX + "/sensors/{id}/data")
 async def post_sensor_data(request: web.Request) -> web.Response:
     """Store a series of beliefs about a sensor's events."""
-    sensor_id = sensor_id_of(request)
-    data = await json_fields(request)
-    return await _post_data(request, sensor_id, data, frozenset())
+    sensor = await _postable_sensor(request, sensor_id_of(request))
+    data = await json_fields(request)  # only once the caller may post here
+    return await _post_data(request, sensor, data, frozenset())
 
 
 @routes.post(PREFIX + "/sensors/data")
@@ -473,7 +549,8 @@ async def post_sensor_data_deprecated(request: web.Request) -> web.Response:
     """Deprecated: the same, with the sensor as an entity address in the body."""
     data = await json_fields(request)
     sensor_id = sensor_id_from_address(data.get("sensor"))
-    response = await _post_data(request, sensor_id, data, frozenset({"sensor"}))
+    sensor = await _postable_sensor(request, sensor_id)
+    response = await _post_data(request, sensor, data, frozenset({"sensor"}))
     _deprecate(response, sensor_id)
     return response
 
@@ -530,25 +607,28 @@ def parse_get(data: dict[str, Any]) -> SeriesGet:
     )
 
 
-async def _get_fields(request: web.Request, extra: frozenset[str]) -> dict[str, Any]:
+async def _get_fields(request: web.Request) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if request.body_exists:
         data.update(await json_fields(request))
     for key, value in request.query.items():
         if key not in IGNORED_QUERY:
             data[key] = value
-    for key in extra:
-        data.pop(key, None)
     return data
 
 
-async def _get_data(
-    request: web.Request, sensor_id: int, data: dict[str, Any]
-) -> web.Response:
-    conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
+async def _readable_sensor(request: web.Request, sensor_id: int) -> SensorRecord:
+    """The sensor, if the caller may read it (404, 403)."""
+    sensor = await load_sensor(request[keys.CONN], sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
+    return sensor
+
+
+async def _get_data(
+    request: web.Request, sensor: SensorRecord, data: dict[str, Any]
+) -> web.Response:
+    conn = request[keys.CONN]
     query = parse_get(data)
     resolution = sensor.event_resolution_ms
     try:
@@ -594,17 +674,23 @@ async def _get_data(
 @routes.get(PREFIX + "/sensors/{id}/data")
 async def get_sensor_data(request: web.Request) -> web.Response:
     """The latest belief per event over a window, resampled and converted."""
-    sensor_id = sensor_id_of(request)
-    return await _get_data(request, sensor_id, await _get_fields(request, frozenset()))
+    sensor = await _readable_sensor(request, sensor_id_of(request))
+    return await _get_data(request, sensor, await _get_fields(request))
 
 
 @routes.get(PREFIX + "/sensors/data")
 async def get_sensor_data_deprecated(request: web.Request) -> web.Response:
     """Deprecated: the same, with the sensor as an entity address in the query."""
-    data = await _get_fields(request, frozenset())
-    sensor_id = sensor_id_from_address(data.pop("sensor", None))
-    response = await _get_data(request, sensor_id, data)
-    _deprecate(response, sensor_id)
+    sensor = None
+    if "sensor" in request.query:  # the query wins over a body: check it first
+        address = request.query["sensor"]
+        sensor = await _readable_sensor(request, sensor_id_from_address(address))
+    data = await _get_fields(request)
+    address = data.pop("sensor", None)
+    if sensor is None:
+        sensor = await _readable_sensor(request, sensor_id_from_address(address))
+    response = await _get_data(request, sensor, data)
+    _deprecate(response, sensor.id)
     return response
 
 
@@ -625,6 +711,7 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     start_ms, start_text = fields.datetime_ms("start")
     until_ms, until_text = fields.datetime_ms("until")
     fields.check()
+    await writing(request)
     await belief_store.delete_beliefs(
         conn,
         sensor.id,

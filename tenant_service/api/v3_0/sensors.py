@@ -36,7 +36,13 @@ from tenant_service.api import (
     parse_page,
     parse_path_id,
 )
-from tenant_service.api.v3_0 import PREFIX, principal, read_json_object, respond
+from tenant_service.api.v3_0 import (
+    PREFIX,
+    principal,
+    read_json_object,
+    respond,
+    writing,
+)
 from tenant_service.api.v3_0.assets import (
     json_text,
     load_asset,
@@ -45,6 +51,7 @@ from tenant_service.api.v3_0.assets import (
     search_terms,
 )
 from tenant_service.errors import ApiError, ForbiddenError, ValidationError
+from tenant_service.identity import CONSULTANT, Principal
 from tenant_service.store import accounts as account_store
 from tenant_service.store import assets as asset_store
 from tenant_service.store import sensors as sensor_store
@@ -52,6 +59,7 @@ from tenant_service.store.sensors import (
     Scope,
     SensorListing,
     SensorRecord,
+    Viewer,
     like_pattern,
 )
 from tenant_service.timing import (
@@ -233,6 +241,7 @@ async def get_sensors(request: web.Request) -> web.Response:
         params["unit"] = query["unit"]
     listing = SensorListing(
         scope,
+        viewer=_viewer(who, params),
         public=flags["include_public_assets"],
         unit="unit" in query,
         terms=_terms(query, params),
@@ -246,6 +255,14 @@ async def get_sensors(request: web.Request) -> web.Response:
     if page.number is None:
         return respond(data)
     return await _paged(conn, data, page.number, listing, params)
+
+
+def _viewer(who: Principal, params: dict[str, Any]) -> Viewer:
+    """Whose sensors `who` may read (its parameter goes into `params`)."""
+    if who.reads_all:
+        return "all"
+    params["viewer_account_id"] = who.account_id
+    return "consultant" if CONSULTANT in who.roles else "member"
 
 
 def _terms(query: Mapping[str, str], params: dict[str, Any]) -> tuple[bool, ...]:
@@ -287,7 +304,7 @@ async def get_sensor(request: web.Request) -> web.Response:
 async def post_sensor(request: web.Request) -> web.Response:
     """Create a new sensor."""
     values = parse_sensor_body(await read_json_object(request), creating=True)
-    conn = request[keys.CONN]
+    conn = await writing(request)
     asset_id = values["generic_asset_id"]
     asset = await asset_store.get_asset(conn, asset_id)
     if asset is None:
@@ -323,11 +340,12 @@ def _duplicate(name: str, asset_id: int) -> ValidationError:
 async def patch_sensor(request: web.Request) -> web.Response:
     """Update a sensor given its identifier."""
     sensor_id = parse_path_id(request.match_info["id"])
-    values = parse_sensor_body(await read_json_object(request), creating=False)
     conn = request[keys.CONN]
     sensor = await load_sensor(conn, sensor_id)
     if not acl.may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
+    values = parse_sensor_body(await read_json_object(request), creating=False)
+    await writing(request)
     if "name" in values and await sensor_store.name_taken(
         conn, sensor.generic_asset_id, values["name"], exclude_id=sensor.id
     ):
@@ -349,6 +367,7 @@ async def delete_sensor(request: web.Request) -> web.Response:
     sensor = await load_sensor(conn, sensor_id)
     if not acl.may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
+    await writing(request)
     await sensor_store.delete_sensor(conn, sensor.id)
     await conn.commit()
     return no_content()
@@ -376,6 +395,7 @@ async def get_asset_sensors(request: web.Request) -> web.Response:
     }
     listing = SensorListing(
         "asset",
+        viewer=_viewer(principal(request), params),
         terms=_terms(query, params),
         any_term=True,
         sort=sort_by or "id",

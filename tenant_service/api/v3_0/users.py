@@ -32,6 +32,7 @@ from tenant_service.api.v3_0 import (
     principal,
     read_json_object,
     respond,
+    writing,
 )
 from tenant_service.errors import (
     DuplicateUserError,
@@ -83,7 +84,10 @@ def _check_read(who: Principal, user: UserRecord) -> None:
 
 
 def _check_update(who: Principal, user: UserRecord) -> None:
+    """May `who` change, deactivate or reset `user`? (403 if not)."""
     if not who.may_update_user(user.id, user.account_id, user.consultancy_account_id):
+        raise ForbiddenError()
+    if user.id != who.user_id and not who.outranks(user.role_names):
         raise ForbiddenError()
 
 
@@ -205,12 +209,13 @@ def parse_user_patch(data: dict[str, Any]) -> UserPatch:
 async def patch_user(request: web.Request) -> web.Response:
     """Update a user."""
     user_id = parse_path_id(request.match_info["id"])
-    patch = parse_user_patch(await read_json_object(request))
     who = principal(request)
     revoked = False
     conn = request[keys.CONN]
     user = await _load_user(conn, user_id)
     _check_update(who, user)
+    patch = parse_user_patch(await read_json_object(request))
+    await writing(request)
     security_sensitive = patch.active is not None or patch.roles_given
     if security_sensitive and who.user_id == user.id:
         raise ForbiddenError()
@@ -267,6 +272,8 @@ async def _apply_roles(
     new = set(found.values())
     if (old ^ new) & ADMIN_ROLES and not who.is_admin:
         raise ForbiddenError()
+    if not who.outranks(new - old):  # nobody grants a role they do not hold
+        raise ForbiddenError()
     await user_store.set_roles(conn, user.id, found.keys())
 
 
@@ -280,10 +287,11 @@ async def reset_user_password(request: web.Request) -> web.Response:
     """
     user_id = parse_path_id(request.match_info["id"])
     who = principal(request)
-    new_hash = await asyncio.to_thread(random_password_hash)
     conn = request[keys.CONN]
     user = await _load_user(conn, user_id)
     _check_update(who, user)
+    new_hash = await asyncio.to_thread(random_password_hash)
+    await writing(request)
     await user_store.set_password_hash(conn, user.id, new_hash)
     await conn.commit()
     request.app[keys.PRINCIPALS].evict(user.id)

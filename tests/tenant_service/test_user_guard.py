@@ -1,0 +1,174 @@
+"""Nobody changes, deactivates or resets a user who holds a role they lack (#10).
+
+A table of actor role x target role x action through the real backend app. The
+targets are fresh users of the actor's account (acme) holding one role each, or
+the actor itself; consultants are also tried on users of their client account.
+A user may still edit their own name, email and timezone and reset their own
+password, but never their own `active` flag or roles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pytest
+from sqlalchemy import select
+
+from tenant_service.config import Settings
+from tenant_service.store import users as user_store
+from tenant_service.store.db import create_engine
+from tenant_service.store.tables import users
+from tests.tenant_service.conftest import Client, World, identity
+
+# action -> (path suffix, body)
+ACTIONS: Final[dict[str, tuple[str, dict[str, Any] | None]]] = {
+    "email": ("", {"email": "renamed@acme.test"}),
+    "name": ("", {"username": "renamed", "timezone": "Europe/Berlin"}),
+    "deactivate": ("", {"active": False}),
+    "reactivate": ("", {"active": True}),  # of a target deactivated before
+    "reset": ("/password-reset", None),
+    "roles": ("", {"flexmeasures_roles": ["account-admin"]}),
+}
+ALL: Final = tuple(ACTIONS)
+OK, NO = 200, 403
+
+
+@pytest.fixture
+def database_url(sqlite_database_url: str) -> str:
+    """SQLite only: the rule is the same on both databases (120 cases)."""
+    return sqlite_database_url
+
+
+def row(actor: str, target: str, **expected: int) -> list[Any]:
+    """One (actor, target) line of the table: an expected status per action."""
+    assert set(expected) == set(ALL)
+    return [
+        pytest.param(actor, target, a, expected[a], id=f"{actor}-{target}-{a}")
+        for a in ALL
+    ]
+
+
+SELF: Final = dict(email=OK, name=OK, deactivate=NO, reactivate=NO, reset=OK, roles=NO)
+NOTHING: Final = dict.fromkeys(ALL, NO)
+EVERYTHING: Final = dict.fromkeys(ALL, OK)
+
+TABLE: Final = [
+    # admins may do everything to others, and to themselves what anyone may
+    *row("admin", "admin", **EVERYTHING),
+    *row("admin", "account-admin", **EVERYTHING),
+    *row("admin", "consultant", **EVERYTHING),
+    *row("admin", "user", **EVERYTHING),
+    *row("admin", "self", **SELF),
+    # account-admins: nothing on an admin or a consultant (roles they lack)
+    *row("account-admin", "admin", **NOTHING),
+    *row("account-admin", "account-admin", **EVERYTHING),
+    *row("account-admin", "consultant", **NOTHING),
+    *row("account-admin", "user", **EVERYTHING),
+    *row("account-admin", "self", **SELF),
+    # consultants update users of their clients only, and never their roles or
+    # active flag (account-admins and admins do that)
+    *row("consultant", "admin", **NOTHING),
+    *row("consultant", "account-admin", **NOTHING),
+    *row("consultant", "user", **NOTHING),
+    *row("consultant", "client-account-admin", **NOTHING),
+    *row(
+        "consultant",
+        "client-user",
+        email=OK,
+        name=OK,
+        deactivate=NO,
+        reactivate=NO,
+        reset=OK,
+        roles=NO,
+    ),
+    *row("consultant", "self", **SELF),
+    # plain users: themselves only
+    *row("user", "admin", **NOTHING),
+    *row("user", "account-admin", **NOTHING),
+    *row("user", "user", **NOTHING),
+    *row("user", "self", **SELF),
+]
+
+
+async def make_target(settings: Settings, world: World, target: str) -> int:
+    """A fresh user of acme (or of the client account) with the target's role."""
+    account = world.client_account if target.startswith("client-") else world.acme
+    role = target.removeprefix("client-")
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            return await user_store.create_user(
+                conn,
+                email=f"target-{target}@acme.test",
+                username=f"target-{target}",
+                account_id=account,
+                password_hash=None,
+                role_names=[] if role == "user" else [role],
+            )
+    finally:
+        await engine.dispose()
+
+
+async def stored(settings: Settings, user_id: int) -> tuple[Any, ...]:
+    """What the actions change: email, name, timezone, active, password, revocation."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(
+                        users.c.email,
+                        users.c.username,
+                        users.c.timezone,
+                        users.c.active,
+                        users.c.password_hash,
+                        users.c.tokens_valid_after,
+                    ).where(users.c.id == user_id)
+                )
+            ).one()
+            record = await user_store.get_user(conn, user_id)
+            assert record is not None
+            return (*found, record.role_names)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(("actor", "target", "action", "expected"), TABLE)
+async def test_user_update_guard(
+    client: Client,
+    settings: Settings,
+    world: World,
+    actor: str,
+    target: str,
+    action: str,
+    expected: int,
+) -> None:
+    actor_id = {
+        "admin": world.admin,
+        "account-admin": world.account_admin,
+        "consultant": world.consultant,
+        "user": world.member,
+    }[actor]
+    target_id = (
+        actor_id if target == "self" else await make_target(settings, world, target)
+    )
+    if action == "reactivate" and target != "self":
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                await user_store.update_user(conn, target_id, {"active": False})
+        finally:
+            await engine.dispose()
+    before = await stored(settings, target_id)
+    suffix, body = ACTIONS[action]
+    resp = await client.patch(
+        f"/api/v3_0/users/{target_id}{suffix}", json=body, headers=identity(actor_id)
+    )
+    answer = await resp.json()
+    assert resp.status == expected, answer
+    after = await stored(settings, target_id)
+    if expected == NO:
+        assert answer["status"] == "INVALID_SENDER"
+        assert after == before  # nothing changed, no token revoked
+    else:
+        assert after != before or (action == "roles" and target == "account-admin")
