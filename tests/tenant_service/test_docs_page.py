@@ -32,9 +32,7 @@ async def test_docs_page_headers_through_the_gateway(
     response = await stack.gateway.get("/api/v3_0/docs", headers=COMPANY)
     assert response.status == 200
     csp = response.headers["Content-Security-Policy"]
-    directives = dict(
-        (part.strip().split(" ", 1) + [""])[:2] for part in csp.split(";")
-    )
+    directives = dict([*part.strip().split(" ", 1), ""][:2] for part in csp.split(";"))
     assert directives["default-src"] == "'none'"
     assert directives["script-src"] == "'self'"  # no inline scripts, no eval
     assert directives["frame-ancestors"] == "'none'"
