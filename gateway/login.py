@@ -95,6 +95,49 @@ if count <= 1 then
 end
 return redis.call('DECR', KEYS[1])
 """
+# KEYS[1] failed logins of an email or address: a hash of `f` (failures) and `p`
+# (logins in flight, each holding a slot). ARGV: the limit, the window (s, from
+# the first slot). Takes a slot and returns 0; if the failures fill the limit,
+# the seconds until the window ends; if logins in flight fill the rest, -1.
+_TAKE_FAILURE: Final = """
+local limit = tonumber(ARGV[1])
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
+if f >= limit then
+  local ms = redis.call('PTTL', KEYS[1])
+  if ms < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+    return tonumber(ARGV[2])
+  end
+  return math.max(1, math.ceil(ms / 1000))
+end
+if f + p >= limit then
+  return -1
+end
+redis.call('HINCRBY', KEYS[1], 'p', 1)
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# KEYS[1] failed logins (as above): a login in flight ends. ARGV: "1" if it
+# failed (its slot becomes a failure), the window (s). A hash left with nothing
+# is deleted, so the next window starts afresh.
+_SETTLE_FAILURE: Final = """
+local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
+if p > 0 then
+  p = redis.call('HINCRBY', KEYS[1], 'p', -1)
+end
+if ARGV[1] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'f', 1)
+  if redis.call('TTL', KEYS[1]) < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+  end
+elseif p <= 0 and tonumber(redis.call('HGET', KEYS[1], 'f') or '0') <= 0 then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 # Seconds a client waits when its account's checks in flight are all taken (a
 # check takes a fraction of a second).
 IN_FLIGHT_RETRY: Final = 1
@@ -143,6 +186,12 @@ def retry_message(seconds: int) -> str:
     return f"Too many failed login attempts; please try again in {wait_words(seconds)}."
 
 
+# What a counter counts: tokens minted ("count": a number), checks in flight of
+# an email ("flight": a sorted set of deadlines), failed logins ("failures": a
+# hash of failures and logins in flight).
+CounterKind = Literal["count", "flight", "failures"]
+
+
 @dataclass(frozen=True, slots=True)
 class Counter:
     """A counter of slots in Redis: at most `limit`, living `life` seconds."""
@@ -150,11 +199,20 @@ class Counter:
     key: str
     limit: int
     life: int
-    member: str = ""  # a check in flight: its id in the sorted set `key`
+    kind: CounterKind
+    member: str = ""  # a check in flight: its id in the sorted set
+
+
+@dataclass(frozen=True, slots=True)
+class Full:
+    """A counter without room: wait `seconds`; `at_once`: logins in flight fill it."""
+
+    seconds: int
+    at_once: bool = False
 
 
 class LoginThrottle:
-    """Slots of the login counters in Redis (`<prefix>:checks|mint|fail:...`).
+    """Slots of the login counters in Redis (`<prefix>:checks|mint|login:...`).
 
     A Redis fault while taking one is a 503 (TokenStoreUnavailableError).
     """
@@ -180,6 +238,8 @@ class LoginThrottle:
         self._take = redis.register_script(_TAKE)
         self._take_in_flight = redis.register_script(_TAKE_IN_FLIGHT)
         self._give_back = redis.register_script(_GIVE_BACK)
+        self._take_failure = redis.register_script(_TAKE_FAILURE)
+        self._settle_failure = redis.register_script(_SETTLE_FAILURE)
 
     @classmethod
     def of(cls, redis: RedisClient, settings: Settings) -> LoginThrottle:
@@ -196,39 +256,44 @@ class LoginThrottle:
 
     def email_key(self, tenant: str, email: str) -> str:
         """The failure counter of an email at a tenant (its hash only)."""
-        return f"{self.prefix}:fail:email:{tenant}:{_email_digest(email)}"
+        return f"{self.prefix}:login:email:{tenant}:{_email_digest(email)}"
 
     def address_key(self, tenant: str, address: str) -> str:
         """The failure counter of a client address at a tenant (its hash only)."""
-        return f"{self.prefix}:fail:addr:{tenant}:{_digest(address)}"
+        return f"{self.prefix}:login:addr:{tenant}:{_digest(address)}"
 
     def in_flight(self, tenant: str, email: str, life: int) -> Counter:
-        """The counter of an email's password checks in flight."""
+        """The counter of an email's password checks in flight (a new check)."""
         key = f"{self.prefix}:checks:{tenant}:{_email_digest(email)}"
-        return Counter(key, self.checks_per_email, life, secrets.token_hex(8))
+        member = secrets.token_hex(8)
+        return Counter(key, self.checks_per_email, life, "flight", member)
 
     def mint_counter(self, tenant: str, email: str) -> Counter | None:
         """The counter of tokens minted for a user (by login email); None: no limit."""
         if self.tokens_per_user is None:
             return None
         key = f"{self.prefix}:mint:{tenant}:{_email_digest(email)}"
-        return Counter(key, self.tokens_per_user.limit, self.tokens_per_user.period)
+        rate = self.tokens_per_user
+        return Counter(key, rate.limit, rate.period, "count")
 
-    async def take(self, counter: Counter) -> int | None:
-        """Take a slot; None if taken, else the seconds until the counter ends."""
+    async def take(self, counter: Counter) -> Full | None:
+        """Take a slot; None if taken, else how long the counter stays full."""
         try:
-            if counter.member:
+            if counter.kind == "flight":
                 full = await self._take_in_flight(
                     keys=[counter.key],
                     args=[counter.limit, counter.life * 1000, counter.member],
                 )
-                return IN_FLIGHT_RETRY if full else None
-            wait = await self._take(
-                keys=[counter.key], args=[counter.limit, counter.life]
+                return Full(IN_FLIGHT_RETRY, at_once=True) if full else None
+            script = self._take if counter.kind == "count" else self._take_failure
+            wait = int(
+                await script(keys=[counter.key], args=[counter.limit, counter.life])
             )
         except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
-        return int(wait) or None
+        if wait < 0:
+            return Full(IN_FLIGHT_RETRY, at_once=True)
+        return Full(wait) if wait else None
 
     async def give_back(self, *counters: Counter | None) -> None:
         """Give one slot back to each counter (best effort: a fault is logged)."""
@@ -236,12 +301,22 @@ class LoginThrottle:
             if counter is None:
                 continue
             try:
-                if counter.member:
+                if counter.kind == "flight":
                     await self.redis.zrem(counter.key, counter.member)
-                else:
+                elif counter.kind == "count":
                     await self._give_back(keys=[counter.key])
+                else:
+                    await self._settle_failure(
+                        keys=[counter.key], args=["0", counter.life]
+                    )
             except REDIS_ERRORS as err:
                 logger.warning("could not give a login slot back: %s", err)
+
+    async def _keep_as_failure(self, counter: Counter) -> None:
+        try:
+            await self._settle_failure(keys=[counter.key], args=["1", counter.life])
+        except REDIS_ERRORS as err:
+            raise TokenStoreUnavailableError() from err
 
     async def enter(self, tenant: str, email: str, address: str, *, life: int) -> Slots:
         """Slots of every counter of a login, or the 429 of the first one full.
@@ -251,41 +326,51 @@ class LoginThrottle:
         """
         slots = Slots(
             in_flight=self.in_flight(tenant, email, life),
-            email=Counter(self.email_key(tenant, email), self.per_email, self.window),
+            email=Counter(
+                self.email_key(tenant, email), self.per_email, self.window, "failures"
+            ),
             address=Counter(
-                self.address_key(tenant, address), self.per_address, self.window
+                self.address_key(tenant, address),
+                self.per_address,
+                self.window,
+                "failures",
             ),
             mint=self.mint_counter(tenant, email),
         )
         taken: list[Counter] = []
         try:
             for counter in slots.all():
-                wait = await self.take(counter)
-                if wait is None:
+                full = await self.take(counter)
+                if full is None:
                     taken.append(counter)
                     continue
-                raise self._refusal(counter, slots, wait)
+                raise self._refusal(counter, slots, full)
         except BaseException:
             await asyncio.shield(self.give_back(*taken))
             raise
         return slots
 
-    def _refusal(self, counter: Counter, slots: Slots, wait: int) -> Exception:
-        if counter is slots.in_flight:
-            logger.warning("login refused: checks of this email in flight")
+    def _refusal(self, counter: Counter, slots: Slots, full: Full) -> Exception:
+        if full.at_once:
+            whose = (
+                "from your address" if counter is slots.address else "of this account"
+            )
+            logger.warning("login refused: %s in flight", counter.kind)
             return LoginRateLimitedError(
-                "Too many logins of this account at once; please try again in "
-                f"{wait_words(IN_FLIGHT_RETRY)}.",
-                IN_FLIGHT_RETRY,
+                f"Too many logins {whose} at once; please try again in "
+                f"{wait_words(full.seconds)}.",
+                full.seconds,
                 "throttled",
             )
         if counter is slots.mint:
             logger.warning(
-                "login refused: tokens per user", extra={"retry_after": wait}
+                "login refused: tokens per user", extra={"retry_after": full.seconds}
             )
-            return self.mint_refusal(wait)
-        logger.warning("login refused: too many failures", extra={"retry_after": wait})
-        return TooManyRequestsError(retry_message(wait), wait)
+            return self.mint_refusal(full.seconds)
+        logger.warning(
+            "login refused: too many failures", extra={"retry_after": full.seconds}
+        )
+        return TooManyRequestsError(retry_message(full.seconds), full.seconds)
 
     def mint_refusal(self, wait: int) -> LoginRateLimitedError:
         """The 429 of a user whose tokens for the period are used up."""
@@ -308,20 +393,28 @@ class LoginThrottle:
         counter = self.mint_counter(tenant, email)
         if counter is None:
             return None
-        wait = await self.take(counter)
-        if wait is not None:
+        full = await self.take(counter)
+        if full is not None:
             logger.warning(
-                "token refused: tokens per user", extra={"retry_after": wait}
+                "token refused: tokens per user", extra={"retry_after": full.seconds}
             )
-            raise self.mint_refusal(wait)
+            raise self.mint_refusal(full.seconds)
         return counter
 
     async def failed(self, slots: Slots) -> None:
-        """A failed login keeps its failure slots; the others are given back."""
-        await self.give_back(slots.in_flight, slots.mint)
+        """A failed login: its failure slots become failures; the others go back."""
+        try:
+            await self._keep_as_failure(slots.email)
+            await self._keep_as_failure(slots.address)
+        finally:
+            await self.give_back(slots.in_flight, slots.mint)
 
     async def succeeded(self, slots: Slots) -> None:
-        """Forget the email's failures; the token keeps its slot."""
+        """Forget the email's failures; the token keeps its slot.
+
+        Logins of the email still in flight lose their slots with it: only one
+        who knows the password can make a few more tries count that way.
+        """
         try:
             await self.redis.delete(slots.email.key)
         except REDIS_ERRORS as err:

@@ -172,11 +172,12 @@ def login_failures(client: Client, reason: str) -> float:
     return metric(text, name, tenant="company", reason=reason)
 
 
-async def counters(redis: Redis, prefix: str, kind: str) -> dict[str, int]:
+async def failures(redis: Redis, prefix: str) -> dict[str, dict[str, int]]:
+    """Each failure counter: {"f": failures, "p": logins in flight}."""
     found = {}
-    async for key in redis.scan_iter(match=f"{prefix}:{kind}:*"):
-        value = await redis.get(key)
-        found[key.decode()] = int(value or 0)
+    async for key in redis.scan_iter(match=f"{prefix}:login:*"):
+        fields = await redis.hgetall(key)
+        found[key.decode()] = {k.decode(): int(v) for k, v in fields.items()}
     return found
 
 
@@ -195,15 +196,24 @@ async def test_login_throttle_lets_exactly_5_of_60_wrong_passwords_reach_the_bac
     )
     assert backend.asked == 5
     assert statuses(answers) == {401: 5, 429: 55}
+    # Refused while the 5 were in flight (no failure yet): try again in a second.
     for answer in answers:
         if answer.status == 429:
-            assert 1 <= int(answer.headers["Retry-After"]) <= 900
-            body = await answer.json()
-            assert body["status"] == "TOO_MANY_REQUESTS"
-            assert body["message"].startswith("Too many failed login attempts")
+            assert answer.headers["Retry-After"] == "1"
+            assert await answer.json() == {
+                "message": "Too many logins of this account at once; please try "
+                "again in 1 second.",
+                "result": "Rejected",
+                "status": "TOO_MANY_REQUESTS",
+            }
     # The 5 failures now hold the window: even the right password waits.
     again = await request_token(client, "user1@company.test")
     assert again.status == 429
+    assert 890 <= int(again.headers["Retry-After"]) <= 900
+    assert await again.json() == {
+        "message": "Too many failed login attempts; please try again in 15 minutes.",
+        "status": "TOO_MANY_REQUESTS",
+    }
     assert backend.asked == 5
 
 
@@ -222,12 +232,39 @@ async def test_login_throttle_per_address_across_many_emails(
     )
     assert backend.asked == 20
     assert statuses(answers) == {401: 20, 429: 40}
-    assert all(
-        "Retry-After" in answer.headers for answer in answers if answer.status == 429
-    )
+    for answer in answers:
+        if answer.status == 429:
+            assert answer.headers["Retry-After"] == "1"
+            body = await answer.json()
+            assert body["message"].startswith("Too many logins from your address")
+    # Now 20 failures: the address waits for the window.
+    refused = await request_token(client, "user99@company.test", ip="203.0.113.9")
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) > 800
     # Another address is not affected, nor (below its limit) one of those emails.
     other = await request_token(client, "user1@company.test", ip="198.51.100.1")
     assert other.status == 200
+
+
+async def test_correct_logins_at_once_from_one_address_count_no_failure(
+    gateway: GatewayMaker,
+    passwords: tuple[Passwords, str],
+    redis: Redis,
+    redis_prefix: str,
+) -> None:
+    backend, _ = passwords
+    client = await gateway(login_failures_per_address=20)
+    answers = await burst(
+        backend,
+        [request_token(client, f"user{n}@company.test") for n in range(30)],
+        held=20,
+    )
+    assert statuses(answers) == {200: 20, 429: 10}
+    assert {a.headers["Retry-After"] for a in answers if a.status == 429} == {"1"}
+    # Nothing failed: no counter is left, and the ten get in now.
+    assert await failures(redis, redis_prefix) == {}
+    for n in range(20, 30):
+        assert (await request_token(client, f"user{n}@company.test")).status == 200
 
 
 async def test_login_throttle_is_shared_by_two_gateways(
@@ -271,10 +308,11 @@ async def test_a_success_forgets_the_email_and_gives_the_address_slot_back(
     client = await gateway()
     for _ in range(2):
         assert (await request_token(client, "user4@company.test", "x")).status == 401
-    assert sorted((await counters(redis, redis_prefix, "fail")).values()) == [2, 2]
+    found = await failures(redis, redis_prefix)
+    assert list(found.values()) == [{"f": 2, "p": 0}] * 2
     assert (await request_token(client, "user4@company.test")).status == 200
     # The email's failures are gone; the address keeps its 2 failures only.
-    assert list((await counters(redis, redis_prefix, "fail")).values()) == [2]
+    assert list((await failures(redis, redis_prefix)).values()) == [{"f": 2, "p": 0}]
     assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:checks:*")]
 
 
@@ -299,7 +337,7 @@ async def test_a_busy_backend_is_503_with_retry_after_and_no_failure(
             "again in 7 seconds.",
             "status": "SERVICE_UNAVAILABLE",
         }
-    assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:fail:*")]
+    assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:login:*")]
     assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:checks:*")]
     assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:mint:*")]
     assert client.app[keys.HEALTH].is_up(url)  # busy is no replica failure

@@ -354,13 +354,13 @@ async def test_failed_logins_are_throttled_per_email(
     assert (await post_login(site.client, "nobody@company.test")).status == 429
     # Others are not affected; only hashes are stored.
     assert (await post_login(site.client, "member@company.test")).status == 303
-    keys = [k.decode() async for k in redis.scan_iter(match=f"{redis_prefix}:fail:*")]
+    keys = [k.decode() async for k in redis.scan_iter(match=f"{redis_prefix}:login:*")]
     assert keys
     assert all("company.test" not in key and "127.0.0.1" not in key for key in keys), (
         keys
     )
     digest = hashlib.sha256(b"admin@company.test").hexdigest()
-    assert f"{redis_prefix}:fail:email:company:{digest}" in keys
+    assert f"{redis_prefix}:login:email:company:{digest}" in keys
 
 
 async def test_failed_logins_are_throttled_per_address_across_api_and_page(
@@ -413,7 +413,7 @@ async def test_a_very_long_email_is_refused_before_the_backend(
     assert "That email address is too long" in text
     assert "254 characters" in text
     assert email not in text
-    assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:fail:*")]
+    assert not [k async for k in redis.scan_iter(match=f"{redis_prefix}:login:*")]
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ SCRIPTS: Final = {
     "login._TAKE": login._TAKE,
     "login._TAKE_IN_FLIGHT": login._TAKE_IN_FLIGHT,
     "login._GIVE_BACK": login._GIVE_BACK,
+    "login._TAKE_FAILURE": login._TAKE_FAILURE,
+    "login._SETTLE_FAILURE": login._SETTLE_FAILURE,
     "jobs._TAKE_SLOT": jobs._TAKE_SLOT,
 }
 ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
