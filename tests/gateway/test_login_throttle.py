@@ -177,7 +177,9 @@ async def failures(redis: Redis, prefix: str) -> dict[str, dict[str, int]]:
     found = {}
     async for key in redis.scan_iter(match=f"{prefix}:login:*"):
         fields = await redis.hgetall(key)
-        found[key.decode()] = {k.decode(): int(v) for k, v in fields.items()}
+        found[key.decode()] = {
+            k.decode() if isinstance(k, bytes) else k: int(v) for k, v in fields.items()
+        }
     return found
 
 
