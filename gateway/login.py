@@ -479,7 +479,8 @@ async def check_credentials(
     session = request.app[keys.HTTP]
     timeout = aiohttp.ClientTimeout(
         total=tenant.upstream_timeout,
-        connect=request.app[keys.SETTINGS].connect_timeout,
+        connect=None,  # as the proxy: a wait for a pooled connection is no failure
+        sock_connect=request.app[keys.SETTINGS].connect_timeout,
     )
     headers = {
         "X-FlexHost-Identity": identity_for(request, tenant, SERVICE),
@@ -503,8 +504,8 @@ async def check_credentials(
                     continue
                 body = await response.json(content_type=None)
                 return response.status, body if isinstance(body, dict) else {}
-        except aiohttp.ClientConnectorError as err:
-            last_error = err
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
+            last_error = err  # nothing was sent: the next replica may answer
             logger.warning("backend %s unreachable for a credential check", backend)
             continue
         except TimeoutError as err:

@@ -146,3 +146,51 @@ async def test_60_concurrent_wrong_passwords_reach_the_backend_5_times(
     status, wait = await attempt(abuse, VICTIM, PASSWORD)
     assert status == 429
     assert 1 <= int(wait) <= 900
+
+
+async def test_a_flood_past_the_gateway_bound_meets_the_backends_bound(
+    stack: Stack, abuse_template: AbuseDb, session: aiohttp.ClientSession
+) -> None:
+    """With the gateway's bounds lifted, 150 checks reach the backend at once: it
+    runs 3, lets others wait 1 s at most, answers the rest 503 at once; the
+    neighbour's API calls are not starved."""
+    abuse = await start_abuse_stack(
+        stack,
+        abuse_template,
+        session,
+        gateway_env={
+            "LOGIN_CHECKS_PER_EMAIL": "1000",
+            "LOGIN_FAILURES_PER_EMAIL": "1000",
+            "LOGIN_FAILURES_PER_ADDRESS": "1000",
+            "TOKENS_PER_USER": "off",
+        },
+    )
+    neighbour = neighbour_of(abuse, await abuse.login(ADMIN))
+    await neighbour.baseline(1.0)
+    tally: Counter[int] = Counter()
+    waits: set[str] = set()
+    slowest = 0.0
+    async with neighbour.beside():
+        for _ in range(2):
+
+            async def timed() -> tuple[int, str, float]:
+                started = time.monotonic()
+                status, wait = await attempt(abuse, OTHER, PASSWORD)
+                return status, wait, time.monotonic() - started
+
+            for status, wait, seconds in await asyncio.gather(
+                *(timed() for _ in range(150))
+            ):
+                tally[status] += 1
+                slowest = max(slowest, seconds)
+                if status == 503:
+                    waits.add(wait)
+    neighbour.report(
+        "150 concurrent correct logins x2 past the gateway's per-email bound",
+        sum(tally.values()),
+        f"attacker answers {dict(sorted(tally.items()))}, Retry-After "
+        f"{sorted(waits)}, slowest attacker answer {slowest:.1f} s",
+    )
+    assert set(tally) <= {200, 503}, tally
+    assert tally[503] > 0, tally  # 150 argon2 checks take far longer than 3 x 1 s
+    assert waits == {"1"}
