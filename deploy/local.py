@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import hashlib
 import logging
 import math
@@ -42,6 +43,8 @@ STOP_GRACE_S: Final = 20.0  # a child stopped alone (reconciling tenants.yaml)
 CHILD_GRACE_S: Final = 2.0
 STOP_MARGIN_S: Final = 2.0
 REDIS_STOP_S: Final = 2.0
+# RQ ignores a second SIGTERM sooner than 1 s after the first.
+REPEAT_TERM_S: Final = 1.2
 REPORT_EVERY_S: Final = 1.0
 # A child's drain line: "[gateway process <pid>] draining: <n> request(s) in flight".
 IN_FLIGHT_RE: Final = re.compile(r"(?:process (\d+) )?draining: (\d+) request\(s\)")
@@ -96,6 +99,14 @@ class ChildSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
     unset: tuple[str, ...] = field(default=())
+    # What the child gets when the launcher dies (Linux). A scheduling worker gets
+    # SIGKILL: RQ's worker can hang for up to 60 s in its teardown after a single
+    # SIGTERM (joining redis-py's pub/sub thread), and a dead launcher cannot send
+    # the second signal that ends it.
+    death_signal: int = signal.SIGTERM
+    # Whether stopping it sends a second SIGTERM before the SIGKILL (not to Redis:
+    # a second one would cut its final save short).
+    repeat_term: bool = True
 
 
 def loopback_address(url: str) -> tuple[str, int] | None:
@@ -234,20 +245,20 @@ def redacted(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _pdeathsig() -> Callable[[], None] | None:
-    """A preexec hook that kills a child when the launcher dies (Linux only)."""
+def _pdeathsig(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec hook that signals a child when the launcher dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
     def hook() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, signum)
 
     return hook
 
 
 async def _spawn(
-    argv: Sequence[str], env: Mapping[str, str]
+    argv: Sequence[str], env: Mapping[str, str], death_signal: int = signal.SIGTERM
 ) -> asyncio.subprocess.Process:
     """Start a child in its own process group, so Ctrl-C reaches only the launcher."""
     return await asyncio.create_subprocess_exec(
@@ -257,20 +268,40 @@ async def _spawn(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_pdeathsig(),
+        preexec_fn=_pdeathsig(death_signal),
         umask=PRIVATE_UMASK,
     )
 
 
 async def _terminate(
-    proc: asyncio.subprocess.Process, grace: float, name: str = "child"
+    proc: asyncio.subprocess.Process,
+    grace: float,
+    name: str = "child",
+    repeat: bool = True,
 ) -> None:
-    """SIGTERM, wait up to `grace` seconds, then SIGKILL its process group."""
+    """SIGTERM; again STOP_MARGIN_S before the end of `grace` (at least
+    REPEAT_TERM_S after the first); then SIGKILL to its process group.
+
+    The second SIGTERM is RQ's cold shutdown: a worker whose warm shutdown hangs
+    (or whose job outlives the grace) stops at once; our other children take a
+    repeated SIGTERM as the first.
+    """
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
+        grace = max(grace, 0.0)
+        first = min(grace, max(REPEAT_TERM_S, grace - STOP_MARGIN_S))
+        if not repeat:
+            first = grace
         try:
-            await asyncio.wait_for(proc.wait(), max(grace, 0.0))
+            await asyncio.wait_for(proc.wait(), first)
+            return
+        except TimeoutError:
+            if repeat:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace - first)
         except TimeoutError:
             logger.warning("%s (pid %d) did not stop in time; killed", name, proc.pid)
             # The group: a child's own children (the gateway's workers) go too.
@@ -342,7 +373,9 @@ class Child:
             started = loop.time()
             code: int | None = None
             try:
-                proc = await _spawn(self.spec.argv, _child_env(self.spec))
+                proc = await _spawn(
+                    self.spec.argv, _child_env(self.spec), self.spec.death_signal
+                )
             except OSError as err:
                 logger.error("%s: cannot start: %s", self.spec.name, err)
             else:
@@ -374,7 +407,12 @@ class Child:
             stopping.cancel()
             if not exited.done():
                 deadline = self._deadline or time.monotonic() + STOP_GRACE_S
-                await _terminate(proc, deadline - time.monotonic(), self.spec.name)
+                await _terminate(
+                    proc,
+                    deadline - time.monotonic(),
+                    self.spec.name,
+                    self.spec.repeat_term,
+                )
             await exited
             await pump
         if self._stop.is_set():
@@ -577,7 +615,7 @@ class Stack:
             "--appendonly", "no",
             "--loglevel", "warning",
         )  # fmt: skip
-        self.redis = Child(ChildSpec("redis", argv))
+        self.redis = Child(ChildSpec("redis", argv, repeat_term=False))
         if not await wait_tcp("127.0.0.1", port, deadline):
             raise StartError("the embedded Redis server did not start")
         self.redis_url = f"redis://127.0.0.1:{port}/0"
@@ -669,8 +707,11 @@ class Stack:
             await child.stop()
         for tenant, spec in per_tenant.items():
             if tenant not in self.workers and tenant in self.provisioned:
-                child_spec = self._backend_spec(
-                    f"{tenant}-worker", spec, "tenant_service.scheduling.worker"
+                child_spec = dataclasses.replace(
+                    self._backend_spec(
+                        f"{tenant}-worker", spec, "tenant_service.scheduling.worker"
+                    ),
+                    death_signal=signal.SIGKILL,
                 )
                 self.workers[tenant] = (spec, Child(child_spec))
 
