@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenant_service.beliefs import Belief
+from tenant_service.beliefs import Belief, BeliefRow
 from tenant_service.store.sources import insert_ignoring
 from tenant_service.store.tables import data_sources, timed_beliefs
 
@@ -63,27 +63,49 @@ async def save_beliefs(
     the same value. Another value under an existing belief key raises
     ReplacementError (or replaces it, with `allow_overwrite`).
     """
+    rows = [(b.event_start, b.belief_horizon, b.value) for b in beliefs]
     plan = await plan_beliefs(
-        conn, sensor_id, source_id, beliefs, allow_overwrite=allow_overwrite
+        conn, sensor_id, source_id, rows, allow_overwrite=allow_overwrite
     )
     return await write_plan(
         conn, sensor_id, source_id, plan, allow_overwrite=allow_overwrite
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SavePlan:
     """What saving beliefs will write: new rows, and rows replacing stored ones."""
 
     new: list[Row]
     replacements: list[Row]
+    staged: bool = False  # `new` waits in this connection's temp table (SQLite)
+
+
+async def stage_plan(conn: AsyncConnection, plan: SavePlan) -> None:
+    """SQLite: put the plan's new rows into this connection's temp table.
+
+    Binding rows one by one is most of an insert's cost, and a temp table is
+    outside the database file: this needs no turn at the tenant's single writer.
+    `write_plan` then copies them in one INSERT ... SELECT, which SQLite runs
+    without the interpreter (other threads and the event loop keep running).
+
+    Staging opens the connection's transaction: its next statement on the
+    database must be `write_plan`'s write (WAL refuses a write after a read in
+    the same transaction when another connection has committed in between).
+    """
+    if conn.dialect.name == "postgresql" or not plan.new:
+        return
+    await conn.exec_driver_sql(_STAGE_TABLE)
+    await conn.exec_driver_sql(_STAGE_CLEAR)
+    await conn.exec_driver_sql(_STAGE_FILL, plan.new)
+    plan.staged = True
 
 
 async def plan_beliefs(
     conn: AsyncConnection,
     sensor_id: int,
     source_id: int | None,
-    beliefs: Sequence[Belief],
+    rows: Sequence[Row],
     *,
     allow_overwrite: bool = False,
 ) -> SavePlan:
@@ -95,43 +117,61 @@ async def plan_beliefs(
     """
     exact: dict[tuple[int, int], float] = {}
     latest: dict[int, tuple[int, float]] = {}
-    if beliefs and source_id is not None:
-        first = min(b.event_start for b in beliefs)
-        last = max(b.event_start for b in beliefs)
-        stored = await conn.execute(
-            _STORED,
-            {
-                "sensor_id": sensor_id,
-                "source_id": source_id,
-                "first": first,
-                "last": last,
-            },
-        )
-        for event_start, horizon, value in stored:
+    if rows and source_id is not None:
+        params = {
+            "sensor_id": sensor_id,
+            "source_id": source_id,
+            "first": min(r[0] for r in rows),
+            "last": max(r[0] for r in rows),
+        }
+        for event_start, horizon, value in await _stored(conn, params):
             exact[(event_start, horizon)] = value
             known = latest.get(event_start)
             if known is None or horizon < known[0]:
                 latest[event_start] = (horizon, value)
     if not exact:
-        return SavePlan(
-            [(b.event_start, b.belief_horizon, b.value) for b in beliefs], []
-        )
+        return SavePlan(list(rows), [])
     new: list[Row] = []
     replacements: list[Row] = []
-    for belief in beliefs:
-        row = (belief.event_start, belief.belief_horizon, belief.value)
-        key = (belief.event_start, belief.belief_horizon)
-        if key in exact:
-            if exact[key] != belief.value:
+    for row in rows:
+        event_start, horizon, value = row
+        stored = exact.get((event_start, horizon))
+        if stored is not None:
+            if stored != value:
                 if not allow_overwrite:
                     raise ReplacementError()
                 replacements.append(row)
             continue
-        known = latest.get(belief.event_start)
-        if known is not None and known[1] == belief.value:
+        known = latest.get(event_start)
+        if known is not None and known[1] == value:
             continue
         new.append(row)
     return SavePlan(new, replacements)
+
+
+async def _stored(
+    conn: AsyncConnection, params: dict[str, int]
+) -> Sequence[tuple[int, int, float]]:
+    """The rows of _STORED; on SQLite fetched by the driver as plain tuples.
+
+    A repeated large POST reads as many rows as it sends: SQLAlchemy's row
+    objects cost the event loop several times what the driver's tuples do.
+    """
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(_STORED, params)
+        return [(row[0], row[1], row[2]) for row in result]
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:  # pragma: no cover - a pooled connection always has one
+        raise RuntimeError("no aiosqlite connection")
+    cursor = await driver.execute(
+        _STORED_SQLITE,
+        (params["sensor_id"], params["source_id"], params["first"], params["last"]),
+    )
+    try:
+        return await cursor.fetchall()  # type: ignore[no-any-return]  # aiosqlite rows
+    finally:
+        await cursor.close()
 
 
 async def write_plan(
@@ -144,14 +184,16 @@ async def write_plan(
 ) -> int:
     """Write a plan (in the caller's transaction); the number of beliefs stored."""
     target = (sensor_id, source_id)
-    count = await _insert(conn, target, plan.new, allow_overwrite=allow_overwrite)
+    count = await _insert(
+        conn, target, plan.new, allow_overwrite=allow_overwrite, staged=plan.staged
+    )
     if plan.replacements:
         await _upsert(conn, target, plan.replacements)
     return count + len(plan.replacements)
 
 
 # (event_start, belief_horizon, event_value) of one belief of a sensor and source.
-Row = tuple[int, int, float]
+Row = BeliefRow
 
 # The source's stored deterministic beliefs about events in [first, last].
 _STORED: Final = select(
@@ -164,6 +206,11 @@ _STORED: Final = select(
     timed_beliefs.c.event_start >= bindparam("first"),
     timed_beliefs.c.event_start <= bindparam("last"),
     timed_beliefs.c.cumulative_probability == DETERMINISTIC,
+)
+_STORED_SQLITE: Final = (
+    "SELECT event_start, belief_horizon, event_value FROM timed_beliefs "
+    "WHERE sensor_id = ? AND source_id = ? AND event_start >= ? AND event_start <= ? "
+    "AND cumulative_probability = 0.5"
 )
 # PostgreSQL: all rows of one sensor and source as three arrays, one statement of
 # five parameters whatever the count (a multi-row VALUES list binds six per row).
@@ -183,6 +230,18 @@ _INSERT_MANY: Final = (
     "INSERT INTO timed_beliefs (sensor_id, event_start, source_id, belief_horizon, "
     "cumulative_probability, event_value) VALUES (?, ?, ?, ?, 0.5, ?) "
     "ON CONFLICT DO NOTHING"
+)
+_STAGE_TABLE: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS staged_beliefs (event_start INTEGER NOT NULL, "
+    "belief_horizon INTEGER NOT NULL, event_value REAL NOT NULL)"
+)
+_STAGE_CLEAR: Final = "DELETE FROM temp.staged_beliefs"
+_STAGE_FILL: Final = "INSERT INTO temp.staged_beliefs VALUES (?, ?, ?)"
+_COPY_STAGED: Final = (
+    "INSERT INTO main.timed_beliefs (sensor_id, event_start, source_id, "
+    "belief_horizon, cumulative_probability, event_value) "
+    "SELECT ?, event_start, ?, belief_horizon, 0.5, event_value "
+    "FROM temp.staged_beliefs WHERE true ON CONFLICT DO NOTHING"
 )
 _UPSERT_MANY: Final = (
     "INSERT INTO timed_beliefs (sensor_id, event_start, source_id, belief_horizon, "
@@ -205,6 +264,7 @@ async def _insert(
     rows: list[Row],
     *,
     allow_overwrite: bool,
+    staged: bool = False,
 ) -> int:
     """Insert rows, skipping stored keys; the number of rows that changed the data.
 
@@ -230,7 +290,13 @@ async def _insert(
         count = len(inserted)
         collided = [r for r in rows if (r[0], r[1]) not in inserted]
     else:
-        result = await conn.exec_driver_sql(_INSERT_MANY, _driver_rows(target, rows))
+        if staged:
+            result = await conn.exec_driver_sql(_COPY_STAGED, target)
+            await conn.exec_driver_sql(_STAGE_CLEAR)
+        else:
+            result = await conn.exec_driver_sql(
+                _INSERT_MANY, _driver_rows(target, rows)
+            )
         count = int(result.rowcount)
         # Which keys collided is unknown: check them all (rare; values we just
         # inserted compare equal).

@@ -20,7 +20,6 @@ Choices where FlexMeasures is inconsistent or silent:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from tenant_service.api.v3_0 import PREFIX, parse_json, principal, respond, writ
 from tenant_service.beliefs import (
     MAX_VALUES,
     SCHEMA,
-    Belief,
+    BeliefRow,
     SeriesError,
     check_read_resolution,
     check_window,
@@ -45,7 +44,7 @@ from tenant_service.beliefs import (
     floor_to_resolution,
     reindex_columns,
     timedelta_text,
-    to_beliefs,
+    to_rows,
     to_sensor_resolution,
 )
 from tenant_service.errors import (
@@ -115,8 +114,6 @@ GET_FIELDS: Final = {
 IGNORED_QUERY: Final = frozenset({"auth_token"})
 DEPRECATION: Final = "true"
 READ_CHUNK: Final = 65_536
-# Beliefs beyond which a POST builds its rows in a thread (about 1 ms per 1,000).
-BUILD_IN_THREAD: Final = 5_000
 
 
 class DataValidationError(BaseValidationError):
@@ -408,9 +405,9 @@ def parse_post(
     )
 
 
-def series_to_beliefs(
+def series_to_rows(
     post: SeriesPost, sensor: SensorRecord, now_ms: int
-) -> list[Belief]:
+) -> list[BeliefRow]:
     """Convert, resample and time-stamp a validated POST for this sensor."""
     resolution = sensor.event_resolution_ms
     count = len(post.values)
@@ -429,7 +426,7 @@ def series_to_beliefs(
         events = [(s, v * factor + offset) for s, v in events]
         if any(v in (float("inf"), float("-inf")) for _, v in events):
             raise DataValidationError({"values": [NOT_A_NUMBER]})
-    return to_beliefs(
+    return to_rows(
         events,
         resolution,
         prior_ms=post.prior_ms,
@@ -488,13 +485,7 @@ async def _post_data(
         raise TooManyBeliefsError(
             count, settings.max_beliefs_per_request, sensor.event_resolution_ms
         )
-    now_ms = int(time.time() * 1000)
-    if count > BUILD_IN_THREAD:
-        # Long enough to stall other requests: in a thread, between which and the
-        # event loop the interpreter switches every few milliseconds.
-        beliefs = await asyncio.to_thread(series_to_beliefs, post, sensor, now_ms)
-    else:
-        beliefs = series_to_beliefs(post, sensor, now_ms)
+    rows = series_to_rows(post, sensor, int(time.time() * 1000))
     sources = request.app[keys.SOURCES]
     conn = request[keys.CONN]
     allow = settings.allow_data_overwrite
@@ -502,14 +493,24 @@ async def _post_data(
         # Compared with what is stored before the turn, which is only for writing.
         source_id = await sources.find(conn, who.user_id)
         plan = await belief_store.plan_beliefs(
-            conn, sensor.id, source_id, beliefs, allow_overwrite=allow
+            conn, sensor.id, source_id, rows, allow_overwrite=allow
         )
-        await writing(request)
-        if source_id is None:
-            source_id = await sources.user_source_id(conn, who.user_id)
-        stored = await belief_store.write_plan(
-            conn, sensor.id, source_id, plan, allow_overwrite=allow
-        )
+        stored = 0
+        if plan.new or plan.replacements:  # a repeat writes nothing: no turn
+            if source_id is None:
+                # The user's first data: their source, in a short turn of its own.
+                await writing(request)
+                source_id = await sources.user_source_id(conn, who.user_id)
+                await conn.commit()
+                request[keys.WRITE_TURN].give_back()
+            # Staging opens the transaction: no read of the database may come
+            # between it and the write (SQLite refuses a write after a read in
+            # one transaction when another connection committed in between).
+            await belief_store.stage_plan(conn, plan)
+            await writing(request)
+            stored = await belief_store.write_plan(
+                conn, sensor.id, source_id, plan, allow_overwrite=allow
+            )
     except belief_store.ReplacementError as err:
         raise InvalidReplacementError() from err
     except IntegrityError as err:
