@@ -160,16 +160,27 @@ async def _stored(
     if conn.dialect.name == "postgresql":
         result = await conn.execute(_STORED, params)
         return [(row[0], row[1], row[2]) for row in result]
+    return await _fetch_tuples(
+        conn,
+        _STORED_SQLITE,
+        (params["sensor_id"], params["source_id"], params["first"], params["last"]),
+    )
+
+
+async def _fetch_tuples(
+    conn: AsyncConnection, sql: str, params: Sequence[Any] | dict[str, Any]
+) -> list[Any]:
+    """All rows of a SQLite query as the driver's tuples (no SQLAlchemy rows).
+
+    The driver runs it on the connection SQLAlchemy uses, in its transaction.
+    """
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     if driver is None:  # pragma: no cover - a pooled connection always has one
         raise RuntimeError("no aiosqlite connection")
-    cursor = await driver.execute(
-        _STORED_SQLITE,
-        (params["sensor_id"], params["source_id"], params["first"], params["last"]),
-    )
+    cursor = await driver.execute(sql, params)
     try:
-        return await cursor.fetchall()  # type: ignore[no-any-return]  # aiosqlite rows
+        return list(await cursor.fetchall())
     finally:
         await cursor.close()
 
@@ -443,13 +454,10 @@ async def latest_values(
         if step_ms is not None and step_ms > 0:
             grid = range(start_ms, end_ms, step_ms)
         return await _fetch_arrays(conn, query, used, grid)
-    result = await conn.execute(query, used)
-    starts: list[int] = []
-    values: list[float] = []
-    for event_start, value in result:
-        starts.append(event_start)
-        values.append(value)
-    return starts, values
+    # SQLite: the driver's plain tuples; SQLAlchemy's rows would cost the event
+    # loop several times as much on a long window.
+    rows = await _fetch_tuples(conn, query.text, used)
+    return [row[0] for row in rows], [row[1] for row in rows]
 
 
 async def _fetch_arrays(
