@@ -294,6 +294,21 @@ async def update_asset(
         )
 
 
+async def subtree_owners(conn: AsyncConnection, asset_id: int) -> set[Owner]:
+    """The distinct owners of an asset and its descendants."""
+    rows = await conn.execute(
+        select(generic_assets.c.account_id, accounts.c.consultancy_account_id)
+        .select_from(
+            generic_assets.outerjoin(
+                accounts, accounts.c.id == generic_assets.c.account_id
+            )
+        )
+        .where(generic_assets.c.id.in_(subtree(asset_id)))
+        .distinct()
+    )
+    return {Owner(account_id, consultancy) for account_id, consultancy in rows}
+
+
 async def delete_asset(conn: AsyncConnection, asset_id: int) -> None:
     """Delete an asset; children, sensors and beliefs go with it (ON DELETE CASCADE)."""
     await conn.execute(_DELETE, {"asset_id": asset_id})

@@ -192,3 +192,24 @@ async def test_consultant_lists_client_children(
         await get(client, world.member, f"/sensors?asset={tree.parent}")
     )
     assert listed == {tree.mine}
+
+
+async def test_deleting_a_parent_never_deletes_another_accounts_child(
+    client: Client, world: World, tree: Tree
+) -> None:
+    """The cascade would delete the child of "other": refused, nothing deleted."""
+    resp = await client.delete(
+        f"/api/v3_0/assets/{tree.parent}", headers=identity(world.account_admin)
+    )
+    assert resp.status == 403
+    for asset in (tree.parent, tree.child):
+        assert (await get(client, world.admin, f"/assets/{asset}"))["id"] == asset
+    # Without the foreign child, the account-admin may delete the parent.
+    resp = await client.delete(
+        f"/api/v3_0/assets/{tree.child}", headers=identity(world.outsider)
+    )
+    assert resp.status == 204
+    resp = await client.delete(
+        f"/api/v3_0/assets/{tree.parent}", headers=identity(world.account_admin)
+    )
+    assert resp.status == 204

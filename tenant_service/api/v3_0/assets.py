@@ -711,10 +711,16 @@ async def delete_asset(request: web.Request) -> web.Response:
     """Delete an asset given its identifier (with its children, sensors and data)."""
     asset_id = parse_path_id(request.match_info["id"])
     conn = request[keys.CONN]
+    who = principal(request)
     asset = await load_asset(conn, asset_id)
-    if not acl.may_delete_asset(principal(request), asset.owner):
+    if not acl.may_delete_asset(who, asset.owner):
         raise ForbiddenError()
     await writing(request)
+    # The children go with it: each must be one the caller may delete (a child
+    # may belong to another account).
+    owners = await asset_store.subtree_owners(conn, asset.id)
+    if not all(acl.may_delete_asset(who, owner) for owner in owners):
+        raise ForbiddenError()
     await asset_store.delete_asset(conn, asset.id)
     await conn.commit()
     return no_content()
