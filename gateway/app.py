@@ -48,7 +48,7 @@ def connect_redis(settings: Settings) -> RedisClient:
     timeout = settings.redis_timeout
     password = settings.redis_password.get() if settings.redis_password else None
     if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        sentinel = Sentinel(
             list(settings.redis_sentinels),
             sentinel_kwargs={
                 "socket_timeout": timeout,

@@ -474,7 +474,7 @@ async def test_a_full_replica_makes_requests_wait_then_503_without_ejection(
         upstream_connections=2,
         upstream_share_per_token=1.0,
         upstream_share_per_address=1.0,
-        upstream_wait=0.3,
+        upstream_wait=1.0,  # the waiting request below needs about 0.05 s
     )
     tokens = [await gateway.token() for _ in range(3)]
     sources = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]  # 2 per address: 3 clients
