@@ -67,6 +67,7 @@ def worker(
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(10)  # reaped: no "still running" ResourceWarning at collection
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
