@@ -83,11 +83,11 @@ def connect(settings: Settings) -> redis.Redis:
     """
     password = settings.redis_password.value if settings.redis_password else None
     if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        sentinel = Sentinel(
             list(settings.redis_sentinels),
             sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2},
         )
-        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        master: redis.Redis = sentinel.master_for(
             settings.redis_sentinel_master,
             password=password,
             socket_timeout=5,
