@@ -222,7 +222,13 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
             turn.account_id = user.account_id
             request[keys.WRITE_TURN] = turn
             request.app[keys.SEEN].seen(engine, user.id)
-            return await handler(request)
+            try:
+                return await handler(request)
+            finally:
+                # A body read may have swapped the connection (api.v3_0.
+                # without_connection): close the one in use now.
+                if request[keys.CONN] is not conn:
+                    await request[keys.CONN].close()
     finally:
         # After the connection has ended its transaction (commit or rollback).
         turn.give_back()

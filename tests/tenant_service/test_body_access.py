@@ -14,7 +14,9 @@ import json
 from typing import Any, Final
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
+from tenant_service import keys
 from tests.tenant_service.conftest import Client, World, identity
 from tests.tenant_service.test_assets import make_asset, make_sensor
 
@@ -126,3 +128,53 @@ async def test_a_slow_body_holds_no_write_turn(
                 await reader.readuntil(b"\r\n\r\n")
     finally:
         writer.close()
+
+
+async def test_a_slow_body_holds_no_database_connection(
+    client: Client, world: World
+) -> None:
+    """While bodies trickle in, none of them keeps a pooled connection."""
+    asset = await make_asset(client, world.admin, name="Ours", account_id=world.acme)
+    sensor = await make_sensor(client, world.admin, asset["id"], "power")
+    app = client.app
+    assert app is not None
+    pool = app[keys.ENGINE].sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    writers = []
+    for index in range(3):
+        body = json.dumps(
+            {
+                "values": [1.0, 2.0],
+                "start": f"2026-01-0{index + 1}T00:00:00+00:00",
+                "duration": "PT30M",
+                "unit": "kW",
+            }
+        ).encode()
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        head = "\r\n".join(
+            [
+                f"POST /api/v3_0/sensors/{sensor}/data HTTP/1.1",
+                f"Host: {client.host}:{client.port}",
+                *(f"{k}: {v}" for k, v in identity(world.member).items()),
+                "Content-Type: application/json",
+                f"Content-Length: {len(body)}",
+            ]
+        )
+        writer.write(head.encode() + b"\r\n\r\n" + body[:10])
+        await writer.drain()
+        writers.append((reader, writer, body[10:]))
+    try:
+        # The three handlers wait for their bodies, each past its access check.
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if pool.checkedout() == 0:
+                break
+        assert pool.checkedout() == 0
+        for reader, writer, rest in writers:
+            writer.write(rest)
+            await writer.drain()
+            status, answer = await read_answer(reader)
+            assert status == 200, answer
+    finally:
+        for _, writer, _ in writers:
+            writer.close()

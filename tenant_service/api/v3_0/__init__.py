@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -44,6 +44,30 @@ async def writing(request: web.Request) -> AsyncConnection:
     return request[keys.CONN]
 
 
+async def without_connection(
+    request: web.Request, read: Callable[[], Awaitable[bytes]]
+) -> bytes:
+    """Run `read` (of the body) holding no database connection while it waits.
+
+    A body still arriving (slowly, or never finishing) must not keep one of the
+    pool's connections from other requests: the request's connection, which has
+    written nothing yet, goes back to the pool and a fresh one replaces it once
+    the body is in. A body that has fully arrived is read at once.
+    """
+    conn = request.get(keys.CONN)
+    turn = request.get(keys.WRITE_TURN)
+    if conn is None or request.content.is_eof() or (turn is not None and turn.taken):
+        return await read()
+    await conn.close()
+    body = await read()
+    fresh = request.app[keys.ENGINE].connect()
+    await fresh.start()
+    request[keys.CONN] = fresh  # the identity middleware closes it
+    if request.method in ("GET", "HEAD"):
+        await fresh.execution_options(isolation_level="AUTOCOMMIT")
+    return body
+
+
 def principal(request: web.Request) -> Principal:
     """The authenticated user (set by the identity middleware)."""
     return request[keys.PRINCIPAL]
@@ -77,7 +101,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     Handlers call this only once the caller may act on the object in the path:
     a body is read after the access check, never before.
     """
-    raw = await request.read()
+    raw = await without_connection(request, request.read)
     data = parse_json(raw) if raw.strip() else None
     if not isinstance(data, dict):
         raise ValidationError("json", {"_schema": ["Invalid input type."]})

@@ -690,7 +690,7 @@ async def patch_asset(request: web.Request) -> web.Response:
     if not acl.may_update_asset(who, asset.owner):
         raise ForbiddenError()
     values = parse_asset_body(await read_json_object(request), creating=False)
-    await writing(request)
+    conn = await writing(request)  # (the body read may have swapped it)
     if "name" in values and values["name"] == asset.name:
         del values["name"]
     await _check_new_values(conn, who, values, asset=asset)

@@ -124,6 +124,7 @@ async def trigger_sensor_schedule(request: web.Request) -> web.Response:
     if not acl.may_update_asset(who, sensor.owner):
         raise ForbiddenError()
     data = await read_json_object(request)
+    conn = request[keys.CONN]  # (the body read may have swapped it)
     asset = await load_asset(conn, sensor.generic_asset_id)
     fields = _trigger_fields(data)
     raw_model = fields.data.get("flex-model", {})

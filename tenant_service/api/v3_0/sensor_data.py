@@ -32,7 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenant_service import keys
 from tenant_service.acl import may_post_data, may_read, may_update_sensor
 from tenant_service.addresses import parse_entity_address
-from tenant_service.api.v3_0 import PREFIX, parse_json, principal, respond, writing
+from tenant_service.api.v3_0 import (
+    PREFIX,
+    parse_json,
+    principal,
+    respond,
+    without_connection,
+    writing,
+)
 from tenant_service.beliefs import (
     MAX_VALUES,
     SCHEMA,
@@ -188,6 +195,10 @@ async def read_body(request: web.Request) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLargeError(limit)
+    return await without_connection(request, lambda: _read_limited(request, limit))
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -712,7 +723,7 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     start_ms, start_text = fields.datetime_ms("start")
     until_ms, until_text = fields.datetime_ms("until")
     fields.check()
-    await writing(request)
+    conn = await writing(request)  # (the body read may have swapped it)
     await belief_store.delete_beliefs(
         conn,
         sensor.id,

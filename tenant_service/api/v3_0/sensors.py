@@ -345,7 +345,7 @@ async def patch_sensor(request: web.Request) -> web.Response:
     if not acl.may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
     values = parse_sensor_body(await read_json_object(request), creating=False)
-    await writing(request)
+    conn = await writing(request)  # (the body read may have swapped it)
     if "name" in values and await sensor_store.name_taken(
         conn, sensor.generic_asset_id, values["name"], exclude_id=sensor.id
     ):

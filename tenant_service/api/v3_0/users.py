@@ -215,7 +215,7 @@ async def patch_user(request: web.Request) -> web.Response:
     user = await _load_user(conn, user_id)
     _check_update(who, user)
     patch = parse_user_patch(await read_json_object(request))
-    await writing(request)
+    conn = await writing(request)  # (the body read may have swapped it)
     security_sensitive = patch.active is not None or patch.roles_given
     if security_sensitive and who.user_id == user.id:
         raise ForbiddenError()
