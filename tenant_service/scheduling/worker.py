@@ -258,7 +258,7 @@ def _consumption_positive(sensor: SensorRecord) -> bool:
     """Whether the sensor's attributes say consumption is stored positive."""
     try:
         attributes = json.loads(sensor.attributes or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # stored before bodies were depth-bounded
         return False
     return isinstance(attributes, dict) and bool(
         attributes.get("consumption_is_positive")

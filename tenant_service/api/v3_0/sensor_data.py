@@ -355,7 +355,7 @@ def _schema_error(err: SeriesError | UnitError) -> DataValidationError:
 def _attributes(sensor: SensorRecord) -> dict[str, Any]:
     try:
         parsed = json.loads(sensor.attributes or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # stored before bodies were depth-bounded
         return {}
     return parsed if isinstance(parsed, dict) else {}
 
