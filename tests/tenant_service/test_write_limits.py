@@ -17,6 +17,7 @@ from typing import Any, Final
 import pytest
 from sqlalchemy import func, select
 
+from tenant_service import keys
 from tenant_service.config import (
     DEFAULT_MAX_BELIEFS_PER_REQUEST,
     ConfigError,
@@ -225,6 +226,38 @@ def test_setting_is_read_and_checked() -> None:
 
 
 # --- fair turns at the single writer --------------------------------------------
+
+
+async def test_writes_wait_for_their_turn_and_repeats_take_none(
+    client: Client, world: World, settings: Settings
+) -> None:
+    """While another account's write holds the turn, a repeat is answered and a
+    new write waits its turn (SQLite; PostgreSQL writers need no turns)."""
+    if settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL has concurrent writers: no write turns")
+    app = client.app
+    assert app is not None
+    queue = app[keys.WRITE_QUEUE]
+    asset = await make_asset(client, world.admin, name="Site", account_id=world.acme)
+    sensor = await make_sensor(client, world.member, asset["id"], "PT15M")
+    series = [1.0] * 96
+    assert (await post(client, world.member, sensor, series, "P1D"))[0] == 200
+    await queue.acquire(world.other)  # another account's write in progress
+    try:
+        async with asyncio.timeout(10):
+            status, body = await post(client, world.member, sensor, series, "P1D")
+        assert status == 200
+        assert body["status"] == "ALREADY_RECEIVED_AND_SUCCESSFULLY_PROCESSED"
+        new = asyncio.create_task(post(client, world.member, sensor, [2.0] * 96, "P1D"))
+        async with asyncio.timeout(10):
+            while queue.waiting == 0:  # noqa: ASYNC110  # the app's queue, no event
+                await asyncio.sleep(0.01)
+        assert not new.done()
+    finally:
+        queue.release()
+    status, body = await new
+    assert (status, body["status"]) == (200, "PROCESSED")  # beliefs of a later time
+    assert not queue.held
 
 
 async def test_write_turns_go_to_the_least_recently_served_account() -> None:
