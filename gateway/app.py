@@ -126,6 +126,9 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await follower
+    settling = app[keys.SETTLING]
+    if settling:  # cancelled logins giving back their slots: let them finish
+        await asyncio.wait(set(settling), timeout=settings.redis_timeout * 4)
     await close_redis(redis)
 
 
@@ -213,6 +216,7 @@ def create_app(
         metrics=metrics,
     )
     app[keys.ROUND_ROBIN] = {}
+    app[keys.SETTLING] = set()
     app[keys.IDENTITIES] = IdentityCache()
     app[keys.HEALTH] = ReplicaHealth()
     app[keys.DRAIN] = drain

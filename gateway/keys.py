@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from aiohttp import ClientSession, web
@@ -28,6 +29,9 @@ LIMITER: Final = web.AppKey("limiter", RateLimiter)
 HEALTH: Final = web.AppKey("health", ReplicaHealth)
 DRAIN: Final = web.AppKey("drain", Drain)
 CAPACITY: Final = web.AppKey("capacity", Capacity)
+# Redis calls that must finish even when their request is cancelled (a login giving
+# back its slots); awaited before Redis closes at shutdown.
+SETTLING: Final = web.AppKey("settling", set[asyncio.Task[None]])
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 TENANT: Final = web.RequestKey("tenant", TenantConfig)

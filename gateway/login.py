@@ -27,6 +27,7 @@ import hashlib
 import logging
 import math
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -227,8 +228,10 @@ class LoginThrottle:
         window: int,
         checks_per_email: int = 1_000_000,
         tokens_per_user: Rate | None = None,
+        settling: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.redis = redis
+        self.settling = settling if settling is not None else set()
         self.prefix = prefix
         self.per_email = per_email
         self.per_address = per_address
@@ -242,8 +245,17 @@ class LoginThrottle:
         self._settle_failure = redis.register_script(_SETTLE_FAILURE)
 
     @classmethod
-    def of(cls, redis: RedisClient, settings: Settings) -> LoginThrottle:
-        """The throttle configured by the gateway's settings."""
+    def of(
+        cls,
+        redis: RedisClient,
+        settings: Settings,
+        settling: set[asyncio.Task[None]] | None = None,
+    ) -> LoginThrottle:
+        """The throttle configured by the gateway's settings.
+
+        `settling` keeps the give-backs of cancelled logins, which the app awaits
+        before it closes Redis.
+        """
         return cls(
             redis,
             settings.key_prefix,
@@ -252,7 +264,15 @@ class LoginThrottle:
             window=settings.login_failure_window,
             checks_per_email=settings.login_checks_per_email,
             tokens_per_user=settings.tokens_per_user,
+            settling=settling,
         )
+
+    async def settle(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` to its end even if the caller is cancelled (shielded, kept)."""
+        task = asyncio.ensure_future(work)
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+        await asyncio.shield(task)
 
     def email_key(self, tenant: str, email: str) -> str:
         """The failure counter of an email at a tenant (its hash only)."""
@@ -346,7 +366,7 @@ class LoginThrottle:
                     continue
                 raise self._refusal(counter, slots, full)
         except BaseException:
-            await asyncio.shield(self.give_back(*taken))
+            await self.settle(self.give_back(*taken))
             raise
         return slots
 
@@ -561,7 +581,9 @@ async def verify_login(
 async def _verify_login(
     request: web.Request, tenant: TenantConfig, email: str, password: str
 ) -> Login:
-    throttle = LoginThrottle.of(request.app[keys.REDIS], request.app[keys.SETTINGS])
+    throttle = LoginThrottle.of(
+        request.app[keys.REDIS], request.app[keys.SETTINGS], request.app[keys.SETTLING]
+    )
     address = request.get(keys.CLIENT_IP) or ""
     life = math.ceil(tenant.upstream_timeout) + IN_FLIGHT_MARGIN
     slots = await throttle.enter(tenant.subdomain, email, address, life=life)
@@ -570,7 +592,7 @@ async def _verify_login(
     except BaseException:
         # No verdict (busy, down, cancelled): as if the login had not been tried.
         # Shielded: a cancelled request still gives its slots back.
-        await asyncio.shield(throttle.no_verdict(slots))
+        await throttle.settle(throttle.no_verdict(slots))
         raise
     if login.ok:
         await throttle.succeeded(slots)

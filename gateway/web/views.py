@@ -461,7 +461,9 @@ async def _issue(
 ) -> Fresh:
     tenant: TenantConfig = request[keys.TENANT]
     # Counted with the user's logins (GATEWAY_TOKENS_PER_USER): 429 when used up.
-    throttle = LoginThrottle.of(request.app[keys.REDIS], request.app[keys.SETTINGS])
+    throttle = LoginThrottle.of(
+        request.app[keys.REDIS], request.app[keys.SETTINGS], request.app[keys.SETTLING]
+    )
     slot = await throttle.mint(tenant.subdomain, user.email or f"#{user.user_id}")
     try:
         token, record = await request.app[keys.TOKENS].issue(
