@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +31,6 @@ from tests.conftest import free_port
 from tests.faults.conftest import (
     HIGH_RATE,
     PASSWORD,
-    SECRET,
     TENANT,
     RedisServer,
     Service,
@@ -235,7 +233,7 @@ async def start_abuse_stack(
     db = template.copy_to(stack.dir)
     redis = await stack.redis()
     env = {f"TENANT_{key}": value for key, value in (backend_env or {}).items()}
-    backend = _start_backend(stack, db, env)
+    backend = stack.start_backend("backend", db, free_port(), **env)
     await wait_ok(f"{backend.url}/readyz", backend.proc)
     stack.write_tenants(
         [tenant_entry(TENANT, [backend.url], **{**(tenant or {})})],
@@ -247,24 +245,6 @@ async def start_abuse_stack(
     abuse.asset_a, abuse.sensor_a = await abuse._asset_with_sensor(admin, db.account_a)
     abuse.asset_b, abuse.sensor_b = await abuse._asset_with_sensor(other, db.account_b)
     return abuse
-
-
-def _start_backend(stack: Stack, db: AbuseDb, env: dict[str, str]) -> Service:
-    """`python -m tenant_service` of the company tenant (not waited for)."""
-    port = free_port()
-    proc = stack.processes.start(
-        "backend",
-        [sys.executable, "-m", "tenant_service"],
-        {
-            "TENANT_NAME": TENANT,
-            "TENANT_DATABASE_URL": db.url,
-            "TENANT_SECRET": SECRET,
-            "TENANT_PORT": str(port),
-            "TENANT_SHUTDOWN_GRACE": "2",
-            **env,
-        },
-    )
-    return Service("backend", port, proc)
 
 
 def _quantile(values: list[float], q: float) -> float:

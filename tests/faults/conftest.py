@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
 import pytest
@@ -265,6 +265,13 @@ def tenant_db(seeded_template: TenantDb, tmp_path: Path) -> TenantDb:
     )
 
 
+class AbuseDbLike(Protocol):
+    """Any seeded tenant database: its SQLAlchemy URL."""
+
+    @property
+    def url(self) -> str: ...
+
+
 # --- the stack --------------------------------------------------------------------
 
 
@@ -324,8 +331,13 @@ class Stack:
         staging.write_text(text)
         staging.replace(self.tenants_path)
 
-    def start_backend(self, name: str, db: TenantDb, port: int) -> Service:
-        """`python -m tenant_service` of the company tenant on `port` (not waited for)."""
+    def start_backend(
+        self, name: str, db: TenantDb | AbuseDbLike, port: int, **env: str
+    ) -> Service:
+        """`python -m tenant_service` of the company tenant on `port` (not waited for).
+
+        `env` adds TENANT_* variables (full names).
+        """
         proc = self.processes.start(
             name,
             [sys.executable, "-m", "tenant_service"],
@@ -335,6 +347,7 @@ class Stack:
                 "TENANT_SECRET": SECRET,
                 "TENANT_PORT": str(port),
                 "TENANT_SHUTDOWN_GRACE": "2",
+                **env,
             },
         )
         return Service(name, port, proc)
