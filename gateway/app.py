@@ -84,7 +84,7 @@ def connect_redis(settings: Settings) -> RedisClient:
         max_connections=POOL_MAX_CONNECTIONS,
         timeout=timeout,
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
 async def close_redis(redis: RedisClient) -> None:
