@@ -145,7 +145,8 @@ async def _wait_ready(
 async def _refuses(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # reset: our connect sat in the backlog of a listener that just closed
         return True
     writer.close()
     return False
