@@ -434,13 +434,37 @@ class Child:
         """Its name, and what it said it is finishing."""
         return f"{self.spec.name} ({self.note})" if self.note else self.spec.name
 
+    def begin_stop(self, deadline: float | None = None) -> None:
+        """Start stopping the child for good: SIGTERM, then SIGKILL at the monotonic
+        `deadline` (default: STOP_GRACE_S from now); `stop()` waits for it."""
+        if not self._stop.is_set():
+            self._deadline = deadline
+            self._stop.set()
+
     async def stop(self, deadline: float | None = None) -> None:
-        """Stop the child for good: SIGTERM, then SIGKILL at the monotonic `deadline`
-        (default: STOP_GRACE_S from now)."""
-        self._deadline = deadline
-        self._stop.set()
+        """Stop the child for good (see `begin_stop`) and wait until it is gone."""
+        self.begin_stop(deadline)
         # Shielded: a cancelled caller must not cut the child's termination short.
         await asyncio.shield(self._task)
+
+    async def kill(self) -> None:
+        """SIGKILL its process group now (a stop that outlived the caller's budget)."""
+        self.begin_stop()
+        if self.pid is not None and self.running:
+            logger.warning(
+                "%s (pid %d) did not stop in time; killed", self.spec.name, self.pid
+            )
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        await asyncio.shield(self._task)
+
+
+async def _stop_by(child: Child, deadline: float) -> None:
+    """Wait for a child already stopping; kill it at the monotonic `deadline`."""
+    try:
+        await asyncio.wait_for(child.stop(), max(deadline - time.monotonic(), 0.0))
+    except TimeoutError:
+        await child.kill()
 
 
 def _tcp_open(host: str, port: int) -> bool:
@@ -546,6 +570,10 @@ class Stack:
         self.backends: dict[str, tuple[BackendSpec, Child]] = {}
         # One scheduling worker per tenant, on the tenant's queue in our Redis.
         self.workers: dict[str, tuple[BackendSpec, Child]] = {}
+        # Workers of removed or changed tenants, finishing their job in the
+        # background: a warm RQ shutdown may take its grace, and following
+        # tenants.yaml edits must not wait for it.
+        self.retiring: dict[str, Child] = {}
         self.provisioned: dict[str, bool] = {}
         self.logins: list[str] = []
 
@@ -704,7 +732,10 @@ class Stack:
         ]:
             _spec, child = self.workers.pop(tenant)
             logger.info("stopping the scheduling worker of %s", tenant)
-            await child.stop()
+            child.begin_stop()
+            self.retiring[f"{tenant}:{id(child)}"] = child
+        for key in [k for k, c in self.retiring.items() if not c.running]:
+            del self.retiring[key]
         for tenant, spec in per_tenant.items():
             if tenant not in self.workers and tenant in self.provisioned:
                 child_spec = dataclasses.replace(
@@ -864,9 +895,13 @@ class Stack:
                 await self.gateway.stop(deadline)
             children = [*self.backends.values(), *self.workers.values()]
             deadline = time.monotonic() + self.tenant_grace + STOP_MARGIN_S
-            await asyncio.gather(*(child.stop(deadline) for _spec, child in children))
+            await asyncio.gather(
+                *(child.stop(deadline) for _spec, child in children),
+                *(_stop_by(child, deadline) for child in self.retiring.values()),
+            )
             self.backends.clear()
             self.workers.clear()
+            self.retiring.clear()
             if self.redis is not None:
                 await self.redis.stop(time.monotonic() + REDIS_STOP_S)
         finally:
@@ -883,6 +918,7 @@ class Stack:
                 found.append((None, child))
         found += [(None, child) for _spec, child in self.backends.values()]
         found += [(tenant, child) for tenant, (_s, child) in self.workers.items()]
+        found += [(key.split(":")[0], child) for key, child in self.retiring.items()]
         return [(t, c) for t, c in found if c.running and c.stopping]
 
     async def _report_waiting(self) -> None:

@@ -68,6 +68,7 @@ def worker(
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(5)
 
 
 async def test_flexmeasures_client_triggers_and_gets_a_schedule(

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -18,7 +19,11 @@ from rq import Worker
 from tenant_service.app import create_app
 from tenant_service.config import Settings
 from tenant_service.scheduling import jobs
-from tenant_service.scheduling.worker import HEARTBEAT_GRACE, MAINTENANCE_INTERVAL
+from tenant_service.scheduling.worker import (
+    HEARTBEAT_GRACE,
+    MAINTENANCE_INTERVAL,
+    make_worker,
+)
 from tests.tenant_service.conftest import (
     SECRET,
     TENANT,
@@ -241,3 +246,30 @@ async def test_job_failing_for_its_inputs_is_not_retried(
     )
     assert retries_left == 0
     assert counts == [(1, 0)]  # one worker, one attempt
+
+
+def test_worker_stop_does_not_wait_for_a_pending_blocking_pop(
+    fault_settings: Settings,
+) -> None:
+    """A SIGTERM between sending BLPOP and reading it leaves the pop pending on a
+    pooled connection; the worker's teardown must not queue behind it."""
+    worker = make_worker(fault_settings)
+    pool = worker.connection.connection_pool
+    never = f"{fault_settings.redis_prefix}:never"
+    try:
+        worker.register_birth()
+        conn = pool.get_connection()
+        conn.send_command("BLPOP", never, 0)  # blocks in Redis until `never` fills
+        pool.release(conn)
+        done = threading.Event()
+
+        def stop() -> None:
+            worker.teardown()
+            done.set()
+
+        threading.Thread(target=stop, daemon=True).start()
+        assert done.wait(5), "the worker's teardown waited for the pending BLPOP"
+        assert worker.connection.hget(worker.key, "death")  # unregistered
+    finally:
+        jobs.connect(fault_settings).lpush(never, "free")  # free a stuck pop
+        pool.disconnect()
