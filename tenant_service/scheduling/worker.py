@@ -292,7 +292,7 @@ class ScheduleWorker(SimpleWorker):
         would wait for the pop's timeout (seen in CI: a stop taking over 10 s).
         """
         self.connection.connection_pool.disconnect(inuse_connections=False)
-        super().teardown()
+        super().teardown()  # type: ignore[no-untyped-call]  # RQ is untyped here
 
 
 def make_worker(settings: Settings) -> ScheduleWorker:

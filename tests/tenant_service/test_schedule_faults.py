@@ -257,9 +257,10 @@ def test_worker_stop_does_not_wait_for_a_pending_blocking_pop(
     pool = worker.connection.connection_pool
     never = f"{fault_settings.redis_prefix}:never"
     try:
-        worker.register_birth()
+        worker.register_birth()  # type: ignore[no-untyped-call]  # RQ untyped
         conn = pool.get_connection()
-        conn.send_command("BLPOP", never, 0)  # blocks in Redis until `never` fills
+        # blocks in Redis until `never` fills
+        conn.send_command("BLPOP", never, 0)  # type: ignore[no-untyped-call]
         pool.release(conn)
         done = threading.Event()
 
