@@ -7,7 +7,7 @@ state of its own, so workers need no coordination. The parent only supervises.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -17,25 +17,27 @@ import time
 from types import FrameType
 from typing import Final
 
-from aiohttp import web
+from contract.drain import run
+from contract.drain import serve as serve_and_drain
+from contract.logs import setup_logging
 
 from . import keys, metrics
 from .app import create_app
 from .config import ConfigError, Settings, load_settings, load_tenants
-from .health import Drain
-from .logs import setup_logging
 from .server import GuardedRunner
 
 logger = logging.getLogger("gateway")
-# What aiohttp's own shutdown, after the drain, gives a request that came in on a
-# keep-alive connection just as the drain ended.
-LATE_GRACE_S: Final = 1.0
 # What a worker may take beyond the grace: that, and the app's own cleanup.
 STOP_MARGIN_S: Final = 5.0
 
 
 def serve(settings: Settings, reuse_port: bool) -> None:
-    """Run one gateway process until SIGINT/SIGTERM, then drain and return."""
+    """Run one gateway process until SIGINT/SIGTERM, then drain and return.
+
+    The drain (contract.drain): answers get `Connection: close`, the listening
+    socket closes (new connections go to the other workers), requests in flight
+    get GATEWAY_SHUTDOWN_GRACE seconds, then the app's resources close.
+    """
     # A forked worker inherits the supervisor's handlers; it must obey its own.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -46,68 +48,21 @@ def serve(settings: Settings, reuse_port: bool) -> None:
         for problem in err.problems:
             print(f"config error: {problem}", file=sys.stderr)
         sys.exit(2)
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(app, settings, reuse_port))
-
-
-async def _serve(app: web.Application, settings: Settings, reuse_port: bool) -> None:
-    """Serve until SIGTERM/SIGINT; then drain within settings.shutdown_grace.
-
-    The drain, in order: answers get `Connection: close`; the listening socket
-    closes (new connections are refused, or go to the other workers); requests in
-    flight get the grace to finish; then aiohttp's shutdown closes idle keep-alive
-    connections, cancels what is left and the app's resources close.
-    """
-    runner = GuardedRunner(
-        app,
-        header_timeout=settings.header_timeout,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=LATE_GRACE_S,
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(
-            runner, settings.host, settings.port, reuse_port=reuse_port or None
+    run(
+        serve_and_drain(
+            app,
+            app[keys.DRAIN],
+            runner=functools.partial(
+                GuardedRunner, header_timeout=settings.header_timeout
+            ),
+            name=f"gateway process {os.getpid()}",
+            host=settings.host,
+            port=settings.port,
+            grace=settings.shutdown_grace,
+            logger=logger,
+            reuse_port=reuse_port,
         )
-        await site.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        await _drain(runner, app[keys.DRAIN], settings.shutdown_grace)
-    finally:
-        await runner.cleanup()
-    logger.info("gateway process %d stopped", os.getpid())
-
-
-async def _drain(runner: web.AppRunner, drain: Drain, grace: float) -> None:
-    """Close the listener, then wait for the requests in flight (at most `grace`)."""
-    drain.start()
-    for site in list(runner.sites):
-        await site.stop()
-    logger.info(
-        "gateway process %d draining: %d request(s) in flight, grace %.0f s",
-        os.getpid(),
-        drain.in_flight,
-        grace,
     )
-    try:
-        async with asyncio.timeout(grace):
-            await drain.settle()
-    except TimeoutError:
-        logger.warning(
-            "gateway process %d: grace over, cancelling %d request(s)",
-            os.getpid(),
-            drain.in_flight,
-        )
 
 
 def supervise(settings: Settings) -> int:
@@ -186,7 +141,6 @@ def main() -> int:
             print(f"config error: {problem}", file=sys.stderr)
         return 2
     if settings.workers == 1:
-        logger.info("gateway listening on http://%s:%d", settings.host, settings.port)
         serve(settings, reuse_port=False)
         return 0
     # The workers' metric files, summed by GET /metrics on any of them.

@@ -16,12 +16,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from yarl import URL
 
+from contract.drain import Drain
+
 from . import keys
 from .api import routes
 from .auth import REDIS_ERRORS, RedisClient, TokenStore
 from .capacity import Capacity
 from .config import Settings, TenantsConfig, load_tenants
-from .health import Drain, ReplicaHealth, probe_forever
+from .health import ReplicaHealth, probe_forever
 from .identity import IdentityCache
 from .limits import RateLimiter
 from .logs import AccessLog
@@ -187,7 +189,7 @@ def create_app(
         else load_tenants(settings.tenants_path, secrets_dir=settings.secrets_dir)
     )
     # Middlewares, outermost first: the drain's count of requests in flight
-    # (health.Drain), then one that runs, in order: request id + errors, path
+    # (contract.drain.Drain), then one that runs, in order: request id + errors, path
     # guard, forwarded headers (trusted proxies only), tenant from host (see
     # middlewares.front). Token checks happen per route: FlexMeasures' public
     # routes (api.PUBLIC) are known only after routing.

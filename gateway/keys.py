@@ -7,10 +7,12 @@ from typing import Final
 
 from aiohttp import ClientSession, web
 
+from contract.drain import Drain
+
 from .auth import RedisClient, TokenStore
 from .capacity import Capacity
 from .config import Settings, TenantConfig
-from .health import Drain, ReplicaHealth
+from .health import ReplicaHealth
 from .identity import IdentityCache
 from .limits import RateLimiter
 from .metrics import Metrics

@@ -15,7 +15,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from . import keys, logs
+from contract.logs import REQUEST_ID, TENANT
+
+from . import keys
 from .config import DEFAULT_FM_VERSION
 from .errors import (
     ApiError,
@@ -151,7 +153,7 @@ def resolve_tenant(request: web.Request) -> None:
     if tenant is None:
         shown = host[:100] if host else "(none)"
         raise UnknownTenantError(f"No tenant for host '{shown}'.")
-    logs.TENANT.set(tenant.subdomain)
+    TENANT.set(tenant.subdomain)
     if tenant.status == "suspended":
         raise TenantSuspendedError(
             f"Tenant '{tenant.subdomain}' is suspended; please contact support."
@@ -191,8 +193,8 @@ def front(
         incoming = request.headers.get("X-Request-Id", "")
         request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request[keys.REQUEST_ID] = request_id
-        logs.REQUEST_ID.set(request_id)
-        logs.TENANT.set("-")
+        REQUEST_ID.set(request_id)
+        TENANT.set(None)
         started = time.perf_counter()
         status = 500
         try:
@@ -258,12 +260,12 @@ def front(
                 elapsed,
             )
             access_log.write(
+                request.method,
+                request.path,
+                status,
+                round(elapsed * 1000, 2),
                 request_id=request_id,
                 tenant=tenant.subdomain if tenant is not None else None,
-                method=request.method,
-                path=request.path,
-                status=status,
-                ms=round(elapsed * 1000, 2),
                 user_id=request.get(USER_ID),
                 upstream=request.get(UPSTREAM),
                 client=request.get(keys.CLIENT_IP),

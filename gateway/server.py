@@ -11,8 +11,7 @@ is closed silently, as nginx does (an idle connection is no request to answer).
 
 A request the parser refuses (a control byte in a header, a bad request line) is
 answered 400 in our JSON envelope with our usual headers, and logged in one line
-without any of its bytes: aiohttp's own path logs the parser's message, which
-quotes the raw line (a token in it would land in the log).
+without any of its bytes (contract.server).
 """
 
 from __future__ import annotations
@@ -22,11 +21,12 @@ import json
 import logging
 import uuid
 from email.utils import formatdate
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.streams import StreamReader
+
+from contract.server import JsonErrorHandler, JsonErrorRunner
 
 from .errors import (
     ApiError,
@@ -65,13 +65,10 @@ def raw_error(err: ApiError, request_id: str) -> bytes:
     return head.encode("ascii") + body
 
 
-def error_answer(err: ApiError, request_id: str) -> web.Response:
-    """`err` as a JSON answer with our usual headers that closes the connection."""
+def error_answer(err: ApiError) -> web.Response:
+    """`err` as a JSON answer with our `Server` header (the protocol adds the rest)."""
     response = web.json_response(err.body(), status=err.status, headers=err.headers)
     response.headers["Server"] = SERVER_NAME
-    response.headers["X-Request-Id"] = request_id
-    response.headers["Connection"] = "close"  # aiohttp says so for HTTP/1.1 only
-    response.force_close()
     return response
 
 
@@ -95,10 +92,11 @@ async def close_if_asked(request: web.Request, response: web.StreamResponse) -> 
         response.headers["Connection"] = "close"
 
 
-class GuardedRequestHandler(web.RequestHandler):
+class GuardedRequestHandler(JsonErrorHandler):
     """aiohttp's HTTP/1.1 protocol with a header deadline and JSON parser errors."""
 
     __slots__ = ("_header_bytes", "_header_handle", "_header_timeout", "_payload")
+    error_log: ClassVar[logging.Logger] = logging.getLogger(__name__)
 
     def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -181,39 +179,22 @@ class GuardedRequestHandler(web.RequestHandler):
             logger.debug("idle connection from %s closed", address)
         self.force_close()
 
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        """A JSON answer with our headers; the log line names no request bytes."""
-        if request.writer.output_size > 0:  # as aiohttp: an answer is under way
-            raise ConnectionError("an answer is under way; cannot send an error")
-        request_id = uuid.uuid4().hex
-        address = request.remote or "-"
-        err: ApiError
-        if isinstance(exc, HttpProcessingError):
-            # The parser's message quotes the request's bytes: only its type is
-            # logged. A non-HTTP first line (TLS to the plain port, a scanner) is
-            # routine on the internet: debug, as aiohttp logs it.
-            routine = self._request_count == 1 and isinstance(exc, BadHttpMethod)
-            logger.log(
-                logging.DEBUG if routine else logging.WARNING,
-                "malformed request from %s (%s): answered 400, connection closed",
-                address,
-                type(exc).__name__,
-                extra={"status": 400, "client": address, "answer_id": request_id},
-            )
-            err = BadRequestError(MALFORMED)
-        elif status == 504:
+    def malformed_answer(self) -> web.Response:
+        """FlexMeasures' 400 for a request it cannot read."""
+        return error_answer(BadRequestError(MALFORMED))
+
+    def internal_answer(self) -> web.Response:
+        """Our 500 envelope, no detail."""
+        return error_answer(_InternalError())
+
+    def failure_answer(
+        self, status: int, exc: BaseException | None, address: str
+    ) -> web.Response:
+        """504 for a request handler that timed out; else our 500."""
+        if status == 504:
             logger.warning("request handler of %s timed out", address)
-            err = UpstreamTimeoutError("The request took too long.")
-        else:
-            logger.error("unhandled error in a request from %s", address, exc_info=exc)
-            return error_answer(_InternalError(), request_id)
-        return error_answer(err, request_id)
+            return error_answer(UpstreamTimeoutError("The request took too long."))
+        return super().failure_answer(status, exc, address)
 
 
 class _InternalError(ApiError):
@@ -224,40 +205,15 @@ class _InternalError(ApiError):
         super().__init__("An internal error has occurred.")
 
 
-class GuardedServer(web.Server):
-    """aiohttp's low-level server, making `GuardedRequestHandler` protocols."""
-
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.header_timeout = header_timeout
-
-    def __call__(self) -> GuardedRequestHandler:
-        return GuardedRequestHandler(
-            self,
-            loop=self._loop,
-            header_timeout=self.header_timeout,
-            **self._kwargs,
-        )
-
-
-class GuardedRunner(web.AppRunner):
+class GuardedRunner(JsonErrorRunner):
     """An AppRunner whose connections have a header deadline (`header_timeout` s)."""
 
     def __init__(
         self, app: web.Application, *, header_timeout: float, **kwargs: Any
     ) -> None:
-        super().__init__(app, **kwargs)
-        self.header_timeout = header_timeout
-
-    async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()
-        # The same server (handler, request factory, the app's handler_args),
-        # only with our protocol: aiohttp has no public switch for it.
-        return GuardedServer(
-            plain.request_handler,
-            request_factory=plain.request_factory,
-            handler_cancellation=plain.handler_cancellation,
-            loop=plain._loop,
-            header_timeout=self.header_timeout,
-            **plain._kwargs,
+        super().__init__(
+            app,
+            handler_class=GuardedRequestHandler,
+            handler_options={"header_timeout": header_timeout},
+            **kwargs,
         )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from contract.drain import Drain
 from tenant_service import keys
 from tenant_service.api import internal, ops
 from tenant_service.api.v3_0 import (
@@ -21,7 +22,6 @@ from tenant_service.api.v3_0 import (
     users,
 )
 from tenant_service.config import Settings
-from tenant_service.drain import Drain
 from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from contract.logs import REQUEST_ID, TENANT
 from tenant_service import keys
 from tenant_service.api.v3_0 import respond
 from tenant_service.errors import (
@@ -24,7 +25,7 @@ from tenant_service.errors import (
     ValidationError,
 )
 from tenant_service.identity import HEADER, IdentityError, Principal
-from tenant_service.logs import REQUEST_ID, TENANT, write_access
+from tenant_service.logs import write_access
 from tenant_service.store import users as user_store
 from tenant_service.store.users import to_ms
 from tenant_service.writes import WriteTurn
