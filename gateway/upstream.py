@@ -12,8 +12,8 @@ nor is a replica's answer that it is busy (`ReplicaBusy`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from typing import Final, Literal, TypeVar
 
 import aiohttp
@@ -132,9 +132,14 @@ async def attempt(
     order = replica_order(app, tenant)
     if counted:
         order = _free_first(capacity, order)
+    share = (
+        capacity.share(tenant.subdomain, _holder(request), request[keys.CLIENT_IP])
+        if counted
+        else nullcontext()
+    )
     last_error: Exception | None = None
     busy: ReplicaBusy | None = None
-    with _share(capacity, request, tenant, counted):
+    with share:
         for backend in order:
             request[keys.UPSTREAM] = backend
             slots = (
@@ -174,17 +179,6 @@ async def attempt(
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' is unavailable."
     ) from last_error
-
-
-@contextmanager
-def _share(
-    capacity: Capacity, request: web.Request, tenant: TenantConfig, counted: bool
-) -> Iterator[None]:
-    if not counted:
-        yield
-        return
-    with capacity.share(tenant.subdomain, _holder(request), request[keys.CLIENT_IP]):
-        yield
 
 
 def _free_first(capacity: Capacity, order: list[str]) -> list[str]:
