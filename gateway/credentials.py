@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -15,8 +14,6 @@ from .identity import HEADER as IDENTITY_HEADER
 from .identity import SERVICE
 from .signing import identity_for
 from .upstream import ReplicaBusy, attempt, client_timeout
-
-logger = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "unknown-user", "wrong-password", "inactive"]
 BUSY_RETRY_MAX: Final = 60
