@@ -29,10 +29,11 @@ from .errors import (
     UnauthorizedError,
     UnprocessableError,
 )
+from .forwarded import through_proxy
 from .identity import SERVICE, Caller
-from .login import identity_for, verify_login
-from .middlewares import USER_ID, through_proxy
+from .login import verify_login
 from .proxy import forward
+from .signing import identity_for
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -128,7 +129,7 @@ async def _login_payload(request: web.Request) -> tuple[str, str]:
 async def request_auth_token(request: web.Request) -> web.Response:
     """Check email and password with the tenant's backend, then mint a token.
 
-    Throttled with the login page (gateway/login.py): 429 TOO_MANY_REQUESTS past
+    Throttled with the login page (gateway/throttle.py): 429 TOO_MANY_REQUESTS past
     the failed-login, checks-in-flight or tokens-per-user limits, 503 while the
     backend is busy checking other passwords; each with Retry-After.
     """
@@ -158,7 +159,7 @@ async def request_auth_token(request: web.Request) -> web.Response:
         roles=login.roles,
         ttl=tenant.token_ttl,
     )
-    request[USER_ID] = login.user_id
+    request[keys.USER_ID] = login.user_id
     logger.info(
         "token issued", extra={"user_id": login.user_id, "ttl": tenant.token_ttl}
     )
@@ -218,7 +219,7 @@ async def _caller(request: web.Request, tenant: TenantConfig) -> Caller:
     # A page session's id works only as its cookie, never as an API token.
     if record is None or record.tenant != tenant.subdomain or record.kind == "session":
         raise UnauthorizedError()
-    request[USER_ID] = record.user_id
+    request[keys.USER_ID] = record.user_id
     return Caller(
         user_id=record.user_id,
         account_id=record.account_id,

@@ -1,24 +1,43 @@
-"""The gateway's error types; each renders as FlexMeasures' JSON envelope."""
+"""The gateway's error types and their answers; each renders as FlexMeasures' JSON
+envelope."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import json
+from email.utils import formatdate
+from typing import Any, ClassVar, Final
 
-UNAUTHORIZED_MESSAGE = (
+from aiohttp import web
+
+UNAUTHORIZED_MESSAGE: Final = (
     "You could not be properly authenticated for this content or functionality."
 )
+# The Server header of every answer: no library versions for scanners.
+SERVER_NAME: Final = "flexhost"
 
 
 class ApiError(Exception):
-    """An error answered as JSON: `http_status`, a `code` and a one-sentence message."""
+    """An error answered as JSON: `http_status`, a `code` and a one-sentence message.
+
+    `headers` belong to the instance; `retry_after` (seconds) sets its Retry-After.
+    """
 
     http_status: ClassVar[int] = 400
     code: ClassVar[str] = "BAD_REQUEST"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
 
     @property
     def status(self) -> int:
@@ -145,8 +164,7 @@ class TooManyRequestsError(ApiError):
     code = "TOO_MANY_REQUESTS"
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
 
 
 class RateLimitedError(ApiError):
@@ -166,8 +184,7 @@ class LoginRateLimitedError(RateLimitedError):
     """
 
     def __init__(self, message: str, retry_after: int, reason: str) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
         self.reason = reason
 
 
@@ -181,9 +198,8 @@ class LoginBusyError(ApiError):
         super().__init__(
             "Too many logins are being checked right now; please try again in "
             f"{retry_after} second{'s' if retry_after != 1 else ''}.",
-            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 class RateLimitUnavailableError(ApiError):
@@ -195,7 +211,7 @@ class RateLimitUnavailableError(ApiError):
     def __init__(self) -> None:
         super().__init__(
             "The rate limiter is unavailable; please retry shortly.",
-            headers={"Retry-After": "1"},
+            retry_after=1,
         )
 
 
@@ -211,8 +227,18 @@ class TokenStoreUnavailableError(ApiError):
     def __init__(self) -> None:
         super().__init__(
             "The token store is unavailable; please retry shortly.",
-            headers={"Retry-After": "1"},
+            retry_after=1,
         )
+
+
+class InternalError(ApiError):
+    """500: our bug; the body tells nothing more (the log has the traceback)."""
+
+    http_status = 500
+    code = "INTERNAL_ERROR"
+
+    def __init__(self) -> None:
+        super().__init__("An internal error has occurred.")
 
 
 class UpstreamTimeoutError(ApiError):
@@ -233,7 +259,7 @@ class UpstreamShareError(RateLimitedError):
     tenant's backend connections already."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"Retry-After": "1"})
+        super().__init__(message, retry_after=1)
 
 
 class UpstreamBusyError(ApiError):
@@ -243,4 +269,36 @@ class UpstreamBusyError(ApiError):
     code = "UPSTREAM_BUSY"
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"Retry-After": "1"})
+        super().__init__(message, retry_after=1)
+
+
+def error_response(err: ApiError) -> web.Response:
+    """The JSON answer for an ApiError."""
+    return web.json_response(err.body(), status=err.status, headers=err.headers)
+
+
+def error_answer(err: ApiError, request_id: str | None = None) -> web.Response:
+    """`err` as a JSON answer with our usual headers that closes the connection."""
+    response = error_response(err)
+    response.headers["Server"] = SERVER_NAME
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+    response.headers["Connection"] = "close"  # aiohttp says so for HTTP/1.1 only
+    response.force_close()
+    return response
+
+
+def raw_error(err: ApiError, request_id: str) -> bytes:
+    """A whole HTTP/1.1 answer for `err` that closes the connection, as bytes."""
+    body = json.dumps(err.body()).encode()
+    reason = {400: "Bad Request", 408: "Request Timeout"}.get(err.status, "Error")
+    head = (
+        f"HTTP/1.1 {err.status} {reason}\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\n"
+        f"Server: {SERVER_NAME}\r\n"
+        f"X-Request-Id: {request_id}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body

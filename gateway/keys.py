@@ -42,5 +42,12 @@ PUBLIC_HOST: Final = web.RequestKey("public_host", str)
 PUBLIC_AUTHORITY: Final = web.RequestKey("public_authority", str)
 SCHEME: Final = web.RequestKey("scheme", str)
 CLIENT_IP: Final = web.RequestKey("client_ip", str)
+# Who is calling (a token's or page session's user) and the replica last asked,
+# for the access line.
+USER_ID: Final = web.RequestKey("user_id", int)
+UPSTREAM: Final = web.RequestKey("upstream", str)
+# Set on a request whose answer must close the connection (its body was not read
+# to the end: a 408, a 413 while the client still sends).
+CLOSE_CONNECTION: Final = web.RequestKey("close_connection", bool)
 # X-RateLimit-* and Retry-After of a rate-limited request, for every answer to it.
 RATE_HEADERS: Final = web.RequestKey("rate_headers", dict[str, str])

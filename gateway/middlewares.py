@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
@@ -20,16 +19,19 @@ from contract.logs import REQUEST_ID, TENANT
 from . import keys
 from .config import DEFAULT_FM_VERSION
 from .errors import (
+    SERVER_NAME,
     ApiError,
+    InternalError,
     InvalidPathError,
     TenantSuspendedError,
     UnknownTenantError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    error_response,
 )
+from .forwarded import proxy_networks, resolve_forwarded
 from .logs import AccessLog
 from .metrics import NO_TENANT, Metrics
-from .tenants import normalize_host, public_authority
 from .web import error_page
 
 logger = logging.getLogger(__name__)
@@ -41,14 +43,6 @@ HOSTLESS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 INVALID_PATH: Final = (
     "The request path is not valid: no '.', '..', '//' or encoded separators."
 )
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-USER_ID: Final = web.RequestKey("user_id", int)
-UPSTREAM: Final = web.RequestKey("upstream", str)
-
-
-def error_response(err: ApiError) -> web.Response:
-    """The JSON answer for an ApiError."""
-    return web.json_response(err.body(), status=err.status, headers=err.headers)
 
 
 def is_page(path: str) -> bool:
@@ -93,59 +87,6 @@ def check_path(raw_path: str) -> None:
         raise InvalidPathError(INVALID_PATH)
 
 
-def _networks(trusted: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
-
-
-def _is_trusted(peer: str, networks: tuple[IPNetwork, ...]) -> bool:
-    if not networks:
-        return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in net for net in networks)
-
-
-def through_proxy(request: web.Request, trusted: tuple[str, ...]) -> bool:
-    """Whether a trusted proxy passed the request on (it says whom for)."""
-    return "X-Forwarded-For" in request.headers and _is_trusted(
-        request.remote or "", _networks(trusted)
-    )
-
-
-def resolve_forwarded(request: web.Request, networks: tuple[IPNetwork, ...]) -> None:
-    """Client address, public host (and with its port), scheme.
-
-    X-Forwarded-For, -Host, -Proto and -Port count from trusted proxies only.
-    """
-    peer = request.remote or ""
-    host = request.headers.get("Host", "")
-    scheme = "http"
-    client = peer
-    port: str | None = None
-    if _is_trusted(peer, networks):
-        chain = [
-            ip.strip()
-            for ip in request.headers.get("X-Forwarded-For", "").split(",")
-            if ip.strip()
-        ]
-        # The right-most address not of a trusted proxy is the client.
-        for ip in reversed(chain):
-            client = ip
-            if not _is_trusted(ip, networks):
-                break
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-        if proto in ("http", "https"):
-            scheme = proto
-        port = request.headers.get("X-Forwarded-Port", "").split(",")[0]
-    request[keys.CLIENT_IP] = client
-    request[keys.PUBLIC_HOST] = normalize_host(host)
-    request[keys.PUBLIC_AUTHORITY] = public_authority(host, scheme, port)
-    request[keys.SCHEME] = scheme
-
-
 def resolve_tenant(request: web.Request) -> None:
     """The tenant of the public host; unknown -> 404, suspended -> 403."""
     host = request[keys.PUBLIC_HOST]
@@ -186,7 +127,7 @@ def front(
     after routing (api.PUBLIC). One middleware instead of four saves a coroutine
     layer per step on every request.
     """
-    networks = _networks(trusted)
+    trusted_networks = proxy_networks(trusted)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -199,7 +140,7 @@ def front(
         status = 500
         try:
             check_path(request.raw_path)
-            resolve_forwarded(request, networks)
+            resolve_forwarded(request, trusted_networks)
             if request.path not in HOSTLESS_PATHS:
                 resolve_tenant(request)
             response = await handler(request)
@@ -242,13 +183,7 @@ def front(
                 raise
             if is_page(request.path):
                 return error_page(request, 500, "An internal error has occurred.")
-            return web.json_response(
-                {
-                    "message": "An internal error has occurred.",
-                    "status": "INTERNAL_ERROR",
-                },
-                status=500,
-            )
+            return error_response(InternalError())
         finally:
             elapsed = time.perf_counter() - started
             tenant = request.get(keys.TENANT)
@@ -266,8 +201,8 @@ def front(
                 round(elapsed * 1000, 2),
                 request_id=request_id,
                 tenant=tenant.subdomain if tenant is not None else None,
-                user_id=request.get(USER_ID),
-                upstream=request.get(UPSTREAM),
+                user_id=request.get(keys.USER_ID),
+                upstream=request.get(keys.UPSTREAM),
                 client=request.get(keys.CLIENT_IP),
             )
 
@@ -278,7 +213,7 @@ async def add_standard_headers(
     request: web.Request, response: web.StreamResponse
 ) -> None:
     """on_response_prepare: request id; FlexMeasures' version and rate limits (/api)."""
-    response.headers["Server"] = "flexhost"  # no library versions for scanners
+    response.headers["Server"] = SERVER_NAME
     rate = request.get(keys.RATE_HEADERS)
     if rate is not None:
         retry_after = response.headers.get("Retry-After")

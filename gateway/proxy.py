@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 import aiohttp
 from aiohttp import web
@@ -16,7 +16,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import keys
-from .capacity import Capacity
 from .config import TenantConfig
 from .errors import (
     ApiError,
@@ -27,8 +26,8 @@ from .errors import (
     UpstreamUnavailableError,
 )
 from .identity import HEADER as IDENTITY_HEADER
-from .middlewares import UPSTREAM, USER_ID
 from .server import close_after_answer
+from .upstream import attempt, client_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +73,6 @@ BUFFER_LIMIT: Final = 256 * 1024
 CHUNK: Final = 64 * 1024
 # The most the gateway reads of a backend's answer to its own calls (`fetch`).
 FETCH_LIMIT: Final = 32 * 1024 * 1024
-# Methods sent again to another replica when the first reset the connection before
-# answering (as nginx's proxy_next_upstream and Kong do). Connect failures are
-# retried for every method: nothing was sent.
-RETRY_AFTER_RESET: Final = frozenset({"GET", "HEAD"})
 UNREADABLE_BODY: Final = "The request body could not be read to its end."
 _SKIP_AUTO_HEADERS: Final = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
 
@@ -123,53 +118,6 @@ def response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return out
 
 
-def replica_order(app: web.Application, tenant: TenantConfig) -> list[str]:
-    """The tenant's replicas to try in turn: round-robin, ejected ones last."""
-    backends = tenant.backends
-    if len(backends) == 1:
-        return [backends[0]]
-    counters = app[keys.ROUND_ROBIN]
-    start = counters.get(tenant.subdomain, 0) % len(backends)
-    counters[tenant.subdomain] = (start + 1) % len(backends)
-    return app[keys.HEALTH].order(list(backends[start:] + backends[:start]))
-
-
-Failure = Literal["connect", "reset", "timeout", "other"]
-
-
-def failure_kind(err: BaseException) -> Failure:
-    """What a failed attempt at a replica means for retrying it elsewhere.
-
-    connect: no connection was made, nothing was sent (refused, unreachable,
-    connect timeout). reset: connected, then closed or reset before an answer.
-    timeout: sent, no answer in time. other: a malformed answer.
-    """
-    if isinstance(err, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return "connect"
-    if isinstance(err, TimeoutError):
-        return "timeout"
-    if isinstance(
-        err,
-        aiohttp.ServerDisconnectedError
-        | aiohttp.ClientConnectionResetError
-        | aiohttp.ClientOSError,
-    ):
-        return "reset"
-    return "other"
-
-
-def may_retry(kind: Failure, method: str, replayable: bool) -> bool:
-    """Whether a request failing so may go to another replica.
-
-    Every method when nothing was sent; after a reset only GET and HEAD, and only
-    when the body (if any) was buffered: a streamed body is never replayed. A
-    timeout is not retried (the budget is spent) and writes never are once sent.
-    """
-    return kind == "connect" or (
-        kind == "reset" and replayable and method in RETRY_AFTER_RESET
-    )
-
-
 async def forward(
     request: web.Request,
     tenant: TenantConfig,
@@ -179,15 +127,14 @@ async def forward(
 ) -> tuple[web.StreamResponse, str | None]:
     """Send the request to a replica; the answer and any revoke-user signal.
 
-    Replicas are tried in `replica_order` while `may_retry` allows; each failure to
-    reach one ejects it for a while (gateway/health.py).
+    Replicas are tried as gateway/upstream.py says: a streamed body is never sent
+    twice.
     """
     raw = target if target is not None else request.raw_path
-    client_ip = request[keys.CLIENT_IP]
     headers = upstream_headers(
         request,
         identity,
-        client_ip,
+        request[keys.CLIENT_IP],
         request[keys.PUBLIC_AUTHORITY],  # with the port the client used
         request[keys.SCHEME],
     )
@@ -197,8 +144,7 @@ async def forward(
             "Request body exceeds the configured limit of "
             f"{tenant.max_body_bytes} bytes."
         )
-    app = request.app
-    settings = app[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS]
     body: bytes | AsyncIterator[bytes] | None = None
     reader: BodyReader | None = None
     replayable = True
@@ -214,111 +160,35 @@ async def forward(
         else:
             body = reader.chunks()
             replayable = False
-    session = app[keys.HTTP]
-    health = app[keys.HEALTH]
-    capacity = app[keys.CAPACITY]
-    method = request.method
-    last_error: Exception | None = None
-    order = _free_first(capacity, replica_order(app, tenant))
-    with capacity.share(tenant.subdomain, _holder(request), client_ip):
-        for backend in order:
-            request[UPSTREAM] = backend
-            slots = await capacity.connection(backend, tenant.subdomain)
-            try:
-                try:
-                    upstream = await session.request(
-                        method,
-                        URL(backend + raw, encoded=True),
-                        headers=headers,
-                        data=body,
-                        allow_redirects=False,
-                        timeout=_timeouts(settings.connect_timeout, tenant),
-                        auto_decompress=False,
-                        skip_auto_headers=_SKIP_AUTO_HEADERS,
-                    )
-                except (aiohttp.ClientError, TimeoutError) as err:
-                    if reader is not None and reader.error is not None:
-                        # The client's body failed (too slow, too large, cut off):
-                        # the upstream request is aborted; the replica is fine.
-                        raise reader.error from err
-                    kind = failure_kind(err)
-                    if kind != "other":
-                        health.failed(backend, _describe(err))
-                    if may_retry(kind, method, replayable):
-                        last_error = err
-                        logger.warning("backend %s failed: %s", backend, _describe(err))
-                        _again_if_alone(order, backend, kind)
-                        continue
-                    raise _upstream_error(tenant, kind, err) from err
-                health.passed(backend)
-                try:
-                    return await _relay(request, upstream, tenant)
-                finally:
-                    upstream.release()
-            finally:
-                slots.release()
-    raise UpstreamUnavailableError(
-        f"The backend of tenant '{tenant.subdomain}' is unavailable."
-    ) from last_error
+    session = request.app[keys.HTTP]
+    timeout = client_timeout(settings.connect_timeout, read=tenant.upstream_timeout)
 
+    async def send(backend: str) -> aiohttp.ClientResponse:
+        try:
+            return await session.request(
+                request.method,
+                URL(backend + raw, encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=timeout,
+                auto_decompress=False,
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
+            )
+        except (aiohttp.ClientError, TimeoutError) as err:
+            if reader is not None and reader.error is not None:
+                # The client's body failed (too slow, too large, cut off): the
+                # upstream request is aborted; the replica is fine.
+                raise reader.error from err
+            raise
 
-def _timeouts(connect: float, tenant: TenantConfig) -> aiohttp.ClientTimeout:
-    """TCP connect and read timeouts; no `connect`, which counts waiting for a
-    pooled connection (Capacity bounds that wait, and it is no replica failure)."""
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=None,
-        sock_connect=connect,
-        sock_read=tenant.upstream_timeout,
-    )
-
-
-def _free_first(capacity: Capacity, order: list[str]) -> list[str]:
-    """`order` with the first replica that has a free connection moved first."""
-    if len(order) > 1 and not capacity.free(order[0]):
-        for i, backend in enumerate(order):
-            if capacity.free(backend):
-                return [backend, *order[:i], *order[i + 1 :]]
-    return order
-
-
-def _holder(request: web.Request) -> str | None:
-    """Whose share of the backend connections a request uses: its token's (by the
-    Authorization header, or the user's for a token in the query), else none."""
-    header = request.headers.get("Authorization")
-    if header:
-        return header
-    user_id = request.get(USER_ID)
-    return None if user_id is None else f"user:{user_id}"
-
-
-def _again_if_alone(order: list[str], backend: str, kind: Failure) -> None:
-    """A tenant's only replica that reset a GET gets it once more.
-
-    The usual cause is a pooled keep-alive connection the backend had just closed;
-    the next attempt goes out on another connection.
-    """
-    if kind == "reset" and order == [backend]:
-        order.append(backend)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, aiohttp.ClientConnectorError):
-        return f"{type(err).__name__}: {err.os_error}"
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _upstream_error(
-    tenant: TenantConfig, kind: Failure, err: BaseException
-) -> UpstreamTimeoutError | UpstreamUnavailableError:
-    if kind == "timeout":
-        return UpstreamTimeoutError(
-            f"The backend of tenant '{tenant.subdomain}' did not answer in time."
-        )
-    return UpstreamUnavailableError(
-        f"The backend of tenant '{tenant.subdomain}' failed: {type(err).__name__}."
-    )
+    async with attempt(
+        request, tenant, send, method=request.method, replayable=replayable
+    ) as upstream:
+        try:
+            return await _relay(request, upstream, tenant)
+        finally:
+            upstream.release()
 
 
 class BodyReader:
@@ -486,7 +356,7 @@ async def fetch(
     """GET `target` from a replica as `identity`; the answer, buffered.
 
     For the gateway's own calls (pages), not for relaying a client's request: no
-    client headers are passed on. Replicas are tried as `forward` does.
+    client headers are passed on. Replicas are tried as gateway/upstream.py says.
     """
     headers = {
         "Accept": "application/json",
@@ -497,45 +367,23 @@ async def fetch(
         "X-Request-Id": request[keys.REQUEST_ID],
         IDENTITY_HEADER: identity,
     }
-    timeout = aiohttp.ClientTimeout(
-        total=tenant.upstream_timeout,
-        connect=None,  # as forward: a wait for a pooled connection is no failure
-        sock_connect=request.app[keys.SETTINGS].connect_timeout,
+    timeout = client_timeout(
+        request.app[keys.SETTINGS].connect_timeout, total=tenant.upstream_timeout
     )
     session = request.app[keys.HTTP]
-    health = request.app[keys.HEALTH]
-    capacity = request.app[keys.CAPACITY]
-    last_error: Exception | None = None
-    order = _free_first(capacity, replica_order(request.app, tenant))
-    with capacity.share(tenant.subdomain, _holder(request), request[keys.CLIENT_IP]):
-        for backend in order:
-            request[UPSTREAM] = backend
-            slots = await capacity.connection(backend, tenant.subdomain)
-            try:
-                async with session.get(
-                    URL(backend + target, encoded=True),
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=timeout,
-                ) as upstream:
-                    body = await _read_limited(upstream, limit, tenant)
-            except (aiohttp.ClientError, TimeoutError) as err:
-                kind = failure_kind(err)
-                if kind != "other":
-                    health.failed(backend, _describe(err))
-                if may_retry(kind, "GET", True):
-                    last_error = err
-                    logger.warning("backend %s failed: %s", backend, _describe(err))
-                    _again_if_alone(order, backend, kind)
-                    continue
-                raise _upstream_error(tenant, kind, err) from err
-            finally:
-                slots.release()
-            health.passed(backend)
-            return BackendAnswer(upstream.status, upstream.content_type, body)
-    raise UpstreamUnavailableError(
-        f"The backend of tenant '{tenant.subdomain}' is unavailable."
-    ) from last_error
+
+    async def send(backend: str) -> BackendAnswer:
+        async with session.get(
+            URL(backend + target, encoded=True),
+            headers=headers,
+            allow_redirects=False,
+            timeout=timeout,
+        ) as upstream:
+            body = await _read_limited(upstream, limit, tenant)
+        return BackendAnswer(upstream.status, upstream.content_type, body)
+
+    async with attempt(request, tenant, send) as answer:
+        return answer
 
 
 async def _read_limited(

@@ -17,10 +17,8 @@ without any of its bytes (contract.server).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
-from email.utils import formatdate
 from typing import Any, ClassVar, Final
 
 from aiohttp import web
@@ -29,47 +27,23 @@ from aiohttp.streams import StreamReader
 from contract.server import JsonErrorHandler, JsonErrorRunner
 
 from .errors import (
-    ApiError,
     BadRequestError,
+    InternalError,
     RequestTimeoutError,
     UpstreamTimeoutError,
+    error_answer,
+    raw_error,
 )
+from .keys import CLOSE_CONNECTION
 
 logger = logging.getLogger(__name__)
 
-SERVER_NAME: Final = "flexhost"
 MALFORMED: Final = (
     "The request could not be parsed: a malformed request line or header."
 )
 # An answer still being written for an earlier request on the connection when the
 # next one's header deadline passes: look again this much later.
 RECHECK_S: Final = 1.0
-# Set on a request whose answer must close the connection (its body was not read
-# to the end: a 408, a 413 while the client still sends).
-CLOSE_CONNECTION: Final = web.RequestKey("close_connection", bool)
-
-
-def raw_error(err: ApiError, request_id: str) -> bytes:
-    """A whole HTTP/1.1 answer for `err` that closes the connection, as bytes."""
-    body = json.dumps(err.body()).encode()
-    reason = {400: "Bad Request", 408: "Request Timeout"}.get(err.status, "Error")
-    head = (
-        f"HTTP/1.1 {err.status} {reason}\r\n"
-        "Content-Type: application/json; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"Date: {formatdate(usegmt=True)}\r\n"
-        f"Server: {SERVER_NAME}\r\n"
-        f"X-Request-Id: {request_id}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
-
-
-def error_answer(err: ApiError) -> web.Response:
-    """`err` as a JSON answer with our `Server` header (the protocol adds the rest)."""
-    response = web.json_response(err.body(), status=err.status, headers=err.headers)
-    response.headers["Server"] = SERVER_NAME
-    return response
 
 
 def close_after_answer(request: web.BaseRequest) -> None:
@@ -185,7 +159,7 @@ class GuardedRequestHandler(JsonErrorHandler):
 
     def internal_answer(self) -> web.Response:
         """Our 500 envelope, no detail."""
-        return error_answer(_InternalError())
+        return error_answer(InternalError())
 
     def failure_answer(
         self, status: int, exc: BaseException | None, address: str
@@ -195,14 +169,6 @@ class GuardedRequestHandler(JsonErrorHandler):
             logger.warning("request handler of %s timed out", address)
             return error_answer(UpstreamTimeoutError("The request took too long."))
         return super().failure_answer(status, exc, address)
-
-
-class _InternalError(ApiError):
-    http_status = 500
-    code = "INTERNAL_ERROR"
-
-    def __init__(self) -> None:
-        super().__init__("An internal error has occurred.")
 
 
 class GuardedRunner(JsonErrorRunner):

@@ -24,11 +24,11 @@ from gateway.errors import (
     MethodNotAllowedError,
     UnauthorizedError,
     UpstreamUnavailableError,
+    error_response,
 )
 from gateway.identity import Caller
-from gateway.login import identity_for
-from gateway.middlewares import USER_ID, error_response
 from gateway.proxy import BackendAnswer, fetch
+from gateway.signing import identity_for
 from gateway.web import render
 from gateway.web.sessions import PageUser, current_user
 
@@ -301,7 +301,7 @@ async def _signed_in(request: web.Request) -> PageUser | None:
     user = await current_user(request)
     if user is None:
         return None
-    request[USER_ID] = user.user_id
+    request[keys.USER_ID] = user.user_id
     await charge_rate_limit(request, request[keys.TENANT], user.session_id)
     return user
 

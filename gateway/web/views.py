@@ -34,9 +34,10 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 from gateway.identity import Caller
-from gateway.login import LoginThrottle, identity_for, verify_login
-from gateway.middlewares import USER_ID
+from gateway.login import verify_login
 from gateway.proxy import fetch
+from gateway.signing import identity_for
+from gateway.throttle import LoginThrottle
 
 from . import render, sessions
 from .sessions import PageUser
@@ -241,7 +242,7 @@ async def post_login(request: web.Request) -> web.Response:
             status=err.status,
             headers={"Retry-After": "60"},
         )
-    request[USER_ID] = login.user_id
+    request[keys.USER_ID] = login.user_id
     logger.info("page session started", extra={"user_id": login.user_id})
     response = _redirect(next_path)
     sessions.set_cookie(request, response, session_id)
@@ -306,7 +307,7 @@ async def _require_user(request: web.Request) -> PageUser:
         raise web.HTTPSeeOther(
             f"/login?next={quote(HOME)}", headers={"Cache-Control": "no-store"}
         )
-    request[USER_ID] = user.user_id
+    request[keys.USER_ID] = user.user_id
     return user
 
 

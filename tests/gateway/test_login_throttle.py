@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.config import ConfigError, Rate, load_settings
+from tests.conftest import free_port
 from tests.gateway.conftest import GatewayFactory, tenants_text, write_secret
 from tests.gateway.test_metrics import metric
 
@@ -360,6 +361,18 @@ async def test_a_busy_replica_passes_the_check_to_the_next(
         assert (await request_token(client, "user6@company.test")).status == 200
     assert backend.asked == 4
     assert client.app[keys.HEALTH].is_up(busy_url)
+
+
+async def test_a_refusing_replica_is_skipped_by_later_checks(
+    gateway: GatewayMaker, passwords: tuple[Passwords, str]
+) -> None:
+    backend, url = passwords
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = await gateway(dead, url, health_interval=600.0)
+    for _ in range(4):  # round-robin: the dead replica would come first twice
+        assert (await request_token(client, "user8@company.test")).status == 200
+    assert backend.asked == 4
+    assert not client.app[keys.HEALTH].is_up(dead)  # as for proxied requests
 
 
 async def test_checks_in_flight_per_email(

@@ -25,12 +25,13 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 from rq import Queue
 
-from gateway import auth, limits, login
+from gateway import auth, limits
+from gateway import throttle as login_throttle
 from gateway.auth import TokenStore
 from gateway.config import Rate, RateLimits, TenantConfig
 from gateway.errors import TooManyRequestsError
 from gateway.limits import RateLimiter
-from gateway.login import LoginThrottle
+from gateway.throttle import LoginThrottle
 from tenant_service.config import Secret as TenantSecret
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.scheduling import jobs
@@ -40,11 +41,11 @@ SCRIPTS: Final = {
     "auth._REMEMBER": auth._REMEMBER,
     "auth._REVOKE": auth._REVOKE,
     "limits._CHECK": limits._CHECK,
-    "login._TAKE": login._TAKE,
-    "login._TAKE_IN_FLIGHT": login._TAKE_IN_FLIGHT,
-    "login._GIVE_BACK": login._GIVE_BACK,
-    "login._TAKE_FAILURE": login._TAKE_FAILURE,
-    "login._SETTLE_FAILURE": login._SETTLE_FAILURE,
+    "throttle._TAKE": login_throttle._TAKE,
+    "throttle._TAKE_IN_FLIGHT": login_throttle._TAKE_IN_FLIGHT,
+    "throttle._GIVE_BACK": login_throttle._GIVE_BACK,
+    "throttle._TAKE_FAILURE": login_throttle._TAKE_FAILURE,
+    "throttle._SETTLE_FAILURE": login_throttle._SETTLE_FAILURE,
     "jobs._TAKE_SLOT": jobs._TAKE_SLOT,
 }
 ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}

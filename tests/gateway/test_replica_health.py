@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import keys
 from gateway.health import PROBE_PATH, ReplicaHealth
-from gateway.proxy import BUFFER_LIMIT, Failure, may_retry
+from gateway.proxy import BUFFER_LIMIT
+from gateway.upstream import Failure, may_retry
 from tests.conftest import free_port
 from tests.gateway.conftest import (
     EchoBackend,
