@@ -35,7 +35,7 @@ from bench._harness import (
     start_stack,
     wrk,
 )
-from gateway.identity import Caller, sign_identity
+from contract.identity import Caller, sign_identity
 
 DATA_LUA = HERE / "wrk_sensor_data.lua"
 DAY = "2026-01-05T00:00:00+00:00"

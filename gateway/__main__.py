@@ -19,12 +19,15 @@ from typing import Final
 
 from aiohttp import web
 
+from contract.config import ConfigError
+
 from . import keys, metrics
 from .app import create_app
-from .config import ConfigError, Settings, load_settings, load_tenants
+from .config import Settings, load_settings
 from .health import Drain
 from .logs import setup_logging
 from .server import GuardedRunner
+from .tenants_file import load_tenants
 
 logger = logging.getLogger("gateway")
 # What aiohttp's own shutdown, after the drain, gives a request that came in on a

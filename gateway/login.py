@@ -34,9 +34,11 @@ from typing import Any, Final, Literal
 import aiohttp
 from aiohttp import web
 
+from contract.identity import SERVICE, Caller
+
 from . import keys
 from .auth import REDIS_ERRORS, RedisClient
-from .config import Rate, Settings, TenantConfig
+from .config import Settings
 from .errors import (
     LoginBusyError,
     LoginRateLimitedError,
@@ -45,9 +47,10 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .identity import SERVICE, Caller
 from .middlewares import UPSTREAM
 from .proxy import replica_order
+from .rates import Rate
+from .tenants_file import TenantConfig
 
 logger = logging.getLogger(__name__)
 

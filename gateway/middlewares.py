@@ -16,7 +16,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import keys, logs
-from .config import DEFAULT_FM_VERSION
 from .errors import (
     ApiError,
     InvalidPathError,
@@ -28,6 +27,7 @@ from .errors import (
 from .logs import AccessLog
 from .metrics import NO_TENANT, Metrics
 from .tenants import normalize_host, public_authority
+from .tenants_file import DEFAULT_FM_VERSION
 from .web import error_page
 
 logger = logging.getLogger(__name__)
@@ -181,8 +181,8 @@ def front(
     3. forwarded headers, from trusted proxies only;
     4. tenant from host (not for /healthz, /readyz, /metrics).
     Token checks happen per route, as FlexMeasures' public routes are known only
-    after routing (api.PUBLIC). One middleware instead of four saves a coroutine
-    layer per step on every request.
+    after routing (contract.routes.PUBLIC). One middleware instead of four saves a
+    coroutine layer per step on every request.
     """
     networks = _networks(trusted)
 

@@ -15,9 +15,11 @@ from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from contract.identity import HEADER as IDENTITY_HEADER
+from contract.identity import REVOKE_HEADER
+
 from . import keys
 from .capacity import Capacity
-from .config import TenantConfig
 from .errors import (
     ApiError,
     BadRequestError,
@@ -26,9 +28,9 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .identity import HEADER as IDENTITY_HEADER
 from .middlewares import UPSTREAM, USER_ID
 from .server import close_after_answer
+from .tenants_file import TenantConfig
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,6 @@ HOP_BY_HOP: Final = frozenset(
         "upgrade",
     }
 )
-REVOKE_HEADER: Final = "X-FlexHost-Revoke-User"
 # Never passed to a backend: credentials, our own assertion, and what we set ourselves.
 _DROP_REQUEST: Final = HOP_BY_HOP | {
     "host",

@@ -11,9 +11,10 @@ from typing import Final
 
 from aiohttp import web
 
+from contract.config import ConfigError
 from tenant_service import keys
 from tenant_service.app import create_app
-from tenant_service.config import ConfigError, Settings, load_settings
+from tenant_service.config import Settings, load_settings
 from tenant_service.drain import Drain
 from tenant_service.logs import setup_logging
 from tenant_service.server import QuietRunner

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from contract.identity import Caller
 from gateway import keys
 from gateway.api import charge_rate_limit
 from gateway.errors import (
@@ -25,7 +26,6 @@ from gateway.errors import (
     UnauthorizedError,
     UpstreamUnavailableError,
 )
-from gateway.identity import Caller
 from gateway.login import identity_for
 from gateway.middlewares import USER_ID, error_response
 from gateway.proxy import BackendAnswer, fetch

@@ -20,9 +20,9 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from contract.identity import Caller
 from gateway import keys
 from gateway.auth import token_hash
-from gateway.config import TenantConfig
 from gateway.errors import (
     FormRejectedError,
     LoginBusyError,
@@ -33,10 +33,10 @@ from gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from gateway.identity import Caller
 from gateway.login import LoginThrottle, identity_for, verify_login
 from gateway.middlewares import USER_ID
 from gateway.proxy import fetch
+from gateway.tenants_file import TenantConfig
 
 from . import render, sessions
 from .sessions import PageUser

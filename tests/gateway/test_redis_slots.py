@@ -25,13 +25,14 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 from rq import Queue
 
+from contract.config import Secret as TenantSecret
 from gateway import auth, limits, login
 from gateway.auth import TokenStore
-from gateway.config import Rate, RateLimits, TenantConfig
 from gateway.errors import TooManyRequestsError
 from gateway.limits import RateLimiter
 from gateway.login import LoginThrottle
-from tenant_service.config import Secret as TenantSecret
+from gateway.rates import Rate, RateLimits
+from gateway.tenants_file import TenantConfig
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.scheduling import jobs
 

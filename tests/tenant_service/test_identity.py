@@ -10,7 +10,7 @@ import time
 import jwt
 import pytest
 
-from tenant_service.identity import IdentityError, verify_identity
+from contract.identity import IdentityError, verify_identity
 from tenant_service.logs import setup_logging
 from tests.tenant_service.conftest import (
     HOST,
