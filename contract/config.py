@@ -113,7 +113,7 @@ class Env:
         except ValueError:
             self.problem(key, f"not a number: {raw!r}")
             return default
-        too_low = value < low if low_allowed else not value > low
+        too_low = not (value >= low if low_allowed else value > low)  # NaN too
         if too_low or (high is not None and value > high):
             bound = f"{'at least' if low_allowed else 'more than'} {low:g}"
             if high is not None:

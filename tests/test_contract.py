@@ -212,6 +212,41 @@ def test_sentinels_parsed_alike_by_both(text: str) -> None:
         )
 
 
+def _problems(
+    load: Callable[[dict[str, str]], object], env: dict[str, str]
+) -> list[str]:
+    """What is wrong with `env`, without the variable names."""
+    try:
+        load(env)
+    except ConfigError as err:
+        return [p.split(":", 1)[1] for p in err.problems]
+    return []
+
+
+@pytest.mark.parametrize("raw", ["1", "true", " Yes ", "off", "FALSE", "maybe", "2"])
+def test_flags_read_alike_by_both(raw: str) -> None:
+    gateway = _problems(load_gateway_settings, {"GATEWAY_REDIS_CLUSTER": raw})
+    backend = _problems(
+        load_backend_settings,
+        {
+            "TENANT_NAME": "a",
+            "TENANT_SECRET": SECRET,
+            "TENANT_ALLOW_DATA_OVERWRITE": raw,
+        },
+    )
+    assert gateway == backend
+
+
+@pytest.mark.parametrize("raw", ["1", "300", "0", "-5", "many", "1.5", ""])
+def test_counts_read_alike_by_both(raw: str) -> None:
+    gateway = _problems(load_gateway_settings, {"GATEWAY_WORKERS": raw})
+    backend = _problems(
+        load_backend_settings,
+        {"TENANT_NAME": "a", "TENANT_SECRET": SECRET, "TENANT_PASSWORD_CHECKS": raw},
+    )
+    assert gateway == backend
+
+
 def test_secrets_never_show_in_either_settings(tmp_path: Path) -> None:
     password, token = "redis-password-123", "metrics-token-0123456789"
     gateway = load_gateway_settings(
