@@ -35,7 +35,7 @@ from bench._harness import (
     start_stack,
     wrk,
 )
-from gateway.identity import Caller, sign_identity
+from contract.identity import HEADER, Caller, sign_identity
 
 DATA_LUA = HERE / "wrk_sensor_data.lua"
 DAY = "2026-01-05T00:00:00+00:00"
@@ -181,7 +181,7 @@ def main() -> None:
                 (
                     "direct GET /users/<id>",
                     f"{stack.backend}{path}",
-                    {"X-FlexHost-Identity": identity},
+                    {HEADER: identity},
                 ),
                 (
                     "gateway GET /users/<id>",
@@ -194,7 +194,7 @@ def main() -> None:
                 (
                     "direct POST 96 values (stored)",
                     f"{stack.backend}{data_path}",
-                    {"X-FlexHost-Identity": identity},
+                    {HEADER: identity},
                 ),
                 (
                     "gateway POST 96 values (stored)",

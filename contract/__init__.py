@@ -1,1 +1,1 @@
-"""What the gateway and the tenant backends must agree on."""
+"""What the gateway and the tenant backends must agree on, written once."""

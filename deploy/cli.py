@@ -166,7 +166,8 @@ def _positive(text: str) -> int:
 
 def check_tenants(path: Path, secrets_dir: Path | None) -> int:
     """Print the problems of a tenants file (exit 1) or a one-line summary (exit 0)."""
-    from gateway.config import ConfigError, load_tenants
+    from contract.config import ConfigError
+    from gateway.tenants_file import load_tenants
 
     try:
         config = load_tenants(
@@ -189,8 +190,8 @@ def check_tenants(path: Path, secrets_dir: Path | None) -> int:
 
 def deploy_k8s(args: argparse.Namespace) -> int:
     """Print the Kubernetes manifests (exit 0), or the problems on stderr (exit 1)."""
+    from contract.config import ConfigError
     from deploy.k8s import K8sOptions, default_image, render_file
-    from gateway.config import ConfigError
 
     options = K8sOptions(
         image=args.image or default_image(),

@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import yaml
 
-from gateway.config import ConfigError, TenantConfig, TenantsConfig, load_tenants
+from contract.config import ConfigError
+from gateway.tenants_file import TenantConfig, TenantsConfig, load_tenants
 
 DEFAULT_NAMESPACE: Final = "flexhost"
 DEFAULT_GATEWAY_REPLICAS: Final = 2

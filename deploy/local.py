@@ -29,7 +29,8 @@ import aiohttp
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from gateway.config import ConfigError, TenantConfig, TenantsConfig, load_tenants
+from contract.config import ConfigError
+from gateway.tenants_file import TenantConfig, TenantsConfig, load_tenants
 
 logger = logging.getLogger("flexhost")
 

@@ -17,14 +17,16 @@ import time
 from types import FrameType
 from typing import Final
 
+from contract.config import ConfigError
 from contract.drain import run
 from contract.drain import serve as serve_and_drain
 from contract.logs import setup_logging
 
 from . import keys, metrics
 from .app import create_app
-from .config import ConfigError, Settings, load_settings, load_tenants
+from .config import Settings, load_settings
 from .server import GuardedRunner
+from .tenants_file import load_tenants
 
 logger = logging.getLogger("gateway")
 # What a worker may take beyond the grace: that, and the app's own cleanup.

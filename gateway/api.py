@@ -8,16 +8,17 @@ import hmac
 import html
 import json
 import logging
-import re
 from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from yarl import URL
 
+from contract.identity import SERVICE, Caller
+from contract.routes import is_public_path, is_public_tail
+
 from . import keys
 from .auth import REDIS_ERRORS
-from .config import SUNSET_VERSIONS, TenantConfig
 from .errors import (
     BadRequestError,
     LoginFailedError,
@@ -30,10 +31,10 @@ from .errors import (
     UnprocessableError,
 )
 from .forwarded import through_proxy
-from .identity import SERVICE, Caller
 from .login import verify_login
 from .proxy import forward
 from .signing import identity_for
+from .tenants_file import SUNSET_VERSIONS, TenantConfig
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -47,12 +48,6 @@ UNREADABLE: Final = (
     "The browser (or proxy) sent a request that this server could not understand."
 )
 LOGIN_BODY_LIMIT: Final = 64 * 1024
-# (method, path below /api/<version>) that FlexMeasures serves without a token.
-PUBLIC: Final = frozenset(
-    {("GET", ""), ("GET", "health/ready"), ("GET", "openapi.json"), ("GET", "docs")}
-)
-# The docs page's static files (Swagger UI): one file name below `docs/`.
-PUBLIC_FILE_RE: Final = re.compile(r"docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
 AUTH_TOKEN: Final = "auth_token"  # FlexMeasures' query parameter of a token
 SUNSET_DATE: Final = "Mon, 01 May 2023 00:00:00 GMT"
 SUNSET_LINK: Final = "https://flexmeasures.readthedocs.io/en/latest/api/change_log.html"
@@ -283,7 +278,8 @@ async def _proxy(request: web.Request, caller: Caller) -> web.StreamResponse:
 async def proxy_ops(request: web.Request) -> web.StreamResponse:
     """FlexMeasures' ops endpoints; `ping` is public."""
     tenant = _tenant(request)
-    if request.match_info["tail"] == "ping" and request.method in ("GET", "HEAD"):
+    method = "GET" if request.method == "HEAD" else request.method
+    if is_public_path(method, f"/api/ops/{request.match_info['tail']}"):
         return await _proxy(request, SERVICE)
     return await _proxy(request, await _caller(request, tenant))
 
@@ -310,9 +306,7 @@ async def proxy_versioned(request: web.Request) -> web.StreamResponse:
         raise NotFoundError(f"API version {version} is not available on this server.")
     tail = request.match_info.get("tail", "")
     method = "GET" if request.method == "HEAD" else request.method
-    if (method, tail) in PUBLIC or (
-        method == "GET" and PUBLIC_FILE_RE.fullmatch(tail) is not None
-    ):
+    if is_public_tail(method, tail):
         return await _proxy(request, SERVICE)
     caller = await _caller(request, tenant)
     await _rate_limit(request, tenant)

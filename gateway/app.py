@@ -11,18 +11,16 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from yarl import URL
 
+from contract import redis as contract_redis
 from contract.drain import Drain
 
 from . import keys
 from .api import routes
 from .auth import REDIS_ERRORS, RedisClient, TokenStore
 from .capacity import Capacity
-from .config import Settings, TenantsConfig, load_tenants
+from .config import Settings
 from .health import ReplicaHealth, probe_forever
 from .identity import IdentityCache
 from .limits import RateLimiter
@@ -31,6 +29,7 @@ from .metrics import MULTIPROCESS_ENV, Metrics
 from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
+from .tenants_file import TenantsConfig, load_tenants
 from .web import dashboard, setup_pages, views
 
 logger = logging.getLogger(__name__)
@@ -43,60 +42,17 @@ UNPOOLED_MAX_CONNECTIONS: Final = 4096
 
 
 def connect_redis(settings: Settings) -> RedisClient:
-    """The gateway's Redis client: of a Sentinel-managed master, a cluster or a URL.
-
-    No I/O here: each connects on first use (a cluster first asks for its slots).
-    """
-    timeout = settings.redis_timeout
-    password = settings.redis_password.get() if settings.redis_password else None
-    if settings.redis_sentinels:
-        sentinel = Sentinel(
-            list(settings.redis_sentinels),
-            sentinel_kwargs={
-                "socket_timeout": timeout,
-                "socket_connect_timeout": timeout,
-            },
-        )
-        master: Redis = sentinel.master_for(
-            settings.redis_sentinel_master,
-            password=password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            max_connections=UNPOOLED_MAX_CONNECTIONS,
-        )
-        return master
-    if settings.redis_cluster:
-        return RedisCluster.from_url(
-            settings.redis_url,
-            password=password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            max_connections=UNPOOLED_MAX_CONNECTIONS,
-        )
-    # A bounded pool that makes a request wait (up to the Redis timeout) for a free
-    # connection: redis-py 8's default pool fails at once past 100 connections.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        password=password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        max_connections=POOL_MAX_CONNECTIONS,
-        timeout=timeout,
+    """The gateway's Redis client: of a Sentinel-managed master, a cluster or a URL."""
+    return contract_redis.connect_async(
+        settings.redis,
+        pool_size=POOL_MAX_CONNECTIONS,
+        unpooled_size=UNPOOLED_MAX_CONNECTIONS,
     )
-    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
 
 
 async def close_redis(redis: RedisClient) -> None:
     """Close the client, and for a Sentinel-managed master the sentinels' clients."""
-    await redis.aclose()
-    if isinstance(redis, Redis) and isinstance(
-        redis.connection_pool, SentinelConnectionPool
-    ):
-        for sentinel in redis.connection_pool.sentinel_manager.sentinels:
-            await sentinel.aclose()
+    await contract_redis.close_async(redis)
 
 
 def redis_target(settings: Settings) -> str:
@@ -192,7 +148,7 @@ def create_app(
     # (contract.drain.Drain), then one that runs, in order: request id + errors, path
     # guard, forwarded headers (trusted proxies only), tenant from host (see
     # middlewares.front). Token checks happen per route: FlexMeasures' public
-    # routes (api.PUBLIC) are known only after routing.
+    # routes (contract.routes.PUBLIC) are known only after routing.
     drain = Drain()
     metrics = Metrics(multiprocess_dir=os.environ.get(MULTIPROCESS_ENV) or None)
     app = web.Application(

@@ -7,12 +7,13 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
+from contract.identity import HEADER as IDENTITY_HEADER
+from contract.identity import SERVICE
+
 from . import keys
-from .config import TenantConfig
 from .errors import LoginBusyError, UpstreamUnavailableError
-from .identity import HEADER as IDENTITY_HEADER
-from .identity import SERVICE
 from .signing import identity_for
+from .tenants_file import TenantConfig
 from .upstream import ReplicaBusy, attempt, client_timeout
 
 Outcome = Literal["ok", "unknown-user", "wrong-password", "inactive"]

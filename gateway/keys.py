@@ -11,12 +11,13 @@ from contract.drain import Drain
 
 from .auth import RedisClient, TokenStore
 from .capacity import Capacity
-from .config import Settings, TenantConfig
+from .config import Settings
 from .health import ReplicaHealth
 from .identity import IdentityCache
 from .limits import RateLimiter
 from .metrics import Metrics
 from .tenants import ConfigWatcher, TenantRegistry
+from .tenants_file import TenantConfig
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REGISTRY: Final = web.AppKey("registry", TenantRegistry)

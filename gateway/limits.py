@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .auth import REDIS_ERRORS, RedisClient, token_hash
-from .config import Rate, TenantConfig
 from .errors import RateLimitUnavailableError
 from .metrics import Metrics
+from .rates import Rate
+from .tenants_file import TenantConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from typing import Final
 from aiohttp import web
 
 from . import keys
-from .config import TenantConfig
 from .credentials import Login, ask_backend
 from .errors import (
     LoginBusyError,
@@ -21,6 +20,7 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from .tenants_file import TenantConfig
 from .throttle import LoginThrottle
 
 # How long a check in flight counts beyond the tenant's upstream timeout (so the

@@ -17,7 +17,6 @@ from aiohttp.typedefs import Middleware
 from contract.logs import REQUEST_ID, TENANT
 
 from . import keys
-from .config import DEFAULT_FM_VERSION
 from .errors import (
     SERVER_NAME,
     ApiError,
@@ -32,6 +31,7 @@ from .errors import (
 from .forwarded import proxy_networks, resolve_forwarded
 from .logs import AccessLog
 from .metrics import NO_TENANT, Metrics
+from .tenants_file import DEFAULT_FM_VERSION
 from .web import error_page
 
 logger = logging.getLogger(__name__)
@@ -124,8 +124,8 @@ def front(
     3. forwarded headers, from trusted proxies only;
     4. tenant from host (not for /healthz, /readyz, /metrics).
     Token checks happen per route, as FlexMeasures' public routes are known only
-    after routing (api.PUBLIC). One middleware instead of four saves a coroutine
-    layer per step on every request.
+    after routing (contract.routes.PUBLIC). One middleware instead of four saves a
+    coroutine layer per step on every request.
     """
     trusted_networks = proxy_networks(trusted)
 

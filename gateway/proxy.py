@@ -15,8 +15,10 @@ from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from contract.identity import HEADER as IDENTITY_HEADER
+from contract.identity import REVOKE_HEADER
+
 from . import keys
-from .config import TenantConfig
 from .errors import (
     ApiError,
     BadRequestError,
@@ -25,8 +27,8 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .identity import HEADER as IDENTITY_HEADER
 from .server import close_after_answer
+from .tenants_file import TenantConfig
 from .upstream import attempt, client_timeout
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,6 @@ HOP_BY_HOP: Final = frozenset(
         "upgrade",
     }
 )
-REVOKE_HEADER: Final = "X-FlexHost-Revoke-User"
 # Never passed to a backend: credentials, our own assertion, and what we set ourselves.
 _DROP_REQUEST: Final = HOP_BY_HOP | {
     "host",

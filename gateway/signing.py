@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from contract.identity import Caller
+
 from . import keys
-from .config import TenantConfig
 from .errors import UpstreamUnavailableError
-from .identity import Caller
+from .tenants_file import TenantConfig
 
 
 def tenant_secret(tenant: TenantConfig) -> str:

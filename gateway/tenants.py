@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .config import ConfigError, TenantConfig, TenantsConfig, load_tenants
+from contract.config import ConfigError
+
 from .metrics import Metrics
+from .tenants_file import TenantConfig, TenantsConfig, load_tenants
 
 logger = logging.getLogger(__name__)
 

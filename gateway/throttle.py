@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .auth import REDIS_ERRORS, RedisClient
-from .config import Rate, Settings
+from .config import Settings
 from .errors import (
     LoginRateLimitedError,
     TokenStoreUnavailableError,
     TooManyRequestsError,
 )
+from .rates import Rate
 
 logger = logging.getLogger(__name__)
 

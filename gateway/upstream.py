@@ -21,8 +21,8 @@ from aiohttp import web
 
 from . import keys
 from .capacity import Capacity
-from .config import TenantConfig
 from .errors import ApiError, UpstreamTimeoutError, UpstreamUnavailableError
+from .tenants_file import TenantConfig
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,13 @@ import logging
 import os
 import sys
 
+from contract.config import ConfigError
 from contract.drain import run
 from contract.drain import serve as serve_and_drain
 from contract.logs import setup_logging
 from tenant_service import keys
 from tenant_service.app import create_app
-from tenant_service.config import ConfigError, Settings, load_settings
+from tenant_service.config import Settings, load_settings
 from tenant_service.server import QuietRunner
 from tenant_service.store.db import migrate
 

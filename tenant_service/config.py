@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 
+from contract.config import ConfigError, Env, Secret
+from contract.names import valid_tenant_name
+from contract.redis import SCHEMES as REDIS_SCHEMES
+from contract.redis import RedisSettings, parse_sentinels
+
 PREFIX: Final = "TENANT_"
-TENANT_NAME_RE: Final = re.compile(r"[a-z0-9](-?[a-z0-9])*")
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8101
 DEFAULT_FLEXMEASURES_VERSION: Final = "1.0.1"
@@ -30,35 +33,14 @@ DEFAULT_MAX_BELIEFS_PER_REQUEST: Final = 100_000
 DEFAULT_TRIGGER_LIMIT: Final = 10
 DEFAULT_TRIGGER_PERIOD: Final = 300
 DEFAULT_SHUTDOWN_GRACE: Final = 15
-DEFAULT_SENTINEL_PORT: Final = 26379
 # Password checks (argon2id, 64 MiB each) at once per process: one account's burst
 # (at most GATEWAY_LOGIN_CHECKS_PER_EMAIL = 2) leaves room for everyone else; a
 # check waits at most DEFAULT_PASSWORD_CHECK_WAIT seconds for room, then 503.
 DEFAULT_PASSWORD_CHECKS: Final = 3
 DEFAULT_PASSWORD_CHECK_WAIT: Final = 1.0
-TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
-
-
-class ConfigError(Exception):
-    """One or more settings are invalid; the message names each problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A secret string that never shows in reprs or logs."""
-
-    value: str
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
+# The job queue's Redis: seconds per command, and per connect (or sentinel query).
+REDIS_TIMEOUT: Final = 5.0
+REDIS_CONNECT_TIMEOUT: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,53 +90,29 @@ class Settings:
         """This tenant's scheduling queue (RQ queue name)."""
         return f"{self.redis_prefix}:{self.name}:scheduling"
 
+    @property
+    def redis(self) -> RedisSettings:
+        """The job queue's Redis (RQ needs one server: no cluster)."""
+        return RedisSettings(
+            url=self.redis_url,
+            sentinels=self.redis_sentinels,
+            sentinel_master=self.redis_sentinel_master,
+            password=self.redis_password,
+            timeout=REDIS_TIMEOUT,
+            connect_timeout=REDIS_CONNECT_TIMEOUT,
+        )
+
 
 def default_database_url(tenant: str) -> str:
     """The SQLite file a tenant uses when no database URL is configured."""
     return f"sqlite+aiosqlite:///./.flexhost/{tenant}.sqlite3"
 
 
-def valid_tenant_name(name: str) -> bool:
-    """Whether `name` is a valid subdomain label."""
-    return len(name) <= 63 and TENANT_NAME_RE.fullmatch(name) is not None
-
-
-def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
-    """Comma-separated `host:port` (port default 26379, IPv6 as `[::1]:26379`).
-
-    ValueError naming the first entry that is not one.
-    """
-    nodes: list[tuple[str, int]] = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        if entry.startswith("["):
-            host, bracket, rest = entry[1:].partition("]")
-            if not bracket or (rest and not rest.startswith(":")):
-                raise ValueError(f"not host:port: {entry!r}")
-            colon, port_text = rest[:1], rest[1:]
-        elif entry.count(":") > 1:
-            raise ValueError(f"write an IPv6 address as [addr]:port: {entry!r}")
-        else:
-            host, colon, port_text = entry.partition(":")
-        if colon and not (port_text.isascii() and port_text.isdigit()):
-            raise ValueError(f"not host:port: {entry!r}")
-        port = int(port_text) if colon else DEFAULT_SENTINEL_PORT
-        if not host or not 1 <= port <= 65535:
-            raise ValueError(f"not host:port: {entry!r}")
-        nodes.append((host, port))
-    if not nodes:
-        raise ValueError("no host:port given")
-    return tuple(nodes)
-
-
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Settings from `TENANT_*` variables; one ConfigError names every problem."""
-    problems: list[str] = []
-
-    def get(key: str) -> str | None:
-        value = environ.get(PREFIX + key)
-        return value if value not in (None, "") else None
+    env = Env(environ, PREFIX)
+    problems = env.problems
+    get = env.text
 
     name = get("NAME") or ""
     if not name:
@@ -169,34 +127,18 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             "postgresql+asyncpg://"
         )
 
-    secret_value: str | None = get("SECRET")
-    secret_file = get("SECRET_FILE")
-    if secret_value is not None and secret_file is not None:
-        problems.append(f"{PREFIX}SECRET, {PREFIX}SECRET_FILE: set only one")
-    elif secret_value is None and secret_file is not None:
-        try:
-            secret_value = Path(secret_file).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            problems.append(
-                f"{PREFIX}SECRET_FILE: cannot read {secret_file!r}: {err.strerror}"
-            )
-    if secret_value is None:
-        if secret_file is None:
+    before = len(problems)
+    secret = env.secret("SECRET")
+    if secret is None:
+        if len(problems) == before:
             problems.append(f"{PREFIX}SECRET or {PREFIX}SECRET_FILE: required")
-    elif len(secret_value.encode()) < 32:
+    elif len(secret.get().encode()) < 32:
         problems.append(f"{PREFIX}SECRET: must be at least 32 bytes (HS256)")
 
     host = get("HOST") or DEFAULT_HOST
-    port = DEFAULT_PORT
-    raw_port = get("PORT")
-    if raw_port is not None:
-        try:
-            port = int(raw_port)
-        except ValueError:
-            problems.append(f"{PREFIX}PORT: {raw_port!r} is not an integer")
-        else:
-            if not 1 <= port <= 65535:
-                problems.append(f"{PREFIX}PORT: {port} is not in 1..65535")
+    port = env.integer("PORT", DEFAULT_PORT)
+    if port > 65535:
+        problems.append(f"{PREFIX}PORT: {port} is not in 1..65535")
 
     version = get("FLEXMEASURES_VERSION") or DEFAULT_FLEXMEASURES_VERSION
     try:
@@ -204,45 +146,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     except InvalidVersion:
         problems.append(f"{PREFIX}FLEXMEASURES_VERSION: {version!r} is not PEP 440")
 
-    max_data_bytes = DEFAULT_MAX_DATA_BYTES
-    raw_max = get("MAX_DATA_BYTES")
-    if raw_max is not None:
-        try:
-            max_data_bytes = int(raw_max)
-        except ValueError:
-            problems.append(f"{PREFIX}MAX_DATA_BYTES: {raw_max!r} is not an integer")
-        else:
-            if max_data_bytes < 1:
-                problems.append(f"{PREFIX}MAX_DATA_BYTES: must be positive")
-
-    def flag(key: str) -> bool:
-        raw = get(key)
-        if raw is None:
-            return False
-        word = raw.strip().lower()
-        if word not in TRUE_WORDS | FALSE_WORDS:
-            problems.append(f"{PREFIX}{key}: {raw!r} is not true or false")
-        return word in TRUE_WORDS
-
-    def seconds(key: str, default: int, *, minimum: int = 1) -> int:
-        raw = get(key)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            problems.append(f"{PREFIX}{key}: {raw!r} is not an integer")
-            return default
-        if value < minimum:
-            problems.append(f"{PREFIX}{key}: must be at least {minimum}")
-        return value
-
-    allow_data_overwrite = flag("ALLOW_DATA_OVERWRITE")
-    max_beliefs = seconds("MAX_BELIEFS_PER_REQUEST", DEFAULT_MAX_BELIEFS_PER_REQUEST)
+    max_data_bytes = env.integer("MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES)
+    allow_data_overwrite = env.flag("ALLOW_DATA_OVERWRITE")
+    max_beliefs = env.integer(
+        "MAX_BELIEFS_PER_REQUEST", DEFAULT_MAX_BELIEFS_PER_REQUEST
+    )
     redis_url = get("REDIS_URL")
-    if redis_url is not None and not redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
+    if redis_url is not None and not redis_url.startswith(REDIS_SCHEMES):
         problems.append(
             f"{PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://"
         )
@@ -272,36 +182,28 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     redis_prefix = get("REDIS_PREFIX") or "flexhost"
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", redis_prefix):
         problems.append(f"{PREFIX}REDIS_PREFIX: letters, digits, _ . - only")
-    job_timeout = seconds("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)
-    job_cache_ttl = seconds("JOB_CACHE_TTL", DEFAULT_JOB_CACHE_TTL)
-    planning_ttl = seconds("PLANNING_TTL", DEFAULT_PLANNING_TTL)
-    trigger_limit = seconds("TRIGGER_LIMIT", DEFAULT_TRIGGER_LIMIT)
-    trigger_period = seconds("TRIGGER_PERIOD", DEFAULT_TRIGGER_PERIOD, minimum=0)
-    pending_schedule_accepted = flag("PENDING_SCHEDULE_ACCEPTED")
-    shutdown_grace = seconds("SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
-    password_checks = seconds("PASSWORD_CHECKS", DEFAULT_PASSWORD_CHECKS)
-    password_check_wait = DEFAULT_PASSWORD_CHECK_WAIT
-    raw_wait = get("PASSWORD_CHECK_WAIT")
-    if raw_wait is not None:
-        try:
-            password_check_wait = float(raw_wait)
-        except ValueError:
-            problems.append(
-                f"{PREFIX}PASSWORD_CHECK_WAIT: {raw_wait!r} is not a number"
-            )
-        else:
-            if not 0 <= password_check_wait <= 60:
-                problems.append(
-                    f"{PREFIX}PASSWORD_CHECK_WAIT: must be 0 to 60 seconds, "
-                    f"got {raw_wait!r}"
-                )
+    job_timeout = env.integer("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)
+    job_cache_ttl = env.integer("JOB_CACHE_TTL", DEFAULT_JOB_CACHE_TTL)
+    planning_ttl = env.integer("PLANNING_TTL", DEFAULT_PLANNING_TTL)
+    trigger_limit = env.integer("TRIGGER_LIMIT", DEFAULT_TRIGGER_LIMIT)
+    trigger_period = env.integer("TRIGGER_PERIOD", DEFAULT_TRIGGER_PERIOD, minimum=0)
+    pending_schedule_accepted = env.flag("PENDING_SCHEDULE_ACCEPTED")
+    shutdown_grace = env.integer("SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
+    password_checks = env.integer("PASSWORD_CHECKS", DEFAULT_PASSWORD_CHECKS)
+    password_check_wait = env.number(
+        "PASSWORD_CHECK_WAIT",
+        DEFAULT_PASSWORD_CHECK_WAIT,
+        low=0,
+        high=60,
+        low_allowed=True,
+    )
 
     if problems:
         raise ConfigError(problems)
     return Settings(
         name=name,
         database_url=database_url,
-        secret=Secret(secret_value or ""),
+        secret=secret or Secret(""),
         host=host,
         port=port,
         flexmeasures_version=version,

@@ -1,4 +1,4 @@
-"""Verification of the gateway's signed identity (docs/internals.md)."""
+"""Verified identities kept while valid, and the principal and roles behind them."""
 
 from __future__ import annotations
 
@@ -7,71 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-import jwt
-
-HEADER: Final = "X-FlexHost-Identity"
-ISSUER: Final = "flexhost-gateway"
-SERVICE_SUBJECT: Final = "service:gateway"
-MAX_LIFETIME_S: Final = 60
-LEEWAY_S: Final = 5
-
-
-class IdentityError(Exception):
-    """The identity is missing, malformed, expired or not for this tenant."""
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A verified identity: the service, or a user and their token's issue time."""
-
-    user_id: int | None
-    account_id: int | None
-    auth_time_ms: int | None
-    host: str
-    scheme: str
-    request_id: str
-    expires_at: int = 0  # the assertion's `exp`, seconds since the epoch
-
-    @property
-    def is_service(self) -> bool:
-        """Whether the gateway itself is calling (public or internal endpoints)."""
-        return self.user_id is None
-
-
-def verify_identity(token: str, *, secret: str, tenant: str) -> Identity:
-    """Check signature, issuer, audience and lifetime; return the identity."""
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            audience=tenant,
-            issuer=ISSUER,
-            leeway=LEEWAY_S,
-            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-        )
-    except jwt.PyJWTError as err:
-        raise IdentityError(f"invalid identity: {type(err).__name__}") from err
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int) or not isinstance(iat, int):
-        raise IdentityError("exp and iat must be integers")
-    if exp - iat > MAX_LIFETIME_S:
-        raise IdentityError("identity lives too long")
-    host, scheme = claims.get("host"), claims.get("scheme")
-    if not isinstance(host, str) or scheme not in ("http", "https"):
-        raise IdentityError("host and scheme are required")
-    jti = claims.get("jti")
-    request_id = jti if isinstance(jti, str) else ""
-    sub = claims["sub"]
-    if sub == SERVICE_SUBJECT:
-        return Identity(None, None, None, host, str(scheme), request_id, exp)
-    if not isinstance(sub, str) or not sub.isascii() or not sub.isdigit():
-        raise IdentityError("subject is neither the service nor a user id")
-    auth_time, account = claims.get("auth_time"), claims.get("acc")
-    if not isinstance(auth_time, int) or isinstance(auth_time, bool):
-        raise IdentityError("a user identity needs an integer auth_time")
-    account_id = account if isinstance(account, int) else None
-    return Identity(int(sub), account_id, auth_time, host, str(scheme), request_id, exp)
+from contract.identity import LEEWAY_S, Identity, verify_identity
 
 
 class VerifiedIdentities:

@@ -9,8 +9,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contract.drain import Drain
+from contract.identity import Identity
 from tenant_service.config import Settings
-from tenant_service.identity import Identity, Principal, VerifiedIdentities
+from tenant_service.identity import Principal, VerifiedIdentities
 from tenant_service.passwords import PasswordChecker
 from tenant_service.principals import PrincipalCache
 from tenant_service.store.sources import KnownSources

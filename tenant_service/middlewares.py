@@ -13,7 +13,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from contract.identity import HEADER, IdentityError
 from contract.logs import REQUEST_ID, TENANT
+from contract.routes import is_public_path
 from tenant_service import keys
 from tenant_service.api.v3_0 import respond
 from tenant_service.errors import (
@@ -24,7 +26,7 @@ from tenant_service.errors import (
     UnauthorizedError,
     ValidationError,
 )
-from tenant_service.identity import HEADER, IdentityError, Principal
+from tenant_service.identity import Principal
 from tenant_service.logs import write_access
 from tenant_service.store import users as user_store
 from tenant_service.store.users import to_ms
@@ -34,26 +36,7 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 REQUEST_ID_HEADER: Final = "X-Request-Id"
-# Reachable by the gateway's service identity (and by users).
-PUBLIC_ROUTES: Final = frozenset(
-    {
-        ("GET", "/api/v3_0"),
-        ("GET", "/api/v3_0/health/ready"),
-        ("GET", "/api/ops/ping"),
-        ("GET", "/api/v3_0/openapi.json"),
-        ("GET", "/api/v3_0/docs"),
-    }
-)
 PROBE_PATHS: Final = frozenset({"/healthz", "/readyz"})
-# The docs page's static files: one file name below it, nothing deeper.
-PUBLIC_FILE_RE: Final = re.compile(r"/api/v3_0/docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
-
-
-def is_public(method: str, path: str) -> bool:
-    """Whether (method, path) is served without a user (gateway's service identity)."""
-    return (method, path) in PUBLIC_ROUTES or (
-        method == "GET" and PUBLIC_FILE_RE.fullmatch(path) is not None
-    )
 
 
 def _error_response(err: ApiError) -> web.Response:
@@ -171,7 +154,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
     settings = request.app[keys.SETTINGS]
     try:
         verified = request.app[keys.IDENTITIES].verify(
-            token, secret=settings.secret.value, tenant=settings.name
+            token, secret=settings.secret.get(), tenant=settings.name
         )
     except IdentityError as err:
         logger.warning("identity refused: %s", err)
@@ -180,7 +163,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
     internal = path == "/internal" or path.startswith("/internal/")
     method = "GET" if request.method == "HEAD" else request.method
     if verified.is_service:
-        if internal or is_public(method, path):
+        if internal or is_public_path(method, path):
             return await handler(request)
         raise UnauthorizedError()
     if internal:

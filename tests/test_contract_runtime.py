@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 import gateway.__main__
 import tenant_service.__main__
 from contract import logs
+from contract.config import Secret
 from contract.drain import SIGNALS, Drain, serve
 from deploy.local import IN_FLIGHT_RE
 from gateway import keys as gateway_keys
@@ -30,7 +31,6 @@ from gateway.config import Settings as GatewaySettings
 from gateway.logs import AccessLog
 from tenant_service import keys as backend_keys
 from tenant_service.app import create_app as create_backend
-from tenant_service.config import Secret
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.scheduling import worker
 from tenant_service.store.db import migrate

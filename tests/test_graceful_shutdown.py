@@ -22,13 +22,13 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from contract.config import Secret
+from contract.identity import SERVICE, sign_identity
 from gateway import keys as gateway_keys
 from gateway.app import create_app as create_gateway
 from gateway.config import Settings as GatewaySettings
-from gateway.identity import SERVICE, sign_identity
 from tenant_service import keys as backend_keys
 from tenant_service.app import create_app as create_backend
-from tenant_service.config import Secret
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store

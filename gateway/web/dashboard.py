@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from contract.identity import Caller
 from gateway import keys
 from gateway.api import charge_rate_limit
 from gateway.errors import (
@@ -26,7 +27,6 @@ from gateway.errors import (
     UpstreamUnavailableError,
     error_response,
 )
-from gateway.identity import Caller
 from gateway.proxy import BackendAnswer, fetch
 from gateway.signing import identity_for
 from gateway.web import render

@@ -27,8 +27,8 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.auth import TokenRecord
-from gateway.config import TenantConfig
 from gateway.tenants import DEFAULT_PORTS
+from gateway.tenants_file import TenantConfig
 
 COOKIE: Final = "flexhost_session"
 SESSION_KIND: Final = "session"

@@ -20,9 +20,9 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from contract.identity import Caller
 from gateway import keys
 from gateway.auth import token_hash
-from gateway.config import TenantConfig
 from gateway.errors import (
     FormRejectedError,
     LoginBusyError,
@@ -33,10 +33,10 @@ from gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from gateway.identity import Caller
 from gateway.login import verify_login
 from gateway.proxy import fetch
 from gateway.signing import identity_for
+from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle
 
 from . import render, sessions

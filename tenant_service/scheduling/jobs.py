@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from contract import redis as contract_redis
 from tenant_service.config import Settings
 
 JOB_FUNCTION: Final = "tenant_service.scheduling.worker.run_schedule_job"
@@ -81,36 +81,14 @@ def connect(settings: Settings) -> redis.Redis:
     The master the sentinels name when they are set, else settings.redis_url;
     no I/O here. ValueError when neither is set.
     """
-    password = settings.redis_password.value if settings.redis_password else None
-    if settings.redis_sentinels:
-        sentinel = Sentinel(
-            list(settings.redis_sentinels),
-            sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2},
-        )
-        master: redis.Redis = sentinel.master_for(
-            settings.redis_sentinel_master,
-            password=password,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-        )
-        return master
-    if settings.redis_url is None:
+    if not settings.job_queue:
         raise ValueError("no job queue configured")
-    return redis.Redis.from_url(
-        settings.redis_url,
-        password=password,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-    )
+    return contract_redis.connect(settings.redis)
 
 
 def close(connection: redis.Redis) -> None:
     """Close a client of connect(), and the sentinels' clients behind it."""
-    connection.close()
-    pool = connection.connection_pool
-    if isinstance(pool, SentinelConnectionPool):
-        for sentinel in pool.sentinel_manager.sentinels:
-            sentinel.close()
+    contract_redis.close(connection)
 
 
 def queue(connection: redis.Redis, settings: Settings) -> Queue:

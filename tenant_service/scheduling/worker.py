@@ -38,9 +38,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from contract.config import ConfigError
 from contract.logs import setup_logging
 from tenant_service.beliefs import Belief, reindex_columns
-from tenant_service.config import ConfigError, Settings, load_settings
+from tenant_service.config import Settings, load_settings
 from tenant_service.scheduling import flexmodel, jobs
 from tenant_service.scheduling.problem import InfeasibleError
 from tenant_service.scheduling.storage import solve

@@ -26,6 +26,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
+from contract.config import ConfigError
+from contract.config import Secret as TenantSecret
 from deploy.cli import _parser, main
 from deploy.k8s import (
     SECRETS_DIR,
@@ -34,10 +36,10 @@ from deploy.k8s import (
     render,
     service_name,
 )
-from gateway.config import ConfigError, load_settings, parse_tenants
 from gateway.config import Settings as GatewaySettings
+from gateway.config import load_settings
+from gateway.tenants_file import parse_tenants
 from tenant_service.app import create_app as create_tenant_app
-from tenant_service.config import Secret as TenantSecret
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.config import load_settings as load_tenant_settings
 from tests.conftest import free_port

@@ -25,7 +25,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from gateway.identity import Caller, sign_identity
+from contract.identity import Caller, sign_identity
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store

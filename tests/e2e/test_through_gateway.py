@@ -18,11 +18,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from contract.config import Secret
 from gateway.app import create_app as create_gateway
 from gateway.auth import TokenStore
 from gateway.config import Settings as GatewaySettings
 from tenant_service.app import create_app as create_backend
-from tenant_service.config import Secret
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store

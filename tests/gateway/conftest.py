@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from contract.identity import HEADER, ISSUER
 from gateway.app import create_app
-from gateway.config import Settings, TenantsConfig, parse_tenants
+from gateway.config import Settings
 from gateway.health import PROBE_PATH
-from gateway.identity import HEADER, ISSUER
+from gateway.tenants_file import TenantsConfig, parse_tenants
 
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 

@@ -17,12 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from contract.config import Secret
 from gateway.app import create_app as create_gateway
-from gateway.config import DEFAULT_MAX_BODY_BYTES
 from gateway.config import Settings as GatewaySettings
 from gateway.proxy import BUFFER_LIMIT, CHUNK
+from gateway.tenants_file import DEFAULT_MAX_BODY_BYTES
 from tenant_service.app import create_app as create_backend
-from tenant_service.config import DEFAULT_MAX_DATA_BYTES, Secret
+from tenant_service.config import DEFAULT_MAX_DATA_BYTES
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store

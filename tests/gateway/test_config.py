@@ -9,17 +9,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract.config import ConfigError, Secret
+from contract.redis import parse_sentinels
 from gateway.app import redis_target
-from gateway.config import (
-    ConfigError,
-    Secret,
-    Settings,
-    load_settings,
-    load_tenants,
-    parse_sentinels,
-    parse_tenants,
-)
+from gateway.config import Settings, load_settings
 from gateway.tenants import normalize_host
+from gateway.tenants_file import load_tenants, parse_tenants
 
 FULL = """\
 base_domains: [flexmeasures.io, localhost]

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contract.config import Secret
 from gateway import keys
 from gateway.app import create_app as create_gateway
 from gateway.config import Settings as GatewaySettings
@@ -30,7 +31,6 @@ from gateway.web.dashboard import (
 )
 from gateway.web.sessions import COOKIE
 from tenant_service.app import create_app as create_backend
-from tenant_service.config import Secret
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store

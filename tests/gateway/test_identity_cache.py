@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from gateway.identity import Caller, IdentityCache
-from tenant_service.identity import IdentityError, VerifiedIdentities
+from contract.identity import Caller, IdentityError
+from gateway.identity import IdentityCache
+from tenant_service.identity import VerifiedIdentities
 
 SECRET = "s" * 40
 

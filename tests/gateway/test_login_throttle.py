@@ -20,8 +20,10 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from contract.config import ConfigError
 from gateway import keys
-from gateway.config import ConfigError, Rate, load_settings
+from gateway.config import load_settings
+from gateway.rates import Rate
 from tests.conftest import free_port
 from tests.gateway.conftest import GatewayFactory, tenants_text, write_secret
 from tests.gateway.test_metrics import metric

@@ -18,7 +18,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.config import ConfigError, Secret, load_settings
+from contract.config import ConfigError, Secret
+from gateway.config import load_settings
 from gateway.metrics import route_name
 from tests.conftest import free_port
 from tests.gateway.conftest import (

@@ -17,11 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from contract.config import Secret
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.web.views import HOME, safe_next
 from tenant_service.app import create_app as create_backend
-from tenant_service.config import Secret
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store

@@ -25,14 +25,15 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 from rq import Queue
 
+from contract.config import Secret as TenantSecret
 from gateway import auth, limits
 from gateway import throttle as login_throttle
 from gateway.auth import TokenStore
-from gateway.config import Rate, RateLimits, TenantConfig
 from gateway.errors import TooManyRequestsError
 from gateway.limits import RateLimiter
+from gateway.rates import Rate, RateLimits
+from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle
-from tenant_service.config import Secret as TenantSecret
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.scheduling import jobs
 

@@ -20,9 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from contract.config import ConfigError
 from gateway import keys
 from gateway.app import create_app
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import Settings, load_settings
 from gateway.server import MALFORMED, GuardedRunner
 from tests.conftest import free_port
 from tests.gateway.conftest import EchoBackend, start_echo, tenants_text, write_secret

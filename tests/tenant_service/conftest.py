@@ -10,9 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.identity import SERVICE, Caller, sign_identity
+from contract.config import Secret
+from contract.identity import SERVICE, Caller, sign_identity
 from tenant_service.app import create_app
-from tenant_service.config import Secret, Settings
+from tenant_service.config import Settings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tenant_service.config import ConfigError, Secret, load_settings
+from contract.config import ConfigError, Secret
+from tenant_service.config import load_settings
 
 SECRET = "x" * 32
 

@@ -15,9 +15,10 @@ from typing import Final
 
 import pytest
 
+from contract.config import Secret
 from tenant_service.api import MAX_JSON_DEPTH, TOO_DEEP
 from tenant_service.app import create_app
-from tenant_service.config import Secret, Settings
+from tenant_service.config import Settings
 from tests.tenant_service.conftest import Client, World, identity
 from tests.tenant_service.test_assets import make_asset, make_sensor
 

@@ -10,8 +10,8 @@ import time
 import jwt
 import pytest
 
+from contract.identity import IdentityError, verify_identity
 from contract.logs import setup_logging
-from tenant_service.identity import IdentityError, verify_identity
 from tests.tenant_service.conftest import (
     HOST,
     SECRET,

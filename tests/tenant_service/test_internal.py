@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
+from contract.config import ConfigError
 from tenant_service import keys
 from tenant_service.app import create_app
-from tenant_service.config import ConfigError, Settings, load_settings
+from tenant_service.config import Settings, load_settings
 from tenant_service.errors import PasswordChecksBusyError
 from tenant_service.passwords import PasswordChecker
 from tests.tenant_service.conftest import (

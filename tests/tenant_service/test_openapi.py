@@ -8,9 +8,10 @@ from typing import Any, Final
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from contract.config import Secret
 from tenant_service.api.v3_0.docs import SWAGGER_FILES, load_spec
 from tenant_service.app import create_app
-from tenant_service.config import Secret, Settings
+from tenant_service.config import Settings
 from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
     COMPANY,
     Stack,

@@ -17,10 +17,10 @@ from typing import Any, Final
 import pytest
 from sqlalchemy import func, select
 
+from contract.config import ConfigError
 from tenant_service import keys
 from tenant_service.config import (
     DEFAULT_MAX_BELIEFS_PER_REQUEST,
-    ConfigError,
     Settings,
     load_settings,
 )

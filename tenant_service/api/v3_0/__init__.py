@@ -16,7 +16,6 @@ from tenant_service.errors import BadRequestError, ValidationError
 from tenant_service.identity import Principal
 
 PREFIX: Final = "/api/v3_0"
-REVOKE_HEADER: Final = "X-FlexHost-Revoke-User"
 
 
 def respond(data: Any, status: int = 200) -> web.Response:

@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.identity import REVOKE_HEADER
 from tenant_service import keys
 from tenant_service.api import (
     INVALID_INPUT,
@@ -28,7 +29,6 @@ from tenant_service.api import (
 )
 from tenant_service.api.v3_0 import (
     PREFIX,
-    REVOKE_HEADER,
     principal,
     read_json_object,
     respond,
