@@ -243,6 +243,13 @@ class UnknownScheduleError(ApiError):
     rejected = True
 
 
+class UnknownJobError(ApiError):
+    """No job with this id (FlexMeasures' job status answer)."""
+
+    http_status = 404
+    code = "ERROR"
+
+
 class TooManyRequestsError(ApiError):
     """The account's trigger budget is used up; the headers say when it refills."""
 

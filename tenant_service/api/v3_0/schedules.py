@@ -45,6 +45,7 @@ from tenant_service.errors import (
     QueueUnavailableError,
     ServiceUnavailableError,
     TooManyRequestsError,
+    UnknownJobError,
     UnknownScheduleError,
     UnrecognizedEventError,
     ValidationError,
@@ -456,7 +457,7 @@ async def get_job_status(request: web.Request) -> web.Response:
     job_id = request.match_info["uuid"]
     job = await _job(request, job_id)
     if job is None:
-        return respond({"status": "ERROR", "message": f"Job {job_id} not found."}, 404)
+        raise UnknownJobError(f"Job {job_id} not found.")
     sensors = job.meta.get("sensors", [])
     if sensors:
         record = await get_sensor(request[keys.CONN], int(sensors[0]))

@@ -16,6 +16,9 @@ Choices where FlexMeasures is inconsistent or silent:
   (kWh per 15 minutes -> x4 kW), before resampling to the sensor resolution.
 - `/sources` lists sources without an account, of the caller's account and of
   accounts they consult; admins and admin-readers see all.
+
+The wire fields are parsed in `tenant_service/schemas/sensor_data.py`; this module
+reads requests, checks access, stores and answers.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def sensor_id_of(request: web.Request) -> int:
     return int(text)
 
 
-async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
+async def load_data_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
     """The sensor, or 404 as FlexMeasures answers on the data endpoints."""
     sensor = await get_sensor(conn, sensor_id)
     if sensor is None:
@@ -204,7 +207,7 @@ async def _post_data(
 
 async def _postable_sensor(request: web.Request, sensor_id: int) -> SensorRecord:
     """The sensor, if the caller may post data to it (404, 403)."""
-    sensor = await load_sensor(request[keys.CONN], sensor_id)
+    sensor = await load_data_sensor(request[keys.CONN], sensor_id)
     if not may_post_data(principal(request), sensor.owner):
         raise ForbiddenError()
     return sensor
@@ -251,7 +254,7 @@ async def _get_fields(request: web.Request) -> dict[str, Any]:
 
 async def _readable_sensor(request: web.Request, sensor_id: int) -> SensorRecord:
     """The sensor, if the caller may read it (404, 403)."""
-    sensor = await load_sensor(request[keys.CONN], sensor_id)
+    sensor = await load_data_sensor(request[keys.CONN], sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
     return sensor
@@ -334,7 +337,7 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     """Delete a sensor's data (optionally of one source, from start until until)."""
     sensor_id = sensor_id_of(request)
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
+    sensor = await load_data_sensor(conn, sensor_id)
     if not may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
     data = await json_fields(request) if request.body_exists else {}
@@ -364,7 +367,7 @@ async def get_sensor_stats(request: web.Request) -> web.Response:
     """Per source: first and last event start, min, max, mean, sum and count."""
     sensor_id = sensor_id_of(request)
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
+    sensor = await load_data_sensor(conn, sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
     stats = await belief_store.sensor_stats(conn, sensor.id)
