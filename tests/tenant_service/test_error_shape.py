@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse, web
 from redis.asyncio import Redis
+from sqlalchemy import text
 
 from tenant_service import keys
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tenant_service.store.db import create_engine
+from tests.conftest import free_port
 from tests.tenant_service.conftest import (
     PASSWORD,
     Client,
@@ -41,6 +44,7 @@ class Backend:
     client: Client
     world: World
     app: web.Application
+    start: Callable[..., Awaitable[Client]]  # another backend, settings changed
 
     async def call(
         self, method: str, path: str, user: int | None = None, **kwargs: Any
@@ -91,19 +95,22 @@ async def backend(
 ) -> Backend:
     """The backend with small limits, its job queue on the test Redis."""
     del redis  # deletes this test's keys afterwards
-    app = create_app(
-        dataclasses.replace(
-            settings,
-            redis_url=redis_url,
-            redis_prefix=redis_prefix,
-            trigger_limit=1,
-            max_data_bytes=MAX_DATA_BYTES,
-            password_checks=1,
-            password_check_wait=0,
-        )
+    small = dataclasses.replace(
+        settings,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        trigger_limit=1,
+        max_data_bytes=MAX_DATA_BYTES,
+        password_checks=1,
+        password_check_wait=0,
     )
+
+    async def start(**changes: Any) -> Client:
+        return await aiohttp_client(create_app(dataclasses.replace(small, **changes)))
+
+    app = create_app(small)
     app.router.add_get("/api/v3_0/crash", crash)
-    return Backend(await aiohttp_client(app), world, app)
+    return Backend(await aiohttp_client(app), world, app, start)
 
 
 Case = Callable[[Backend], Awaitable[ClientResponse]]
@@ -266,6 +273,30 @@ async def busy_password_checks(b: Backend) -> ClientResponse:
         await held
 
 
+async def queue_down(b: Backend) -> ClientResponse:
+    sensor = await b.sensor()
+    down = await b.start(redis_url=f"redis://127.0.0.1:{free_port()}")
+    return await down.post(
+        f"/api/v3_0/sensors/{sensor}/schedules/trigger",
+        json={
+            "start": DAY,
+            "flex-model": {"soc-at-start": "0 MWh", "power-capacity": "1 MW"},
+            "flex-context": {"consumption-price": "100 EUR/MWh"},
+        },
+        headers=identity(b.world.member),
+    )
+
+
+async def table_gone(b: Backend) -> ClientResponse:
+    engine = create_engine(b.app[keys.SETTINGS].database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TABLE data_sources"))
+    finally:
+        await engine.dispose()
+    return await b.call("GET", "/api/v3_0/sources", b.world.admin)
+
+
 async def internal_error(b: Backend) -> ClientResponse:
     return await b.call("GET", "/api/v3_0/crash", b.world.admin)
 
@@ -295,6 +326,8 @@ CASES = [
     (bad_sensor_data, 422, "UNPROCESSABLE_ENTITY", {}),
     (trigger_limit, 429, "TOO_MANY_REQUESTS", {"X-RateLimit-Remaining": "0"}),
     (busy_password_checks, 503, "SERVICE_UNAVAILABLE", RETRY_SOON),
+    (queue_down, 503, "SERVICE_UNAVAILABLE", RETRY_SOON),
+    (table_gone, 503, "SERVICE_UNAVAILABLE", RETRY_SOON),  # SQLite: OperationalError
     (internal_error, 500, "INTERNAL_ERROR", {}),
 ]
 # Answers to the gateway only (docs/internals.md): the bare code, no message.
