@@ -51,9 +51,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.gateway_bench import _drop_postgres, _postgres_database
 from tenant_service.beliefs import Belief
 from tenant_service.config import DEFAULT_JOB_TIMEOUT
+from tenant_service.scheduling.job import compute
 from tenant_service.scheduling.problem import Array, SiteProblem, StorageDevice
 from tenant_service.scheduling.storage import solve
-from tenant_service.scheduling.worker import compute
 from tenant_service.store import accounts as account_store
 from tenant_service.store import assets as asset_store
 from tenant_service.store import beliefs as belief_store

@@ -1,10 +1,22 @@
-"""API errors and their FlexMeasures-shaped JSON envelopes."""
+"""The backend's one error tree: each error renders as FlexMeasures' JSON envelope."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from tenant_service.beliefs import SCHEMA, timedelta_text
+
+logger = logging.getLogger(__name__)
 
 JsonDict = dict[str, object]
+# The location of sensor-data field errors, as FlexMeasures names it.
+SENSOR_DATA_LOCATION: Final = "combined_sensor_data_description"
+RETRY_SOON: Final[Mapping[str, str]] = MappingProxyType({"Retry-After": "1"})
 
 
 class ApiError(Exception):
@@ -14,10 +26,14 @@ class ApiError(Exception):
     code: ClassVar[str | int] = "INTERNAL_ERROR"
     default_message: ClassVar[str] = "An internal error has occurred."
     rejected: ClassVar[bool] = False
-    headers: ClassVar[dict[str, str]] = {}  # sent with the answer (e.g. Retry-After)
+    # Headers every instance answers with, unless the instance says otherwise.
+    default_headers: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.message = message if message is not None else self.default_message
+        self.headers: dict[str, str] = {**self.default_headers, **(headers or {})}
         super().__init__(self.message)
 
     def body(self) -> JsonDict:
@@ -79,9 +95,8 @@ class ServiceUnavailableError(ApiError):
 class QueueUnavailableError(ServiceUnavailableError):
     """The scheduling job queue (Redis) is down; nothing was enqueued."""
 
-    default_message = "The job queue is unavailable; please retry."
-    headers = {"Retry-After": "1"}  # noqa: RUF012  # read-only class constant
     default_message = "The service is temporarily unavailable."
+    default_headers = RETRY_SOON
 
 
 class PasswordChecksBusyError(ServiceUnavailableError):
@@ -90,7 +105,7 @@ class PasswordChecksBusyError(ServiceUnavailableError):
     default_message = (
         "Too many password checks are in progress; please try again in a second."
     )
-    headers = {"Retry-After": "1"}  # noqa: RUF012  # read-only class constant
+    default_headers = RETRY_SOON
 
 
 class ValidationError(ApiError):
@@ -152,3 +167,134 @@ class WrongPasswordError(ApiError):
     def body(self) -> JsonDict:
         """The bare code, as docs/internals.md specifies."""
         return {"status": self.code}
+
+
+class UnprocessableError(ApiError):
+    """A 422 with a plain message, as FlexMeasures' unprocessable_entity()."""
+
+    http_status = 422
+    code = "UNPROCESSABLE_ENTITY"
+    rejected = True
+
+
+class DataValidationError(ValidationError):
+    """422 in the sensor-data location."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(SENSOR_DATA_LOCATION, errors)
+
+
+class TooManyBeliefsError(DataValidationError):
+    """A POST that would store more beliefs than the tenant allows per request."""
+
+    def __init__(self, count: int, limit: int, resolution_ms: int) -> None:
+        at = (
+            f" at the sensor's resolution of {timedelta_text(resolution_ms)}"
+            if resolution_ms
+            else ""
+        )
+        super().__init__(
+            {
+                SCHEMA: [
+                    f"This request would store {count} values{at}; this server "
+                    f"stores at most {limit} values per request. Send the data in "
+                    "smaller parts."
+                ]
+            }
+        )
+
+
+class PayloadTooLargeError(ApiError):
+    """The body is above the configured limit (FlexMeasures' 413)."""
+
+    http_status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    rejected = True
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body exceeds the configured limit of {limit} bytes.")
+
+
+class InvalidReplacementError(ApiError):
+    """Another value for a stored belief (FlexMeasures' 403 INVALID_REPLACEMENT)."""
+
+    http_status = 403
+    code = "INVALID_REPLACEMENT"
+    rejected = True
+    default_message = (
+        "Some of the data represents a replacement, which is reserved for servers "
+        "in play mode. Enable play mode or update the prior in your request."
+    )
+
+
+class UnrecognizedEventError(ApiError):
+    """An unknown job id (FlexMeasures' unrecognized_event)."""
+
+    http_status = 400
+    code = "UNRECOGNIZED_UDI_EVENT"
+    rejected = True
+
+
+class UnknownScheduleError(ApiError):
+    """No schedule (yet) for a known job (FlexMeasures' unknown_schedule)."""
+
+    http_status = 400
+    code = "UNKNOWN_SCHEDULE"
+    rejected = True
+
+
+class UnknownJobError(ApiError):
+    """No job with this id (FlexMeasures' job status answer)."""
+
+    http_status = 404
+    code = "ERROR"
+
+
+class TooManyRequestsError(ApiError):
+    """The account's trigger budget is used up; the headers say when it refills."""
+
+    http_status = 429
+    code = "TOO_MANY_REQUESTS"
+    rejected = True
+
+    def __init__(self, message: str, *, limit: int, retry_after: int) -> None:
+        super().__init__(
+            message,
+            headers={
+                "Retry-After": str(retry_after),
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(retry_after),
+            },
+        )
+
+
+def out_of_range(err: BaseException) -> bool:
+    """Whether a database error comes from a value its column type cannot hold."""
+    seen: BaseException | None = err
+    for _ in range(8):  # the driver's error is a few causes down
+        if seen is None:
+            return False
+        if isinstance(seen, OverflowError) or type(seen).__name__ == "DataError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def from_exception(err: Exception) -> ApiError:
+    """The error to answer for an exception that is no ApiError; logs it."""
+    if isinstance(err, OperationalError | InterfaceError | OSError):
+        # The database is down, restarting or (SQLite) locked by another
+        # process: nothing was stored; clients retry on 503 + Retry-After.
+        logger.warning("database unavailable: %s", err)
+        return ServiceUnavailableError(headers=RETRY_SOON)
+    if isinstance(err, DBAPIError | OverflowError):
+        if out_of_range(err):
+            # A number the database cannot hold (e.g. an id beyond 32 bits in a
+            # body): the request is invalid, and nothing was stored.
+            logger.warning("value out of range: %s", type(err).__name__)
+            return ValidationError("json", {"_schema": ["A number is out of range."]})
+        logger.exception("unhandled database error")
+        return InternalError()
+    logger.exception("unhandled error")
+    return InternalError()

@@ -11,7 +11,6 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from contract.identity import HEADER, IdentityError
 from contract.logs import REQUEST_ID, TENANT
@@ -21,10 +20,8 @@ from tenant_service.api.v3_0 import respond
 from tenant_service.errors import (
     ApiError,
     ForbiddenError,
-    InternalError,
-    ServiceUnavailableError,
     UnauthorizedError,
-    ValidationError,
+    from_exception,
 )
 from tenant_service.identity import Principal
 from tenant_service.logs import write_access
@@ -43,18 +40,6 @@ def _error_response(err: ApiError) -> web.Response:
     response = respond(err.body(), status=err.http_status)
     response.headers.update(err.headers)
     return response
-
-
-def _out_of_range(err: BaseException) -> bool:
-    """Whether a database error comes from a value its column type cannot hold."""
-    seen: BaseException | None = err
-    for _ in range(8):  # the driver's error is a few causes down
-        if seen is None:
-            return False
-        if isinstance(seen, OverflowError) or type(seen).__name__ == "DataError":
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _http_error_response(exc: web.HTTPException) -> web.Response:
@@ -87,30 +72,8 @@ async def request_id_and_errors(
             response = _http_error_response(exc)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
-        except (DBAPIError, OverflowError) as err:
-            if isinstance(err, OperationalError | InterfaceError):
-                logger.warning("database unavailable: %s", err)
-                response = _error_response(ServiceUnavailableError())
-                response.headers["Retry-After"] = "1"
-            elif _out_of_range(err):
-                # A number the database cannot hold (e.g. an id beyond 32 bits in
-                # a body): the request is invalid, and nothing was stored.
-                logger.warning("value out of range: %s", type(err).__name__)
-                response = _error_response(
-                    ValidationError("json", {"_schema": ["A number is out of range."]})
-                )
-            else:
-                logger.exception("unhandled database error")
-                response = _error_response(InternalError())
-        except OSError as err:
-            # The database is down, restarting or (SQLite) locked by another
-            # process: nothing was stored; clients retry on 503 + Retry-After.
-            logger.warning("database unavailable: %s", err)
-            response = _error_response(ServiceUnavailableError())
-            response.headers["Retry-After"] = "1"
-        except Exception:
-            logger.exception("unhandled error")
-            response = _error_response(InternalError())
+        except Exception as err:
+            response = _error_response(from_exception(err))
         _add_headers(request, response, request_id)
         # Passing probes (every few seconds from each gateway worker) are not logged.
         if response.status != 200 or request.path not in PROBE_PATHS:

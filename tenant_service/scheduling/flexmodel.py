@@ -1,12 +1,12 @@
-"""FlexMeasures' storage flex-model and flex-context: parsed, checked, made numeric.
+"""FlexMeasures' storage flex-model and flex-context: parsed and checked.
 
 `parse_flex_model` and `parse_flex_context` check the JSON as FlexMeasures' schemas do
 and collect every problem into one `FlexModelError`, whose `.messages` mirror the JSON
 as marshmallow's do, `{"flex-model": {"0": {"soc-targets": {"1": {"datetime": [..]}}}}}`
 (its `str` lists them: `flex-model.0.soc-targets.1.datetime: Not a valid datetime.`).
-`merge` fills a trigger's missing keys from the asset's stored JSON, `sensor_ids` lists
-the sensors to check, and `build_problem` turns both into a `SiteProblem` (problem.py)
-on the planning grid, reading sensor data through a callable. Nothing here does I/O.
+`merge` fills a trigger's missing keys from the asset's stored JSON and `sensor_ids`
+lists the sensors to check; `grid.build_problem` turns the parsed values into a
+`SiteProblem` (problem.py) on the planning grid. Nothing here does I/O.
 
 Values take FlexMeasures' forms: a quantity string ("25 kWh", "2 MW", "90%", "0.95",
 "100 EUR/MWh"), a bare number where FlexMeasures has a default unit (SoC fields: the
@@ -53,19 +53,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-import numpy as np
-
-from tenant_service.scheduling.problem import Array, SiteProblem, StorageDevice
 from tenant_service.timing import (
     MAX_TEXT,
     NOT_A_DATETIME,
     TimingError,
-    format_duration,
-    from_epoch_ms,
     parse_datetime,
     parse_duration,
     to_epoch_ms,
@@ -216,7 +211,6 @@ _TRUE: Final = frozenset({"t", "true", "on", "y", "yes", "1"})
 _FALSE: Final = frozenset({"f", "false", "off", "n", "no", "0"})
 
 Path: TypeAlias = tuple[str, ...]
-Fetch: TypeAlias = Callable[[int, int, int, int], Awaitable[list[float | None]]]
 
 
 class FlexModelError(Exception):
@@ -310,7 +304,7 @@ class FlexContext:
 
 
 @dataclass(frozen=True, slots=True)
-class _Kind:
+class Kind:
     """How a field's values are read: canonical unit, bare-number unit, checks."""
 
     unit: str  # "MWh", "MW", "" (fraction) or PRICE
@@ -321,14 +315,15 @@ class _Kind:
     overlap: str = "first"  # "first", "min" or "max"
 
 
-POWER: Final = _Kind("MW", non_negative=True, overlap="min")
-FLOW: Final = _Kind("MW")
-EFFICIENCY: Final = _Kind("", bare_unit="", efficiency=True)
-PRICE_KIND: Final = _Kind(PRICE)
+POWER: Final = Kind("MW", non_negative=True, overlap="min")
+FLOW: Final = Kind("MW")
+EFFICIENCY: Final = Kind("", bare_unit="", efficiency=True)
+PRICE_KIND: Final = Kind(PRICE)
 
 
-def _soc_kind(bare_unit: str, *, non_negative: bool = False, overlap: str) -> _Kind:
-    return _Kind(
+def soc_kind(bare_unit: str, *, non_negative: bool = False, overlap: str) -> Kind:
+    """The kind of a state-of-charge field with this bare-number unit."""
+    return Kind(
         "MWh", bare_unit=bare_unit, non_negative=non_negative, soc=True, overlap=overlap
     )
 
@@ -337,7 +332,7 @@ class _InvalidError(ValueError):
     """One value's problem, with its message."""
 
 
-class _Errors:
+class Errors:
     """Messages collected into a nested dict keyed by JSON location."""
 
     def __init__(self) -> None:
@@ -423,7 +418,7 @@ def currency_of(unit: str) -> str | None:
 
 
 def _to_canonical(
-    number: float, unit: str, kind: _Kind, text: str
+    number: float, unit: str, kind: Kind, text: str
 ) -> tuple[float, str | None]:
     """`number unit` in the kind's canonical unit, and its currency for prices."""
     currency: str | None = None
@@ -444,7 +439,7 @@ def _to_canonical(
     return value, currency
 
 
-def _check_range(value: float, kind: _Kind) -> float:
+def _check_range(value: float, kind: Kind) -> float:
     """The value, if the kind allows it; efficiencies a hair above 1 become 1."""
     if kind.efficiency:
         # "100 %" may land a rounding error above 1.
@@ -456,7 +451,7 @@ def _check_range(value: float, kind: _Kind) -> float:
     return value
 
 
-def _literal(raw: object, kind: _Kind) -> tuple[float, str | None]:
+def _literal(raw: object, kind: Kind) -> tuple[float, str | None]:
     """A quantity string or bare number in the kind's canonical unit (and currency)."""
     if isinstance(raw, str):
         number, unit = _split_quantity(raw)
@@ -501,7 +496,7 @@ class _Parser:
     """Reads values into canonical units, collecting messages and price currencies."""
 
     def __init__(self) -> None:
-        self.errors = _Errors()
+        self.errors = Errors()
         self.currencies: list[tuple[Path, str]] = []
 
     def fail(self, path: Path, message: str) -> None:
@@ -533,7 +528,7 @@ class _Parser:
         sensor = self.sensor_id((*path, SENSOR), raw[SENSOR])
         return None if sensor is None or extra else SensorRef(sensor)
 
-    def fixed(self, path: Path, raw: object, kind: _Kind) -> float | None:
+    def fixed(self, path: Path, raw: object, kind: Kind) -> float | None:
         if raw is None:
             self.fail(path, NOT_NULL)
             return None
@@ -542,7 +537,7 @@ class _Parser:
             return None
         return self.literal(path, raw, kind)
 
-    def literal(self, path: Path, raw: object, kind: _Kind) -> float | None:
+    def literal(self, path: Path, raw: object, kind: Kind) -> float | None:
         try:
             value, currency = _literal(raw, kind)
         except _InvalidError as err:
@@ -552,7 +547,7 @@ class _Parser:
             self.currencies.append((path, currency))
         return value
 
-    def variable(self, path: Path, raw: object, kind: _Kind) -> Variable | None:
+    def variable(self, path: Path, raw: object, kind: Kind) -> Variable | None:
         if raw is None:
             self.fail(path, NOT_NULL)
             return None
@@ -562,7 +557,7 @@ class _Parser:
             return self.series(path, raw, kind)
         return self.literal(path, raw, kind)
 
-    def series(self, path: Path, raw: list[Any], kind: _Kind) -> TimeSeries | None:
+    def series(self, path: Path, raw: list[Any], kind: Kind) -> TimeSeries | None:
         segments = [
             self.segment((*path, str(index)), item, kind)
             for index, item in enumerate(raw)
@@ -583,7 +578,7 @@ class _Parser:
             self.fail(path, str(err))
             return None
 
-    def segment(self, path: Path, raw: object, kind: _Kind) -> Segment | None:
+    def segment(self, path: Path, raw: object, kind: Kind) -> Segment | None:
         if not isinstance(raw, dict):
             self.fail((*path, "_schema"), INVALID_TYPE)
             return None
@@ -648,7 +643,7 @@ class _Parser:
             return None
         return Segment(start, end, value, point=False)
 
-    def flows(self, path: Path, raw: object, kind: _Kind) -> tuple[Variable, ...]:
+    def flows(self, path: Path, raw: object, kind: Kind) -> tuple[Variable, ...]:
         if not isinstance(raw, list):
             self.fail(path, NOT_A_LIST if raw is not None else NOT_NULL)
             return ()
@@ -677,11 +672,6 @@ def _count(tree: Mapping[str, Any]) -> int:
     for child in tree.values():
         total += _count(child) if isinstance(child, dict) else len(child)
     return total
-
-
-def _known(values: Array, default: float | Array) -> Array:
-    """The values, with `default` where they are nan (unknown)."""
-    return np.where(np.isnan(values), default, values)
 
 
 def _default_soc_unit(raw: Mapping[str, Any], sensor_unit: str | None) -> str:
@@ -726,7 +716,7 @@ def _parse_device(
         raw, sensor_units.get(sensor) if sensor is not None else None
     )
 
-    def variable(name: str, kind: _Kind) -> Variable | None:
+    def variable(name: str, kind: Kind) -> Variable | None:
         return parser.variable(at(name), raw[name], kind) if name in raw else None
 
     state_of_charge: int | None = None
@@ -754,18 +744,18 @@ def _parse_device(
         location=location,
         soc_at_start=(
             parser.fixed(
-                at(SOC_AT_START), raw[SOC_AT_START], _soc_kind(bare, overlap="first")
+                at(SOC_AT_START), raw[SOC_AT_START], soc_kind(bare, overlap="first")
             )
             if SOC_AT_START in raw
             else None
         ),
-        soc_min=variable(SOC_MIN, _soc_kind(bare, non_negative=True, overlap="max")),
-        soc_max=variable(SOC_MAX, _soc_kind(bare, overlap="min")),
+        soc_min=variable(SOC_MIN, soc_kind(bare, non_negative=True, overlap="max")),
+        soc_max=variable(SOC_MAX, soc_kind(bare, overlap="min")),
         soc_minima=variable(
-            SOC_MINIMA, _soc_kind(bare, non_negative=True, overlap="max")
+            SOC_MINIMA, soc_kind(bare, non_negative=True, overlap="max")
         ),
-        soc_maxima=variable(SOC_MAXIMA, _soc_kind(bare, overlap="min")),
-        soc_targets=variable(SOC_TARGETS, _soc_kind(bare, overlap="first")),
+        soc_maxima=variable(SOC_MAXIMA, soc_kind(bare, overlap="min")),
+        soc_targets=variable(SOC_TARGETS, soc_kind(bare, overlap="first")),
         state_of_charge=state_of_charge,
         roundtrip_efficiency=(
             parser.fixed(at(ROUNDTRIP), raw[ROUNDTRIP], EFFICIENCY)
@@ -978,373 +968,3 @@ def soc_targets_end_ms(models: Sequence[DeviceModel]) -> int | None:
         for segment in model.soc_targets.segments
     ]
     return max(ends, default=None)
-
-
-class _Builder:
-    """Puts values on the planning grid, reading sensors once each."""
-
-    def __init__(
-        self,
-        *,
-        start_ms: int,
-        step_ms: int,
-        steps: int,
-        fetch: Fetch,
-        sensor_units: Mapping[int, str],
-    ) -> None:
-        self.start_ms = start_ms
-        self.step_ms = step_ms
-        self.steps = steps
-        self.fetch = fetch
-        self.sensor_units = sensor_units
-        self.errors = _Errors()
-        self.currencies: list[tuple[Path, str]] = []
-        self.cache: dict[tuple[int, bool], list[float | None]] = {}
-
-    def empty(self) -> Array:
-        return np.full(self.steps, np.nan, dtype=np.float64)
-
-    async def read(self, sensor: int, soc: bool) -> list[float | None]:
-        """A sensor's values per step; SoC sensors at the end of each step."""
-        key = (sensor, soc)
-        if key not in self.cache:
-            start = self.start_ms + (self.step_ms if soc else 0)
-            end = start + self.steps * self.step_ms
-            values = await self.fetch(sensor, start, end, self.step_ms)
-            if len(values) != self.steps:
-                raise ValueError(
-                    f"fetch gave {len(values)} values of sensor {sensor} "
-                    f"for {self.steps} steps"
-                )
-            self.cache[key] = values
-        return self.cache[key]
-
-    async def array(self, path: Path, value: Variable | None, kind: _Kind) -> Array:
-        """The value per step in the kind's canonical unit; nan where unknown."""
-        if value is None:
-            return self.empty()
-        if isinstance(value, SensorRef):
-            return await self.sensor_array(path, value.sensor, kind)
-        if isinstance(value, TimeSeries):
-            return self.series_array(path, value, kind)
-        return np.full(self.steps, value, dtype=np.float64)
-
-    async def sensor_array(self, path: Path, sensor: int, kind: _Kind) -> Array:
-        unit = self.sensor_units.get(sensor)
-        if unit is None:
-            self.errors.add(path, NO_SENSOR.format(sensor=sensor))
-            return self.empty()
-        resolution = self.step_ms
-        if kind.unit == PRICE:
-            currency = currency_of(unit)
-            if currency is None:
-                self.errors.add(
-                    path, SENSOR_UNIT.format(unit=unit, target="a price per MWh")
-                )
-                return self.empty()
-            self.currencies.append((path, currency))
-            target = f"{currency}/MWh"
-            resolution = 0  # a price per MW is not a price per MWh
-        else:
-            target = kind.unit
-        try:
-            factor, offset = conversion(unit, target, resolution)
-        except (UnitError, ArithmeticError):
-            self.errors.add(
-                path, SENSOR_UNIT.format(unit=unit, target=target or "dimensionless")
-            )
-            return self.empty()
-        values = await self.read(sensor, kind.soc)
-        result = np.array(
-            [np.nan if item is None else float(item) for item in values],
-            dtype=np.float64,
-        )
-        # A value beyond float range after conversion is as unknown as a missing one.
-        with np.errstate(over="ignore", invalid="ignore"):
-            result = result * factor + offset
-        result[~np.isfinite(result)] = np.nan
-        return result
-
-    def series_array(self, path: Path, series: TimeSeries, kind: _Kind) -> Array:
-        result = self.empty()
-        for index, segment in enumerate(series.segments):
-            span = (
-                self.soc_span((*path, str(index), "datetime"), segment)
-                if kind.soc
-                else self.flow_span(segment)
-            )
-            if span is None:
-                continue
-            low, high = span
-            part = result[low:high]
-            if kind.overlap == "min":
-                result[low:high] = np.fmin(part, segment.value)
-            elif kind.overlap == "max":
-                result[low:high] = np.fmax(part, segment.value)
-            else:
-                part[np.isnan(part)] = segment.value
-        return result
-
-    def flow_span(self, segment: Segment) -> tuple[int, int] | None:
-        """Steps a segment overlaps (a point: the step containing it)."""
-        first = (segment.start_ms - self.start_ms) // self.step_ms
-        if segment.end_ms > segment.start_ms:
-            after = -((self.start_ms - segment.end_ms) // self.step_ms)
-        else:
-            after = first + 1
-        low, high = max(first, 0), min(after, self.steps)
-        return (low, high) if low < high else None
-
-    def soc_span(self, path: Path, segment: Segment) -> tuple[int, int] | None:
-        """Steps whose end lies in [start, end]; a point must be a step's end."""
-        offset = segment.start_ms - self.start_ms
-        inside = 0 < offset <= self.steps * self.step_ms
-        if segment.point and inside and offset % self.step_ms:
-            moment = from_epoch_ms(segment.start_ms).isoformat()
-            step = format_duration(self.step_ms)
-            self.errors.add(path, OFF_GRID.format(moment=moment, step=step))
-            return None
-        low = -((self.start_ms - segment.start_ms) // self.step_ms) - 1
-        high = (segment.end_ms - self.start_ms) // self.step_ms
-        low, high = max(low, 0), min(high, self.steps)
-        return (low, high) if low < high else None
-
-    def require(
-        self,
-        path: Path,
-        values: Array,
-        value: Variable | None,
-        unknown: str,
-        partial: str,
-    ) -> None:
-        """Name the field if any step lacks a value."""
-        missing = np.isnan(values)
-        # A sensor that could not be read is already named for that.
-        if not missing.any() or self.errors.has(path):
-            return
-        suffix = f" (sensor {value.sensor})" if isinstance(value, SensorRef) else ""
-        self.errors.add(path, (unknown if missing.all() else partial) + suffix)
-
-    async def efficiency(self, path: Path, value: Variable | None) -> Array:
-        values = await self.array(path, value, EFFICIENCY)
-        known = values[~np.isnan(values)]
-        if ((known <= 0.0) | (known > 1.0 + 1e-12)).any():
-            self.errors.add(path, EFFICIENCY_RANGE)
-        return np.clip(_known(values, 1.0), 0.0, 1.0)
-
-    async def device(
-        self, index: int, model: DeviceModel, context: FlexContext
-    ) -> StorageDevice:
-        def at(name: str) -> Path:
-            return (*model.location, name)
-
-        soc_at_start = model.soc_at_start if model.soc_at_start is not None else 0.0
-        targets = await self.array(
-            at(SOC_TARGETS), model.soc_targets, _soc_kind("MWh", overlap="first")
-        )
-        soc_min = await self.array(
-            at(SOC_MIN), model.soc_min, _soc_kind("MWh", overlap="max")
-        )
-        soc_min = _known(soc_min, 0.0)
-        soc_max = await self.array(
-            at(SOC_MAX), model.soc_max, _soc_kind("MWh", overlap="min")
-        )
-        known_targets = targets[~np.isnan(targets)]
-        default_max = float(known_targets.max()) if known_targets.size else np.inf
-        soc_max = _known(soc_max, default_max)
-        minima = await self.array(
-            at(SOC_MINIMA), model.soc_minima, _soc_kind("MWh", overlap="max")
-        )
-        maxima = await self.array(
-            at(SOC_MAXIMA), model.soc_maxima, _soc_kind("MWh", overlap="min")
-        )
-        lower = np.clip(_known(minima, soc_min), soc_min, soc_max)
-        upper = np.clip(_known(maxima, soc_max), soc_min, soc_max)
-
-        capacity_value, capacity_path = model.power_capacity, at(POWER_CAPACITY)
-        if capacity_value is None and context.site_power_capacity is not None:
-            capacity_value = context.site_power_capacity
-            capacity_path = (FLEX_CONTEXT, SITE_POWER_CAPACITY)
-        if capacity_value is None:
-            self.errors.add(capacity_path, CAPACITY_UNDEFINED)
-        power = await self.array(capacity_path, capacity_value, POWER)
-        if capacity_value is not None:
-            self.require(
-                capacity_path, power, capacity_value, CAPACITY_UNKNOWN, CAPACITY_PARTIAL
-            )
-        power = np.clip(_known(power, 0.0), 0.0, None)
-        consumption = await self.array(
-            at(CONSUMPTION_CAPACITY), model.consumption_capacity, POWER
-        )
-        production = await self.array(
-            at(PRODUCTION_CAPACITY), model.production_capacity, POWER
-        )
-        # Capacities are positive by definition and never exceed the power capacity.
-        consumption = np.clip(np.fmin(consumption, power), 0.0, None)
-        production = np.clip(np.fmin(production, power), 0.0, None)
-
-        if model.roundtrip_efficiency is not None:
-            split = math.sqrt(model.roundtrip_efficiency)
-            charging = np.full(self.steps, split, dtype=np.float64)
-            discharging = charging.copy()
-        else:
-            charging = await self.efficiency(at(CHARGING), model.charging_efficiency)
-            discharging = await self.efficiency(
-                at(DISCHARGING), model.discharging_efficiency
-            )
-        storage = await self.efficiency(at(STORAGE), model.storage_efficiency)
-
-        step_hours = self.step_ms / MS_PER_HOUR
-        gain = np.zeros(self.steps, dtype=np.float64)
-        for number, flow in enumerate(model.soc_gain):
-            values = await self.array((*at(SOC_GAIN), str(number)), flow, FLOW)
-            gain += _known(values, 0.0) * step_hours
-        usage = np.zeros(self.steps, dtype=np.float64)
-        for number, flow in enumerate(model.soc_usage):
-            values = await self.array((*at(SOC_USAGE), str(number)), flow, FLOW)
-            usage += _known(values, 0.0) * step_hours
-
-        if model.state_of_charge is not None:
-            self.check_soc_sensor(at(STATE_OF_CHARGE_FIELD), model.state_of_charge)
-        name = f"device {index}" if model.sensor is None else f"sensor {model.sensor}"
-        return StorageDevice(
-            name=name,
-            soc_at_start=soc_at_start,
-            soc_min=lower,
-            soc_max=upper,
-            soc_target=targets,
-            consumption_capacity=consumption,
-            production_capacity=production,
-            charging_efficiency=charging,
-            discharging_efficiency=discharging,
-            storage_efficiency=storage,
-            soc_gain=gain,
-            soc_usage=usage,
-            prefer_charging_sooner=model.prefer_charging_sooner,
-        )
-
-    def check_soc_sensor(self, path: Path, sensor: int) -> None:
-        """The SoC schedule's sensor exists and holds energy or a percentage."""
-        unit = self.sensor_units.get(sensor)
-        if unit is None:
-            self.errors.add(path, NO_SENSOR.format(sensor=sensor))
-        elif unit.strip() != "%":
-            try:
-                conversion(unit, "MWh", 0)
-            except (UnitError, ArithmeticError):
-                self.errors.add(path, SENSOR_UNIT.format(unit=unit, target="MWh"))
-
-    async def site(self, context: FlexContext) -> tuple[Array, Array, Array, Array]:
-        """Prices (currency/MWh) and site capacities (MW, inf = none) per step."""
-        consumption_path = (FLEX_CONTEXT, context.consumption_price_field)
-        production_path = (FLEX_CONTEXT, context.production_price_field)
-        consumption_price = await self.array(
-            consumption_path, context.consumption_price, PRICE_KIND
-        )
-        self.require(
-            consumption_path,
-            consumption_price,
-            context.consumption_price,
-            PRICES_UNKNOWN,
-            PRICES_PARTIAL,
-        )
-        if context.production_price is None:
-            production_price = consumption_price
-        else:
-            production_price = await self.array(
-                production_path, context.production_price, PRICE_KIND
-            )
-            self.require(
-                production_path,
-                production_price,
-                context.production_price,
-                PRICES_UNKNOWN,
-                PRICES_PARTIAL,
-            )
-        currency = context.currency
-        for path, code in self.currencies:
-            if currency is None:
-                currency = code
-            elif code != currency:
-                self.errors.add(path, ONE_CURRENCY.format(currency=currency))
-
-        site_power = await self.array(
-            (FLEX_CONTEXT, SITE_POWER_CAPACITY), context.site_power_capacity, POWER
-        )
-        site_power = _known(site_power, np.inf)
-        site_consumption = await self.array(
-            (FLEX_CONTEXT, SITE_CONSUMPTION_CAPACITY),
-            context.site_consumption_capacity,
-            POWER,
-        )
-        site_production = await self.array(
-            (FLEX_CONTEXT, SITE_PRODUCTION_CAPACITY),
-            context.site_production_capacity,
-            POWER,
-        )
-        site_consumption = np.clip(np.fmin(site_consumption, site_power), 0.0, None)
-        site_production = np.clip(np.fmin(site_production, site_power), 0.0, None)
-        # Unknown prices are reported above; zeros keep the arrays finite meanwhile.
-        return (
-            _known(consumption_price, 0.0),
-            _known(production_price, 0.0),
-            _known(site_consumption, np.inf),
-            _known(site_production, np.inf),
-        )
-
-    async def inflexible(
-        self, context: FlexContext, consumption_positive: Container[int]
-    ) -> Array:
-        total = np.zeros(self.steps, dtype=np.float64)
-        for index, sensor in enumerate(context.inflexible_device_sensors):
-            path = (FLEX_CONTEXT, INFLEXIBLE, str(index))
-            values = _known(await self.sensor_array(path, sensor, FLOW), 0.0)
-            # FlexMeasures stores production as positive unless the sensor says not.
-            total += values if sensor in consumption_positive else -values
-        return total
-
-
-async def build_problem(
-    models: Sequence[DeviceModel],
-    context: FlexContext,
-    *,
-    start_ms: int,
-    step_ms: int,
-    steps: int,
-    fetch: Fetch,
-    sensor_units: Mapping[int, str],
-    consumption_positive: Container[int] = frozenset(),
-) -> SiteProblem:
-    """The numeric problem on `steps` steps of `step_ms` from `start_ms`.
-
-    `fetch(sensor, start_ms, end_ms, step_ms)` gives a sensor's values per step in its
-    own unit (None = unknown); `sensor_units` the unit of every referenced sensor;
-    `consumption_positive` the inflexible sensors that store consumption as positive.
-    """
-    if step_ms <= 0 or steps <= 0:
-        raise ValueError("the planning grid needs a positive step and step count")
-    builder = _Builder(
-        start_ms=start_ms,
-        step_ms=step_ms,
-        steps=steps,
-        fetch=fetch,
-        sensor_units=sensor_units,
-    )
-    devices = [
-        await builder.device(index, model, context)
-        for index, model in enumerate(models)
-    ]
-    prices = await builder.site(context)
-    consumption_price, production_price, site_consumption, site_production = prices
-    inflexible = await builder.inflexible(context, consumption_positive)
-    if builder.errors:
-        raise FlexModelError(builder.errors.tree)
-    return SiteProblem(
-        step_hours=step_ms / MS_PER_HOUR,
-        consumption_price=consumption_price,
-        production_price=production_price,
-        inflexible=inflexible,
-        site_consumption_capacity=site_consumption,
-        site_production_capacity=site_production,
-        devices=tuple(devices),
-    )

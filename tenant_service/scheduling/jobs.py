@@ -1,7 +1,7 @@
 """Scheduling jobs on Redis with RQ: enqueue, deduplicate, rate-limit, look up.
 
 Each tenant has its own RQ queue (`Settings.queue_name`); its workers
-(`tenant_service.scheduling.worker`) run `worker.run_schedule_job`. Jobs and their
+(`tenant_service.scheduling.worker`) run `job.run_schedule_job`. Jobs and their
 results are JSON (RQ's JSONSerializer: nothing is unpickled from Redis). The job id
 is the schedule id FlexMeasures answers (`job` and `schedule`).
 
@@ -38,6 +38,7 @@ from rq.serializers import JSONSerializer
 from contract import redis as contract_redis
 from tenant_service.config import Settings
 
+# Shown to API users as a job's func-name; worker.py re-exports it from job.py.
 JOB_FUNCTION: Final = "tenant_service.scheduling.worker.run_schedule_job"
 RETRIES: Final = 2
 # Jobs nobody picked up within a day are dropped (FlexMeasures' queue TTL).

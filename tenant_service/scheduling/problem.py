@@ -8,8 +8,8 @@ for the instant at the *end* of that step (the SoC at the window's start is
 bounds mean "no bound". Power is consumption-positive: a device charging at 2 MW
 has power +2, discharging at 2 MW has power -2.
 
-The parsers (flexmodel.py) build these from FlexMeasures' flex-model and
-flex-context; the solver (storage.py) only reads them. Nothing here imports
+grid.py builds these from the flex-model and flex-context that flexmodel.py
+parses; the solver (storage.py) only reads them. Nothing here imports
 aiohttp or touches a database.
 """
 

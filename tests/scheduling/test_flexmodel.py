@@ -22,13 +22,13 @@ from tenant_service.scheduling.flexmodel import (
     FlexModelError,
     SensorRef,
     TimeSeries,
-    build_problem,
     merge,
     parse_flex_context,
     parse_flex_model,
     sensor_ids,
     soc_targets_end_ms,
 )
+from tenant_service.scheduling.grid import build_problem
 from tenant_service.scheduling.problem import SiteProblem
 from tenant_service.timing import to_epoch_ms
 

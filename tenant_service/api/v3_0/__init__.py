@@ -1,4 +1,4 @@
-"""FlexMeasures API v3_0 routes, and the JSON response helper all handlers use."""
+"""FlexMeasures API v3_0: the helpers its handler modules share (answers, loaders)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
 from tenant_service.api import TOO_DEEP, may_nest_too_deep, nested_too_deep
-from tenant_service.errors import BadRequestError, ValidationError
+from tenant_service.errors import BadRequestError, NotFoundError, ValidationError
 from tenant_service.identity import Principal
+from tenant_service.store import assets as asset_store
+from tenant_service.store import sensors as sensor_store
+from tenant_service.store.assets import AssetRecord
+from tenant_service.store.sensors import SensorRecord
 
 PREFIX: Final = "/api/v3_0"
 
@@ -30,6 +34,11 @@ def respond(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json"
     )
+
+
+def no_content() -> web.Response:
+    """204 with a JSON content type: flexmeasures-client decodes it as {}."""
+    return web.Response(status=204, content_type="application/json")
 
 
 async def writing(request: web.Request) -> AsyncConnection:
@@ -105,3 +114,19 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError("json", {"_schema": ["Invalid input type."]})
     return data
+
+
+async def load_asset(conn: AsyncConnection, asset_id: int) -> AssetRecord:
+    """The asset of a path id, or 404."""
+    asset = await asset_store.get_asset(conn, asset_id)
+    if asset is None:
+        raise NotFoundError(f"No asset found with ID {asset_id}.")
+    return asset
+
+
+async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
+    """The sensor of a path id, or FlexMeasures' 422 path error."""
+    sensor = await sensor_store.get_sensor(conn, sensor_id)
+    if sensor is None:
+        raise ValidationError("path", {"id": [f"No sensor found with ID {sensor_id}."]})
+    return sensor

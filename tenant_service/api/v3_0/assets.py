@@ -17,9 +17,7 @@ Decisions where FlexMeasures is inconsistent or silent:
 
 from __future__ import annotations
 
-import json
 import math
-import shlex
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -34,11 +32,9 @@ from tenant_service.api import (
     NOT_INTEGER,
     NOT_NULL,
     NOT_STRING,
-    TOO_DEEP,
     UNKNOWN_FIELD,
     FieldError,
     first,
-    nested_too_deep,
     parse_bool,
     parse_int,
     parse_page,
@@ -46,13 +42,16 @@ from tenant_service.api import (
 )
 from tenant_service.api.v3_0 import (
     PREFIX,
+    load_asset,
+    no_content,
     principal,
     read_json_object,
     respond,
     writing,
 )
-from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
+from tenant_service.errors import ForbiddenError, ValidationError
 from tenant_service.identity import Principal
+from tenant_service.schemas.fields import json_text, parse_sort, search_terms
 from tenant_service.store import accounts as account_store
 from tenant_service.store import assets as asset_store
 from tenant_service.store.assets import AssetRecord, ChildAsset
@@ -60,11 +59,7 @@ from tenant_service.store.tables import accounts, generic_assets
 
 routes = web.RouteTableDef()
 
-NOT_JSON: Final = "Not a valid JSON string."
-NOT_OBJECT: Final = "Must be a JSON object."
-NOT_LIST: Final = "Must be a JSON list."
 NOT_NUMBER: Final = "Not a valid number."
-MAX_JSON_TEXT: Final = 1_000_000
 JSON_OBJECT_FIELDS: Final = ("attributes", "flex_context", "flex_model")
 JSON_LIST_FIELDS: Final = ("sensors_to_show", "sensors_to_show_as_kpis")
 ASSET_FIELDS: Final = (
@@ -101,49 +96,10 @@ WRITABLE: Final = frozenset(
         *JSON_LIST_FIELDS,
     }
 )
-SORT_DIRS: Final = ("asc", "desc")
 ASSET_SORTS: Final = ("id", "name", "owner")
-SENSOR_SORTS: Final = ("id", "name", "resolution")
 
 
 # --- JSON-ish fields -----------------------------------------------------------
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _finite(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_finite(item) for item in value)
-    return value is None or isinstance(value, bool | int | str)
-
-
-def json_text(value: object, *, kind: type[dict[str, Any]] | type[list[Any]]) -> str:
-    """Canonical JSON text (json.dumps, as FlexMeasures) of a JSON string or object."""
-    if isinstance(value, str):
-        if len(value) > MAX_JSON_TEXT:
-            raise FieldError(NOT_JSON)
-        try:
-            value = json.loads(value, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as err:
-            raise FieldError(NOT_JSON) from err
-    if not isinstance(value, kind):
-        raise FieldError(NOT_OBJECT if kind is dict else NOT_LIST)
-    # Stored, then walked by the scheduler's flex-model parsers: no deeper than
-    # a body may be.
-    if nested_too_deep(value):
-        raise FieldError(TOO_DEEP)
-    try:
-        if not _finite(value):
-            raise FieldError(NOT_JSON)
-        return json.dumps(value, allow_nan=False)
-    except (ValueError, RecursionError) as err:
-        raise FieldError(NOT_JSON) from err
 
 
 # --- field parsers ----------------------------------------------------------------
@@ -314,14 +270,6 @@ async def dump_assets(
     ]
 
 
-async def load_asset(conn: AsyncConnection, asset_id: int) -> AssetRecord:
-    """The asset of a path id, or 404."""
-    asset = await asset_store.get_asset(conn, asset_id)
-    if asset is None:
-        raise NotFoundError(f"No asset found with ID {asset_id}.")
-    return asset
-
-
 # --- query parsing ----------------------------------------------------------------
 
 
@@ -355,36 +303,6 @@ def parse_fields(text: str) -> list[str]:
     if unknown:
         raise FieldError(f"Unknown field(s): {', '.join(unknown)}.")
     return list(dict.fromkeys(names)) or list(ASSET_FIELDS)
-
-
-def search_terms(text: str) -> list[str]:
-    """Search terms of `filter`; double quotes group words ('solar "ACME corp"')."""
-    try:
-        terms = shlex.split(text)
-    except ValueError:
-        terms = text.split()
-    return [term for term in terms if term][:20]
-
-
-def parse_sort(
-    query: Any, allowed: Sequence[str], errors: dict[str, list[str]]
-) -> tuple[str | None, str]:
-    """`sort-by`/`sort_by` and `sort-dir`/`sort_dir`."""
-    sort_by: str | None = None
-    sort_dir = "asc"
-    found = first(query, "sort-by", "sort_by")
-    if found is not None:
-        if found[1] in allowed:
-            sort_by = found[1]
-        else:
-            errors[found[0]] = [f"Must be one of: {', '.join(allowed)}."]
-    found = first(query, "sort-dir", "sort_dir")
-    if found is not None:
-        if found[1] in SORT_DIRS:
-            sort_dir = found[1]
-        else:
-            errors[found[0]] = [f"Must be one of: {', '.join(SORT_DIRS)}."]
-    return sort_by, sort_dir
 
 
 def readable_accounts(who: Principal) -> ColumnElement[bool]:
@@ -724,8 +642,3 @@ async def delete_asset(request: web.Request) -> web.Response:
     await asset_store.delete_asset(conn, asset.id)
     await conn.commit()
     return no_content()
-
-
-def no_content() -> web.Response:
-    """204 with a JSON content type: flexmeasures-client decodes it as {}."""
-    return web.Response(status=204, content_type="application/json")

@@ -30,20 +30,28 @@ from rq.job import Job, JobStatus
 
 from tenant_service import acl, keys
 from tenant_service.api import nested_too_deep, parse_path_id
-from tenant_service.api.v3_0 import PREFIX, principal, read_json_object, respond
-from tenant_service.api.v3_0.assets import load_asset
-from tenant_service.api.v3_0.sensor_data import Fields
-from tenant_service.api.v3_0.sensors import load_sensor
+from tenant_service.api.v3_0 import (
+    PREFIX,
+    load_asset,
+    load_sensor,
+    principal,
+    read_json_object,
+    respond,
+)
 from tenant_service.beliefs import reindex_columns
 from tenant_service.config import Settings
 from tenant_service.errors import (
-    ApiError,
     ForbiddenError,
     QueueUnavailableError,
     ServiceUnavailableError,
+    TooManyRequestsError,
+    UnknownJobError,
+    UnknownScheduleError,
+    UnrecognizedEventError,
     ValidationError,
 )
 from tenant_service.scheduling import flexmodel, jobs
+from tenant_service.schemas.fields import Fields
 from tenant_service.store import assets as asset_store
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
@@ -72,30 +80,6 @@ PENDING: Final = {
     JobStatus.DEFERRED: "Scheduling job waiting for another job to be processed.",
     JobStatus.SCHEDULED: "Scheduling job waiting to be processed.",
 }
-
-
-class UnrecognizedEventError(ApiError):
-    """An unknown job id (FlexMeasures' unrecognized_event)."""
-
-    http_status = 400
-    code = "UNRECOGNIZED_UDI_EVENT"
-    rejected = True
-
-
-class UnknownScheduleError(ApiError):
-    """No schedule (yet) for a known job (FlexMeasures' unknown_schedule)."""
-
-    http_status = 400
-    code = "UNKNOWN_SCHEDULE"
-    rejected = True
-
-
-class TooManyRequestsError(ApiError):
-    """The account's trigger budget is used up."""
-
-    http_status = 429
-    code = "TOO_MANY_REQUESTS"
-    rejected = True
 
 
 @contextmanager
@@ -280,18 +264,12 @@ async def _trigger(
                 force_new=bool(force),
             )
         except jobs.RateLimitedError as err:
-            response = respond(
-                TooManyRequestsError(
-                    "You hit a rate limit. The limit you hit allows "
-                    f"{err.limit} per {_period_text(err.period)}."
-                ).body(),
-                status=429,
-            )
-            response.headers["Retry-After"] = str(err.retry_after)
-            response.headers["X-RateLimit-Limit"] = str(err.limit)
-            response.headers["X-RateLimit-Remaining"] = "0"
-            response.headers["X-RateLimit-Reset"] = str(err.retry_after)
-            return response
+            raise TooManyRequestsError(
+                "You hit a rate limit. The limit you hit allows "
+                f"{err.limit} per {_period_text(err.period)}.",
+                limit=err.limit,
+                retry_after=err.retry_after,
+            ) from err
     job_id = accepted.job_id
     return respond(
         {
@@ -479,7 +457,7 @@ async def get_job_status(request: web.Request) -> web.Response:
     job_id = request.match_info["uuid"]
     job = await _job(request, job_id)
     if job is None:
-        return respond({"status": "ERROR", "message": f"Job {job_id} not found."}, 404)
+        raise UnknownJobError(f"Job {job_id} not found.")
     sensors = job.meta.get("sensors", [])
     if sensors:
         record = await get_sensor(request[keys.CONN], int(sensors[0]))

@@ -16,13 +16,14 @@ Choices where FlexMeasures is inconsistent or silent:
   (kWh per 15 minutes -> x4 kW), before resampling to the sensor resolution.
 - `/sources` lists sources without an account, of the caller's account and of
   accounts they consult; admins and admin-readers see all.
+
+The wire fields are parsed in `tenant_service/schemas/sensor_data.py`; this module
+reads requests, checks access, stores and answers.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
@@ -31,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
 from tenant_service.acl import may_post_data, may_read, may_update_sensor
-from tenant_service.addresses import parse_entity_address
 from tenant_service.api.v3_0 import (
     PREFIX,
     parse_json,
@@ -41,152 +41,51 @@ from tenant_service.api.v3_0 import (
     writing,
 )
 from tenant_service.beliefs import (
-    MAX_VALUES,
-    SCHEMA,
-    BeliefRow,
     SeriesError,
     check_read_resolution,
     check_window,
     default_read_resolution,
-    floor_to_resolution,
     reindex_columns,
-    timedelta_text,
-    to_rows,
-    to_sensor_resolution,
 )
 from tenant_service.errors import (
-    ApiError,
     BadRequestError,
+    DataValidationError,
     ForbiddenError,
+    InvalidReplacementError,
     NotFoundError,
+    PayloadTooLargeError,
+    TooManyBeliefsError,
 )
-from tenant_service.errors import ValidationError as BaseValidationError
 from tenant_service.identity import Principal
+from tenant_service.schemas.fields import NOT_AN_INTEGER, Fields
+from tenant_service.schemas.sensor_data import (
+    LOCATION,
+    beliefs_to_store,
+    loads_strict,
+    parse_get,
+    parse_post,
+    schema_error,
+    sensor_id_from_address,
+    series_to_rows,
+)
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
 from tenant_service.timing import (
-    TimingError,
     format_duration,
     from_epoch_ms,
-    parse_datetime,
-    parse_duration,
-    to_epoch_ms,
 )
 from tenant_service.units import UnitError, conversion
 
 routes = web.RouteTableDef()
 
-LOCATION: Final = "combined_sensor_data_description"
-MISSING: Final = "Missing data for required field."
-NOT_A_NUMBER: Final = "Not a valid number."
-NOT_A_STRING: Final = "Not a valid string."
-NOT_AN_INTEGER: Final = "Not a valid integer."
-UNKNOWN_FIELD: Final = "Unknown field."
-LEGACY_TYPES: Final = frozenset(
-    {
-        "PostSensorDataRequest",
-        "PostMeterDataRequest",
-        "PostPrognosisRequest",
-        "PostPriceDataRequest",
-        "PostWeatherDataRequest",
-        "GetSensorDataRequest",
-    }
-)
-# Wire names -> field names (kebab-case, snake_case aliases).
-POST_FIELDS: Final = {
-    "values": "values",
-    "start": "start",
-    "duration": "duration",
-    "unit": "unit",
-    "prior": "prior",
-    "horizon": "horizon",
-    "type": "type",
-}
-GET_FIELDS: Final = {
-    "start": "start",
-    "duration": "duration",
-    "unit": "unit",
-    "resolution": "resolution",
-    "horizon": "horizon",
-    "prior": "prior",
-    "source": "source",
-    "source-account": "source_account",
-    "source_account": "source_account",
-    "source-type": "source_type",
-    "source_type": "source_type",
-    "type": "type",
-}
 # Query parameters that belong to other layers (authentication), not the schema.
 IGNORED_QUERY: Final = frozenset({"auth_token"})
 DEPRECATION: Final = "true"
 READ_CHUNK: Final = 65_536
 
 
-class DataValidationError(BaseValidationError):
-    """422 in the sensor-data location."""
-
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__(LOCATION, errors)
-
-
-class PayloadTooLargeError(ApiError):
-    """The body is above the configured limit (FlexMeasures' 413)."""
-
-    http_status = 413
-    code = "PAYLOAD_TOO_LARGE"
-    rejected = True
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"Request body exceeds the configured limit of {limit} bytes.")
-
-
-class InvalidReplacementError(ApiError):
-    """Another value for a stored belief (FlexMeasures' 403 INVALID_REPLACEMENT)."""
-
-    http_status = 403
-    code = "INVALID_REPLACEMENT"
-    rejected = True
-    default_message = (
-        "Some of the data represents a replacement, which is reserved for servers "
-        "in play mode. Enable play mode or update the prior in your request."
-    )
-
-
 # --- reading the request -------------------------------------------------------
-
-
-class _BadNumber:
-    """Stands for NaN, Infinity or an out-of-range number in parsed JSON."""
-
-
-BAD_NUMBER: Final = _BadNumber()
-
-
-def _parse_float(text: str) -> float | _BadNumber:
-    value = float(text)
-    return value if value not in (float("inf"), float("-inf")) else BAD_NUMBER
-
-
-def _parse_int(text: str) -> int | _BadNumber:
-    try:
-        return int(text)
-    except ValueError:  # more digits than Python's int-from-string limit
-        return BAD_NUMBER
-
-
-def _parse_constant(_text: str) -> _BadNumber:
-    return BAD_NUMBER
-
-
-def loads_strict(raw: bytes) -> Any:
-    """JSON without NaN/Infinity: those (and overflowing numbers) become BAD_NUMBER."""
-    return json.loads(
-        raw,
-        parse_float=_parse_float,
-        parse_int=_parse_int,
-        parse_constant=_parse_constant,
-    )
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -232,19 +131,7 @@ def sensor_id_of(request: web.Request) -> int:
     return int(text)
 
 
-def sensor_id_from_address(value: object) -> int:
-    """The sensor id of the deprecated endpoints' `sensor` entity address."""
-    if value is None:
-        raise DataValidationError({"sensor": [MISSING]})
-    if not isinstance(value, str):
-        raise DataValidationError({"sensor": [NOT_A_STRING]})
-    try:
-        return parse_entity_address(value)
-    except ValueError as err:
-        raise DataValidationError({"sensor": [str(err)]}) from err
-
-
-async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
+async def load_data_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
     """The sensor, or 404 as FlexMeasures answers on the data endpoints."""
     sensor = await get_sensor(conn, sensor_id)
     if sensor is None:
@@ -252,229 +139,7 @@ async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
     return sensor
 
 
-class Fields:
-    """Collects field errors while reading typed fields of one request."""
-
-    def __init__(self, data: dict[str, Any], names: dict[str, str]) -> None:
-        self.errors: dict[str, list[str]] = {}
-        self.data: dict[str, Any] = {}
-        for key, value in data.items():
-            name = names.get(key)
-            if name is None:
-                self.errors[key] = [UNKNOWN_FIELD]
-            else:
-                self.data[name] = value
-
-    def fail(self, name: str, message: str) -> None:
-        self.errors.setdefault(name, []).append(message)
-
-    def string(self, name: str, *, required: bool = False) -> str | None:
-        value = self.data.get(name)
-        if value is None:
-            if required:
-                self.fail(name, MISSING)
-            return None
-        if not isinstance(value, str):
-            self.fail(name, NOT_A_STRING)
-            return None
-        return value
-
-    def datetime_ms(self, name: str, *, required: bool = False) -> tuple[int, str]:
-        text = self.string(name, required=required)
-        if text is None:
-            return 0, ""
-        try:
-            moment = parse_datetime(text)
-        except TimingError as err:
-            self.fail(name, str(err))
-            return 0, ""
-        return to_epoch_ms(moment), moment.isoformat()
-
-    def duration_ms(
-        self, name: str, *, required: bool = False, positive: bool = False
-    ) -> int | None:
-        text = self.string(name, required=required)
-        if text is None:
-            return None
-        try:
-            return parse_duration(
-                text, allow_zero=not positive, allow_negative=not positive
-            )
-        except TimingError as err:
-            self.fail(name, str(err))
-            return None
-
-    def integer(self, name: str) -> int | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            self.fail(name, NOT_AN_INTEGER)
-            return None
-        if isinstance(value, str):
-            if not value.strip().isdigit() or len(value.strip()) > 18:
-                self.fail(name, NOT_AN_INTEGER)
-                return None
-            return int(value)
-        return value
-
-    def legacy_type(self) -> str | None:
-        value = self.string("type")
-        if value is not None and value not in LEGACY_TYPES:
-            self.fail("type", f"Must be one of: {', '.join(sorted(LEGACY_TYPES))}.")
-            return None
-        return value
-
-    def check(self) -> None:
-        if self.errors:
-            raise DataValidationError(self.errors)
-
-
-def parse_values(value: object) -> list[float | None] | str:
-    """The values (a list of numbers and nulls, or one number) or an error message."""
-    items = value if isinstance(value, list) else [value]
-    out: list[float | None] = []
-    for item in items:
-        if item is None:
-            out.append(None)
-        elif isinstance(item, bool) or not isinstance(item, (int, float)):
-            return NOT_A_NUMBER
-        else:
-            try:
-                out.append(float(item))
-            except OverflowError:
-                return NOT_A_NUMBER
-    return out
-
-
-def _schema_error(err: SeriesError | UnitError) -> DataValidationError:
-    field = err.field if isinstance(err, SeriesError) else "_schema"
-    return DataValidationError({field: [str(err)]})
-
-
-def _attributes(sensor: SensorRecord) -> dict[str, Any]:
-    try:
-        parsed = json.loads(sensor.attributes or "{}")
-    except (ValueError, RecursionError):  # stored before bodies were depth-bounded
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 # --- posting ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesPost:
-    """A validated sensor-data POST."""
-
-    start_ms: int
-    duration_ms: int
-    values: list[float | None]
-    unit: str
-    prior_ms: int | None
-    horizon_ms: int | None
-
-
-def parse_post(
-    data: dict[str, Any], *, extra: frozenset[str] = frozenset()
-) -> SeriesPost:
-    """Validate the fields of a POST body (422 naming each bad field)."""
-    fields = Fields({k: v for k, v in data.items() if k not in extra}, POST_FIELDS)
-    start_ms, _ = fields.datetime_ms("start", required=True)
-    duration = fields.duration_ms("duration", required=True)
-    unit = fields.string("unit", required=True)
-    prior_ms, prior_text = fields.datetime_ms("prior")
-    horizon = fields.duration_ms("horizon")
-    kind = fields.legacy_type()
-    values: list[float | None] = []
-    if "values" not in fields.data:
-        fields.fail("values", MISSING)
-    else:
-        parsed = parse_values(fields.data["values"])
-        if isinstance(parsed, str):
-            fields.fail("values", parsed)
-        elif len(parsed) > MAX_VALUES:
-            fields.fail("values", f"Longer than maximum length {MAX_VALUES}.")
-        else:
-            values = parsed
-    if duration is not None and duration < 0:
-        fields.fail(
-            "duration", f"Duration {fields.data['duration']} may not be negative."
-        )
-    if horizon is not None and kind == "PostMeterDataRequest" and horizon > 0:
-        fields.fail("horizon", "Meter data must have a horizon of zero or less.")
-    if horizon is not None and kind == "PostPrognosisRequest" and horizon < 0:
-        fields.fail("horizon", "Prognoses must have a horizon of zero or more.")
-    fields.check()
-    return SeriesPost(
-        start_ms=start_ms,
-        duration_ms=duration or 0,
-        values=values,
-        unit=unit or "",
-        prior_ms=prior_ms if prior_text else None,
-        horizon_ms=horizon,
-    )
-
-
-def series_to_rows(
-    post: SeriesPost, sensor: SensorRecord, now_ms: int
-) -> list[BeliefRow]:
-    """Convert, resample and time-stamp a validated POST for this sensor."""
-    resolution = sensor.event_resolution_ms
-    count = len(post.values)
-    frequency = (
-        post.duration_ms // count if count and post.duration_ms % count == 0 else 0
-    )
-    try:
-        factor, offset = conversion(post.unit, sensor.unit, frequency or resolution)
-        start = post.start_ms
-        if _attributes(sensor).get("floor_datetimes_to_resolution"):
-            start = floor_to_resolution(start, resolution)
-        events = to_sensor_resolution(start, post.duration_ms, post.values, resolution)
-    except (SeriesError, UnitError) as err:
-        raise _schema_error(err) from err
-    if factor != 1.0 or offset != 0.0:
-        events = [(s, v * factor + offset) for s, v in events]
-        if any(v in (float("inf"), float("-inf")) for _, v in events):
-            raise DataValidationError({"values": [NOT_A_NUMBER]})
-    return to_rows(
-        events,
-        resolution,
-        prior_ms=post.prior_ms,
-        horizon_ms=post.horizon_ms,
-        now_ms=now_ms,
-    )
-
-
-class TooManyBeliefsError(DataValidationError):
-    """A POST that would store more beliefs than the tenant allows per request."""
-
-    def __init__(self, count: int, limit: int, resolution_ms: int) -> None:
-        at = (
-            f" at the sensor's resolution of {timedelta_text(resolution_ms)}"
-            if resolution_ms
-            else ""
-        )
-        super().__init__(
-            {
-                SCHEMA: [
-                    f"This request would store {count} values{at}; this server "
-                    f"stores at most {limit} values per request. Send the data in "
-                    "smaller parts."
-                ]
-            }
-        )
-
-
-def beliefs_to_store(post: SeriesPost, sensor: SensorRecord) -> int:
-    """How many beliefs a POST makes: one per sensor resolution step it spans.
-
-    Counted from the duration (an 87-byte body may span a million steps), before
-    any row is built; instantaneous sensors store one per value.
-    """
-    if sensor.event_resolution_ms > 0:
-        return post.duration_ms // sensor.event_resolution_ms
-    return len(post.values)
 
 
 async def _post_data(
@@ -542,7 +207,7 @@ async def _post_data(
 
 async def _postable_sensor(request: web.Request, sensor_id: int) -> SensorRecord:
     """The sensor, if the caller may post data to it (404, 403)."""
-    sensor = await load_sensor(request[keys.CONN], sensor_id)
+    sensor = await load_data_sensor(request[keys.CONN], sensor_id)
     if not may_post_data(principal(request), sensor.owner):
         raise ForbiddenError()
     return sensor
@@ -577,48 +242,6 @@ def _deprecate(response: web.StreamResponse, sensor_id: int) -> None:
 # --- reading ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesGet:
-    """A validated sensor-data GET."""
-
-    start_ms: int
-    start_text: str
-    duration_ms: int
-    unit: str
-    resolution_ms: int | None
-    read: belief_store.ReadFilter
-
-
-def parse_get(data: dict[str, Any]) -> SeriesGet:
-    """Validate the fields of a GET (query merged over a JSON body)."""
-    fields = Fields(data, GET_FIELDS)
-    start_ms, start_text = fields.datetime_ms("start", required=True)
-    duration = fields.duration_ms("duration", required=True, positive=True)
-    unit = fields.string("unit", required=True)
-    resolution = fields.duration_ms("resolution", positive=True)
-    horizon = fields.duration_ms("horizon")
-    prior_ms, prior_text = fields.datetime_ms("prior")
-    source = fields.integer("source")
-    source_account = fields.integer("source_account")
-    source_type = fields.string("source_type")
-    fields.legacy_type()
-    fields.check()
-    return SeriesGet(
-        start_ms=start_ms,
-        start_text=start_text,
-        duration_ms=duration or 0,
-        unit=unit or "",
-        resolution_ms=resolution,
-        read=belief_store.ReadFilter(
-            source_id=source,
-            source_type=source_type,
-            source_account_id=source_account,
-            prior_ms=prior_ms if prior_text else None,
-            horizon_ms=horizon,
-        ),
-    )
-
-
 async def _get_fields(request: web.Request) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if request.body_exists:
@@ -631,7 +254,7 @@ async def _get_fields(request: web.Request) -> dict[str, Any]:
 
 async def _readable_sensor(request: web.Request, sensor_id: int) -> SensorRecord:
     """The sensor, if the caller may read it (404, 403)."""
-    sensor = await load_sensor(request[keys.CONN], sensor_id)
+    sensor = await load_data_sensor(request[keys.CONN], sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
     return sensor
@@ -652,7 +275,7 @@ async def _get_data(
         check_window(query.duration_ms, step)
         factor, offset = conversion(sensor.unit, query.unit, step)
     except (SeriesError, UnitError) as err:
-        raise _schema_error(err) from err
+        raise schema_error(err) from err
     source_id = query.read.source_id
     if source_id is not None and await source_store.get_source(conn, source_id) is None:
         raise DataValidationError(
@@ -714,7 +337,7 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     """Delete a sensor's data (optionally of one source, from start until until)."""
     sensor_id = sensor_id_of(request)
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
+    sensor = await load_data_sensor(conn, sensor_id)
     if not may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
     data = await json_fields(request) if request.body_exists else {}
@@ -744,7 +367,7 @@ async def get_sensor_stats(request: web.Request) -> web.Response:
     """Per source: first and last event start, min, max, mean, sum and count."""
     sensor_id = sensor_id_of(request)
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
+    sensor = await load_data_sensor(conn, sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
     stats = await belief_store.sensor_stats(conn, sensor.id)

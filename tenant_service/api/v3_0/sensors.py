@@ -38,20 +38,17 @@ from tenant_service.api import (
 )
 from tenant_service.api.v3_0 import (
     PREFIX,
+    load_asset,
+    load_sensor,
+    no_content,
     principal,
     read_json_object,
     respond,
     writing,
 )
-from tenant_service.api.v3_0.assets import (
-    json_text,
-    load_asset,
-    no_content,
-    parse_sort,
-    search_terms,
-)
-from tenant_service.errors import ApiError, ForbiddenError, ValidationError
+from tenant_service.errors import ForbiddenError, UnprocessableError, ValidationError
 from tenant_service.identity import CONSULTANT, Principal
+from tenant_service.schemas.fields import json_text, parse_sort, search_terms
 from tenant_service.store import accounts as account_store
 from tenant_service.store import assets as asset_store
 from tenant_service.store import sensors as sensor_store
@@ -82,14 +79,6 @@ PATCH_FIELDS: Final = frozenset(
 )
 
 
-class UnprocessableError(ApiError):
-    """A 422 with a plain message, as FlexMeasures' unprocessable_entity()."""
-
-    http_status = 422
-    code = "UNPROCESSABLE_ENTITY"
-    rejected = True
-
-
 def dump_sensor(sensor: SensorRecord, host: str, today: dt.date) -> dict[str, Any]:
     """FlexMeasures' SensorSchema dump."""
     return {
@@ -111,14 +100,6 @@ def dump_sensors(
     host = request[keys.IDENTITY].host
     today = dt.datetime.now(dt.UTC).date()
     return [dump_sensor(sensor, host, today) for sensor in records]
-
-
-async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
-    """The sensor of a path id, or FlexMeasures' 422 path error."""
-    sensor = await sensor_store.get_sensor(conn, sensor_id)
-    if sensor is None:
-        raise ValidationError("path", {"id": [f"No sensor found with ID {sensor_id}."]})
-    return sensor
 
 
 def parse_sensor_body(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Wire formats <-> validated values: the field parsers handlers share (no aiohttp)."""
