@@ -24,7 +24,6 @@ from .errors import (
     LoginFailedError,
     NotFoundError,
     PayloadTooLargeError,
-    RateLimitedError,
     SunsetError,
     TokenStoreUnavailableError,
     UnauthorizedError,
@@ -228,29 +227,9 @@ async def _rate_limit(request: web.Request, tenant: TenantConfig) -> None:
     token = _token_from(request)
     if not token:  # _caller let it through, so there is one
         return
-    await charge_rate_limit(request, tenant, token)
-
-
-async def charge_rate_limit(
-    request: web.Request, tenant: TenantConfig, credential: str
-) -> None:
-    """Charge one request to its credential's bucket and the tenant's bucket.
-
-    `credential` is an API token, or a page session's id (the dashboard): each has
-    a bucket of the tenant's `per_token` size; all share the `per_tenant` bucket.
-    Every answer to the request carries FlexMeasures' X-RateLimit-* and
-    Retry-After (middlewares.add_standard_headers); past a limit it is a 429.
-    Call it only once the credential is known to be valid, so a wrong one cannot
-    spend the tenant's budget.
-    """
-    verdict = await request.app[keys.LIMITER].check(tenant, credential)
-    if verdict is None:
-        return
-    headers = verdict.headers()
-    request[keys.RATE_HEADERS] = headers
-    if not verdict.allowed:
-        request.app[keys.METRICS].rate_limit_hit(tenant.subdomain, verdict.scope)
-        raise RateLimitedError(verdict.message(), headers=headers)
+    headers = await request.app[keys.LIMITER].charge(tenant, token)
+    if headers is not None:  # middlewares.add_standard_headers puts them on the answer
+        request[keys.RATE_HEADERS] = headers
 
 
 async def _proxy(request: web.Request, caller: Caller) -> web.StreamResponse:

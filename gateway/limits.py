@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .auth import REDIS_ERRORS, RedisClient, token_hash
-from .errors import RateLimitUnavailableError
+from .errors import RateLimitedError, RateLimitUnavailableError
 from .metrics import Metrics
 from .rates import Rate
 from .tenants_file import TenantConfig
@@ -237,6 +237,28 @@ class RateLimiter:
             key = f"{base}:ten"
             found.append(Bucket("tenant", f"{key}:{rate.limit}:{rate.period}", rate))
         return found
+
+    async def charge(
+        self, tenant: TenantConfig, credential: str
+    ) -> dict[str, str] | None:
+        """Charge one request to its credential's bucket and the tenant's bucket.
+
+        `credential` is an API token, or a page session's id (the dashboard): each
+        has a bucket of the tenant's `per_token` size; all share the `per_tenant`
+        bucket. The X-RateLimit-* and Retry-After headers every answer to the
+        request carries (None: the tenant has no limits); past a limit a 429
+        (RateLimitedError) with them. Charge only a credential known to be valid,
+        so a wrong one cannot spend the tenant's budget.
+        """
+        verdict = await self.check(tenant, credential)
+        if verdict is None:
+            return None
+        headers = verdict.headers()
+        if not verdict.allowed:
+            if self.metrics is not None:
+                self.metrics.rate_limit_hit(tenant.subdomain, verdict.scope)
+            raise RateLimitedError(verdict.message(), headers=headers)
+        return headers
 
     async def check(self, tenant: TenantConfig, token: str) -> Verdict | None:
         """Charge one request; None when the tenant has no limits.

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from contract.identity import Caller
 from gateway import keys
-from gateway.api import charge_rate_limit
 from gateway.errors import (
     ApiError,
     MethodNotAllowedError,
@@ -302,7 +301,11 @@ async def _signed_in(request: web.Request) -> PageUser | None:
     if user is None:
         return None
     request[keys.USER_ID] = user.user_id
-    await charge_rate_limit(request, request[keys.TENANT], user.session_id)
+    headers = await request.app[keys.LIMITER].charge(
+        request[keys.TENANT], user.session_id
+    )
+    if headers is not None:  # middlewares.add_standard_headers puts them on the answer
+        request[keys.RATE_HEADERS] = headers
     return user
 
 
