@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import _tcp_open, free_port
+from tests.helpers.net import free_port, tcp_open
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -160,7 +160,7 @@ async def wait_closed(port: int, seconds: float) -> bool:
     """Whether 127.0.0.1:port stops accepting connections within `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not await asyncio.to_thread(_tcp_open, "127.0.0.1", port):
+        if not await asyncio.to_thread(tcp_open, "127.0.0.1", port):
             return True
         await asyncio.sleep(0.1)
     return False
@@ -220,7 +220,7 @@ async def test_up_serves_tenants_follows_the_file_and_stops_cleanly(
 
         tenants.write_text(base + tenant_entry("extra", extra))
         await eventually_login(http, gw, "extra", PASSWORD, 15)
-        assert _tcp_open("127.0.0.1", extra)
+        assert tcp_open("127.0.0.1", extra)
 
         tenants.write_text(base)
         assert await wait_closed(extra, 15), up.output()
@@ -232,7 +232,7 @@ async def test_up_serves_tenants_follows_the_file_and_stops_cleanly(
         await up.wait_for(r"rejected \(\d+ problem\(s\).*last good config stays", 10)
         status, _body = await get_root(http, gw, "acme")
         assert status == 200
-        assert _tcp_open("127.0.0.1", acme)
+        assert tcp_open("127.0.0.1", acme)
         tenants.write_text(base)
 
         crashed = int((await up.wait_for(r"started acme \(pid (\d+)\)", 1))[1])
@@ -244,7 +244,7 @@ async def test_up_serves_tenants_follows_the_file_and_stops_cleanly(
         assert len(pids) >= 5  # redis, gateway, company, acme, extra
         assert await up.interrupt() == 0, up.output()
         for port in (gw, company, acme, extra, redis_port):
-            assert not _tcp_open("127.0.0.1", port), port
+            assert not tcp_open("127.0.0.1", port), port
         assert not [pid for pid in pids if alive(pid)], up.output()
     finally:
         await up.kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -16,6 +15,10 @@ from gateway.app import create_app
 from gateway.config import Settings, TenantsConfig, parse_tenants
 from gateway.health import PROBE_PATH
 from gateway.identity import HEADER, ISSUER
+
+# Re-exported: many gateway tests import these two from here.
+from tests.helpers.tenants import tenants_text as tenants_text
+from tests.helpers.tenants import write_secret as write_secret
 
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -77,12 +80,6 @@ def secrets_dir(tmp_path: Path) -> Path:
     return path
 
 
-def write_secret(secrets_dir: Path, tenant: str) -> str:
-    value = secrets.token_urlsafe(32)
-    (secrets_dir / tenant).write_text(value)
-    return value
-
-
 @pytest.fixture
 def make_gateway(
     aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
@@ -130,12 +127,6 @@ async def raw_request(
     writer.close()
     await writer.wait_closed()
     return answer.decode(errors="replace")
-
-
-def tenants_text(entries: list[dict[str, object]]) -> str:
-    import yaml
-
-    return yaml.safe_dump({"tenants": entries})
 
 
 def parse(text: str, secrets_dir: Path) -> TenantsConfig:

@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import ConfigError, Secret, load_settings
 from gateway.metrics import route_name
-from tests.conftest import free_port
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
@@ -28,6 +27,7 @@ from tests.gateway.conftest import (
     tenants_text,
     write_secret,
 )
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

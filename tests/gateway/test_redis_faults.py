@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
-from tests.conftest import free_port
 from tests.gateway.conftest import start_echo, tenants_text, write_secret
+from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.slow
 HOST = {"Host": "company.localhost"}

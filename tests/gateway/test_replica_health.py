@@ -18,7 +18,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway import keys
 from gateway.health import PROBE_PATH, ReplicaHealth
 from gateway.proxy import BUFFER_LIMIT, Failure, may_retry
-from tests.conftest import free_port
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
@@ -26,6 +25,7 @@ from tests.gateway.conftest import (
     tenants_text,
     write_secret,
 )
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

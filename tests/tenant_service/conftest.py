@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -16,7 +18,8 @@ from tenant_service.config import Secret, Settings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
-from tenant_service.store.db import create_engine, migrate
+from tenant_service.store.db import create_engine
+from tests.helpers.databases import Template, Templates
 
 TENANT = "acme"
 SECRET = "test-secret-0123456789abcdef-0123456789"
@@ -56,11 +59,9 @@ def settings(database_url: str) -> Settings:
     return Settings(name=TENANT, database_url=database_url, secret=Secret(SECRET))
 
 
-@pytest.fixture
-async def world(database_url: str, password_hash: str) -> World:
-    """Migrate the database and seed accounts and users."""
-    await migrate(database_url)
-    engine = create_engine(database_url)
+async def seed_world(url: str, password_hash: str) -> World:
+    """Seed accounts and users into the migrated database at `url`."""
+    engine = create_engine(url)
     try:
         async with engine.begin() as conn:
             acme = await account_store.create_account(
@@ -98,6 +99,32 @@ async def world(database_url: str, password_hash: str) -> World:
     finally:
         await engine.dispose()
     return ids
+
+
+@pytest.fixture(scope="session")
+def world_template(password_hash: str) -> Template[World]:
+    """The migrated database with the accounts and users of `World`."""
+    return Template("world", partial(seed_world, password_hash=password_hash))
+
+
+@pytest.fixture
+def database_template(
+    request: pytest.FixtureRequest,
+    database_template: Template[Any] | None,
+    world_template: Template[World],
+) -> Template[Any] | None:
+    """Tests that use `world` start from its template; the rest as elsewhere."""
+    if "world" in request.fixturenames:
+        return world_template
+    return database_template
+
+
+@pytest.fixture
+def world(
+    database_url: str, templates: Templates, world_template: Template[World]
+) -> World:
+    """The ids seeded in this test's database (a copy of the world template)."""
+    return templates.result(world_template, database_url)
 
 
 @pytest.fixture

@@ -374,7 +374,7 @@ async def test_schedule_failed_job_reports_why(
 async def test_schedule_queue_down_is_503(
     aiohttp_client: ClientFactory, settings: Settings, world: World
 ) -> None:
-    from tests.conftest import free_port
+    from tests.helpers.net import free_port
 
     down = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = await aiohttp_client(create_app(down))
