@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, insert, select
 
 from gateway.identity import SERVICE, Caller, sign_identity
 from tenant_service.app import create_app
@@ -19,12 +21,20 @@ from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
+from tenant_service.store.tables import (
+    generic_asset_types,
+    generic_assets,
+    sensors,
+    timed_beliefs,
+)
 from tests.helpers.databases import Template, Templates
 
 TENANT = "acme"
 SECRET = "test-secret-0123456789abcdef-0123456789"
 PASSWORD = "correct horse battery"
 HOST = "acme.flexmeasures.io"
+QUARTER = 15 * 60 * 1000  # ms
+HOUR = 4 * QUARTER
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
@@ -169,3 +179,140 @@ def identity(
         now=now,
     )
     return {"X-FlexHost-Identity": token}
+
+
+UNAUTHORIZED = {
+    "message": "You could not be properly authenticated for this content or "
+    "functionality.",
+    "status": "UNAUTHORIZED",
+}
+FORBIDDEN = {
+    "message": "You cannot be authorized for this content or functionality.",
+    "result": "Rejected",
+    "status": "INVALID_SENDER",
+}
+
+
+BUILDING = 6  # seeded types follow tables.ASSET_TYPES
+
+
+async def make_asset(
+    client: Client, user: int, expect: int = 201, **fields: Any
+) -> dict[str, Any]:
+    """POST an asset, check the status, return the body."""
+    body = {"name": "Site", "generic_asset_type_id": BUILDING, **fields}
+    resp = await client.post("/api/v3_0/assets", json=body, headers=identity(user))
+    data: dict[str, Any] = await resp.json()
+    assert resp.status == expect, data
+    return data
+
+
+async def make_sensor(client: Client, user: int, asset_id: int, name: str) -> int:
+    """POST a sensor to an asset; its id."""
+    body = {
+        "name": name,
+        "unit": "kW",
+        "event_resolution": "PT15M",
+        "generic_asset_id": asset_id,
+    }
+    resp = await client.post("/api/v3_0/sensors", json=body, headers=identity(user))
+    assert resp.status == 201, await resp.text()
+    sensor_id: int = (await resp.json())["id"]
+    return sensor_id
+
+
+@dataclass(frozen=True, slots=True)
+class Sensors:
+    """Ids of the test sensors."""
+
+    power: int  # kW, PT15M, acme
+    price: int  # EUR/MWh, PT1H, acme
+    floored: int  # kW, PT15M, floor_datetimes_to_resolution
+    instant: int  # °C, instantaneous
+    foreign: int  # kW, PT15M, other account
+
+
+@pytest.fixture
+async def data_sensors(database_url: str, world: World) -> Sensors:
+    """An asset per account and sensors on them, inserted with SQL."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            type_id = (
+                await conn.execute(
+                    select(generic_asset_types.c.id).where(
+                        generic_asset_types.c.name == "battery"
+                    )
+                )
+            ).scalar()
+            if type_id is None:
+                type_id = (
+                    await conn.execute(
+                        insert(generic_asset_types)
+                        .values(name="battery")
+                        .returning(generic_asset_types.c.id)
+                    )
+                ).scalar_one()
+
+            async def asset(name: str, account: int) -> int:
+                return int(
+                    (
+                        await conn.execute(
+                            insert(generic_assets)
+                            .values(
+                                name=name,
+                                account_id=account,
+                                generic_asset_type_id=type_id,
+                            )
+                            .returning(generic_assets.c.id)
+                        )
+                    ).scalar_one()
+                )
+
+            async def sensor(
+                asset_id: int, name: str, unit: str, resolution: int, **attrs: Any
+            ) -> int:
+                return int(
+                    (
+                        await conn.execute(
+                            insert(sensors)
+                            .values(
+                                name=name,
+                                unit=unit,
+                                timezone="Europe/Amsterdam",
+                                event_resolution=resolution,
+                                attributes=json.dumps(attrs),
+                                generic_asset_id=asset_id,
+                            )
+                            .returning(sensors.c.id)
+                        )
+                    ).scalar_one()
+                )
+
+            mine = await asset("battery", world.acme)
+            theirs = await asset("battery", world.other)
+            return Sensors(
+                power=await sensor(mine, "power", "kW", QUARTER),
+                price=await sensor(mine, "price", "EUR/MWh", HOUR),
+                floored=await sensor(
+                    mine, "floored", "kW", QUARTER, floor_datetimes_to_resolution=True
+                ),
+                instant=await sensor(mine, "temperature", "°C", 0),
+                foreign=await sensor(theirs, "power", "kW", QUARTER),
+            )
+    finally:
+        await engine.dispose()
+
+
+async def count_beliefs(database_url: str) -> int:
+    """How many beliefs the database holds."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).select_from(timed_beliefs))
+                ).scalar_one()
+            )
+    finally:
+        await engine.dispose()

@@ -22,8 +22,8 @@ from tests.tenant_service.conftest import (
     ClientFactory,
     World,
     identity,
+    make_asset,
 )
-from tests.tenant_service.test_assets import make_asset
 
 DAY = "2026-03-02T00:00:00+00:00"
 # Hourly prices: cheap at night, dear in the evening.
