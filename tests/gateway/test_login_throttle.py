@@ -22,8 +22,7 @@ from redis.asyncio import Redis
 
 from gateway import keys
 from gateway.config import ConfigError, Rate, load_settings
-from tests.gateway.conftest import GatewayFactory, tenants_text, write_secret
-from tests.gateway.test_metrics import metric
+from tests.gateway.conftest import GatewayFactory, metric, tenants_text, write_secret
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

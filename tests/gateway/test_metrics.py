@@ -16,13 +16,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import ConfigError, Secret, load_settings
 from gateway.metrics import route_name
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
+    metric,
+    scrape,
     start_echo,
     tenants_text,
     write_secret,
@@ -38,23 +39,6 @@ REQUESTS = "flexhost_gateway_requests_total"
 merge_files: Final[Callable[[list[str]], Iterable[Metric]]] = (
     MultiProcessCollector.merge
 )
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                total += sample.value
-    return total
-
-
-async def scrape(client: Client, **headers: str) -> str:
-    response = await client.get("/metrics", headers=headers)
-    assert response.status == 200, await response.text()
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return await response.text()
 
 
 async def login(
