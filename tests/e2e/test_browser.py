@@ -35,7 +35,7 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 
 from gateway.auth import token_hash
-from tests.e2e.test_local_stack import (
+from tests.helpers.launcher import (
     PASSWORD,
     REPO,
     Launcher,
