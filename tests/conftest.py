@@ -9,43 +9,23 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from tests.helpers.databases import Drops, Template, Templates, asyncpg_url, pg_admin
+from tests.helpers.net import free_port, tcp_open, wait_tcp
+
+# The e2e stack (its fixtures serve tests in several directories).
+pytest_plugins = ["tests.helpers.stack"]
+
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_tcp(host: str, port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if _tcp_open(host, port):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +35,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    if _tcp_open("127.0.0.1", 6379):
+    if tcp_open("127.0.0.1", 6379):
         yield REDIS_DEFAULT
         return
     binary = shutil.which("redis-server")
@@ -83,7 +63,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        if not _wait_tcp("127.0.0.1", port, 10):
+        if not wait_tcp("127.0.0.1", port, 10):
             pytest.fail("could not start redis-server for the tests")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -124,48 +104,66 @@ def _start_local_postgres() -> None:
 def pg_admin_url() -> str:
     """libpq URL of a PostgreSQL server where we may create databases."""
     url = os.environ.get("FLEXHOST_TEST_PG_URL", PG_DEFAULT)
-    if url == PG_DEFAULT and not _tcp_open("127.0.0.1", 5432):
+    if url == PG_DEFAULT and not tcp_open("127.0.0.1", 5432):
         _start_local_postgres()
-        if not _wait_tcp("127.0.0.1", 5432, 20):
+        if not wait_tcp("127.0.0.1", 5432, 20):
             pytest.fail(
                 "PostgreSQL is not reachable on 127.0.0.1:5432 and did not start"
             )
     return url
 
 
-async def _pg_admin(admin_url: str, statement: str) -> None:
-    import asyncpg
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    """The template databases of this pytest process, dropped at its end."""
+    found = Templates(tmp_path_factory.mktemp("templates"))
+    yield found
+    asyncio.run(found.drop())
 
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+
+@pytest.fixture(scope="session")
+def drops() -> Iterator[Drops]:
+    """Where test databases go to be dropped, off the tests' path."""
+    found = Drops()
+    yield found
+    found.close()
 
 
 @pytest.fixture
-async def pg_database_url(pg_admin_url: str) -> AsyncIterator[str]:
+def database_template(request: pytest.FixtureRequest) -> Template[Any] | None:
+    """What a test's fresh database starts as: empty, or a copy of a template."""
+    if "stack" in request.fixturenames:
+        template: Template[Any] = request.getfixturevalue("stack_template")
+        return template
+    return None
+
+
+@pytest.fixture
+async def pg_database_url(
+    pg_admin_url: str,
+    templates: Templates,
+    drops: Drops,
+    database_template: Template[Any] | None,
+) -> AsyncIterator[str]:
     """SQLAlchemy URL of a fresh PostgreSQL database of this test only."""
     name = f"fhtest_{uuid.uuid4().hex[:16]}"
-    await _pg_admin(pg_admin_url, f'CREATE DATABASE "{name}"')
-    base = pg_admin_url.rsplit("/", 1)[0].replace(
-        "postgresql://", "postgresql+asyncpg://"
-    )
-    yield f"{base}/{name}"
-    for _ in range(3):
-        try:
-            await _pg_admin(
-                pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-            )
-            break
-        except Exception:  # a pool may still be closing; try again shortly
-            await asyncio.sleep(0.2)
+    if database_template is None:
+        await pg_admin(pg_admin_url, f'CREATE DATABASE "{name}"')
+    else:
+        await templates.create_pg(database_template, pg_admin_url, name)
+    yield asyncpg_url(pg_admin_url, name)
+    drops.drop(pg_admin_url, name)
 
 
 @pytest.fixture
-def sqlite_database_url(tmp_path: Path) -> str:
+async def sqlite_database_url(
+    tmp_path: Path, templates: Templates, database_template: Template[Any] | None
+) -> str:
     """SQLAlchemy URL of a fresh SQLite file of this test only."""
-    return f"sqlite+aiosqlite:///{tmp_path / 'tenant.sqlite3'}"
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tenant.sqlite3'}"
+    if database_template is not None:
+        await templates.copy_sqlite(database_template, url)
+    return url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -174,9 +172,3 @@ def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_database_url" if request.param == "sqlite" else "pg_database_url"
     url: str = request.getfixturevalue(name)
     return url
-
-
-@pytest.fixture
-def backend_options() -> dict[str, object]:
-    """Extra settings of the e2e stack's company backend (a module may override it)."""
-    return {}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import _wait_tcp, free_port
+from tests.helpers.net import free_port, wait_tcp
 
 SENTINEL_MASTER = "flexhost"
 # Redis Cluster nodes talk on their port + 10000 (the cluster bus).
@@ -157,7 +157,7 @@ def sentinel_setup(workdir: Path) -> Iterator[SentinelSetup]:
             workdir / "sentinel.log",
         )
         for port in (setup.master_port, setup.sentinel_port):
-            if not _wait_tcp("127.0.0.1", port, 10):
+            if not wait_tcp("127.0.0.1", port, 10):
                 pytest.fail(f"redis-server on port {port} did not start")
         sentinel = redis.Redis(port=setup.sentinel_port, socket_timeout=2)
         try:
@@ -202,7 +202,7 @@ def cluster_setup(workdir: Path) -> Iterator[ClusterSetup]:
                 workdir / f"{port}.log",
             )
         for port in setup.ports:
-            if not _wait_tcp("127.0.0.1", port, 10):
+            if not wait_tcp("127.0.0.1", port, 10):
                 pytest.fail(f"cluster node on port {port} did not start")
         created = subprocess.run(
             [

@@ -34,7 +34,7 @@ from tenant_service.app import create_app as create_backend
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.scheduling import worker
 from tenant_service.store.db import migrate
-from tests.conftest import free_port
+from tests.helpers.net import free_port
 
 Client = TestClient[web.Request, web.Application]
 BASE_KEYS = {"ts", "level", "logger", "message", "request_id", "tenant"}

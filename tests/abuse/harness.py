@@ -27,7 +27,6 @@ from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine, migrate
-from tests.conftest import free_port
 from tests.faults.conftest import (
     HIGH_RATE,
     PASSWORD,
@@ -39,6 +38,7 @@ from tests.faults.conftest import (
     tenant_entry,
     wait_ok,
 )
+from tests.helpers.net import free_port
 
 ADMIN: Final = "admin@company.test"
 VICTIM: Final = "victim@company.test"

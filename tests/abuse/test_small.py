@@ -28,8 +28,8 @@ from tests.abuse.harness import (
     Neighbour,
     start_abuse_stack,
 )
-from tests.conftest import free_port
 from tests.faults.conftest import Stack, tenant_entry
+from tests.helpers.net import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

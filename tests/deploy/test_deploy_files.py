@@ -42,7 +42,7 @@ from gateway.tenants_file import parse_tenants
 from tenant_service.app import create_app as create_tenant_app
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.config import load_settings as load_tenant_settings
-from tests.conftest import free_port
+from tests.helpers.net import free_port
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DEPLOY: Final = REPO / "deploy"

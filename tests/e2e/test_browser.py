@@ -35,8 +35,7 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 
 from gateway.auth import token_hash
-from tests.conftest import free_port
-from tests.e2e.test_local_stack import (
+from tests.helpers.launcher import (
     PASSWORD,
     REPO,
     Launcher,
@@ -44,6 +43,7 @@ from tests.e2e.test_local_stack import (
     launcher_env,
     tenant_entry,
 )
+from tests.helpers.net import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 

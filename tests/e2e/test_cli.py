@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _wait_tcp, free_port
+from tests.helpers.net import free_port, wait_tcp
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -157,7 +157,7 @@ def test_tenant_command_runs_one_backend_in_the_foreground(tmp_path: Path) -> No
             argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        assert _wait_tcp("127.0.0.1", port, 20), log.read_text()
+        assert wait_tcp("127.0.0.1", port, 20), log.read_text()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)

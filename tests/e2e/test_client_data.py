@@ -11,59 +11,15 @@ from typing import Any
 
 import aiohttp
 
-from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
-    COMPANY,
-    PASSWORD,
-    Stack,
-    fm_session,
-    login,
-    password_hash,
-    stack,
-)
+from tests.helpers.stack import PASSWORD, Stack, seed_asset_and_sensor
 
 START = datetime(2026, 1, 15, 0, 0, tzinfo=timezone(timedelta(hours=1)))
 VALUES = [round(i * 0.25 - 7.5, 2) for i in range(96)]
 
 
-async def seed_asset_and_sensor(stack: Stack) -> tuple[int, int]:  # noqa: F811
-    """POST /assets and POST /sensors through the gateway; (asset id, sensor id)."""
-    token = await login(stack, "admin@company.test")
-    auth = {**COMPANY, "Authorization": token}
-    response = await stack.gateway.get("/api/v3_0/assets/types", headers=auth)
-    assert response.status == 200, await response.text()
-    types = {t["name"]: t["id"] for t in await response.json()}
-    response = await stack.gateway.post(
-        "/api/v3_0/assets",
-        json={
-            "name": "Battery 1",
-            "generic_asset_type_id": types["battery"],
-            "account_id": stack.account_id,
-            "latitude": 52.37,
-            "longitude": 4.89,
-        },
-        headers=auth,
-    )
-    assert response.status == 201, await response.text()
-    asset_id: int = (await response.json())["id"]
-    response = await stack.gateway.post(
-        "/api/v3_0/sensors",
-        json={
-            "name": "power",
-            "unit": "MW",
-            "event_resolution": "PT15M",
-            "generic_asset_id": asset_id,
-            "timezone": "Europe/Amsterdam",
-        },
-        headers=auth,
-    )
-    assert response.status == 201, await response.text()
-    sensor_id: int = (await response.json())["id"]
-    return asset_id, sensor_id
-
-
 async def test_flexmeasures_client_posts_and_reads_sensor_data(
-    stack: Stack,  # noqa: F811
-    fm_session: aiohttp.ClientSession,  # noqa: F811
+    stack: Stack,
+    fm_session: aiohttp.ClientSession,
 ) -> None:
     from flexmeasures_client import FlexMeasuresClient
 

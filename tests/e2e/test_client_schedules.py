@@ -16,16 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.test_client_data import seed_asset_and_sensor
-from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
-    COMPANY,
-    PASSWORD,
-    Stack,
-    fm_session,
-    login,
-    password_hash,
-    stack,
-)
+from tests.helpers.stack import PASSWORD, Stack, seed_asset_and_sensor
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 # Hourly prices: cheap at night, dear in the evening.
@@ -46,7 +37,7 @@ def backend_options(redis_url: str, redis_prefix: str) -> dict[str, Any]:
 
 @pytest.fixture
 def worker(
-    stack: Stack,  # noqa: F811  (the database is seeded first)
+    stack: Stack,  # the database is seeded first
     database_url: str,
     redis_url: str,
     redis_prefix: str,
@@ -72,8 +63,8 @@ def worker(
 
 
 async def test_flexmeasures_client_triggers_and_gets_a_schedule(
-    stack: Stack,  # noqa: F811
-    fm_session: aiohttp.ClientSession,  # noqa: F811
+    stack: Stack,
+    fm_session: aiohttp.ClientSession,
     worker: None,
 ) -> None:
     from flexmeasures_client import FlexMeasuresClient

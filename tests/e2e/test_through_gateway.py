@@ -5,141 +5,13 @@ Includes the real `flexmeasures-client` package from PyPI talking to the gateway
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from contract.config import Secret
-from gateway.app import create_app as create_gateway
 from gateway.auth import TokenStore
-from gateway.config import Settings as GatewaySettings
-from tenant_service.app import create_app as create_backend
-from tenant_service.config import Settings as BackendSettings
-from tenant_service.passwords import hash_password
-from tenant_service.store import accounts as account_store
-from tenant_service.store import users as user_store
-from tenant_service.store.db import create_engine, migrate
-from tests.gateway.conftest import tenants_text, write_secret
-
-PASSWORD = "a long demo password"
-Client = TestClient[web.Request, web.Application]
-COMPANY = {"Host": "company.flexmeasures.io"}
-ACME = {"Host": "acme.localhost"}
-
-
-@dataclass(frozen=True, slots=True)
-class Stack:
-    """The gateway client and the ids seeded in company's database."""
-
-    gateway: Client
-    admin_id: int
-    member_id: int
-    account_id: int
-    backend_url: str
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return hash_password(PASSWORD)
-
-
-async def seed(url: str, tenant: str, password_hash: str) -> tuple[int, int, int]:
-    """Migrate and add an account with an account-admin and a plain member."""
-    await migrate(url)
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            account = await account_store.create_account(conn, name=f"{tenant} Inc.")
-            admin = await user_store.create_user(
-                conn,
-                email=f"admin@{tenant}.test",
-                username="admin",
-                account_id=account,
-                password_hash=password_hash,
-                role_names=["account-admin"],
-            )
-            member = await user_store.create_user(
-                conn,
-                email=f"member@{tenant}.test",
-                username="member",
-                account_id=account,
-                password_hash=password_hash,
-                role_names=[],
-            )
-    finally:
-        await engine.dispose()
-    return account, admin, member
-
-
-@pytest.fixture
-async def stack(
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
-    aiohttp_client: Callable[..., Awaitable[Client]],
-    database_url: str,
-    sqlite_database_url: str,
-    redis_url: str,
-    redis_prefix: str,
-    password_hash: str,
-    tmp_path: Path,
-    backend_options: dict[str, Any],
-) -> Stack:
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    account, admin, member = await seed(database_url, "company", password_hash)
-    acme_url = sqlite_database_url.replace("tenant.sqlite3", "acme.sqlite3")
-    await seed(acme_url, "acme", password_hash)
-    urls = {}
-    for tenant, url in (("company", database_url), ("acme", acme_url)):
-        secret = write_secret(secrets_dir, tenant)
-        options = backend_options if tenant == "company" else {}
-        server = await aiohttp_server(
-            create_backend(
-                BackendSettings(
-                    name=tenant, database_url=url, secret=Secret(secret), **options
-                )
-            )
-        )
-        urls[tenant] = str(server.make_url("")).rstrip("/")
-    path = tmp_path / "tenants.yaml"
-    path.write_text(
-        tenants_text(
-            [
-                {"subdomain": "company", "backends": [urls["company"]]},
-                {"subdomain": "acme", "backends": [urls["acme"]]},
-            ]
-        )
-    )
-    gateway = await aiohttp_client(
-        create_gateway(
-            GatewaySettings(
-                tenants_path=path,
-                redis_url=redis_url,
-                key_prefix=redis_prefix,
-                secrets_dir=secrets_dir,
-            )
-        )
-    )
-    return Stack(gateway, admin, member, account, urls["company"])
-
-
-async def login(stack: Stack, email: str, headers: dict[str, str] = COMPANY) -> str:
-    response = await stack.gateway.post(
-        "/api/requestAuthToken",
-        json={"email": email, "password": PASSWORD},
-        headers=headers,
-    )
-    assert response.status == 200, await response.text()
-    token: str = (await response.json())["auth_token"]
-    return token
+from tests.helpers.stack import ACME, COMPANY, PASSWORD, Stack, login
 
 
 async def test_users_and_accounts_through_the_gateway(stack: Stack) -> None:
@@ -281,36 +153,6 @@ async def test_revocation_holds_even_if_redis_keeps_the_token(
         "/api/v3_0/users", headers={**COMPANY, "Authorization": member}
     )
     assert response.status == 401
-
-
-class LoopbackResolver(AbstractResolver):
-    """Resolves every tenant host name to 127.0.0.1 (*.localhost does not resolve here)."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [
-            {
-                "hostname": host,
-                "host": "127.0.0.1",
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
-@pytest.fixture
-async def fm_session() -> AsyncIterator[aiohttp.ClientSession]:
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=LoopbackResolver())
-    )
-    yield session
-    await session.close()
 
 
 async def test_flexmeasures_client_login_users_and_stale_token_relogin(

@@ -32,7 +32,7 @@ from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine, migrate
-from tests.conftest import free_port
+from tests.helpers.net import free_port
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TENANT: Final = "company"

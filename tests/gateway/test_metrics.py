@@ -16,19 +16,20 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from contract.config import ConfigError, Secret
 from gateway.config import load_settings
 from gateway.metrics import route_name
-from tests.conftest import free_port
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
+    metric,
+    scrape,
     start_echo,
     tenants_text,
     write_secret,
 )
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]
@@ -39,23 +40,6 @@ REQUESTS = "flexhost_gateway_requests_total"
 merge_files: Final[Callable[[list[str]], Iterable[Metric]]] = (
     MultiProcessCollector.merge
 )
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                total += sample.value
-    return total
-
-
-async def scrape(client: Client, **headers: str) -> str:
-    response = await client.get("/metrics", headers=headers)
-    assert response.status == 200, await response.text()
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return await response.text()
 
 
 async def login(

@@ -27,8 +27,8 @@ from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine, migrate
-from tests.conftest import free_port
 from tests.gateway.conftest import tenants_text, write_secret
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

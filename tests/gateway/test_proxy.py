@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import free_port
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
@@ -21,6 +20,7 @@ from tests.gateway.conftest import (
     tenants_text,
     write_secret,
 )
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

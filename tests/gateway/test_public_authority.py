@@ -9,12 +9,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.tenants import normalize_host, public_authority
-from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
-    Stack,
-    login,
-    password_hash,
-    stack,
-)
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
@@ -22,6 +16,7 @@ from tests.gateway.conftest import (
     tenants_text,
     write_secret,
 )
+from tests.helpers.stack import Stack, login
 
 Server = Callable[..., Awaitable[TestServer]]
 
@@ -131,7 +126,7 @@ async def test_backend_gets_the_host_with_the_port_the_client_used(
 
 
 async def test_service_listing_urls_carry_the_clients_port(
-    stack: Stack,  # noqa: F811
+    stack: Stack,
 ) -> None:
     for host, base in (
         ("company.flexmeasures.io:8080", "http://company.flexmeasures.io:8080"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,12 +24,14 @@ from gateway.tenants_file import parse_tenants
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
+    RedisProcess,
+    metric,
+    scrape,
     start_echo,
     tenants_text,
     write_secret,
 )
-from tests.gateway.test_metrics import metric, scrape
-from tests.gateway.test_redis_faults import RedisProcess, until
+from tests.helpers.wait import until
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]
@@ -259,14 +261,6 @@ async def test_rate_limit_headers_on_every_answer_keep_a_backends_retry_after(
     assert answer.status == 404
     assert answer.headers["X-RateLimit-Remaining"] == "498"
     assert int(answer.headers["Retry-After"]) >= 1
-
-
-@pytest.fixture
-def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = RedisProcess(tmp_path)
-    process.start()
-    yield process
-    process.stop()
 
 
 @pytest.mark.slow

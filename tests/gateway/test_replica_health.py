@@ -19,7 +19,6 @@ from gateway import keys
 from gateway.health import PROBE_PATH, ReplicaHealth
 from gateway.proxy import BUFFER_LIMIT
 from gateway.upstream import Failure, may_retry
-from tests.conftest import free_port
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,
@@ -27,6 +26,7 @@ from tests.gateway.conftest import (
     tenants_text,
     write_secret,
 )
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]

@@ -25,8 +25,8 @@ from gateway import keys
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.server import MALFORMED, GuardedRunner
-from tests.conftest import free_port
 from tests.gateway.conftest import EchoBackend, start_echo, tenants_text, write_secret
+from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
 HOST = "company.localhost"

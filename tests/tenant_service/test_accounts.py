@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.tenant_service.conftest import Client, World, identity
-from tests.tenant_service.test_identity import FORBIDDEN
+from tests.tenant_service.conftest import FORBIDDEN, Client, World, identity
 
 
 async def test_accounts_member_sees_own(client: Client, world: World) -> None:

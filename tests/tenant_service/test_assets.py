@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.tenant_service.conftest import Client, World, identity
-from tests.tenant_service.test_identity import FORBIDDEN
+from tests.tenant_service.conftest import (
+    BUILDING,
+    FORBIDDEN,
+    Client,
+    World,
+    identity,
+    make_asset,
+    make_sensor,
+)
 
 ASSET_KEYS = {
     "id",
@@ -30,32 +37,6 @@ ASSET_KEYS = {
     "sensors_to_show_as_kpis",
     "external_id",
 }
-BUILDING = 6  # seeded types follow tables.ASSET_TYPES
-
-
-async def make_asset(
-    client: Client, user: int, expect: int = 201, **fields: Any
-) -> dict[str, Any]:
-    """POST an asset, check the status, return the body."""
-    body = {"name": "Site", "generic_asset_type_id": BUILDING, **fields}
-    resp = await client.post("/api/v3_0/assets", json=body, headers=identity(user))
-    data: dict[str, Any] = await resp.json()
-    assert resp.status == expect, data
-    return data
-
-
-async def make_sensor(client: Client, user: int, asset_id: int, name: str) -> int:
-    """POST a sensor to an asset; its id."""
-    body = {
-        "name": name,
-        "unit": "kW",
-        "event_resolution": "PT15M",
-        "generic_asset_id": asset_id,
-    }
-    resp = await client.post("/api/v3_0/sensors", json=body, headers=identity(user))
-    assert resp.status == 201, await resp.text()
-    sensor_id: int = (await resp.json())["id"]
-    return sensor_id
 
 
 async def test_types(client: Client, world: World) -> None:

@@ -17,8 +17,13 @@ import pytest
 from sqlalchemy.pool import QueuePool
 
 from tenant_service import keys
-from tests.tenant_service.conftest import Client, World, identity
-from tests.tenant_service.test_assets import make_asset, make_sensor
+from tests.tenant_service.conftest import (
+    Client,
+    World,
+    identity,
+    make_asset,
+    make_sensor,
+)
 
 ANSWER_TIMEOUT: Final = 5.0
 PARTIAL: Final = b'{"values": [1, 2, 3'

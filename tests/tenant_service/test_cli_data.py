@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 
 from tenant_service.cli import main
-from tests.tenant_service.conftest import World
-from tests.tenant_service.test_sensor_data import (  # noqa: F401  # fixture
-    Sensors,
-    count_beliefs,
-    data_sensors,
-)
+from tests.tenant_service.conftest import Sensors, World, count_beliefs
 
 
 def write(path: Path, rows: list[tuple[str, str]]) -> str:
@@ -33,7 +28,7 @@ async def test_cli_data_round_trip(
     tmp_path: Path,
     database_url: str,
     world: World,
-    data_sensors: Sensors,  # noqa: F811
+    data_sensors: Sensors,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = ("--database-url", database_url)
@@ -84,7 +79,7 @@ async def test_cli_data_hourly_kwh_and_errors(
     tmp_path: Path,
     database_url: str,
     world: World,
-    data_sensors: Sensors,  # noqa: F811
+    data_sensors: Sensors,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = ("--database-url", database_url)

@@ -19,8 +19,13 @@ from contract.config import Secret
 from tenant_service.api import MAX_JSON_DEPTH, TOO_DEEP
 from tenant_service.app import create_app
 from tenant_service.config import Settings
-from tests.tenant_service.conftest import Client, World, identity
-from tests.tenant_service.test_assets import make_asset, make_sensor
+from tests.tenant_service.conftest import (
+    Client,
+    World,
+    identity,
+    make_asset,
+    make_sensor,
+)
 
 
 def _routes() -> list[tuple[str, str]]:

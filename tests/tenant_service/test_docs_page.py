@@ -14,12 +14,7 @@ from playwright.async_api import Browser, ConsoleMessage, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from tenant_service.api.v3_0 import docs
-from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
-    COMPANY,
-    Stack,
-    password_hash,
-    stack,
-)
+from tests.helpers.stack import COMPANY, Stack
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 WAIT_MS: Final = 15_000
@@ -27,7 +22,7 @@ TOKEN: Final = "a-token-typed-into-swagger-ui"
 
 
 async def test_docs_page_headers_through_the_gateway(
-    stack: Stack,  # noqa: F811
+    stack: Stack,
 ) -> None:
     response = await stack.gateway.get("/api/v3_0/docs", headers=COMPANY)
     assert response.status == 200

@@ -17,7 +17,7 @@ from tenant_service import keys
 from tenant_service.app import create_app
 from tenant_service.config import Settings
 from tenant_service.store.db import create_engine
-from tests.conftest import free_port
+from tests.helpers.net import free_port
 from tests.tenant_service.conftest import (
     PASSWORD,
     Client,

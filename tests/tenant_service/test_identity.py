@@ -13,25 +13,16 @@ import pytest
 from contract.identity import IdentityError, verify_identity
 from contract.logs import setup_logging
 from tests.tenant_service.conftest import (
+    FORBIDDEN,
     HOST,
     SECRET,
     TENANT,
+    UNAUTHORIZED,
     Client,
     World,
     identity,
     now_ms,
 )
-
-UNAUTHORIZED = {
-    "message": "You could not be properly authenticated for this content or "
-    "functionality.",
-    "status": "UNAUTHORIZED",
-}
-FORBIDDEN = {
-    "message": "You cannot be authorized for this content or functionality.",
-    "result": "Rejected",
-    "status": "INVALID_SENDER",
-}
 
 
 def _claims(**overrides: object) -> dict[str, object]:

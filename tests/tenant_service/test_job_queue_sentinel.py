@@ -15,14 +15,14 @@ from rq import Queue
 from tenant_service.app import create_app
 from tenant_service.config import Settings
 from tenant_service.scheduling import jobs
-from tests.redis_servers import SentinelSetup, sentinel_setup
-from tests.tenant_service.conftest import SECRET, TENANT, ClientFactory, World
-from tests.tenant_service.test_schedules import (
+from tests.helpers.schedules import (
     battery,
     make_site,
     trigger,
     wait_for_job,
 )
+from tests.redis_servers import SentinelSetup, sentinel_setup
+from tests.tenant_service.conftest import SECRET, TENANT, ClientFactory, World
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,13 @@ from typing import Any
 
 import pytest
 
-from tests.tenant_service.conftest import Client, World, identity
-from tests.tenant_service.test_assets import make_asset, make_sensor
+from tests.tenant_service.conftest import (
+    Client,
+    World,
+    identity,
+    make_asset,
+    make_sensor,
+)
 
 
 @dataclass(frozen=True, slots=True)

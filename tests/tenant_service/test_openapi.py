@@ -12,12 +12,7 @@ from contract.config import Secret
 from tenant_service.api.v3_0.docs import SWAGGER_FILES, load_spec
 from tenant_service.app import create_app
 from tenant_service.config import Settings
-from tests.e2e.test_through_gateway import (  # noqa: F401  (fixtures)
-    COMPANY,
-    Stack,
-    password_hash,
-    stack,
-)
+from tests.helpers.stack import COMPANY, Stack
 
 METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PATH_VARIABLE_RE: Final = re.compile(r"\{(\w+)\}")
@@ -133,7 +128,7 @@ def test_openapi_error_envelopes(spec: dict[str, Any]) -> None:
 
 
 async def test_openapi_and_docs_are_public_through_the_gateway(
-    stack: Stack,  # noqa: F811
+    stack: Stack,
     spec: dict[str, Any],
 ) -> None:
     gateway = stack.gateway
@@ -155,7 +150,7 @@ async def test_openapi_and_docs_are_public_through_the_gateway(
     assert (await response.json())["status"] == 404
 
 
-async def test_docs_public_rule_stays_tight(stack: Stack) -> None:  # noqa: F811
+async def test_docs_public_rule_stays_tight(stack: Stack) -> None:
     """Only one file name below docs/ is public; everything else needs a token."""
     for path in (
         "/api/v3_0/docs/x/swagger-ui.css",

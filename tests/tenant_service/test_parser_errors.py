@@ -16,7 +16,7 @@ from tenant_service.config import Settings
 from tenant_service.errors import BadRequestError
 from tenant_service.server import QuietRunner
 from tenant_service.store.db import migrate
-from tests.conftest import free_port
+from tests.helpers.net import free_port
 
 SECRET_TOKEN = "s3cr3t-identity-never-logged-0123456789"
 MALFORMED = {

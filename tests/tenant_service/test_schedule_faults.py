@@ -24,15 +24,7 @@ from tenant_service.scheduling.worker import (
     MAINTENANCE_INTERVAL,
     make_worker,
 )
-from tests.tenant_service.conftest import (
-    SECRET,
-    TENANT,
-    Client,
-    ClientFactory,
-    World,
-    identity,
-)
-from tests.tenant_service.test_schedules import (
+from tests.helpers.schedules import (
     DAY,
     PRICES,
     Site,
@@ -41,6 +33,14 @@ from tests.tenant_service.test_schedules import (
     make_site,
     trigger,
     wait_for_job,
+)
+from tests.tenant_service.conftest import (
+    SECRET,
+    TENANT,
+    Client,
+    ClientFactory,
+    World,
+    identity,
 )
 
 # Short, so an abandoned job's heartbeat lapses soon; the solver gets 5 s less

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tests.helpers.schedules import (
+    DAY,
+    battery,
+    make_sensor,
+    make_site,
+    trigger,
+    wait_for_job,
+)
 from tests.tenant_service.conftest import (
     SECRET,
     TENANT,
-    Client,
     ClientFactory,
     World,
     identity,
+    make_asset,
 )
-from tests.tenant_service.test_assets import make_asset
-
-DAY = "2026-03-02T00:00:00+00:00"
-# Hourly prices: cheap at night, dear in the evening.
-PRICES = [10.0] * 6 + [50.0] * 11 + [90.0] * 4 + [50.0] * 3
 
 
 @pytest.fixture
@@ -68,96 +68,6 @@ def worker(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)  # reaped: no "still running" ResourceWarning at collection
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Site:
-    asset: int
-    power: int
-    price: int
-
-
-async def make_sensor(
-    client: Client,
-    user: int,
-    asset_id: int,
-    name: str,
-    *,
-    unit: str,
-    event_resolution: str = "PT15M",
-) -> int:
-    """POST a sensor; its id."""
-    body = {
-        "name": name,
-        "unit": unit,
-        "event_resolution": event_resolution,
-        "generic_asset_id": asset_id,
-    }
-    resp = await client.post("/api/v3_0/sensors", json=body, headers=identity(user))
-    assert resp.status == 201, await resp.text()
-    sensor_id: int = (await resp.json())["id"]
-    return sensor_id
-
-
-async def make_site(client: Client, world: World) -> Site:
-    """A battery asset with a MW power sensor and an hourly price sensor with data."""
-    asset = await make_asset(client, world.account_admin, name="Battery site")
-    power = await make_sensor(
-        client, world.account_admin, asset["id"], "power", unit="MW"
-    )
-    price = await make_sensor(
-        client,
-        world.account_admin,
-        asset["id"],
-        "price",
-        unit="EUR/MWh",
-        event_resolution="PT1H",
-    )
-    response = await client.post(
-        f"/api/v3_0/sensors/{price}/data",
-        json={"start": DAY, "duration": "PT24H", "unit": "EUR/MWh", "values": PRICES},
-        headers=identity(world.member),
-    )
-    assert response.status == 200, await response.text()
-    return Site(asset["id"], power, price)
-
-
-def battery(site: Site, **extra: Any) -> dict[str, Any]:
-    """A trigger body for a 2 MWh / 1 MW battery starting empty."""
-    return {
-        "start": DAY,
-        "duration": "PT24H",
-        "flex-model": {
-            "soc-at-start": "0 MWh",
-            "soc-min": "0 MWh",
-            "soc-max": "2 MWh",
-            "power-capacity": "1 MW",
-            "roundtrip-efficiency": "100%",
-            **extra,
-        },
-        "flex-context": {"consumption-price": {"sensor": site.price}},
-    }
-
-
-async def trigger(
-    client: Client, user: int, sensor: int, body: dict[str, Any]
-) -> tuple[int, Any]:
-    response = await client.post(
-        f"/api/v3_0/sensors/{sensor}/schedules/trigger",
-        json=body,
-        headers=identity(user),
-    )
-    return response.status, await response.json()
-
-
-async def wait_for_job(client: Client, user: int, job: str) -> tuple[int, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        response = await client.get(f"/api/v3_0/jobs/{job}", headers=identity(user))
-        body = await response.json()
-        if response.status != 202 or time.monotonic() > deadline:
-            return response.status, body
-        await asyncio.sleep(0.1)
 
 
 async def test_schedule_charges_cheap_and_discharges_dear(
@@ -374,7 +284,7 @@ async def test_schedule_failed_job_reports_why(
 async def test_schedule_queue_down_is_503(
     aiohttp_client: ClientFactory, settings: Settings, world: World
 ) -> None:
-    from tests.conftest import free_port
+    from tests.helpers.net import free_port
 
     down = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = await aiohttp_client(create_app(down))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert
 
 from tenant_service import keys
 from tenant_service.app import create_app
@@ -19,100 +19,21 @@ from tenant_service.store.beliefs import ReadFilter, latest_values
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import (
     data_sources,
-    generic_asset_types,
-    generic_assets,
-    sensors,
     timed_beliefs,
 )
-from tests.tenant_service.conftest import Client, ClientFactory, World, identity
+from tests.tenant_service.conftest import (
+    HOUR,
+    QUARTER,
+    Client,
+    ClientFactory,
+    Sensors,
+    World,
+    count_beliefs,
+    identity,
+)
 
 DATA = "/api/v3_0/sensors/{}/data"
 START = "2026-01-01T00:00:00+00:00"
-QUARTER = 15 * 60 * 1000
-HOUR = 4 * QUARTER
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Sensors:
-    """Ids of the test sensors."""
-
-    power: int  # kW, PT15M, acme
-    price: int  # EUR/MWh, PT1H, acme
-    floored: int  # kW, PT15M, floor_datetimes_to_resolution
-    instant: int  # °C, instantaneous
-    foreign: int  # kW, PT15M, other account
-
-
-@pytest.fixture
-async def data_sensors(database_url: str, world: World) -> Sensors:
-    """An asset per account and sensors on them, inserted with SQL."""
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            type_id = (
-                await conn.execute(
-                    select(generic_asset_types.c.id).where(
-                        generic_asset_types.c.name == "battery"
-                    )
-                )
-            ).scalar()
-            if type_id is None:
-                type_id = (
-                    await conn.execute(
-                        insert(generic_asset_types)
-                        .values(name="battery")
-                        .returning(generic_asset_types.c.id)
-                    )
-                ).scalar_one()
-
-            async def asset(name: str, account: int) -> int:
-                return int(
-                    (
-                        await conn.execute(
-                            insert(generic_assets)
-                            .values(
-                                name=name,
-                                account_id=account,
-                                generic_asset_type_id=type_id,
-                            )
-                            .returning(generic_assets.c.id)
-                        )
-                    ).scalar_one()
-                )
-
-            async def sensor(
-                asset_id: int, name: str, unit: str, resolution: int, **attrs: Any
-            ) -> int:
-                return int(
-                    (
-                        await conn.execute(
-                            insert(sensors)
-                            .values(
-                                name=name,
-                                unit=unit,
-                                timezone="Europe/Amsterdam",
-                                event_resolution=resolution,
-                                attributes=json.dumps(attrs),
-                                generic_asset_id=asset_id,
-                            )
-                            .returning(sensors.c.id)
-                        )
-                    ).scalar_one()
-                )
-
-            mine = await asset("battery", world.acme)
-            theirs = await asset("battery", world.other)
-            return Sensors(
-                power=await sensor(mine, "power", "kW", QUARTER),
-                price=await sensor(mine, "price", "EUR/MWh", HOUR),
-                floored=await sensor(
-                    mine, "floored", "kW", QUARTER, floor_datetimes_to_resolution=True
-                ),
-                instant=await sensor(mine, "temperature", "°C", 0),
-                foreign=await sensor(theirs, "power", "kW", QUARTER),
-            )
-    finally:
-        await engine.dispose()
 
 
 def body(
@@ -149,19 +70,6 @@ async def get(client: Client, sensor: int, user: int, **params: str) -> tuple[in
         DATA.format(sensor), params=query, headers=identity(user)
     )
     return response.status, await response.json()
-
-
-async def count_beliefs(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            return int(
-                (
-                    await conn.execute(select(func.count()).select_from(timed_beliefs))
-                ).scalar_one()
-            )
-    finally:
-        await engine.dispose()
 
 
 PROCESSED = {"message": "Request has been processed.", "status": "PROCESSED"}

@@ -9,9 +9,14 @@ from sqlalchemy import insert, select
 
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import data_sources, timed_beliefs
-from tests.tenant_service.conftest import Client, World, identity
-from tests.tenant_service.test_assets import make_asset, make_sensor
-from tests.tenant_service.test_identity import FORBIDDEN
+from tests.tenant_service.conftest import (
+    FORBIDDEN,
+    Client,
+    World,
+    identity,
+    make_asset,
+    make_sensor,
+)
 
 SENSOR_KEYS = {
     "id",

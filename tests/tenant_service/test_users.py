@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tenant_service.conftest import Client, World, identity, now_ms
-from tests.tenant_service.test_identity import FORBIDDEN, UNAUTHORIZED
+from tests.tenant_service.conftest import (
+    FORBIDDEN,
+    UNAUTHORIZED,
+    Client,
+    World,
+    identity,
+    now_ms,
+)
 
 USER_KEYS = {
     "id",

@@ -27,8 +27,13 @@ from tenant_service.config import (
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import timed_beliefs
 from tenant_service.writes import WriteQueue
-from tests.tenant_service.conftest import Client, ClientFactory, World, identity
-from tests.tenant_service.test_assets import make_asset
+from tests.tenant_service.conftest import (
+    Client,
+    ClientFactory,
+    World,
+    identity,
+    make_asset,
+)
 
 START: Final = "2026-01-01T00:00:00+00:00"
 LIMIT: Final = DEFAULT_MAX_BELIEFS_PER_REQUEST

@@ -1,0 +1,1 @@
+"""Code the tests share: ports and waits, template databases, the e2e stack."""

@@ -1,0 +1,109 @@
+"""Schedules through a tenant_service test client: a priced battery site, triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests.helpers.wait import INTERVAL
+from tests.tenant_service.conftest import Client, World, identity, make_asset
+
+DAY = "2026-03-02T00:00:00+00:00"
+# Hourly prices: cheap at night, dear in the evening.
+PRICES = [10.0] * 6 + [50.0] * 11 + [90.0] * 4 + [50.0] * 3
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A battery asset's id with its power and price sensor ids."""
+
+    asset: int
+    power: int
+    price: int
+
+
+async def make_sensor(
+    client: Client,
+    user: int,
+    asset_id: int,
+    name: str,
+    *,
+    unit: str,
+    event_resolution: str = "PT15M",
+) -> int:
+    """POST a sensor; its id."""
+    body = {
+        "name": name,
+        "unit": unit,
+        "event_resolution": event_resolution,
+        "generic_asset_id": asset_id,
+    }
+    resp = await client.post("/api/v3_0/sensors", json=body, headers=identity(user))
+    assert resp.status == 201, await resp.text()
+    sensor_id: int = (await resp.json())["id"]
+    return sensor_id
+
+
+async def make_site(client: Client, world: World) -> Site:
+    """A battery asset with a MW power sensor and an hourly price sensor with data."""
+    asset = await make_asset(client, world.account_admin, name="Battery site")
+    power = await make_sensor(
+        client, world.account_admin, asset["id"], "power", unit="MW"
+    )
+    price = await make_sensor(
+        client,
+        world.account_admin,
+        asset["id"],
+        "price",
+        unit="EUR/MWh",
+        event_resolution="PT1H",
+    )
+    response = await client.post(
+        f"/api/v3_0/sensors/{price}/data",
+        json={"start": DAY, "duration": "PT24H", "unit": "EUR/MWh", "values": PRICES},
+        headers=identity(world.member),
+    )
+    assert response.status == 200, await response.text()
+    return Site(asset["id"], power, price)
+
+
+def battery(site: Site, **extra: Any) -> dict[str, Any]:
+    """A trigger body for a 2 MWh / 1 MW battery starting empty."""
+    return {
+        "start": DAY,
+        "duration": "PT24H",
+        "flex-model": {
+            "soc-at-start": "0 MWh",
+            "soc-min": "0 MWh",
+            "soc-max": "2 MWh",
+            "power-capacity": "1 MW",
+            "roundtrip-efficiency": "100%",
+            **extra,
+        },
+        "flex-context": {"consumption-price": {"sensor": site.price}},
+    }
+
+
+async def trigger(
+    client: Client, user: int, sensor: int, body: dict[str, Any]
+) -> tuple[int, Any]:
+    """POST a schedule trigger; the status and body."""
+    response = await client.post(
+        f"/api/v3_0/sensors/{sensor}/schedules/trigger",
+        json=body,
+        headers=identity(user),
+    )
+    return response.status, await response.json()
+
+
+async def wait_for_job(client: Client, user: int, job: str) -> tuple[int, Any]:
+    """Poll the job until it is no longer queued or running (30 s); status, body."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.get(f"/api/v3_0/jobs/{job}", headers=identity(user))
+        body = await response.json()
+        if response.status != 202 or time.monotonic() > deadline:
+            return response.status, body
+        await asyncio.sleep(INTERVAL)
