@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_GRACE: Final = 10  # seconds past the job timeout before a job is abandoned
 MAINTENANCE_INTERVAL: Final = 15  # seconds between abandoned-job sweeps
+# Longest wait on an empty queue. A SIGTERM sent to the process may be taken by
+# any of its threads (RQ's pub/sub listener, a database driver's); Python runs the
+# handler only when the main thread next runs Python code, so a stop waits for
+# the main thread's BLPOP to end. One idle BLPOP per 2 s is nothing to Redis.
+DEQUEUE_WAIT: Final = 2
 
 
 class ScheduleWorker(SimpleWorker):
@@ -55,13 +60,13 @@ class ScheduleWorker(SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        """Wake from an empty queue at least once per maintenance interval.
+        """Wake from an empty queue every DEQUEUE_WAIT seconds.
 
-        RQ waits on an empty queue for its worker TTL less 15 s (405 s) and sweeps
-        abandoned jobs only between waits: an idle worker would retry a dead
-        worker's job minutes late.
+        RQ waits on an empty queue for its worker TTL less 15 s (405 s), sweeps
+        abandoned jobs only between waits (an idle worker would retry a dead
+        worker's job minutes late) and runs a stop request only once the wait ends.
         """
-        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+        return max(1, min(super().dequeue_timeout, DEQUEUE_WAIT))
 
     def teardown(self) -> None:
         """Drop idle pooled connections, then unregister as RQ does.

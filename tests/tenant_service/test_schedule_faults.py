@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import os
+import platform
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 import pytest
@@ -34,6 +37,7 @@ from tests.helpers.schedules import (
     trigger,
     wait_for_job,
 )
+from tests.helpers.wait import until
 from tests.tenant_service.conftest import (
     SECRET,
     TENANT,
@@ -274,3 +278,34 @@ def test_worker_stop_does_not_wait_for_a_pending_blocking_pop(
     finally:
         jobs.connect(fault_settings).lpush(never, "free")  # free a stuck pop
         pool.disconnect()
+
+
+TGKILL: Final = {"x86_64": 234, "aarch64": 131}  # syscall numbers
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.machine() not in TGKILL,
+    reason="directs a signal at one thread with Linux's tgkill",
+)
+async def test_idle_worker_stops_at_once_when_another_thread_gets_the_sigterm(
+    fault_settings: Settings, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    """A process-wide SIGTERM may land on any thread (RQ's pub/sub listener, a
+    database driver's); Python runs the handler only once the main thread runs
+    again, so a worker waiting on an empty queue must not wait long."""
+    proc = start_worker(workers, fault_settings)
+    tasks = Path(f"/proc/{proc.pid}/task")
+
+    def others() -> list[int]:
+        return [int(t.name) for t in tasks.iterdir() if int(t.name) != proc.pid]
+
+    await until(lambda: bool(others()), 20, "the worker's pub/sub thread")
+    await asyncio.sleep(1.0)  # its main thread now waits on the empty queue
+    libc = ctypes.CDLL(None, use_errno=True)
+    tid = others()[0]
+    assert libc.syscall(TGKILL[platform.machine()], proc.pid, tid, signal.SIGTERM) == 0
+    started = time.monotonic()
+    code = await asyncio.to_thread(proc.wait, 10)
+    took = time.monotonic() - started
+    assert code == 0
+    assert took < 5, f"stopped {took:.1f} s after the SIGTERM"
