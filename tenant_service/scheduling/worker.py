@@ -79,6 +79,22 @@ class ScheduleWorker(SimpleWorker):
         self.connection.connection_pool.disconnect(inuse_connections=False)
         super().teardown()  # type: ignore[no-untyped-call]  # RQ is untyped here
 
+    def unsubscribe(self) -> None:
+        """Leave the command channel without waiting up to a minute for its thread.
+
+        RQ unsubscribes, then calls the listener thread's stop(), which in redis-py
+        8 joins the thread without a bound; a thread already back in get_message
+        waits there up to RQ's 60 s sleep_time (seen in CI: stops over 10 s).
+        Clear its running flag first, then wait for it at most one second.
+        """
+        thread = self.pubsub_thread
+        if thread is None or self.pubsub is None:
+            return
+        thread.stop(timeout=0)  # only clears its running flag
+        self.pubsub.unsubscribe()  # the answer wakes a thread reading the socket
+        thread.join(timeout=1)
+        self.pubsub.close()
+
 
 def make_worker(settings: Settings) -> ScheduleWorker:
     """A worker on the tenant's queue (a Redis URL or sentinels must be set)."""

@@ -309,3 +309,33 @@ async def test_idle_worker_stops_at_once_when_another_thread_gets_the_sigterm(
     took = time.monotonic() - started
     assert code == 0
     assert took < 5, f"stopped {took:.1f} s after the SIGTERM"
+
+
+def test_worker_stop_does_not_wait_for_its_command_listener(
+    fault_settings: Settings,
+) -> None:
+    """RQ's command listener back in get_message after an unsubscribe would hold
+    a stop for its 60 s wait."""
+    worker = make_worker(fault_settings)
+    try:
+        worker.register_birth()  # type: ignore[no-untyped-call]  # RQ untyped
+        worker.subscribe()  # type: ignore[no-untyped-call]
+        pubsub = worker.pubsub
+        assert pubsub is not None
+        deadline = time.monotonic() + 5
+        while not pubsub.subscribed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pubsub.unsubscribe()  # type: ignore[no-untyped-call]  # redis-py untyped
+        while pubsub.subscribed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # the listener is back in get_message, waiting
+        done = threading.Event()
+
+        def stop() -> None:
+            worker.teardown()
+            done.set()
+
+        threading.Thread(target=stop, daemon=True).start()
+        assert done.wait(5), "the worker's stop waited for its command listener"
+    finally:
+        worker.connection.connection_pool.disconnect()
