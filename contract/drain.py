@@ -24,6 +24,11 @@ from aiohttp.typedefs import Handler, Middleware
 # keep-alive connection just as the drain ended (the runners' shutdown_timeout).
 LATE_GRACE_S: Final = 1.0
 SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+# Connections the kernel queues for accept(). aiohttp's default of 128 is below
+# what one gateway process may open to a replica at once (256 by default): in a
+# login burst a backend busy hashing passwords dropped SYNs past it, and the
+# gateway's 1-3 s connect deadline turned the SYN retransmit into 502s.
+LISTEN_BACKLOG: Final = 2048
 
 
 class Drain:
@@ -99,7 +104,13 @@ async def serve(
     )
     await serving.setup()
     try:
-        site = web.TCPSite(serving, host, port, reuse_port=reuse_port or None)
+        site = web.TCPSite(
+            serving,
+            host,
+            port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=reuse_port or None,
+        )
         await site.start()
         logger.info("%s listening on http://%s:%d", name, host, port)
         for signum in SIGNALS:
