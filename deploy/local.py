@@ -574,7 +574,7 @@ class Stack:
         # Workers of removed or changed tenants, finishing their job in the
         # background: a warm RQ shutdown may take its grace, and following
         # tenants.yaml edits must not wait for it.
-        self.retiring: dict[str, Child] = {}
+        self.retiring: list[tuple[str, Child]] = []  # (tenant, worker)
         self.provisioned: dict[str, bool] = {}
         self.logins: list[str] = []
 
@@ -734,9 +734,8 @@ class Stack:
             _spec, child = self.workers.pop(tenant)
             logger.info("stopping the scheduling worker of %s", tenant)
             child.begin_stop()
-            self.retiring[f"{tenant}:{id(child)}"] = child
-        for key in [k for k, c in self.retiring.items() if not c.running]:
-            del self.retiring[key]
+            self.retiring.append((tenant, child))
+        self.retiring = [(t, c) for t, c in self.retiring if c.running]
         for tenant, spec in per_tenant.items():
             if tenant not in self.workers and tenant in self.provisioned:
                 child_spec = dataclasses.replace(
@@ -898,7 +897,7 @@ class Stack:
             deadline = time.monotonic() + self.tenant_grace + STOP_MARGIN_S
             await asyncio.gather(
                 *(child.stop(deadline) for _spec, child in children),
-                *(_stop_by(child, deadline) for child in self.retiring.values()),
+                *(_stop_by(child, deadline) for _tenant, child in self.retiring),
             )
             self.backends.clear()
             self.workers.clear()
@@ -919,7 +918,7 @@ class Stack:
                 found.append((None, child))
         found += [(None, child) for _spec, child in self.backends.values()]
         found += [(tenant, child) for tenant, (_s, child) in self.workers.items()]
-        found += [(key.split(":")[0], child) for key, child in self.retiring.items()]
+        found += self.retiring
         return [(t, c) for t, c in found if c.running and c.stopping]
 
     async def _report_waiting(self) -> None:
