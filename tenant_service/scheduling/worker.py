@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
-from typing import Final
+from types import FrameType
+from typing import Any, Final
 
 from rq import Queue, SimpleWorker
 from rq.job import Job
@@ -67,6 +69,23 @@ class ScheduleWorker(SimpleWorker):
         worker's job minutes late) and runs a stop request only once the wait ends.
         """
         return max(1, min(super().dequeue_timeout, DEQUEUE_WAIT))
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        """Take stop signals before RQ's bootstrap starts its listener thread.
+
+        RQ installs its handlers only after bootstrap, whose subscribe() starts
+        the pub/sub thread: a SIGTERM meanwhile (a stop during start, taken by
+        that thread) met the default action and killed the worker registered
+        but not unregistered (seen in CI: exit -15). Until RQ's handlers take
+        over, a stop only sets the flag the work loop checks before its first pop.
+        """
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop_at_first_turn)
+        super().bootstrap(*args, **kwargs)
+
+    def _stop_at_first_turn(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self._stop_requested = True
 
     def teardown(self) -> None:
         """Drop idle pooled connections, then unregister as RQ does.
@@ -116,9 +135,16 @@ def make_worker(settings: Settings) -> ScheduleWorker:
     )
 
 
+def _exit_before_work(signum: int, frame: FrameType | None) -> None:
+    del frame
+    raise SystemExit(0 if signum == signal.SIGTERM else 130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a worker until SIGTERM/SIGINT (RQ finishes the job at hand first)."""
     del argv
+    for signum in (signal.SIGTERM, signal.SIGINT):  # nothing to undo yet
+        signal.signal(signum, _exit_before_work)
     setup_logging()
     try:
         settings = load_settings(os.environ)

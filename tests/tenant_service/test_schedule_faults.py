@@ -169,6 +169,16 @@ def job_and_worker_counts(
         connection.close()
 
 
+def worker_states(settings: Settings) -> list[str]:
+    """The state each worker of the tenant's queue last registered."""
+    connection = jobs.connect(settings)
+    try:
+        queue = jobs.queue(connection, settings)
+        return [worker.get_state() for worker in Worker.all(queue=queue)]
+    finally:
+        connection.close()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_worker_killed_mid_job_does_not_lose_the_job(
@@ -300,7 +310,13 @@ async def test_idle_worker_stops_at_once_when_another_thread_gets_the_sigterm(
         return [int(t.name) for t in tasks.iterdir() if int(t.name) != proc.pid]
 
     await until(lambda: bool(others()), 20, "the worker's pub/sub thread")
-    await asyncio.sleep(1.0)  # its main thread now waits on the empty queue
+
+    def idle() -> bool:
+        return worker_states(fault_settings) == ["idle"]
+
+    # idle: its main thread waits on the empty queue, RQ's handlers installed
+    await until(lambda: asyncio.to_thread(idle), 20, "the worker waiting for jobs")
+    await asyncio.sleep(0.2)
     libc = ctypes.CDLL(None, use_errno=True)
     tid = others()[0]
     assert libc.syscall(TGKILL[platform.machine()], proc.pid, tid, signal.SIGTERM) == 0
