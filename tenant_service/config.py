@@ -30,6 +30,11 @@ DEFAULT_PLANNING_TTL: Final = 7 * 24 * 3600
 # a year of 15-minute data is 35,040. On SQLite a write of this many rows holds
 # the tenant's single writer for about 0.2 s.
 DEFAULT_MAX_BELIEFS_PER_REQUEST: Final = 100_000
+# A worker killed mid-job leaves it "started": its heartbeat lapses this many
+# seconds past the job timeout, and the next sweep for abandoned jobs (by any
+# worker of the queue, idle or not, every DEFAULT_JOB_SWEEP_INTERVAL) retries it.
+DEFAULT_JOB_HEARTBEAT_GRACE: Final = 10
+DEFAULT_JOB_SWEEP_INTERVAL: Final = 15
 DEFAULT_TRIGGER_LIMIT: Final = 10
 DEFAULT_TRIGGER_PERIOD: Final = 300
 DEFAULT_SHUTDOWN_GRACE: Final = 15
@@ -68,6 +73,8 @@ class Settings:
     job_timeout: int = DEFAULT_JOB_TIMEOUT
     job_cache_ttl: int = DEFAULT_JOB_CACHE_TTL
     planning_ttl: int = DEFAULT_PLANNING_TTL
+    job_heartbeat_grace: int = DEFAULT_JOB_HEARTBEAT_GRACE
+    job_sweep_interval: int = DEFAULT_JOB_SWEEP_INTERVAL
     trigger_limit: int = DEFAULT_TRIGGER_LIMIT  # accepted triggers per account...
     trigger_period: int = DEFAULT_TRIGGER_PERIOD  # ...per this many seconds; 0 = off
     # Answer a pending schedule 202 {"status": "QUEUED"...} instead of FlexMeasures'
@@ -185,6 +192,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     job_timeout = env.integer("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT)
     job_cache_ttl = env.integer("JOB_CACHE_TTL", DEFAULT_JOB_CACHE_TTL)
     planning_ttl = env.integer("PLANNING_TTL", DEFAULT_PLANNING_TTL)
+    heartbeat_grace = env.integer(
+        "JOB_HEARTBEAT_GRACE", DEFAULT_JOB_HEARTBEAT_GRACE, minimum=1
+    )
+    sweep_interval = env.integer(
+        "JOB_SWEEP_INTERVAL", DEFAULT_JOB_SWEEP_INTERVAL, minimum=1
+    )
     trigger_limit = env.integer("TRIGGER_LIMIT", DEFAULT_TRIGGER_LIMIT)
     trigger_period = env.integer("TRIGGER_PERIOD", DEFAULT_TRIGGER_PERIOD, minimum=0)
     pending_schedule_accepted = env.flag("PENDING_SCHEDULE_ACCEPTED")
@@ -218,6 +231,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         job_timeout=job_timeout,
         job_cache_ttl=job_cache_ttl,
         planning_ttl=planning_ttl,
+        job_heartbeat_grace=heartbeat_grace,
+        job_sweep_interval=sweep_interval,
         trigger_limit=trigger_limit,
         trigger_period=trigger_period,
         pending_schedule_accepted=pending_schedule_accepted,

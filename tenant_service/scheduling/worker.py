@@ -9,9 +9,9 @@ one database engine for its life (`job.RUNTIME`), so a job pays no process start
 database connection.
 
 A worker killed mid-job leaves the job "started"; its heartbeat lapses after the job
-timeout plus HEARTBEAT_GRACE, and the next maintenance sweep of any worker of the
-queue (every MAINTENANCE_INTERVAL, idle or not) retries it: with an 8 s job timeout
-a killed job finished about 32 s after the kill (tests/.../test_schedule_faults.py).
+timeout plus `TENANT_JOB_HEARTBEAT_GRACE` (10 s), and the next sweep of any worker of
+the queue (every `TENANT_JOB_SWEEP_INTERVAL`, 15 s, idle or not) retries it: with an
+8 s job timeout and the defaults a killed job finishes about 32 s after the kill.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ from tenant_service.store.db import create_engine
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_GRACE: Final = 10  # seconds past the job timeout before a job is abandoned
-MAINTENANCE_INTERVAL: Final = 15  # seconds between abandoned-job sweeps
 # Longest wait on an empty queue. A SIGTERM sent to the process may be taken by
 # any of its threads (RQ's pub/sub listener, a database driver's); Python runs the
 # handler only when the main thread next runs Python code, so a stop waits for
@@ -55,10 +53,14 @@ DEQUEUE_WAIT: Final = 2
 class ScheduleWorker(SimpleWorker):
     """A SimpleWorker whose started jobs are abandoned soon after their timeout."""
 
+    def __init__(self, *args: Any, heartbeat_grace: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat_grace = heartbeat_grace
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """The job timeout plus a short grace (RQ adds a minute)."""
         timeout = job.timeout if job.timeout and job.timeout > 0 else 180
-        return int(timeout) + HEARTBEAT_GRACE
+        return int(timeout) + self.heartbeat_grace
 
     @property
     def dequeue_timeout(self) -> int:
@@ -131,7 +133,8 @@ def make_worker(settings: Settings) -> ScheduleWorker:
         connection=connection,
         serializer=JSONSerializer,
         name=f"{settings.queue_name}:{uuid.uuid4().hex[:12]}",
-        maintenance_interval=MAINTENANCE_INTERVAL,
+        maintenance_interval=settings.job_sweep_interval,
+        heartbeat_grace=settings.job_heartbeat_grace,
     )
 
 

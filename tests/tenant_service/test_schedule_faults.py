@@ -18,15 +18,13 @@ from typing import Final
 
 import pytest
 from rq import Worker
+from rq.job import Job
 
+from contract.config import ConfigError
 from tenant_service.app import create_app
-from tenant_service.config import Settings
+from tenant_service.config import Settings, load_settings
 from tenant_service.scheduling import jobs
-from tenant_service.scheduling.worker import (
-    HEARTBEAT_GRACE,
-    MAINTENANCE_INTERVAL,
-    make_worker,
-)
+from tenant_service.scheduling.worker import make_worker
 from tests.helpers.schedules import (
     DAY,
     PRICES,
@@ -53,9 +51,14 @@ JOB_TIMEOUT: Final = 8
 # Six batteries over the longest window: a job that stays STARTED for about a second.
 BATTERIES: Final = 6
 STEPS: Final = 2520
+# An abandoned job's heartbeat lapses this long past the job timeout, and workers
+# sweep for such jobs this often (shorter than the defaults, 10 s and 15 s, which
+# would make a test of recovery wait half a minute).
+HEARTBEAT_GRACE: Final = 2
+SWEEP_INTERVAL: Final = 3
 # The worst case: the heartbeat lapses (timeout + grace after the job started), the
-# next maintenance run retries the job, a worker runs it; plus slack for starting.
-RECOVERY_BOUND: Final = JOB_TIMEOUT + HEARTBEAT_GRACE + MAINTENANCE_INTERVAL + 15
+# next sweep retries the job, a worker runs it; plus slack for starting.
+RECOVERY_BOUND: Final = JOB_TIMEOUT + HEARTBEAT_GRACE + SWEEP_INTERVAL + 15
 
 
 @pytest.fixture
@@ -66,6 +69,8 @@ def fault_settings(settings: Settings, redis_url: str, redis_prefix: str) -> Set
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         job_timeout=JOB_TIMEOUT,
+        job_heartbeat_grace=HEARTBEAT_GRACE,
+        job_sweep_interval=SWEEP_INTERVAL,
         trigger_period=0,
     )
 
@@ -98,6 +103,8 @@ def start_worker(
         "TENANT_REDIS_URL": settings.redis_url or "",
         "TENANT_REDIS_PREFIX": settings.redis_prefix,
         "TENANT_JOB_TIMEOUT": str(settings.job_timeout),
+        "TENANT_JOB_HEARTBEAT_GRACE": str(settings.job_heartbeat_grace),
+        "TENANT_JOB_SWEEP_INTERVAL": str(settings.job_sweep_interval),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
@@ -355,3 +362,32 @@ def test_worker_stop_does_not_wait_for_its_command_listener(
         assert done.wait(5), "the worker's stop waited for its command listener"
     finally:
         worker.connection.connection_pool.disconnect()
+
+
+def test_abandoned_job_settings() -> None:
+    base = {"TENANT_NAME": TENANT, "TENANT_SECRET": SECRET}
+    defaults = load_settings(base)
+    assert (defaults.job_heartbeat_grace, defaults.job_sweep_interval) == (10, 15)
+    given = load_settings(
+        {**base, "TENANT_JOB_HEARTBEAT_GRACE": "2", "TENANT_JOB_SWEEP_INTERVAL": "3"}
+    )
+    assert (given.job_heartbeat_grace, given.job_sweep_interval) == (2, 3)
+    for name, value in (
+        ("JOB_HEARTBEAT_GRACE", "0"),
+        ("JOB_HEARTBEAT_GRACE", "soon"),
+        ("JOB_SWEEP_INTERVAL", "0"),
+        ("JOB_SWEEP_INTERVAL", "1.5"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_settings({**base, f"TENANT_{name}": value})
+        assert any(p.startswith(f"TENANT_{name}:") for p in err.value.problems), value
+
+
+def test_a_worker_takes_its_abandoned_job_settings(fault_settings: Settings) -> None:
+    worker = make_worker(fault_settings)
+    try:
+        assert worker.maintenance_interval == SWEEP_INTERVAL
+        job = Job.create(print, connection=worker.connection, timeout=JOB_TIMEOUT)
+        assert worker.get_heartbeat_ttl(job) == JOB_TIMEOUT + HEARTBEAT_GRACE
+    finally:
+        worker.connection.close()
