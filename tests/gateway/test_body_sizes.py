@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from aiohttp import web
@@ -28,8 +28,9 @@ from tenant_service.config import Settings as BackendSettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
-from tenant_service.store.db import create_engine, migrate
+from tenant_service.store.db import create_engine
 from tests.gateway.conftest import tenants_text, write_secret
+from tests.helpers.databases import Template, Templates
 
 Client = TestClient[web.Request, web.Application]
 HOST = {"Host": "company.localhost"}
@@ -50,7 +51,7 @@ class Company:
 
 
 async def _seed(url: str) -> None:
-    await migrate(url)
+    """Company's account-admin, in a migrated DB."""
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -67,7 +68,11 @@ async def _seed(url: str) -> None:
         await engine.dispose()
 
 
+COMPANY: Final = Template("body-sizes-company", _seed)
+
+
 async def _start(
+    templates: Templates,
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
     sqlite_database_url: str,
@@ -76,7 +81,7 @@ async def _start(
     tmp_path: Path,
     tenant: dict[str, Any],
 ) -> Company:
-    await _seed(sqlite_database_url)
+    await templates.copy_sqlite(COMPANY, sqlite_database_url)
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     secret = write_secret(secrets_dir, "company")
@@ -145,12 +150,14 @@ async def company(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
     sqlite_database_url: str,
+    templates: Templates,
     redis_url: str,
     redis_prefix: str,
     tmp_path: Path,
 ) -> Company:
     """The defaults: tenant limit 16 MiB, the backend's data limit 3,250,585 bytes."""
     return await _start(
+        templates,
         aiohttp_server,
         aiohttp_client,
         sqlite_database_url,
@@ -166,12 +173,14 @@ async def small_tenant(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
     sqlite_database_url: str,
+    templates: Templates,
     redis_url: str,
     redis_prefix: str,
     tmp_path: Path,
 ) -> Company:
     """A tenant whose max_body_bytes (2 MiB) is below the backend's data limit."""
     return await _start(
+        templates,
         aiohttp_server,
         aiohttp_client,
         sqlite_database_url,

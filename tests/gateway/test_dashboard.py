@@ -11,7 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from aiohttp import web
@@ -34,9 +34,10 @@ from tenant_service.app import create_app as create_backend
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
-from tenant_service.store.db import create_engine, migrate
+from tenant_service.store.db import create_engine
 from tenant_service.timing import format_duration
 from tests.gateway.conftest import tenants_text, write_secret
+from tests.helpers.databases import Template, Templates
 from tests.helpers.net import free_port
 
 Client = TestClient[web.Request, web.Application]
@@ -67,7 +68,7 @@ class Dash:
 
 
 async def seed_users(url: str) -> tuple[User, User]:
-    await migrate(url)
+    """Company's account-admin and one of another account, in a migrated DB."""
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -98,6 +99,7 @@ async def seed_users(url: str) -> tuple[User, User]:
 
 
 DashFactory = Callable[..., Awaitable[Dash]]
+USERS: Final = Template("dashboard-users", seed_users)
 
 
 @pytest.fixture
@@ -105,6 +107,7 @@ async def make_dash(
     aiohttp_server: Callable[..., Awaitable[TestServer]],
     aiohttp_client: Callable[..., Awaitable[Client]],
     sqlite_database_url: str,
+    templates: Templates,
     redis_url: str,
     redis_prefix: str,
     tmp_path: Path,
@@ -114,7 +117,7 @@ async def make_dash(
     async def factory(rate_limits: dict[str, str] | None = None) -> Dash:
         secrets_dir = tmp_path / "secrets"
         secrets_dir.mkdir()
-        admin, outsider = await seed_users(sqlite_database_url)
+        admin, outsider = await templates.copy_sqlite(USERS, sqlite_database_url)
         secret = write_secret(secrets_dir, "company")
         write_secret(secrets_dir, "acme")
         server = await aiohttp_server(

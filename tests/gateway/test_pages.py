@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from tenant_service.config import Settings as BackendSettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
-from tenant_service.store.db import create_engine, migrate
+from tenant_service.store.db import create_engine
 from tests.gateway.conftest import tenants_text, write_secret
+from tests.helpers.databases import Template, Templates
 from tests.helpers.net import free_port
 
 Server = Callable[..., Awaitable[TestServer]]
@@ -59,7 +61,6 @@ def password_hash() -> str:
 
 async def seed(url: str, tenant: str, password_hash: str) -> tuple[int, int, int]:
     """An account with an admin (an HTML name), a member and an inactive user."""
-    await migrate(url)
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -92,6 +93,18 @@ async def seed(url: str, tenant: str, password_hash: str) -> tuple[int, int, int
 
 
 SiteFactory = Callable[..., Awaitable[Site]]
+Ids = tuple[int, int, int]
+
+
+@pytest.fixture(scope="module")
+def site_templates(password_hash: str) -> dict[str, Template[Ids]]:
+    """Each tenant's database: migrated and seeded once per process, then copied."""
+    return {
+        tenant: Template(
+            f"pages-{tenant}", partial(seed, tenant=tenant, password_hash=password_hash)
+        )
+        for tenant in ("company", "acme")
+    }
 
 
 @pytest.fixture
@@ -100,19 +113,22 @@ def make_site(
     aiohttp_server: Server,
     secrets_dir: Path,
     tmp_path: Path,
-    password_hash: str,
+    templates: Templates,
+    site_templates: dict[str, Template[Ids]],
     redis_url: str,
     redis_prefix: str,
 ) -> SiteFactory:
     """Company and acme on real backends (SQLite); gateway settings as given."""
     urls: dict[str, str] = {}
-    seeded: dict[str, tuple[int, int, int]] = {}
+    seeded: dict[str, Ids] = {}
 
     async def factory(**overrides: Any) -> Site:
         if not urls:
             for tenant in ("company", "acme"):
                 database = f"sqlite+aiosqlite:///{tmp_path / tenant}.sqlite3"
-                seeded[tenant] = await seed(database, tenant, password_hash)
+                seeded[tenant] = await templates.copy_sqlite(
+                    site_templates[tenant], database
+                )
                 server = await aiohttp_server(
                     create_backend(
                         BackendSettings(
