@@ -23,6 +23,30 @@ HERE: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = HERE / "static"
 
 
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept in memory and shared by the process's apps.
+
+    Each app has its own Jinja environment (aiohttp-jinja2); without this each one
+    compiled every template again (about 10 ms per app). Jinja keys a template's
+    entry by its name and checks the source's checksum, so an edited template is
+    compiled anew.
+    """
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED: Final = CompiledTemplates()
+
+
 def render(
     request: web.Request,
     template: str,
@@ -80,6 +104,7 @@ def setup_pages(app: web.Application, routes: list[web.RouteTableDef]) -> None:
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        bytecode_cache=COMPILED,
     )
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     for table in routes:
