@@ -172,3 +172,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     name = "sqlite_database_url" if request.param == "sqlite" else "pg_database_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (faults, abuse, browsers, whole stacks) first, the rest after.
+
+    Most slow tests spend their time waiting on processes and timers: started
+    first, they overlap with each other and with the quick tests, instead of one
+    of them running alone at the end while the other xdist workers idle. The
+    order is the same in every worker, as xdist requires.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -168,6 +168,11 @@ def statuses(responses: list[ClientResponse]) -> dict[int, int]:
     return found
 
 
+async def errors(responses: list[ClientResponse]) -> list[str]:
+    """The bodies of the 5xx answers (read only when an assertion failed)."""
+    return [await r.text() for r in responses if r.status >= 500]
+
+
 def login_failures(client: Client, reason: str) -> float:
     text = client.app[keys.METRICS].exposition().decode()
     name = "flexhost_gateway_login_failures_total"
@@ -199,7 +204,7 @@ async def test_login_throttle_lets_exactly_5_of_60_wrong_passwords_reach_the_bac
         held=5,
     )
     assert backend.asked == 5
-    assert statuses(answers) == {401: 5, 429: 55}
+    assert statuses(answers) == {401: 5, 429: 55}, await errors(answers)
     # Refused while the 5 were in flight (no failure yet): try again in a second.
     for answer in answers:
         if answer.status == 429:
@@ -235,7 +240,7 @@ async def test_login_throttle_per_address_across_many_emails(
         held=20,
     )
     assert backend.asked == 20
-    assert statuses(answers) == {401: 20, 429: 40}
+    assert statuses(answers) == {401: 20, 429: 40}, await errors(answers)
     for answer in answers:
         if answer.status == 429:
             assert answer.headers["Retry-After"] == "1"
@@ -263,7 +268,7 @@ async def test_correct_logins_at_once_from_one_address_count_no_failure(
         [request_token(client, f"user{n}@company.test") for n in range(30)],
         held=20,
     )
-    assert statuses(answers) == {200: 20, 429: 10}
+    assert statuses(answers) == {200: 20, 429: 10}, await errors(answers)
     assert {a.headers["Retry-After"] for a in answers if a.status == 429} == {"1"}
     # Nothing failed: no counter is left, and the ten get in now.
     assert await failures(redis, redis_prefix) == {}
@@ -285,7 +290,7 @@ async def test_login_throttle_is_shared_by_two_gateways(
     ]
     answers = await burst(backend, sends, held=5)
     assert backend.asked == 5
-    assert statuses(answers) == {401: 5, 429: 55}
+    assert statuses(answers) == {401: 5, 429: 55}, await errors(answers)
 
 
 async def test_login_throttle_below_the_limit_and_at_it(
@@ -387,7 +392,7 @@ async def test_checks_in_flight_per_email(
         held=2,
     )
     assert backend.asked == 2
-    assert statuses(answers) == {200: 2, 429: 8}
+    assert statuses(answers) == {200: 2, 429: 8}, await errors(answers)
     refused = next(answer for answer in answers if answer.status == 429)
     assert refused.headers["Retry-After"] == "1"
     assert await refused.json() == {
@@ -406,7 +411,7 @@ async def test_checks_in_flight_per_email(
         ],
         held=3,
     )
-    assert statuses(answers) == {200: 3}
+    assert statuses(answers) == {200: 3}, await errors(answers)
 
 
 async def test_checks_in_flight_of_a_dead_gateway_end_at_their_deadline(
@@ -442,7 +447,7 @@ async def test_tokens_per_user_are_limited_before_the_password_check(
         [request_token(client, "user9@company.test") for _ in range(10)],
         held=3,
     )
-    assert statuses(answers) == {200: 3, 429: 7}
+    assert statuses(answers) == {200: 3, 429: 7}, await errors(answers)
     assert backend.asked == 4
     refused = next(answer for answer in answers if answer.status == 429)
     assert 3590 <= int(refused.headers["Retry-After"]) <= 3600
