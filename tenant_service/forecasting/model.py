@@ -1,0 +1,286 @@
+"""Point forecasts of one sensor's series: boosted trees plus a residual correction.
+
+Two stages, both trained afresh on every call (no model is stored):
+
+1. *Profile*: LightGBM on what is known for every step in advance: calendar
+   features (hour of day, fractional at sub-hourly resolutions; day of week) and the
+   future regressors at that step (e.g. the weather forecast). It learns the
+   daily/weekly shape and the response to the regressors, independent of the
+   forecast origin. Huber loss, so a few outliers in the history do not drag it.
+2. *Level*: the profile's residuals are autocorrelated (weather the model does not
+   see, a trend, slow drifts). For every horizon h = 1..H one linear model maps what
+   is known at an origin (the last residual, the mean residual over the last 6 h,
+   24 h and week, and the past regressors' recent departures from their means) to
+   the residual h steps later. All horizons are one least-squares solve with H
+   right-hand sides, so this "direct" multi-horizon correction costs almost nothing,
+   unlike one tree model per horizon.
+
+The forecast is profile + level. Everything is deterministic (fixed seeds, one
+thread). This module imports nothing from aiohttp or the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float64]
+
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 24 * HOUR_MS
+WEEK_MS: Final = 7 * DAY_MS
+# 1970-01-01 was a Thursday; with Monday = 0 that is day 3.
+_EPOCH_WEEKDAY: Final = 3
+DEFAULT_TRAIN_PERIOD_MS: Final = 83 * DAY_MS
+MIN_HISTORY_MS: Final = 2 * DAY_MS  # FlexMeasures' smallest train-period
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A regular series: value i is for the event from start_ms + i * resolution_ms."""
+
+    start_ms: int  # UTC epoch ms of the first value's event start
+    resolution_ms: int  # > 0
+    values: Array  # float64, NaN where unknown
+
+
+class ForecastError(Exception):
+    """The forecast cannot be made; the message is meant for the API user."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastConfig:
+    """How to train; the defaults are chosen on the benchmark (bench/forecast.py)."""
+
+    # History to train on, up to the forecast start. None: DEFAULT_TRAIN_PERIOD_MS.
+    train_period_ms: int | None = None
+    # Horizons beyond this reuse this horizon's level correction. None: all steps.
+    max_forecast_horizon_ms: int | None = None
+    n_estimators: int = 150
+    learning_rate: float = 0.08
+    num_leaves: int = 15
+    min_data_in_leaf: int = 10
+    seed: int = 42
+
+
+def _fmt_duration(ms: int) -> str:
+    hours = ms / HOUR_MS
+    if hours >= 48 and hours % 24 == 0:
+        return f"{int(hours // 24)} days"
+    if hours == int(hours):
+        return f"{int(hours)} hour{'s' if hours != 1 else ''}"
+    return f"{ms / 60_000:g} minutes"
+
+
+def _align(reg: Series, grid_start_ms: int, res_ms: int, n: int, what: str) -> Array:
+    """The regressor on the target grid [grid_start_ms, + n * res_ms), NaN if unknown.
+
+    Finer regressors are averaged over each target step (ignoring NaN), coarser ones are
+    forward-filled (each target step takes the value of the regressor step it falls in).
+    """
+    r = reg.resolution_ms
+    if r <= 0:
+        raise ForecastError(f"{what} has a resolution of {r} ms; it must be positive.")
+    vals = np.asarray(reg.values, dtype=np.float64)
+    out = np.full(n, np.nan)
+    if res_ms % r == 0:  # same or finer: mean of `k` regressor values per target step
+        k = res_ms // r
+        offset = grid_start_ms - reg.start_ms
+        if offset % r:
+            raise ForecastError(
+                f"{what} (resolution {_fmt_duration(r)}) is not aligned with the "
+                "target's steps."
+            )
+        first = offset // r  # regressor index of the grid's first value
+        idx = first + np.arange(n * k)
+        ok = (idx >= 0) & (idx < len(vals))
+        fine = np.full(n * k, np.nan)
+        fine[ok] = vals[idx[ok]]
+        blocks = fine.reshape(n, k)
+        counts = np.sum(~np.isnan(blocks), axis=1)
+        sums = np.nansum(blocks, axis=1)
+        has = counts > 0
+        out[has] = sums[has] / counts[has]
+        return out
+    if r % res_ms == 0:  # coarser: forward-fill
+        if (reg.start_ms - grid_start_ms) % res_ms:
+            raise ForecastError(
+                f"{what} (resolution {_fmt_duration(r)}) is not aligned with the "
+                "target's steps."
+            )
+        t = grid_start_ms + np.arange(n, dtype=np.int64) * res_ms
+        idx = (t - reg.start_ms) // r
+        ok = (idx >= 0) & (idx < len(vals))
+        out[ok] = vals[idx[ok]]
+        return out
+    raise ForecastError(
+        f"{what} has a resolution of {_fmt_duration(r)}, which cannot be aligned "
+        f"with the target's {_fmt_duration(res_ms)} "
+        "(one must be a multiple of the other)."
+    )
+
+
+def _calendar(t_ms: npt.NDArray[np.int64]) -> tuple[Array, Array]:
+    """(hour of day, fractional; day of week, Monday = 0), in UTC."""
+    hod = (t_ms % DAY_MS) / HOUR_MS
+    dow = ((t_ms // DAY_MS + _EPOCH_WEEKDAY) % 7).astype(np.float64)
+    return hod.astype(np.float64), dow
+
+
+def _trailing_mean(x: Array, window: int) -> Array:
+    """Mean of the last `window` values up to and including each index, ignoring NaN."""
+    known = ~np.isnan(x)
+    csum = np.concatenate(([0.0], np.cumsum(np.where(known, x, 0.0))))
+    ccount = np.concatenate(([0], np.cumsum(known)))
+    hi = np.arange(1, len(x) + 1)
+    lo = np.maximum(hi - window, 0)
+    count = ccount[hi] - ccount[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (csum[hi] - csum[lo]) / np.maximum(count, 1), np.nan)
+
+
+def _lgb_params(config: ForecastConfig, huber_delta: float) -> dict[str, Any]:
+    return {
+        "objective": "huber",
+        "alpha": huber_delta,
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_data_in_leaf": config.min_data_in_leaf,
+        "seed": config.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": 1,
+        "verbose": -1,
+    }
+
+
+def forecast(
+    target: Series,
+    *,
+    start_ms: int,
+    steps: int,
+    past_regressors: Sequence[Series] = (),
+    future_regressors: Sequence[Series] = (),
+    config: ForecastConfig = ForecastConfig(),
+) -> Array:
+    """`steps` values on the target's grid from start_ms (see the module docstring)."""
+    import lightgbm as lgb  # imported here: ~0.3 s, only the worker needs it
+
+    res = target.resolution_ms
+    if res <= 0:
+        raise ForecastError(
+            f"The target has a resolution of {res} ms; it must be positive."
+        )
+    if steps <= 0:
+        raise ForecastError(
+            "Nothing to forecast: the number of steps must be positive."
+        )
+    if (start_ms - target.start_ms) % res:
+        raise ForecastError(
+            f"The forecast start is not on the sensor's {_fmt_duration(res)} grid."
+        )
+    train_ms = config.train_period_ms or DEFAULT_TRAIN_PERIOD_MS
+    if train_ms < MIN_HISTORY_MS:
+        raise ForecastError(
+            f"The train period is {_fmt_duration(train_ms)}; at least "
+            f"{_fmt_duration(MIN_HISTORY_MS)} are needed."
+        )
+    n_hist = -(-train_ms // res)  # steps of history used
+    grid_start = start_ms - n_hist * res
+    n = n_hist + steps
+    # the target on the grid; nothing at or after start_ms is used
+    y = _align(target, grid_start, res, n, "The target")
+    y[n_hist:] = np.nan
+    n_known = int(np.sum(~np.isnan(y[:n_hist])))
+    need = -(-MIN_HISTORY_MS // res)
+    if n_known < need:
+        raise ForecastError(
+            f"Too little history to forecast: {_fmt_duration(n_known * res)} of data "
+            f"in the {_fmt_duration(n_hist * res)} before the start, at least "
+            f"{_fmt_duration(need * res)} are needed."
+        )
+
+    t = grid_start + np.arange(n, dtype=np.int64) * res
+    hod, dow = _calendar(t)
+    cols = [hod, dow]
+    for i, reg in enumerate(future_regressors):
+        x = _align(reg, grid_start, res, n, f"Future regressor {i + 1}")
+        missing = int(np.sum(np.isnan(x[n_hist:])))
+        if missing == steps:
+            raise ForecastError(
+                f"Future regressor {i + 1} has no values in the forecast window; "
+                "it must cover the period to forecast."
+            )
+        cols.append(x)
+    X = np.column_stack(cols)
+
+    # robust scale of the target, for the Huber threshold and for clipping residuals
+    hist = y[:n_hist]
+    known = ~np.isnan(hist)
+    med = float(np.median(hist[known]))
+    scale = float(np.median(np.abs(hist[known] - med))) * 1.4826 or 1.0
+
+    # stage 1: the profile
+    train = np.flatnonzero(known)
+    ds = lgb.Dataset(
+        X[train],
+        label=hist[train],
+        categorical_feature=[1],
+        free_raw_data=True,
+        params={"verbose": -1, "max_bin": 63},
+    )
+    booster = lgb.train(
+        _lgb_params(config, 0.5 * scale), ds, num_boost_round=config.n_estimators
+    )
+    profile = booster.predict(X)
+    profile = np.asarray(profile, dtype=np.float64)
+
+    # stage 2: the level correction, fitted on in-sample residuals (clipped: outliers)
+    resid = y[:n_hist] - profile[:n_hist]
+    rk = ~np.isnan(resid)
+    rmad = float(np.median(np.abs(resid[rk] - np.median(resid[rk])))) * 1.4826 or scale
+    resid = np.clip(resid, -4 * rmad, 4 * rmad)
+    per_hour = max(1, HOUR_MS // res)
+    per_day = max(1, DAY_MS // res)
+    feats = [
+        _trailing_mean(resid, 1),
+        _trailing_mean(resid, 6 * per_hour),
+        _trailing_mean(resid, per_day),
+        _trailing_mean(resid, 7 * per_day),
+    ]
+    for i, reg in enumerate(past_regressors):
+        x = _align(reg, grid_start, res, n, f"Past regressor {i + 1}")[:n_hist]
+        xk = ~np.isnan(x)
+        if not xk.any():
+            continue
+        xs = (x - np.mean(x[xk])) / (np.std(x[xk]) or 1.0)
+        feats.append(_trailing_mean(xs, per_day))
+    F = np.column_stack(feats)
+    # unknown feature values: the next-longer window's, else 0 (the residuals' mean)
+    for j in (2, 1, 0):
+        F[:, j] = np.where(np.isnan(F[:, j]), F[:, j + 1], F[:, j])
+    F = np.nan_to_num(F)
+    h_max = steps
+    if config.max_forecast_horizon_ms:
+        h_max = max(1, min(steps, config.max_forecast_horizon_ms // res))
+    # origins whose next h_max residuals are all in the history
+    origins = np.arange(min(per_day, n_hist // 4), n_hist - h_max)
+    level = np.zeros(steps)
+    if len(origins) >= 4 * (F.shape[1] + 1):
+        tgt_idx = origins[:, None] + np.arange(1, h_max + 1)[None, :]
+        Y = np.nan_to_num(resid[tgt_idx])  # unknown residuals count as "no correction"
+        A = np.column_stack([np.ones(len(origins)), F[origins]])
+        # a little ridge, so short histories do not produce wild coefficients
+        lam = 1e-3 * len(origins)
+        reg_m = lam * np.eye(A.shape[1])
+        reg_m[0, 0] = 0.0
+        coef = np.linalg.solve(A.T @ A + reg_m, A.T @ Y)  # (features + 1, h_max)
+        a_now = np.concatenate(([1.0], F[n_hist - 1]))
+        corr = a_now @ coef
+        level[:h_max] = corr
+        level[h_max:] = corr[-1]
+    return np.asarray(profile[n_hist:] + level, dtype=np.float64)
