@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenant_service.beliefs import Belief
 from tenant_service.forecasting.model import (
+    DEFAULT_TRAIN_PERIOD_MS,
     ForecastConfig,
     ForecastError,
     Series,
@@ -47,9 +48,7 @@ FORECASTER_TYPE: Final = "forecaster"
 FORECASTER_MODEL: Final = "LightGBM"
 FORECASTER_VERSION: Final = "1"
 DAY_MS: Final = 86_400_000
-# History read when train-period is not given: the model takes what it needs.
-DEFAULT_HISTORY_MS: Final = 90 * DAY_MS
-# Read before the training window too, for the model's lags (a week and a day).
+# Read before the training window too, for features over the past week.
 LAG_MARGIN_MS: Final = 8 * DAY_MS
 
 
@@ -106,7 +105,7 @@ async def compute(engine: AsyncEngine, request: dict[str, Any]) -> dict[str, Any
             for r in (*request["past_regressors"], *request["future_regressors"])
         }
         history_ms = (
-            int(train_period) if train_period is not None else DEFAULT_HISTORY_MS
+            int(train_period) if train_period is not None else DEFAULT_TRAIN_PERIOD_MS
         ) + LAG_MARGIN_MS
         beliefs: list[Belief] = []
         read_ms = fit_ms = 0.0

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tenant_service.beliefs import floor_to_resolution, timedelta_text
-from tenant_service.schemas.fields import MISSING, UNKNOWN_FIELD
+from tenant_service.schemas.fields import (
+    MISSING,
+    NOT_A_NUMBER,
+    NOT_A_STRING,
+    NOT_AN_INTEGER,
+    UNKNOWN_FIELD,
+)
 from tenant_service.timing import (
     TimingError,
     format_duration,
@@ -36,8 +42,6 @@ MAX_STEPS: Final = 2880  # values per viewpoint (30 days of 15-minute steps)
 NOT_SUPPORTED: Final = "Not supported by this server."
 NOT_A_LIST: Final = "Not a valid list."
 NOT_A_BOOLEAN: Final = "Not a valid boolean."
-NOT_A_NUMBER: Final = "Not a valid number."
-NOT_A_STRING: Final = "Not a valid string."
 NOT_A_MAPPING: Final = "Not a valid mapping type."
 TOP_FIELDS: Final = frozenset(
     {
@@ -433,7 +437,7 @@ def _regressors(errors: _Errors, data: dict[str, Any], name: str) -> list[Regres
 
 def _sensor_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
-        raise ValueError("Not a valid integer.")
+        raise ValueError(NOT_AN_INTEGER)
     return value
 
 

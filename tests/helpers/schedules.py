@@ -16,7 +16,6 @@ from tenant_service.config import Settings
 from tests.helpers.wait import INTERVAL
 from tests.tenant_service.conftest import (
     SECRET,
-    TENANT,
     Client,
     World,
     identity,
@@ -127,8 +126,8 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A real scheduling worker process on the tenant's queue, stopped afterwards."""
     env = {
         **os.environ,
-        "TENANT_NAME": TENANT,
-        "TENANT_SECRET": SECRET,
+        "TENANT_NAME": settings.name,
+        "TENANT_SECRET": SECRET,  # the worker checks no identities
         "TENANT_DATABASE_URL": settings.database_url,
         "TENANT_REDIS_URL": settings.redis_url or "",
         "TENANT_REDIS_PREFIX": settings.redis_prefix,

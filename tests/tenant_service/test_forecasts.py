@@ -119,8 +119,10 @@ async def make_site(
     return Site(asset["id"], load_id, temp_id)
 
 
-async def post_temperature(client: Client, world: World, site: Site) -> None:
-    """History as it happened, and a forecast for the next day known before START."""
+async def post_temperature(
+    client: Client, world: World, site: Site, **belief: str
+) -> None:
+    """History and the next day, known as `belief` (prior/horizon) says (else now)."""
     await post_data(
         client,
         world.member,
@@ -130,7 +132,7 @@ async def post_temperature(client: Client, world: World, site: Site) -> None:
             "duration": f"PT{HISTORY_HOURS + 24}H",
             "unit": "°C",
             "values": [temperature(h) for h in range(HISTORY_HOURS + 24)],
-            "prior": "2026-03-14T23:00:00+00:00",
+            **belief,
         },
     )
 
@@ -184,7 +186,7 @@ async def test_forecast_with_regressor_is_stored_and_readable(
 ) -> None:
     client = await aiohttp_client(create_app(fc_settings))
     site = await make_site(client, world)
-    await post_temperature(client, world, site)
+    await post_temperature(client, world, site, prior="2026-03-14T23:00:00+00:00")
     body = {
         "start": START,
         "duration": "P1D",
@@ -276,17 +278,7 @@ async def test_forecast_failures_say_why(
     assert len(failed["message"]) < 400
     # A regressor whose values were posted after the fact is not known at start.
     site = await make_site(client, world)
-    await post_data(
-        client,
-        world.member,
-        site.temperature,
-        {
-            "start": HISTORY_START,
-            "duration": f"PT{HISTORY_HOURS + 24}H",
-            "unit": "°C",
-            "values": [temperature(h) for h in range(HISTORY_HOURS + 24)],
-        },
-    )
+    await post_temperature(client, world, site)
     status, accepted = await trigger(
         client,
         world.member,
