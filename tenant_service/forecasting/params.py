@@ -348,10 +348,10 @@ def _parse_config(errors: _Errors, data: dict[str, Any]) -> _Config:
     threshold = data.get("missing-threshold", 1.0)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float):
         errors.fail("missing-threshold", NOT_A_NUMBER, config=True)
-    elif not 0 <= threshold <= 1:
+    elif threshold < 0:
         errors.fail(
             "missing-threshold",
-            "Must be greater than or equal to 0 and less than or equal to 1.",
+            "Must be greater than or equal to 0.",
             config=True,
         )
     else:

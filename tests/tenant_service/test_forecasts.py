@@ -294,6 +294,35 @@ async def test_forecast_failures_say_why(
     )
 
 
+async def test_forecast_frequency_makes_viewpoints_in_one_job(
+    aiohttp_client: ClientFactory,
+    fc_settings: Settings,
+    world: World,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    client = await aiohttp_client(create_app(fc_settings))
+    # History known as it happened, through the whole forecast window.
+    site = await make_site(client, world, hours=HISTORY_HOURS + 12)
+    body = {"start": START, "duration": "PT12H", "forecast-frequency": "PT6H"}
+    status, accepted = await trigger(client, world.member, site.load, body)
+    assert status == 202, accepted
+    status, state = await wait_for_job(client, world.member, accepted["job"])
+    assert status == 200, state
+    hour = 3_600_000
+    start_ms = to_epoch_ms(parse_datetime(START))
+    # Viewpoint 1 at start (belief time start), viewpoint 2 six hours later.
+    expected = sorted(
+        [(h * hour, (h + 1) * hour) for h in range(12)]
+        + [(h * hour, (h - 5) * hour) for h in range(6, 12)]
+    )
+    beliefs = await stored_beliefs(fc_settings.database_url, site.load)
+    assert sorted((b[0] - start_ms, b[1]) for b in beliefs) == expected
+    status, forecast = await results(client, world.member, site.load, accepted["job"])
+    assert status == 200, forecast
+    assert forecast["duration"] == "PT12H"
+    assert len(forecast["values"]) == 12
+
+
 async def test_forecast_pending_mismatch_unknown_and_access(
     aiohttp_client: ClientFactory, fc_settings: Settings, world: World
 ) -> None:
@@ -354,6 +383,10 @@ async def test_forecast_pending_mismatch_unknown_and_access(
         {"start": START, "config": {"regressors": [theirs]}},
     )
     assert (status, body) == (403, FORBIDDEN)
+    assert await trigger(client, world.member, 99999, {"start": START}) == (
+        422,
+        rejected({"sensor": ["No sensor found with ID 99999."]}),
+    )
     response = await client.post(
         f"/api/v3_0/sensors/{site.load}/forecasts/trigger", json={"start": START}
     )

@@ -50,7 +50,12 @@ routes = web.RouteTableDef()
 async def trigger_forecast(request: web.Request) -> web.Response:
     """Trigger a forecasting job for one sensor."""
     sensor_id = parse_path_id(request.match_info["id"])
-    sensor = await load_sensor(request[keys.CONN], sensor_id)
+    sensor = await get_sensor(request[keys.CONN], sensor_id)
+    if sensor is None:  # FlexMeasures names the body's location here
+        raise ValidationError(
+            SENSOR_DATA_LOCATION,
+            {"sensor": [f"No sensor found with ID {sensor_id}."]},
+        )
     who = principal(request)
     # FlexMeasures: "create-children" on the sensor (any member, as posting data).
     if not acl.may_post_data(who, sensor.owner):
