@@ -21,6 +21,7 @@ thread). This module imports nothing from aiohttp or the database.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -171,6 +172,16 @@ def _trailing_mean(x: Array, window: int) -> Array:
         return np.where(count > 0, (csum[hi] - csum[lo]) / np.maximum(count, 1), np.nan)
 
 
+def _centred_median(x: Array, window: int) -> Array:
+    """Median of the `window` values centred on each index, ignoring NaN."""
+    half = window // 2
+    padded = np.concatenate((np.full(half, np.nan), x, np.full(half, np.nan)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: NaN
+        return np.asarray(np.nanmedian(windows, axis=1), dtype=np.float64)
+
+
 def _robust_sd(x: Array) -> float:
     """1.4826 x the median absolute deviation: the standard deviation, were x normal."""
     return float(np.median(np.abs(x - np.median(x)))) * 1.4826 if len(x) else 0.0
@@ -277,25 +288,31 @@ def forecast(
         )
         return lgb.train(params, ds, num_boost_round=rounds, keep_training_booster=True)
 
+    per_hour = max(1, HOUR_MS // res)
+    per_day = max(1, DAY_MS // res)
+    outlier = np.zeros(n_hist, dtype=bool)
     if config.outlier_k:
-        # a quick first fit; history values far off it are outliers, left out
-        first = fit(train, config.n_estimators // 3).predict(X[train], num_threads=1)
-        dev = hist[train] - first
-        mad = _robust_sd(dev)
-        if mad > 0:
-            train = train[np.abs(dev) <= config.outlier_k * mad]
+        # A quick first fit. Outliers are values far off it *and* off their neighbours'
+        # deviation from it (the median over half a day around them), so a level shift
+        # (new equipment, a new tenant) is followed, not dropped.
+        dev = np.full(n_hist, np.nan)
+        dev[train] = hist[train] - fit(train, config.n_estimators // 3).predict(
+            X[train], num_threads=1
+        )
+        local = dev - _centred_median(dev, per_day // 2 + 1)
+        sd = _robust_sd(local[~np.isnan(local)])
+        if sd > 0:
+            outlier = np.abs(local) > config.outlier_k * sd
+            train = np.flatnonzero(known & ~outlier)
     profile = np.asarray(
         fit(train, config.n_estimators).predict(X, num_threads=1), dtype=np.float64
     )
 
-    # stage 2: the level correction, fitted on in-sample residuals (clipped: outliers)
-    resid = y[:n_hist] - profile[:n_hist]
-    # in units of their robust sd (so the ridge below does not depend on the unit),
-    # clipped: outliers
+    # stage 2: the level correction, fitted on in-sample residuals without the outliers
+    resid = np.where(outlier, np.nan, y[:n_hist] - profile[:n_hist])
+    # in units of their robust sd, so the ridge below does not depend on the unit
     rsd = _robust_sd(resid[~np.isnan(resid)]) or 1.0
-    resid = np.clip(resid / rsd, -4.0, 4.0)
-    per_hour = max(1, HOUR_MS // res)
-    per_day = max(1, DAY_MS // res)
+    resid /= rsd
     feats = [
         _trailing_mean(resid, 1),
         _trailing_mean(resid, 6 * per_hour),

@@ -92,6 +92,23 @@ def test_values_at_and_after_start_are_ignored() -> None:
     assert np.array_equal(full, cut)
 
 
+def test_outliers_are_left_out_but_a_level_shift_is_followed() -> None:
+    values = daily(24 * 40)
+    truth_clean = values[-48:].copy()
+    spiky = values.copy()
+    spiky[[100, 300, 500, 700, 900, 905]] *= [2.5, 0.1, 2.2, 0.1, 3.0, 0.1]
+    target, start, _ = split(spiky, 24 * 38)
+    kept = forecast(
+        target, start_ms=start, steps=48, config=ForecastConfig(outlier_k=0)
+    )
+    left_out = forecast(target, start_ms=start, steps=48)
+    assert mae(left_out, truth_clean) < 0.8 * mae(kept, truth_clean)
+    shifted = values.copy()
+    shifted[24 * 30 :] += 30  # e.g. new equipment, eight days before the start
+    target, start, truth = split(shifted, 24 * 38)
+    assert mae(forecast(target, start_ms=start, steps=48), truth) < 8  # 30 if ignored
+
+
 def test_nan_gaps_in_history() -> None:
     values = daily(24 * 23)
     target, start, truth = split(values, 24 * 21)
