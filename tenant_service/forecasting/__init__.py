@@ -5,6 +5,7 @@ from tenant_service.forecasting.model import (
     ForecastError,
     Series,
     forecast,
+    preload,
 )
 
-__all__ = ["ForecastConfig", "ForecastError", "Series", "forecast"]
+__all__ = ["ForecastConfig", "ForecastError", "Series", "forecast", "preload"]
