@@ -88,13 +88,14 @@ async def compute(engine: AsyncEngine, request: dict[str, Any]) -> dict[str, Any
     viewpoints = int(request["viewpoints"])
     train_period = request.get("train_period_ms")
     train_start = request.get("train_start_ms")
-    config = ForecastConfig(
-        train_period_ms=None if train_period is None else int(train_period),
-        max_forecast_horizon_ms=horizon_ms,
-    )
     lower, upper = request.get("lower"), request.get("upper")
     async with engine.connect() as conn:
         sensor = await _sensor(conn, sensor_id)
+        config = ForecastConfig(
+            train_period_ms=None if train_period is None else int(train_period),
+            max_forecast_horizon_ms=horizon_ms,
+            timezone=sensor.timezone or None,  # the calendar features' zone
+        )
         step = sensor.event_resolution_ms
         if step <= 0 or start_ms % step or end_ms % step:
             raise ForecastError(

@@ -149,7 +149,8 @@ def _preload() -> None:
     """
     try:
         importlib.import_module("tenant_service.forecasting.job")
-        importlib.import_module("lightgbm")
+        model = importlib.import_module("tenant_service.forecasting.model")
+        model.preload()
     except ImportError:  # pragma: no cover - lightgbm is a dependency
         logger.warning("forecasting libraries not importable; forecasts will fail")
 
