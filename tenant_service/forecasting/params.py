@@ -128,6 +128,26 @@ class Trigger:
     upper: float | None
     config: dict[str, Any] = field(default_factory=dict)
 
+    def job_request(self, sensor_id: int) -> dict[str, Any]:
+        """The forecasting job's request (JSON) for this trigger on that sensor."""
+        return {
+            "sensor": sensor_id,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "belief_time_ms": self.belief_time_ms,
+            "max_horizon_ms": self.max_horizon_ms,
+            "frequency_ms": self.frequency_ms,
+            "viewpoints": self.viewpoints,
+            "train_period_ms": self.train_period_ms,
+            "train_start_ms": self.train_start_ms,
+            "missing_threshold": self.missing_threshold,
+            "lower": self.lower,
+            "upper": self.upper,
+            "past_regressors": [r.as_json() for r in self.past],
+            "future_regressors": [r.as_json() for r in self.future],
+            "config": self.config,
+        }
+
     def sensor_ids(self) -> list[int]:
         """The regressors' sensors, each once, in order of mention."""
         return list(dict.fromkeys(r.sensor for r in (*self.future, *self.past)))

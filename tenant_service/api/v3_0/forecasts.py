@@ -14,7 +14,6 @@ Decisions where FlexMeasures leaves room (see README "Forecasts"):
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -79,27 +78,10 @@ async def trigger_forecast(request: web.Request) -> web.Response:
             )
         if not acl.may_read(who, record.owner):
             raise ForbiddenError()
-    job_request: dict[str, Any] = {
-        "sensor": sensor.id,
-        "start_ms": trigger.start_ms,
-        "end_ms": trigger.end_ms,
-        "belief_time_ms": trigger.belief_time_ms,
-        "max_horizon_ms": trigger.max_horizon_ms,
-        "frequency_ms": trigger.frequency_ms,
-        "viewpoints": trigger.viewpoints,
-        "train_period_ms": trigger.train_period_ms,
-        "train_start_ms": trigger.train_start_ms,
-        "missing_threshold": trigger.missing_threshold,
-        "lower": trigger.lower,
-        "upper": trigger.upper,
-        "past_regressors": [r.as_json() for r in trigger.past],
-        "future_regressors": [r.as_json() for r in trigger.future],
-        "config": trigger.config,
-    }
     accepted = await job_api.accept(
         request,
         cache_request=None,
-        job_kwargs=job_request,
+        job_kwargs=trigger.job_request(sensor.id),
         meta={
             "origin": job_api.FORECASTING,
             "sensor_id": sensor.id,
