@@ -262,20 +262,23 @@ async def test_forecast_failures_say_why(
     worker: subprocess.Popen[bytes],
 ) -> None:
     client = await aiohttp_client(create_app(fc_settings))
-    short = await make_site(client, world, hours=24, name="Short")
-    status, accepted = await trigger(
-        client, world.member, short.load, {"start": "2026-03-02T00:00:00+00:00"}
+    # Too little history: refused up front.
+    short = await make_site(client, world, hours=36, name="Short")
+    status, body = await trigger(
+        client, world.member, short.load, {"start": "2026-03-02T12:00:00+00:00"}
     )
-    assert status == 202, accepted
-    status, state = await wait_for_job(client, world.member, accepted["job"])
-    assert status == 422, state
-    assert state["status"] == "FAILED"
-    status, failed = await results(client, world.member, short.load, accepted["job"])
-    assert status == 422
-    assert failed["status"] == "FAILED"
-    assert failed["message"].startswith("Forecasting job failed with ForecastError: ")
-    assert "SQL" not in failed["message"]
-    assert len(failed["message"]) < 400
+    assert (status, body) == (
+        422,
+        rejected(
+            {
+                "start": [
+                    "Too little history to forecast: P1DT12H of data known at "
+                    "2026-03-02T12:00:00+00:00 in the P60D before the start, at least "
+                    "P2D are needed."
+                ]
+            }
+        ),
+    )
     # A regressor whose values were posted after the fact is not known at start.
     site = await make_site(client, world)
     await post_temperature(client, world, site)
@@ -288,6 +291,12 @@ async def test_forecast_failures_say_why(
     assert status == 202, accepted
     status, state = await wait_for_job(client, world.member, accepted["job"])
     assert status == 422, state
+    assert state["status"] == "FAILED"
+    status, failed = await results(client, world.member, site.load, accepted["job"])
+    assert status == 422
+    assert failed == {"status": "FAILED", "message": state["message"]}
+    assert "SQL" not in failed["message"]
+    assert len(failed["message"]) < 400
     assert state["message"].startswith(
         "Forecasting job failed with ForecastError: The future regressor (sensor "
         f"{site.temperature}) has no values in the forecast window known at "

@@ -18,6 +18,7 @@ import time
 import orjson
 from aiohttp import web
 from rq.job import JobStatus
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import acl, keys
 from tenant_service.api import parse_path_id
@@ -38,8 +39,9 @@ from tenant_service.errors import (
 )
 from tenant_service.forecasting import params
 from tenant_service.forecasting.job import JOB_FUNCTION
+from tenant_service.forecasting.model import DEFAULT_TRAIN_PERIOD_MS, MIN_HISTORY_MS
 from tenant_service.store import beliefs as belief_store
-from tenant_service.store.sensors import get_sensor
+from tenant_service.store.sensors import SensorRecord, get_sensor
 from tenant_service.timing import format_duration, from_epoch_ms
 
 routes = web.RouteTableDef()
@@ -78,6 +80,7 @@ async def trigger_forecast(request: web.Request) -> web.Response:
             )
         if not acl.may_read(who, record.owner):
             raise ForbiddenError()
+    await _check_history(conn, sensor, trigger)
     accepted = await job_api.accept(
         request,
         cache_request=None,
@@ -108,6 +111,37 @@ async def trigger_forecast(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+async def _check_history(
+    conn: AsyncConnection, sensor: SensorRecord, trigger: params.Trigger
+) -> None:
+    """422 up front when the sensor has too little history known at the belief time.
+
+    As the model counts it: values in the train period before the first forecast
+    (the job says the same should the data go away meanwhile).
+    """
+    step = sensor.event_resolution_ms
+    period = trigger.train_period_ms or DEFAULT_TRAIN_PERIOD_MS
+    first = trigger.start_ms - period
+    if trigger.train_start_ms is not None:
+        first = max(first, trigger.train_start_ms)
+    known = await belief_store.count_known_events(
+        conn, sensor.id, first, trigger.start_ms, step, trigger.belief_time_ms
+    )
+    if known * step < MIN_HISTORY_MS:
+        raise ValidationError(
+            SENSOR_DATA_LOCATION,
+            {
+                "start": [
+                    "Too little history to forecast: "
+                    f"{format_duration(known * step)} of data known at "
+                    f"{from_epoch_ms(trigger.belief_time_ms).isoformat()} in the "
+                    f"{format_duration(trigger.start_ms - first)} before the start, at "
+                    f"least {format_duration(MIN_HISTORY_MS)} are needed."
+                ]
+            },
+        )
 
 
 @routes.get(PREFIX + r"/sensors/{id:\d+}/forecasts/{uuid}")
