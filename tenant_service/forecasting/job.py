@@ -41,8 +41,6 @@ from tenant_service.timing import from_epoch_ms
 
 logger = logging.getLogger(__name__)
 
-# Shown to API users as a forecast job's func-name.
-JOB_FUNCTION: Final = "tenant_service.forecasting.job.run_forecast_job"
 FORECASTER_NAME: Final = "flexhost forecaster"
 FORECASTER_TYPE: Final = "forecaster"
 FORECASTER_MODEL: Final = "LightGBM"

@@ -41,6 +41,9 @@ from tenant_service.config import Settings
 
 # Shown to API users as a job's func-name; worker.py re-exports it from job.py.
 JOB_FUNCTION: Final = "tenant_service.scheduling.worker.run_schedule_job"
+# A forecasting job's (tenant_service.forecasting.job), named here so that the API
+# enqueues it without importing the worker's libraries.
+FORECAST_FUNCTION: Final = "tenant_service.forecasting.job.run_forecast_job"
 RETRIES: Final = 2
 # Jobs nobody picked up within a day are dropped (FlexMeasures' queue TTL).
 QUEUE_TTL: Final = 24 * 3600

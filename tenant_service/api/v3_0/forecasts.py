@@ -38,8 +38,8 @@ from tenant_service.errors import (
     ValidationError,
 )
 from tenant_service.forecasting import params
-from tenant_service.forecasting.job import JOB_FUNCTION
 from tenant_service.forecasting.model import DEFAULT_TRAIN_PERIOD_MS, MIN_HISTORY_MS
+from tenant_service.scheduling import jobs
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
 from tenant_service.timing import format_duration, from_epoch_ms
@@ -96,7 +96,7 @@ async def trigger_forecast(request: web.Request) -> web.Response:
         },
         account_id=who.account_id,
         force_new=True,
-        function=JOB_FUNCTION,
+        function=jobs.FORECAST_FUNCTION,
         description=f"forecast for sensor {sensor.id}",
     )
     job_id = accepted.job_id
