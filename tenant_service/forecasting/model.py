@@ -3,20 +3,24 @@
 Two stages, both trained afresh on every call (no model is stored):
 
 1. *Profile*: LightGBM on what is known for every step in advance: calendar
-   features (hour of day, fractional at sub-hourly resolutions; day of week) and the
-   future regressors at that step (e.g. the weather forecast). It learns the
-   daily/weekly shape and the response to the regressors, independent of the
-   forecast origin. Huber loss, so a few outliers in the history do not drag it.
+   features (hour of day, fractional at sub-hourly resolutions; day of week, in the
+   sensor's time zone) and the future regressors at that step (e.g. the weather
+   forecast). Trees split on the calendar together but on each regressor alone, so
+   the profile is a daily/weekly shape plus one response curve per regressor.
+   History values far off a quick first fit, and off their neighbours, are outliers
+   and left out.
 2. *Level*: the profile's residuals are autocorrelated (weather the model does not
-   see, a trend, slow drifts). For every horizon h = 1..H one linear model maps what
-   is known at an origin (the last residual, the mean residual over the last 6 h,
-   24 h and week, and the past regressors' recent departures from their means) to
-   the residual h steps later. All horizons are one least-squares solve with H
-   right-hand sides, so this "direct" multi-horizon correction costs almost nothing,
-   unlike one tree model per horizon.
+   see, a trend, slow drifts, level shifts). For every horizon h = 1..H one linear
+   model maps what is known at an origin (the last residual, the mean residual over
+   the last 6 h, day and week, and the past regressors' last day) to the residual h
+   steps later. All horizons are one ridge solve with H right-hand sides, so this
+   "direct" multi-horizon correction costs almost nothing, unlike one tree model per
+   horizon or a recursive forecast.
 
 The forecast is profile + level. Everything is deterministic (fixed seeds, one
-thread). This module imports nothing from aiohttp or the database.
+thread). This module imports nothing from aiohttp or the database. Time on
+FlexMeasures' benchmark data (bench/forecast.py): 20-40 ms for 48 hourly values
+from 60 days, 50-90 ms for 192 quarter-hours.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ Array = npt.NDArray[np.float64]
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
-WEEK_MS: Final = 7 * DAY_MS
 # 1970-01-01 was a Thursday; with Monday = 0 that is day 3.
 _EPOCH_WEEKDAY: Final = 3
 DEFAULT_TRAIN_PERIOD_MS: Final = 60 * DAY_MS
@@ -74,7 +77,8 @@ class ForecastConfig:
     # histories than letting every tree mix them).
     additive: bool = True
     # History values further than this many robust standard deviations off a first
-    # quick fit are outliers and are left out of training; 0: keep all.
+    # quick fit (and off their neighbours' deviation from it) are outliers, left out
+    # of training; 0: keep all.
     outlier_k: float = 5.0
     # Calendar features in this IANA time zone (the sensor's); None: UTC.
     timezone: str | None = None
