@@ -116,6 +116,7 @@ def test_nan_gaps_in_history() -> None:
     gappy[24 * 5 : 24 * 7] = np.nan  # two days missing
     gappy[::7] = np.nan  # and scattered values
     gappy[-3:] = np.nan  # and the last three hours
+    gappy[50] = np.inf  # non-finite values count as unknown
     predicted = forecast(Series(T0, HOUR, gappy), start_ms=start, steps=48)
     assert np.all(np.isfinite(predicted))
     assert mae(predicted, truth) < 2.0
@@ -172,6 +173,15 @@ def test_future_regressor_must_cover_the_forecast() -> None:
     history_only = Series(T0, HOUR, np.ones(24 * 9))
     with pytest.raises(ForecastError, match="no values in the forecast window"):
         forecast(target, start_ms=start, steps=24, future_regressors=[history_only])
+    future_only = Series(start, HOUR, np.ones(24))
+    with pytest.raises(
+        ForecastError, match="Future regressor 1 has no values in the train"
+    ):
+        forecast(target, start_ms=start, steps=24, future_regressors=[future_only])
+    with pytest.raises(
+        ForecastError, match="Past regressor 1 has no values in the train"
+    ):
+        forecast(target, start_ms=start, steps=24, past_regressors=[future_only])
 
 
 def test_fifteen_minute_steps() -> None:
@@ -209,3 +219,27 @@ def test_calendar_in_a_time_zone() -> None:
         forecast(
             target, start_ms=start, steps=4, config=ForecastConfig(timezone="Mars/Base")
         )
+
+
+def test_two_days_of_history_are_enough() -> None:
+    values = daily(24 * 4)
+    target, start, truth = split(values, 48)
+    predicted = forecast(target, start_ms=start, steps=48)
+    assert mae(predicted, truth) < 0.25 * mae(
+        np.full(48, np.mean(target.values)), truth
+    )
+
+
+def test_max_forecast_horizon() -> None:
+    values = daily(24 * 16)
+    target, start, truth = split(values, 24 * 14)
+    capped = forecast(
+        target,
+        start_ms=start,
+        steps=48,
+        config=ForecastConfig(max_forecast_horizon_ms=6 * HOUR),
+    )
+    full = forecast(target, start_ms=start, steps=48)
+    # the same profile; the level correction up to the cap from (a few more) origins
+    assert np.allclose(capped[:6], full[:6], atol=0.2)
+    assert mae(capped, truth) < 2.0
