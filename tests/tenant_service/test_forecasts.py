@@ -83,27 +83,22 @@ async def post_data(
     assert response.status == 200, await response.text()
 
 
+async def hourly_sensor(
+    client: Client, world: World, asset: int, name: str, unit: str
+) -> int:
+    """An hourly sensor on the asset; its id."""
+    return await make_sensor(
+        client, world.account_admin, asset, name, unit=unit, event_resolution="PT1H"
+    )
+
+
 async def make_site(
     client: Client, world: World, hours: int = HISTORY_HOURS, name: str = "Site"
 ) -> Site:
     """The sensors, with `hours` of history known as it happened (horizon 0)."""
     asset = await make_asset(client, world.account_admin, name=name)
-    load_id = await make_sensor(
-        client,
-        world.account_admin,
-        asset["id"],
-        "load",
-        unit="kW",
-        event_resolution="PT1H",
-    )
-    temp_id = await make_sensor(
-        client,
-        world.account_admin,
-        asset["id"],
-        "temperature",
-        unit="°C",
-        event_resolution="PT1H",
-    )
+    load_id = await hourly_sensor(client, world, asset["id"], "load", "kW")
+    temp_id = await hourly_sensor(client, world, asset["id"], "temperature", "°C")
     await post_data(
         client,
         world.member,
@@ -500,12 +495,5 @@ async def test_forecast_trigger_validation(
 ) -> None:
     """Refused before anything is queued (this backend has no job queue at all)."""
     asset = await make_asset(client, world.account_admin, name="Site")
-    sensor = await make_sensor(
-        client,
-        world.account_admin,
-        asset["id"],
-        "load",
-        unit="kW",
-        event_resolution="PT1H",
-    )
+    sensor = await hourly_sensor(client, world, asset["id"], "load", "kW")
     assert await trigger(client, world.member, sensor, body) == (422, rejected(errors))
