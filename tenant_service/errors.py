@@ -259,6 +259,14 @@ class UnknownScheduleError(ApiError):
     rejected = True
 
 
+class UnknownForecastError(ApiError):
+    """A finished forecasting job whose forecast is gone (FlexMeasures' 400)."""
+
+    http_status = 400
+    code = "UNKNOWN_FORECAST"
+    rejected = True
+
+
 class UnknownJobError(ApiError):
     """No job with this id (FlexMeasures' job status answer)."""
 

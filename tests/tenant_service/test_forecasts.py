@@ -248,6 +248,22 @@ async def test_forecast_with_regressor_is_stored_and_readable(
     status, repeated = await results(client, world.member, site.load, again["job"])
     assert repeated == forecast
     assert len(await stored_beliefs(fc_settings.database_url, site.load)) == 24
+    # Deleted meanwhile: FlexMeasures' 400 UNKNOWN_FORECAST.
+    response = await client.delete(
+        f"/api/v3_0/sensors/{site.load}/data",
+        json={"source": source},
+        headers=identity(world.account_admin),
+    )
+    assert response.status == 204, await response.text()
+    assert await results(client, world.member, site.load, job) == (
+        400,
+        {
+            "message": "A forecasting job has been processed with your job ID, but "
+            "the forecast was not found in the database.",
+            "result": "Rejected",
+            "status": "UNKNOWN_FORECAST",
+        },
+    )
 
 
 async def test_forecast_failures_say_why(

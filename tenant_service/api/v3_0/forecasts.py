@@ -35,6 +35,7 @@ from tenant_service.errors import (
     SENSOR_DATA_LOCATION,
     ForbiddenError,
     JsonMessageError,
+    UnknownForecastError,
     ValidationError,
 )
 from tenant_service.forecasting import params
@@ -190,6 +191,11 @@ async def get_forecast(request: web.Request) -> web.Response:
         ),
         step_ms=step,
     )
+    if not len(starts):  # e.g. deleted with DELETE /sensors/<id>/data
+        raise UnknownForecastError(
+            "A forecasting job has been processed with your job ID, but the forecast "
+            "was not found in the database."
+        )
     body = {
         "start": from_epoch_ms(start_ms).isoformat(),
         "duration": format_duration(end_ms - start_ms),
