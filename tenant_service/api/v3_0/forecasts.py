@@ -50,7 +50,7 @@ routes = web.RouteTableDef()
 
 @routes.post(PREFIX + r"/sensors/{id:\d+}/forecasts/trigger")
 async def trigger_forecast(request: web.Request) -> web.Response:
-    """Trigger a forecasting job for one sensor."""
+    """Trigger forecasting job for one sensor"""
     sensor_id = parse_path_id(request.match_info["id"])
     sensor = await get_sensor(request[keys.CONN], sensor_id)
     if sensor is None:  # FlexMeasures names the body's location here
@@ -147,7 +147,7 @@ async def _check_history(
 
 @routes.get(PREFIX + r"/sensors/{id:\d+}/forecasts/{uuid}")
 async def get_forecast(request: web.Request) -> web.Response:
-    """The forecast a forecasting job made (its status while it is pending)."""
+    """Get forecast for one sensor"""
     sensor_id = parse_path_id(request.match_info["id"])
     job_id = request.match_info["uuid"]
     conn = request[keys.CONN]

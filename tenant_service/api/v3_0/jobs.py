@@ -126,7 +126,7 @@ def _time(value: dt.datetime | None) -> str | None:
 
 @routes.get(PREFIX + "/jobs/{uuid}")
 async def get_job_status(request: web.Request) -> web.Response:
-    """The status of a scheduling or forecasting job."""
+    """Get the status of a background job"""
     job_id = request.match_info["uuid"]
     job = await fetch_job(request, job_id)
     if job is None:
