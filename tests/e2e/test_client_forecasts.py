@@ -7,17 +7,12 @@ process; the client waits through the jobs endpoint, and polls the results.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 
-from contract.config import Secret
-from tenant_service.config import Settings
-from tests.helpers.schedules import worker_process
-from tests.helpers.stack import PASSWORD, Stack, seed_asset_and_sensor
+from tests.helpers.stack import Stack, seed_asset_and_sensor
 
 START = datetime(2026, 3, 15, 0, 0, tzinfo=UTC)
 HISTORY_START = START - timedelta(days=7)
@@ -29,42 +24,11 @@ def backend_options(redis_url: str, redis_prefix: str) -> dict[str, Any]:
     return {"redis_url": redis_url, "redis_prefix": redis_prefix}
 
 
-@pytest.fixture
-def worker(
-    stack: Stack,  # the database is seeded first
-    database_url: str,
-    redis_url: str,
-    redis_prefix: str,
-) -> Iterator[None]:
-    settings = Settings(
-        name="company",
-        database_url=database_url,
-        secret=Secret("worker-secret-0123456789abcdef-0123456789"),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-    )
-    with worker_process(settings):
-        yield
-
-
 async def test_flexmeasures_client_triggers_and_gets_a_forecast(
-    stack: Stack,
-    fm_session: aiohttp.ClientSession,
-    worker: None,
+    stack: Stack, job_client: Any, company_worker: None
 ) -> None:
-    from flexmeasures_client import FlexMeasuresClient
-
     asset_id, _power = await seed_asset_and_sensor(stack)
-    client: Any = FlexMeasuresClient(
-        email="admin@company.test",
-        password=PASSWORD,
-        host=f"company.localhost:{stack.gateway.port}",
-        ssl=False,
-        session=fm_session,
-        job_polling_interval=0.2,
-        job_polling_timeout=60,
-        request_retry_interval=0.2,
-    )
+    client = job_client
     sensors = {}
     for name, unit in (("load", "kW"), ("temperature", "°C")):
         sensor = await client.add_sensor(

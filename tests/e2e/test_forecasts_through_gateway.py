@@ -9,9 +9,6 @@ from typing import Any
 
 import pytest
 
-from contract.config import Secret
-from tenant_service.config import Settings
-from tests.helpers.schedules import worker_process
 from tests.helpers.stack import COMPANY, Stack, login, seed_asset_and_sensor
 from tests.helpers.wait import INTERVAL
 
@@ -24,9 +21,7 @@ def backend_options(redis_url: str, redis_prefix: str) -> dict[str, object]:
     return {"redis_url": redis_url, "redis_prefix": redis_prefix}
 
 
-async def test_forecast_through_the_gateway(
-    stack: Stack, database_url: str, redis_url: str, redis_prefix: str
-) -> None:
+async def test_forecast_through_the_gateway(stack: Stack, company_worker: None) -> None:
     _, sensor = await seed_asset_and_sensor(stack)  # MW, PT15M
     token = await login(stack, "member@company.test")
     auth = {**COMPANY, "Authorization": token}
@@ -47,32 +42,24 @@ async def test_forecast_through_the_gateway(
         headers=auth,
     )
     assert response.status == 200, await response.text()
-    settings = Settings(
-        name="company",
-        database_url=database_url,
-        secret=Secret("unused-by-the-worker-0123456789abcdef"),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
+    response = await stack.gateway.post(
+        f"/api/v3_0/sensors/{sensor}/forecasts/trigger",
+        json={"start": START, "duration": "PT6H"},
+        headers=auth,
     )
-    with worker_process(settings):
-        response = await stack.gateway.post(
-            f"/api/v3_0/sensors/{sensor}/forecasts/trigger",
-            json={"start": START, "duration": "PT6H"},
-            headers=auth,
-        )
-        accepted = await response.json()
-        assert response.status == 202, accepted
-        job = accepted["job"]
-        assert accepted["results-url"] == f"/api/v3_0/sensors/{sensor}/forecasts/{job}"
-        deadline = time.monotonic() + 60
-        while True:
-            response = await stack.gateway.get(accepted["job-url"], headers=auth)
-            state: dict[str, Any] = await response.json()
-            if response.status != 202 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(INTERVAL)
-        assert response.status == 200, state
-        assert state["origin"] == "forecasting"
+    accepted = await response.json()
+    assert response.status == 202, accepted
+    job = accepted["job"]
+    assert accepted["results-url"] == f"/api/v3_0/sensors/{sensor}/forecasts/{job}"
+    deadline = time.monotonic() + 60
+    while True:
+        response = await stack.gateway.get(accepted["job-url"], headers=auth)
+        state: dict[str, Any] = await response.json()
+        if response.status != 202 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(INTERVAL)
+    assert response.status == 200, state
+    assert state["origin"] == "forecasting"
     response = await stack.gateway.get(accepted["results-url"], headers=auth)
     forecast = await response.json()
     assert response.status == 200, forecast

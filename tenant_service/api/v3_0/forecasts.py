@@ -24,9 +24,9 @@ from tenant_service import acl, keys
 from tenant_service.api import parse_path_id
 from tenant_service.api.v3_0 import (
     PREFIX,
-    load_sensor,
     principal,
     read_json_object,
+    readable_path_sensor,
     respond,
 )
 from tenant_service.api.v3_0 import jobs as job_api
@@ -148,12 +148,9 @@ async def _check_history(
 @routes.get(PREFIX + r"/sensors/{id:\d+}/forecasts/{uuid}")
 async def get_forecast(request: web.Request) -> web.Response:
     """Get forecast for one sensor"""
-    sensor_id = parse_path_id(request.match_info["id"])
+    sensor = await readable_path_sensor(request)
     job_id = request.match_info["uuid"]
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
-    if not acl.may_read(principal(request), sensor.owner):
-        raise ForbiddenError()
     job = await job_api.fetch_job(request, job_id)
     if job is None or job_api.origin(job) != job_api.FORECASTING:
         raise JsonMessageError(f"Job {job_id} not found.")

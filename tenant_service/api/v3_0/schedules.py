@@ -31,6 +31,7 @@ from tenant_service.api.v3_0 import (
     load_sensor,
     principal,
     read_json_object,
+    readable_path_sensor,
     respond,
 )
 from tenant_service.api.v3_0 import jobs as job_api
@@ -295,12 +296,9 @@ def _step(power: list[SensorRecord], resolution_ms: int | None) -> int:
 @routes.get(PREFIX + r"/sensors/{id:\d+}/schedules/{uuid}")
 async def get_schedule(request: web.Request) -> web.Response:
     """Get a schedule computed by a scheduling job."""
-    sensor_id = parse_path_id(request.match_info["id"])
+    sensor = await readable_path_sensor(request)
     job_id = request.match_info["uuid"]
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
-    if not acl.may_read(principal(request), sensor.owner):
-        raise ForbiddenError()
     fields = Fields(
         dict(request.query),
         {"duration": "duration", "unit": "unit", "sign-convention": "sign-convention"},
