@@ -1,0 +1,410 @@
+"""The 61 recorded FlexMeasures 1.0.1 exchanges, replayed against the anchor and us.
+
+Run: `.venv/bin/python -m bench.conformance [--ours URL --host HOST --email E
+--password P --other-email E --other-password P] [--reference FILE] [--verbose]`.
+
+Reads the cases (`### ...` sections up to the rate-limit section) of
+`../shared/reference/flexmeasures-observed.md`, sends each request, in order, to the
+FlexMeasures anchor on 127.0.0.1:5000 (../shared/anchor, seeded: admin@anchor.example,
+user@other.example of another account, asset 1 with sensors 1 and 2) and to ours, and
+prints per case whether both answer with the same status and with the same JSON key
+sets (every key path, list items merged), then the share of each. Without `--ours`
+it starts its own stack (one backend on a fresh SQLite file, one gateway, Redis if
+none runs on 6379) and seeds it as the anchor is: account 1 with the site admin
+admin@anchor.example, account 2 with user@other.example, asset 1 with sensor 1
+(power, MW, PT15M) and sensor 2 (price, EUR/MWh, PT1H), and a sensor 3 of account 2.
+
+Tokens in the recording: `.<redacted-token>` is the admin's, `<redacted-token>` the
+other account's user's (or, in the "expired" case, a token nobody issued); bodies
+shortened with " ... " are rebuilt (the value lists are arithmetic); the 3.3 MiB body
+is generated. A difference listed in IMPROVEMENTS is a documented deliberate one
+(openapi.yaml, README) and is counted apart. Exit status 0 when every other case is
+equal, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from bench._harness import HERE, Processes, http_any, http_json, start_stack
+
+# ../shared next to the main checkout (a git worktree may sit one level deeper).
+REFERENCE: Final = next(
+    (
+        path
+        for path in (
+            HERE.parent.parent / "shared/reference/flexmeasures-observed.md",
+            HERE.parent.parent.parent / "shared/reference/flexmeasures-observed.md",
+        )
+        if path.exists()
+    ),
+    HERE.parent.parent / "shared/reference/flexmeasures-observed.md",
+)
+ANCHOR: Final = "http://127.0.0.1:5000"
+ANCHOR_HOST: Final = "127.0.0.1:5000"
+ADMIN_EMAIL: Final = "admin@anchor.example"
+ADMIN_PASSWORD: Final = "anchor-admin-pw"  # the anchor's public seed (its README)
+OTHER_EMAIL: Final = "user@other.example"
+OTHER_PASSWORD: Final = "other-user-pw"
+TENANT: Final = "conf"
+ANCHOR_EA: Final = "ea1.2026-12.localhost:fm1.1"  # sensor 1's address in the recording
+ADMIN_TOKEN: Final = ".<redacted-token>"
+OTHER_TOKEN: Final = "<redacted-token>"
+LARGE_BODY_BYTES: Final = 3_460_000  # "3.3 MiB", over FlexMeasures' 3.1 MiB limit
+
+# Case title -> why ours answers differently on purpose (also in openapi.yaml and
+# README.md). Such a case counts as an improvement, not as a difference.
+IMPROVEMENTS: Final[dict[str, str]] = {
+    "GET /api (no trailing slash)": (
+        "JSON always under /api: ours answers GET /api itself (200, the same body"
+        " as /api/) instead of a 308 with an HTML page"
+    ),
+    "requestAuthToken: GET (wrong method)": (
+        "JSON always under /api: a JSON 405 envelope instead of an HTML page"
+    ),
+    "unknown API path": (
+        "JSON always under /api: a JSON 404 envelope instead of an HTML page"
+    ),
+    "unknown API version": (
+        "JSON always under /api: a JSON 404 envelope instead of an HTML page"
+    ),
+    "DELETE on /api/ (method not allowed)": (
+        "JSON always under /api: a JSON 405 envelope instead of an HTML page"
+    ),
+    "'Bearer <token>' prefix": (
+        "the gateway also accepts `Authorization: Bearer <token>` (the raw token"
+        " stays the norm), as most HTTP clients send it"
+    ),
+}
+# The recording's data cases use May 1990; each run moves them to another year, the
+# same on both servers, so that "fresh period" is fresh on the long-lived anchor too.
+RECORDED_YEAR: Final = "1990-05-"
+
+
+@dataclass(slots=True)
+class Case:
+    """One recorded exchange: the request as sent, and the title it is known by."""
+
+    title: str
+    method: str
+    target: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """Where to send a case, and the tokens its placeholders stand for."""
+
+    name: str
+    base: str
+    host: str
+    admin_token: str
+    other_token: str
+    entity_address: str  # sensor 1's
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    keys: frozenset[str] | None  # None: not JSON
+
+
+def parse_cases(text: str) -> list[Case]:
+    """The `### ` sections before the rate-limit section, with their requests."""
+    text = text.split("\n## Rate limiting", 1)[0]
+    cases = []
+    for section in text.split("\n### ")[1:]:
+        title, _, rest = section.partition("\n")
+        block = rest.split("Request:\n```http\n", 1)[1].split("\n```", 1)[0]
+        head, _, body = block.partition("\n\n")
+        lines = head.split("\n")
+        method, target = lines[0].split(" ", 1)
+        headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+        cases.append(
+            Case(title.strip(), method, target, headers, _rebuild(body) or None)
+        )
+    return cases
+
+
+def _rebuild(body: str) -> bytes:
+    """The body as sent: an elided arithmetic value list ("a, b, ... y, z") refilled."""
+    if " ... " not in body:
+        return body.encode()
+    before, after = body.split(" ... ", 1)
+    opening = before.rindex("[")
+    closing = after.index("]")
+    first = [float(x) for x in before[opening + 1 :].split(",")[:2]]
+    last = float(after[:closing].split(",")[-1])
+    step = round(first[1] - first[0], 10)
+    count = round((last - first[0]) / step) + 1
+    values = [round(first[0] + i * step, 10) for i in range(count)]
+    return (before[:opening] + json.dumps(values) + after[closing + 1 :]).encode()
+
+
+def prepare(
+    case: Case, server: Server, year: int
+) -> tuple[dict[str, str], bytes | None]:
+    """Headers and body of a case for one server (tokens, host, addresses)."""
+    headers = {"Host": server.host}
+    for name, value in case.headers.items():
+        if ADMIN_TOKEN in value:
+            token = server.admin_token
+            if "tampered" in case.title:
+                token = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
+            value = value.replace(ADMIN_TOKEN, token)
+        elif OTHER_TOKEN in value:
+            token = server.other_token
+            if "expired" in case.title:
+                token = secrets.token_urlsafe(32)
+            value = value.replace(OTHER_TOKEN, token)
+        headers[name] = value
+    body = case.body
+    if body is not None:
+        body = body.replace(ANCHOR_EA.encode(), server.entity_address.encode())
+        body = body.replace(RECORDED_YEAR.encode(), f"{year}-05-".encode())
+    if "larger than 3 MiB" in case.title:
+        values = ", ".join(["1.23456789"] * (LARGE_BODY_BYTES // 12))
+        body = (
+            '{"values": [' + values + '], "start": "1990-06-01T00:00:00+01:00",'
+            ' "duration": "P1D", "unit": "MW"}'
+        ).encode()
+    return headers, body
+
+
+def send(case: Case, server: Server, year: int) -> Answer:
+    """One case against one server, its May 1990 moved to May of `year`."""
+    headers, body = prepare(case, server, year)
+    target = case.target.replace(
+        urllib.parse.quote(ANCHOR_EA, safe=""),
+        urllib.parse.quote(server.entity_address, safe=""),
+    ).replace(RECORDED_YEAR, f"{year}-05-")
+    parts = urllib.parse.urlsplit(server.base)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=60
+    )
+    try:
+        connection.request(case.method, target, body=body, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    try:
+        keys: frozenset[str] | None = frozenset(key_paths(json.loads(raw)))
+    except ValueError:
+        keys = None
+    return Answer(response.status, keys)
+
+
+def key_paths(value: Any, prefix: str = "") -> set[str]:
+    """Every key path of a JSON value (`a.b`, list items as `a[].b`)."""
+    paths: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths.add(path)
+            paths |= key_paths(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            paths |= key_paths(item, f"{prefix}[]")
+    return paths
+
+
+def token(base: str, host: str, email: str, password: str) -> str:
+    answer = http_json(
+        f"{base}/api/requestAuthToken",
+        body={"email": email, "password": password},
+        headers={"Host": host},
+    )
+    return str(answer["auth_token"])
+
+
+def entity_address(base: str, host: str, auth: str) -> str:
+    sensor = http_any(
+        f"{base}/api/v3_0/sensors/1", headers={"Host": host, "Authorization": auth}
+    )
+    return str(sensor["entity_address"])
+
+
+def server(name: str, base: str, host: str, args: argparse.Namespace) -> Server:
+    """Log both users in on one server."""
+    admin = token(base, host, args.email, args.password)
+    other = token(base, host, args.other_email, args.other_password)
+    return Server(name, base, host, admin, other, entity_address(base, host, admin))
+
+
+async def _prepare_database(url: str) -> None:
+    """Migrate, then the anchor's two accounts and users (as its setup does)."""
+    from tenant_service import cli
+    from tenant_service.store.db import migrate
+
+    await migrate(url)
+    os.environ["CONFORMANCE_ADMIN_PW"] = ADMIN_PASSWORD
+    os.environ["CONFORMANCE_OTHER_PW"] = OTHER_PASSWORD
+    steps = (
+        ["add-account", "--name", "Anchor Account"],
+        ["add-account", "--name", "Other Account"],
+        [
+            *("add-user", "--email", ADMIN_EMAIL, "--account", "Anchor Account"),
+            *("--role", "admin", "--password-env", "CONFORMANCE_ADMIN_PW"),
+        ],
+        [
+            *("add-user", "--email", OTHER_EMAIL, "--account", "Other Account"),
+            *("--password-env", "CONFORMANCE_OTHER_PW"),
+        ],
+    )
+    for argv in steps:
+        if await asyncio.to_thread(cli.main, ["--database-url", url, *argv]) != 0:
+            raise SystemExit(f"could not prepare the database: flexhost admin {argv}")
+
+
+def seed_ours(base: str, host: str) -> None:
+    """Asset 1 with sensors 1 (power) and 2 (price); a sensor 3 of account 2."""
+    auth = {
+        "Host": host,
+        "Authorization": token(base, host, ADMIN_EMAIL, ADMIN_PASSWORD),
+    }
+    types = {
+        t["name"]: t["id"]
+        for t in http_any(f"{base}/api/v3_0/assets/types", headers=auth)
+    }
+    sensors = (
+        ("power", "MW", "PT15M"),
+        ("day-ahead price", "EUR/MWh", "PT1H"),
+        ("other power", "MW", "PT15M"),
+    )
+    assets = {}
+    for account, name in ((1, "Anchor Site"), (2, "Other Site")):
+        asset = http_any(
+            f"{base}/api/v3_0/assets",
+            method="POST",
+            body={
+                "name": name,
+                "account_id": account,
+                "generic_asset_type_id": types["building"],
+                "latitude": 52.37,
+                "longitude": 4.89,
+            },
+            headers=auth,
+        )
+        assets[account] = asset["id"]
+    for number, (name, unit, resolution) in enumerate(sensors, start=1):
+        sensor = http_any(
+            f"{base}/api/v3_0/sensors",
+            method="POST",
+            body={
+                "name": name,
+                "unit": unit,
+                "event_resolution": resolution,
+                "generic_asset_id": assets[1 if number < 3 else 2],
+                "timezone": "Europe/Amsterdam",
+            },
+            headers=auth,
+        )
+        if sensor["id"] != number:
+            raise SystemExit(f"seeding: sensor {name!r} got id {sensor['id']}")
+
+
+def compare(cases: list[Case], anchor: Server, ours: Server, verbose: bool) -> int:
+    """Send every case to both; print the table and totals; the exit status."""
+    year = secrets.choice([y for y in range(1950, 2020) if y != 1990])
+    equal_status = equal_keys = improved = 0
+    failures = []
+    print(f"data cases moved to May {year}")
+    print(f"{'case':<72} {'status':>11}  status keys")
+    for case in cases:
+        theirs, mine = send(case, anchor, year), send(case, ours, year)
+        same_status = theirs.status == mine.status
+        same_keys = theirs.keys == mine.keys
+        equal_status += same_status
+        equal_keys += same_keys
+        note = ""
+        if not (same_status and same_keys):
+            if case.title in IMPROVEMENTS:
+                improved += 1
+                note = "  improvement: " + IMPROVEMENTS[case.title]
+            else:
+                failures.append(case.title)
+        print(
+            f"{case.title[:72]:<72} {theirs.status:>4} / {mine.status:<4}"
+            f"  {'yes' if same_status else 'NO':<6} {'yes' if same_keys else 'NO'}"
+            f"{note}"
+        )
+        if verbose and not same_keys and theirs.keys is not None:
+            print(
+                f"      only FlexMeasures: {sorted(theirs.keys - (mine.keys or set()))}"
+            )
+            print(
+                f"      only ours:         {sorted((mine.keys or set()) - theirs.keys)}"
+            )
+    total = len(cases)
+    print()
+    print(f"cases: {total}")
+    print(f"equal status:   {equal_status}/{total} = {equal_status / total:.0%}")
+    print(f"equal key sets: {equal_keys}/{total} = {equal_keys / total:.0%}")
+    print(f"documented improvements among the differences: {improved}")
+    matched = total - len(failures)
+    print(
+        f"equal or a documented improvement: {matched}/{total} = {matched / total:.0%}"
+    )
+    print(f"other differences: {len(failures)}")
+    for title in failures:
+        print(f"  - {title}")
+    return 1 if failures else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reference", type=Path, default=REFERENCE)
+    parser.add_argument("--anchor", default=ANCHOR)
+    parser.add_argument("--ours", help="our gateway's base URL (default: start one)")
+    parser.add_argument("--host", help="our tenant's host name (with --ours)")
+    parser.add_argument("--email", default=ADMIN_EMAIL)
+    parser.add_argument("--password", default=ADMIN_PASSWORD)
+    parser.add_argument("--other-email", default=OTHER_EMAIL)
+    parser.add_argument("--other-password", default=OTHER_PASSWORD)
+    parser.add_argument("--verbose", action="store_true", help="list differing keys")
+    args = parser.parse_args()
+    cases = parse_cases(args.reference.read_text(encoding="utf-8"))
+    anchor_args = argparse.Namespace(
+        email=ADMIN_EMAIL,
+        password=ADMIN_PASSWORD,
+        other_email=OTHER_EMAIL,
+        other_password=OTHER_PASSWORD,
+    )
+    anchor = server("FlexMeasures", args.anchor, ANCHOR_HOST, anchor_args)
+    if args.ours:
+        host = args.host or urllib.parse.urlsplit(args.ours).netloc
+        sys.exit(
+            compare(cases, anchor, server("ours", args.ours, host, args), args.verbose)
+        )
+    processes = Processes()
+    workdir = Path(tempfile.mkdtemp(prefix="flexhost-conformance-"))
+    try:
+        url = f"sqlite+aiosqlite:///{workdir / 'conf.sqlite3'}"
+        asyncio.run(_prepare_database(url))
+        stack = start_stack(processes, workdir, url, TENANT)
+        host = f"{TENANT}.localhost:{urllib.parse.urlsplit(stack.gateway).port}"
+        seed_ours(stack.gateway, host)
+        ours = server("ours", stack.gateway, host, args)
+        status = compare(cases, anchor, ours, args.verbose)
+    finally:
+        processes.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
