@@ -187,6 +187,14 @@ INFLEXIBLE: Final = "inflexible-device-sensors"
 SITE_POWER_CAPACITY: Final = "site-power-capacity"
 SITE_CONSUMPTION_CAPACITY: Final = "site-consumption-capacity"
 SITE_PRODUCTION_CAPACITY: Final = "site-production-capacity"
+# As FlexMeasures 1.0.1: soc-minima, soc-maxima and soc-targets are soft constraints
+# with these breach prices (currency per MWh), filled in with a default of 1000 per
+# kWh unless relaxation is turned off (relax-soc-constraints, else relax-constraints).
+SOC_MINIMA_BREACH_PRICE: Final = "soc-minima-breach-price"
+SOC_MAXIMA_BREACH_PRICE: Final = "soc-maxima-breach-price"
+RELAX_CONSTRAINTS: Final = "relax-constraints"
+RELAX_SOC_CONSTRAINTS: Final = "relax-soc-constraints"
+DEFAULT_SOC_BREACH_PRICE: Final = 1_000_000.0  # 1000 per kWh
 FLEX_CONTEXT_FIELDS: Final = frozenset(
     {
         CONSUMPTION_PRICE,
@@ -197,6 +205,10 @@ FLEX_CONTEXT_FIELDS: Final = frozenset(
         SITE_POWER_CAPACITY,
         SITE_CONSUMPTION_CAPACITY,
         SITE_PRODUCTION_CAPACITY,
+        SOC_MINIMA_BREACH_PRICE,
+        SOC_MAXIMA_BREACH_PRICE,
+        RELAX_CONSTRAINTS,
+        RELAX_SOC_CONSTRAINTS,
     }
 )
 # Old and new names of one setting: a trigger's use of either hides the stored other.
@@ -301,6 +313,9 @@ class FlexContext:
     # Which JSON key each price came from, to name it in messages.
     consumption_price_field: str = CONSUMPTION_PRICE
     production_price_field: str = PRODUCTION_PRICE
+    # Currency per MWh of SoC missed; None: soc-minima (soc-maxima) are hard.
+    soc_minima_breach_price: float | None = DEFAULT_SOC_BREACH_PRICE
+    soc_maxima_breach_price: float | None = DEFAULT_SOC_BREACH_PRICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +334,7 @@ POWER: Final = Kind("MW", non_negative=True, overlap="min")
 FLOW: Final = Kind("MW")
 EFFICIENCY: Final = Kind("", bare_unit="", efficiency=True)
 PRICE_KIND: Final = Kind(PRICE)
+BREACH_PRICE_KIND: Final = Kind(PRICE, non_negative=True)
 
 
 def soc_kind(bare_unit: str, *, non_negative: bool = False, overlap: str) -> Kind:
@@ -880,6 +896,23 @@ def parse_flex_context(value: object) -> FlexContext:
                 sensor = parser.sensor_id((*at(INFLEXIBLE), str(index)), item)
                 if sensor is not None:
                     inflexible.append(sensor)
+    relax = {}
+    for name in (RELAX_CONSTRAINTS, RELAX_SOC_CONSTRAINTS):
+        if name in value:
+            try:
+                relax[name] = _boolean(value[name])
+            except _InvalidError as err:
+                parser.fail(at(name), str(err))
+    # FlexMeasures fills no default breach price when the deprecated price sensor
+    # fields are used (they predate relaxation).
+    relax_soc = relax.get(RELAX_SOC_CONSTRAINTS, relax.get(RELAX_CONSTRAINTS, True))
+    relax_soc = relax_soc and CONSUMPTION_PRICE_SENSOR not in value
+    relax_soc = relax_soc and PRODUCTION_PRICE_SENSOR not in value
+    breach = {}
+    for name in (SOC_MINIMA_BREACH_PRICE, SOC_MAXIMA_BREACH_PRICE):
+        breach[name] = DEFAULT_SOC_BREACH_PRICE if relax_soc else None
+        if name in value:
+            breach[name] = parser.fixed(at(name), value[name], BREACH_PRICE_KIND)
     context = FlexContext(
         consumption_price=consumption_price,
         production_price=production_price,
@@ -890,6 +923,8 @@ def parse_flex_context(value: object) -> FlexContext:
         site_production_capacity=capacity(SITE_PRODUCTION_CAPACITY),
         consumption_price_field=consumption_field,
         production_price_field=production_field,
+        soc_minima_breach_price=breach[SOC_MINIMA_BREACH_PRICE],
+        soc_maxima_breach_price=breach[SOC_MAXIMA_BREACH_PRICE],
     )
     if parser.errors:
         raise FlexModelError(parser.errors.tree)

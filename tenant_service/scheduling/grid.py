@@ -253,8 +253,17 @@ class _Builder:
         maxima = await self.array(
             at(SOC_MAXIMA), model.soc_maxima, soc_kind("MWh", overlap="min")
         )
-        lower = np.clip(_known(minima, soc_min), soc_min, soc_max)
-        upper = np.clip(_known(maxima, soc_max), soc_min, soc_max)
+        soft_minima = soft_maxima = None
+        if context.soc_minima_breach_price is None:
+            lower = np.clip(_known(minima, soc_min), soc_min, soc_max)
+        else:
+            lower = np.fmin(soc_min, soc_max)
+            soft_minima = np.clip(minima, soc_min, soc_max)
+        if context.soc_maxima_breach_price is None:
+            upper = np.clip(_known(maxima, soc_max), soc_min, soc_max)
+        else:
+            upper = soc_max
+            soft_maxima = np.clip(maxima, soc_min, soc_max)
 
         capacity_value, capacity_path = model.power_capacity, at(POWER_CAPACITY)
         if capacity_value is None and context.site_power_capacity is not None:
@@ -316,6 +325,8 @@ class _Builder:
             soc_gain=gain,
             soc_usage=usage,
             prefer_charging_sooner=model.prefer_charging_sooner,
+            soc_minima=soft_minima,
+            soc_maxima=soft_maxima,
         )
 
     def check_soc_sensor(self, path: Path, sensor: int) -> None:
@@ -442,4 +453,6 @@ async def build_problem(
         site_consumption_capacity=site_consumption,
         site_production_capacity=site_production,
         devices=tuple(devices),
+        soc_minima_breach_price=context.soc_minima_breach_price,
+        soc_maxima_breach_price=context.soc_maxima_breach_price,
     )

@@ -17,6 +17,7 @@ arrays, so building costs O(D T) numpy work and no Python loop over steps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import highspy
@@ -76,6 +77,8 @@ def solve(problem: SiteProblem, *, time_limit: float = 60.0) -> Solution:
     highs.setOptionValue("dual_feasibility_tolerance", DUAL_TOLERANCE)
     if model.pass_to(highs) == highspy.HighsStatus.kError:
         raise RuntimeError("HiGHS rejected the storage model")
+    if model.add_breaches(highs) == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the soft SoC constraints")
     status = _run(highs)
     if status != highspy.HighsModelStatus.kOptimal:
         raise InfeasibleError(_diagnose(problem, model, highs, status, time_limit))
@@ -167,6 +170,9 @@ class _Model:
                 np.asarray(problem.site_production_capacity, dtype=np.float64),
             ]
         )
+        self.scale = scale
+        self.tie = tie
+        self.breaches: list[_Breach] = []
         rhs = stack("soc_gain") - stack("soc_usage")
         rhs[:, 0] += eta_s[:, 0] * np.array([d.soc_at_start for d in devices])
         self.row_bound = np.concatenate(
@@ -191,6 +197,74 @@ class _Model:
         lp.a_matrix_.value_ = self.a_value
         return highs.passModel(lp)
 
+    def add_breaches(self, highs: Solver) -> highspy.HighsStatus:
+        """Columns and rows of the soft SoC constraints (none when all are hard).
+
+        Per device and family, a breach b[t] >= 0 per step with a bound (SoC plus b
+        at least a minimum, or SoC minus b at most a maximum) and the largest breach
+        B >= b[t]. As FlexMeasures 1.0.1 prices them: P * sum_t b[t] ("all ...")
+        plus P * B per hour of one step ("any ...").
+        """
+        problem, dt = self.problem, self.problem.step_hours
+        low_price = problem.soc_minima_breach_price
+        high_price = problem.soc_maxima_breach_price
+        for d, device in enumerate(problem.devices):
+            families: list[tuple[str, Array | None, float | None, float]] = [
+                ("soc minima", device.soc_minima, low_price, 1.0),
+                ("soc maxima", device.soc_maxima, high_price, -1.0),
+            ]
+            if problem.soft_targets:
+                families += [
+                    ("soc targets", device.soc_target, low_price, 1.0),
+                    ("soc targets", device.soc_target, high_price, -1.0),
+                ]
+            for name, bound, price, sign in families:
+                if bound is None or price is None or np.isnan(bound).all():
+                    continue
+                steps = np.flatnonzero(~np.isnan(bound)).astype(np.int64)
+                first = self.num_col + sum(len(b.steps) + 1 for b in self.breaches)
+                breach = _Breach(name, price, steps, first)
+                self.breaches.append(breach)
+                n = len(steps)
+                unit = price / self.scale / dt  # objective units per MWh breached
+                status = highs.addCols(
+                    n + 1,
+                    np.concatenate([np.full(n, unit), [unit / dt]]),
+                    np.zeros(n + 1),
+                    np.full(n + 1, highspy.kHighsInf),
+                    0,
+                    np.zeros(0, dtype=np.int64),
+                    np.zeros(0, dtype=np.int64),
+                    np.zeros(0),
+                )
+                if status == highspy.HighsStatus.kError:
+                    return status
+                soc = self.soc_columns(d)[steps]
+                cols = first + np.arange(n, dtype=np.int64)
+                inf = highspy.kHighsInf
+                # sign * (s + sign * b) >= sign * bound, then B - b >= 0.
+                lower = np.concatenate(
+                    [bound[steps] if sign > 0 else np.full(n, -inf), np.zeros(n)]
+                )
+                upper = np.concatenate(
+                    [np.full(n, inf) if sign > 0 else bound[steps], np.full(n, inf)]
+                )
+                index = np.concatenate(
+                    [
+                        np.stack([soc, cols], 1),
+                        np.stack([np.full(n, first + n), cols], 1),
+                    ]
+                ).ravel()
+                value = np.concatenate(
+                    [np.tile([1.0, sign], n), np.tile([1.0, -1.0], n)]
+                )
+                status = highs.addRows(
+                    2 * n, lower, upper, 4 * n, np.arange(0, 4 * n, 2), index, value
+                )
+                if status == highspy.HighsStatus.kError:
+                    return status
+        return highspy.HighsStatus.kOk
+
     def soc_columns(self, device: int) -> IntArray:
         """Column indices of one device's SoC."""
         first = (3 * device + 2) * self.steps
@@ -201,7 +275,7 @@ class _Model:
         steps, dt = self.steps, self.problem.step_hours
         blocks = x[: self.grid].reshape(self.n_dev, 3, steps)
         g_in = x[self.grid : self.grid + steps]
-        g_out = x[self.grid + steps :]
+        g_out = x[self.grid + steps : self.num_col]
         cost = float(
             np.sum(
                 self.problem.consumption_price * g_in
@@ -210,11 +284,36 @@ class _Model:
             * dt
         )
         power = blocks[:, 0, :] - blocks[:, 1, :]
+        costs = {"electricity net energy": cost}
+        for breach in self.breaches:
+            n = len(breach.steps)
+            spent = x[breach.first : breach.first + n]
+            largest = float(x[breach.first + n])
+            for name, amount in (
+                (f"all {breach.name}", breach.price * float(spent.sum())),
+                (f"any {breach.name}", breach.price * largest / dt),
+            ):
+                costs[name] = costs.get(name, 0.0) + amount
+        tie = self.tie * blocks * self.scale * dt
+        for d, device in enumerate(self.problem.devices):
+            if device.prefer_charging_sooner:
+                costs[f"prefer a full storage {d} sooner"] = float(tie[d].sum())
         return Solution(
             power=tuple(power[d].copy() for d in range(self.n_dev)),
             soc=tuple(blocks[d, 2, :].copy() for d in range(self.n_dev)),
             cost=cost,
+            commitment_costs=costs,
         )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Breach:
+    """One family of soft SoC bounds of one device, as columns of the model."""
+
+    name: str  # as FlexMeasures names the commitment, e.g. "soc minima"
+    price: float  # currency per MWh
+    steps: IntArray  # steps with a bound
+    first: int  # first column: one breach per step, then the largest breach
 
 
 def _run(highs: Solver) -> highspy.HighsModelStatus:
@@ -272,6 +371,9 @@ def _validate(problem: SiteProblem, time_limit: float) -> None:
         check(f"{name}: soc_min", device.soc_min, "finite or -inf")
         check(f"{name}: soc_max", device.soc_max, "finite or inf")
         check(f"{name}: soc_target", device.soc_target, "finite or nan")
+        for field in ("soc_minima", "soc_maxima"):
+            if getattr(device, field) is not None:
+                check(f"{name}: {field}", getattr(device, field), "finite or nan")
         for field in ("consumption_capacity", "production_capacity"):
             check(
                 f"{name}: {field}", getattr(device, field), "at least 0 (inf for none)"
@@ -288,7 +390,8 @@ def _soc_bounds(problem: SiteProblem) -> tuple[Array, Array]:
     lo = np.empty(shape)
     hi = np.empty(shape)
     for i, device in enumerate(problem.devices):
-        has_target = ~np.isnan(device.soc_target)
+        # Soft targets are rows with a breach (see _Model.add_breaches).
+        has_target = ~np.isnan(device.soc_target) & (not problem.soft_targets)
         lo[i] = np.where(has_target, device.soc_target, device.soc_min)
         # Bounds that cross by less than TOLERANCE (unit conversions) pass
         # _check_bounds; HiGHS must not see them crossed.
@@ -313,7 +416,7 @@ def _check_bounds(problem: SiteProblem) -> None:
         outside = _first(
             (target < soc_min - TOLERANCE) | (target > soc_max + TOLERANCE)
         )
-        if outside is not None:
+        if outside is not None and not problem.soft_targets:
             raise InfeasibleError(
                 f"soc-targets of {device.name} cannot be met: {_at(outside, steps)}"
                 f" the target {target[outside]:g} MWh lies outside soc-min/soc-max"

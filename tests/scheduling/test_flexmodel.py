@@ -7,7 +7,7 @@ import datetime as dt
 import math
 import zoneinfo
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pytest
@@ -417,21 +417,65 @@ async def test_build_flow_series_take_the_first_given_for_prices() -> None:
     assert list(problem.consumption_price) == pytest.approx([10.0, 10.0, 20.0, 20.0])
 
 
+SOC_SERIES: Final = {
+    "power-capacity": "1 MW",
+    "soc-max": "10 MWh",
+    "soc-targets": [{"datetime": at(1), "value": "5 MWh"}],
+    # Covers the step ends at 01:00, 02:00 and 03:00.
+    "soc-minima": [{"start": at(0.5), "end": at(3), "value": "2 MWh"}],
+    "soc-maxima": [{"start": at(4), "duration": "PT1H", "value": "8 MWh"}],
+}
+
+
 async def test_build_soc_series_are_instants_at_step_ends() -> None:
-    problem = await build(
-        {
-            "power-capacity": "1 MW",
-            "soc-max": "10 MWh",
-            "soc-targets": [{"datetime": at(1), "value": "5 MWh"}],
-            # Covers the step ends at 01:00, 02:00 and 03:00.
-            "soc-minima": [{"start": at(0.5), "end": at(3), "value": "2 MWh"}],
-            "soc-maxima": [{"start": at(4), "duration": "PT1H", "value": "8 MWh"}],
-        }
-    )
+    problem = await build(SOC_SERIES, {**PRICE, "relax-soc-constraints": False})
     (battery,) = problem.devices
     assert list(np.nan_to_num(battery.soc_target, nan=-1)) == [5.0, -1, -1, -1]
     assert list(battery.soc_min) == [2.0, 2.0, 2.0, 0.0]
     assert list(battery.soc_max) == [10.0, 10.0, 10.0, 8.0]
+    assert battery.soc_minima is None
+    assert battery.soc_maxima is None
+    assert problem.soc_minima_breach_price is None
+    assert not problem.soft_targets
+
+
+async def test_build_soc_minima_and_maxima_are_soft_by_default() -> None:
+    problem = await build(SOC_SERIES)
+    (battery,) = problem.devices
+    assert list(battery.soc_min) == [0.0] * 4
+    assert list(battery.soc_max) == [10.0] * 4
+    assert battery.soc_minima is not None
+    assert battery.soc_maxima is not None
+    assert list(np.nan_to_num(battery.soc_minima, nan=-1)) == [2.0, 2.0, 2.0, -1]
+    assert list(np.nan_to_num(battery.soc_maxima, nan=-1)) == [-1, -1, -1, 8.0]
+    # FlexMeasures' default: 1000 EUR/kWh.
+    assert problem.soc_minima_breach_price == 1e6
+    assert problem.soc_maxima_breach_price == 1e6
+    assert problem.soft_targets
+
+
+@pytest.mark.parametrize(
+    ("context", "minima", "maxima"),
+    [
+        ({"relax-constraints": False}, None, None),
+        ({"relax-constraints": False, "relax-soc-constraints": True}, 1e6, 1e6),
+        ({"relax-soc-constraints": "no"}, None, None),
+        ({"soc-minima-breach-price": "2 EUR/kWh"}, 2000.0, 1e6),
+        (
+            {"relax-soc-constraints": False, "soc-maxima-breach-price": "5 EUR/MWh"},
+            None,
+            5.0,
+        ),
+        # No default with the deprecated price sensor fields, as FlexMeasures.
+        ({"consumption-price-sensor": 9}, None, None),
+    ],
+)
+def test_flexcontext_relaxation_sets_the_breach_prices(
+    context: dict[str, Any], minima: float | None, maxima: float | None
+) -> None:
+    parsed = parse_flex_context(context)
+    assert parsed.soc_minima_breach_price == minima
+    assert parsed.soc_maxima_breach_price == maxima
 
 
 async def test_build_soc_points_outside_the_window_are_ignored() -> None:
@@ -503,7 +547,7 @@ async def test_build_reads_sensors_in_their_units() -> None:
     # 25 kWh per quarter hour is 100 kW, so 0.025 MWh gained per quarter hour.
     assert battery.soc_gain == pytest.approx([0.025] * 4)
     assert battery.storage_efficiency == pytest.approx([0.9, 0.8, 1.0, 0.95])
-    assert battery.soc_max == pytest.approx([0.2, 0.3, 0.4, 0.5])
+    assert battery.soc_maxima == pytest.approx([0.2, 0.3, 0.4, 0.5])
 
 
 async def test_build_unknown_prices_name_the_field() -> None:
@@ -1080,7 +1124,22 @@ def test_flexmodel_rejects_other_shapes(raw: object, tree: dict[str, Any]) -> No
 @pytest.mark.parametrize(
     ("raw", "path", "message"),
     [
-        ({"relax-constraints": True}, ["relax-constraints"], "Unknown field."),
+        ({"relax-everything": True}, ["relax-everything"], "Unknown field."),
+        (
+            {"relax-soc-constraints": "maybe"},
+            ["relax-soc-constraints"],
+            "Not a valid boolean.",
+        ),
+        (
+            {"soc-minima-breach-price": "-1 EUR/MWh"},
+            ["soc-minima-breach-price"],
+            "Must be greater than or equal to 0.",
+        ),
+        (
+            {"consumption-price": "1 EUR/MWh", "soc-maxima-breach-price": "1 GBP/kWh"},
+            ["soc-maxima-breach-price"],
+            "All prices in the flex-context must share the same currency unit (in this case: 'EUR').",
+        ),
         (
             {"consumption-price": "10 MW"},
             ["consumption-price"],
