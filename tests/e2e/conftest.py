@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from tests.helpers.stack import Stack
 
 
 class LoopbackResolver(AbstractResolver):
@@ -39,3 +44,31 @@ async def fm_session() -> AsyncIterator[aiohttp.ClientSession]:
     )
     yield session
     await session.close()
+
+
+@pytest.fixture
+def worker(
+    stack: Stack,  # the database is seeded first
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+) -> Iterator[None]:
+    """A real scheduling worker process on company's queue (see backend_options)."""
+    env = {
+        **os.environ,
+        "TENANT_NAME": "company",
+        "TENANT_SECRET": "worker-secret-0123456789abcdef-0123456789",
+        "TENANT_DATABASE_URL": database_url,
+        "TENANT_REDIS_URL": redis_url,
+        "TENANT_REDIS_PREFIX": redis_prefix,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
+    )
+    yield
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -6,10 +6,6 @@ worker process; the client polls in both of its modes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,33 +29,6 @@ FLEX_MODEL = {
 def backend_options(redis_url: str, redis_prefix: str) -> dict[str, Any]:
     """Company's backend enqueues schedules on the test Redis."""
     return {"redis_url": redis_url, "redis_prefix": redis_prefix}
-
-
-@pytest.fixture
-def worker(
-    stack: Stack,  # the database is seeded first
-    database_url: str,
-    redis_url: str,
-    redis_prefix: str,
-) -> Iterator[None]:
-    env = {
-        **os.environ,
-        "TENANT_NAME": "company",
-        "TENANT_SECRET": "worker-secret-0123456789abcdef-0123456789",
-        "TENANT_DATABASE_URL": database_url,
-        "TENANT_REDIS_URL": redis_url,
-        "TENANT_REDIS_PREFIX": redis_prefix,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
-    )
-    yield
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 async def test_flexmeasures_client_triggers_and_gets_a_schedule(
