@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers.stack import PASSWORD, Stack
+from tests.helpers.schedules import PRICES
+from tests.helpers.stack import Stack, flexmeasures_client
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
-PRICES = [10.0] * 6 + [50.0] * 11 + [90.0] * 4 + [50.0] * 3
 FLEX_MODEL = {
     "soc-at-start": "0 MWh",
     "soc-min": "0 MWh",
@@ -37,21 +37,6 @@ MISSING_ROUTES = (
 def backend_options(redis_url: str, redis_prefix: str) -> dict[str, Any]:
     """Company's backend enqueues schedules on the test Redis."""
     return {"redis_url": redis_url, "redis_prefix": redis_prefix}
-
-
-def make_client(stack: Stack, session: aiohttp.ClientSession) -> Any:
-    from flexmeasures_client import FlexMeasuresClient
-
-    return FlexMeasuresClient(
-        email="admin@company.test",
-        password=PASSWORD,
-        host=f"company.localhost:{stack.gateway.port}",
-        ssl=False,
-        session=session,
-        request_retry_interval=0.2,
-        job_polling_interval=0.2,
-        job_polling_timeout=60,
-    )
 
 
 async def make_site(client: Any, stack: Stack) -> tuple[int, int, int]:
@@ -91,7 +76,7 @@ async def make_site(client: Any, stack: Stack) -> tuple[int, int, int]:
 async def test_flexmeasures_client_methods_with_a_route(
     stack: Stack, fm_session: aiohttp.ClientSession, worker: None
 ) -> None:
-    client = make_client(stack, fm_session)
+    client = flexmeasures_client(stack, fm_session)
     await client.get_access_token()
     assert client.access_token
     versions = await client.get_versions()
@@ -214,7 +199,7 @@ async def test_flexmeasures_client_methods_of_routes_other_branches_add(
     worker: None,
     tmp_path: Any,
 ) -> None:
-    client = make_client(stack, fm_session)
+    client = flexmeasures_client(stack, fm_session)
     try:
         _, power_id, _ = await make_site(client, stack)
         upload = tmp_path / "power.csv"

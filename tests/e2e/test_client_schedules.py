@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers.stack import PASSWORD, Stack, seed_asset_and_sensor
+from tests.helpers.stack import Stack, flexmeasures_client, seed_asset_and_sensor
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 # Hourly prices: cheap at night, dear in the evening.
@@ -36,19 +36,8 @@ async def test_flexmeasures_client_triggers_and_gets_a_schedule(
     fm_session: aiohttp.ClientSession,
     worker: None,
 ) -> None:
-    from flexmeasures_client import FlexMeasuresClient
-
     asset_id, power_id = await seed_asset_and_sensor(stack)
-    client: Any = FlexMeasuresClient(
-        email="admin@company.test",
-        password=PASSWORD,
-        host=f"company.localhost:{stack.gateway.port}",
-        ssl=False,
-        session=fm_session,
-        job_polling_interval=0.2,
-        job_polling_timeout=60,
-        request_retry_interval=0.2,
-    )
+    client = flexmeasures_client(stack, fm_session)
     price = await client.add_sensor(
         name="day-ahead price",
         event_resolution="PT1H",
