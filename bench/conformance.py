@@ -419,6 +419,27 @@ def schedule_triggers() -> dict[str, dict[str, Any]]:
             "flex-model": infeasible,
             "flex-context": {**context, "relax-soc-constraints": False},
         },
+        # 1 MWh due in 1 h under a 0.5 MW contract: breach the site or the target.
+        "site capacity below what a target needs": {
+            **window,
+            "flex-model": {
+                **feasible,
+                "soc-targets": [{"datetime": _day(1).isoformat(), "value": "1.5 MWh"}],
+            },
+            "flex-context": {**context, "site-consumption-capacity": "0.5 MW"},
+        },
+        "the same, with a cheap site breach": {
+            **window,
+            "flex-model": {
+                **feasible,
+                "soc-targets": [{"datetime": _day(1).isoformat(), "value": "1.5 MWh"}],
+            },
+            "flex-context": {
+                **context,
+                "site-consumption-capacity": "0.5 MW",
+                "site-consumption-breach-price": "100 EUR/kW",
+            },
+        },
     }
 
 

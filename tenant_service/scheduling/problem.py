@@ -64,6 +64,12 @@ class SiteProblem:
     # set (a shortage priced as a minimum's, a surplus as a maximum's).
     soc_minima_breach_price: float | None = None
     soc_maxima_breach_price: float | None = None
+    # MW (inf = none): consumption (production) the site may exceed at the breach
+    # price, currency per MW (see storage.py); None: no such soft capacity.
+    site_consumption_contract: Array | None = None
+    site_production_contract: Array | None = None
+    site_consumption_breach_price: float | None = None
+    site_production_breach_price: float | None = None
 
     @property
     def soft_targets(self) -> bool:

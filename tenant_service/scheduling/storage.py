@@ -17,6 +17,7 @@ arrays, so building costs O(D T) numpy work and no Python loop over steps.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
@@ -198,72 +199,123 @@ class _Model:
         return highs.passModel(lp)
 
     def add_breaches(self, highs: Solver) -> highspy.HighsStatus:
-        """Columns and rows of the soft SoC constraints (none when all are hard).
+        """Columns and rows of the soft constraints (none when all are hard).
 
-        Per device and family, a breach b[t] >= 0 per step with a bound (SoC plus b
-        at least a minimum, or SoC minus b at most a maximum) and the largest breach
-        B >= b[t]. As FlexMeasures 1.0.1 prices them: P * sum_t b[t] ("all ...")
-        plus P * B per hour of one step ("any ...").
+        Per family, a breach b[t] >= 0 per step with a bound (x[t] + b[t] at least a
+        minimum, or x[t] - b[t] at most a maximum; x a device's SoC or the site's
+        import or export) and the largest breach B >= b[t]. As FlexMeasures 1.0.1
+        prices them: SoC P * sum_t b[t] ("all ...") plus P * B per hour of one step
+        ("any ..."); site capacity P * sum_t b[t] * step hours plus P * B.
         """
         problem, dt = self.problem, self.problem.step_hours
-        low_price = problem.soc_minima_breach_price
-        high_price = problem.soc_maxima_breach_price
+        low, high = problem.soc_minima_breach_price, problem.soc_maxima_breach_price
+        families: list[
+            tuple[str, str, IntArray, Array | None, float | None, float]
+        ] = []
         for d, device in enumerate(problem.devices):
-            families: list[tuple[str, Array | None, float | None, float]] = [
-                ("soc minima", device.soc_minima, low_price, 1.0),
-                ("soc maxima", device.soc_maxima, high_price, -1.0),
+            soc = self.soc_columns(d)
+            families += [
+                ("all soc minima", "any soc minima", soc, device.soc_minima, low, 1.0),
+                (
+                    "all soc maxima",
+                    "any soc maxima",
+                    soc,
+                    device.soc_maxima,
+                    high,
+                    -1.0,
+                ),
             ]
             if problem.soft_targets:
+                target = device.soc_target
                 families += [
-                    ("soc targets", device.soc_target, low_price, 1.0),
-                    ("soc targets", device.soc_target, high_price, -1.0),
+                    ("all soc targets", "any soc targets", soc, target, low, 1.0),
+                    ("all soc targets", "any soc targets", soc, target, high, -1.0),
                 ]
-            for name, bound, price, sign in families:
-                if bound is None or price is None or np.isnan(bound).all():
-                    continue
-                steps = np.flatnonzero(~np.isnan(bound)).astype(np.int64)
-                first = self.num_col + sum(len(b.steps) + 1 for b in self.breaches)
-                breach = _Breach(name, price, steps, first)
-                self.breaches.append(breach)
-                n = len(steps)
-                unit = price / self.scale / dt  # objective units per MWh breached
-                status = highs.addCols(
-                    n + 1,
-                    np.concatenate([np.full(n, unit), [unit / dt]]),
-                    np.zeros(n + 1),
-                    np.full(n + 1, highspy.kHighsInf),
-                    0,
-                    np.zeros(0, dtype=np.int64),
-                    np.zeros(0, dtype=np.int64),
-                    np.zeros(0),
+        status = highspy.HighsStatus.kOk
+        for all_name, any_name, cols, bound, price, sign in families:
+            # FlexMeasures reports SoC terms only where bounds are given.
+            if bound is not None and price is not None and not np.isnan(bound).all():
+                status = self.add_family(
+                    highs,
+                    _Breach(all_name, any_name, price, price / dt),
+                    cols,
+                    bound,
+                    sign,
                 )
-                if status == highspy.HighsStatus.kError:
-                    return status
-                soc = self.soc_columns(d)[steps]
-                cols = first + np.arange(n, dtype=np.int64)
-                inf = highspy.kHighsInf
-                # sign * (s + sign * b) >= sign * bound, then B - b >= 0.
-                lower = np.concatenate(
-                    [bound[steps] if sign > 0 else np.full(n, -inf), np.zeros(n)]
-                )
-                upper = np.concatenate(
-                    [np.full(n, inf) if sign > 0 else bound[steps], np.full(n, inf)]
-                )
-                index = np.concatenate(
-                    [
-                        np.stack([soc, cols], 1),
-                        np.stack([np.full(n, first + n), cols], 1),
-                    ]
-                ).ravel()
-                value = np.concatenate(
-                    [np.tile([1.0, sign], n), np.tile([1.0, -1.0], n)]
-                )
-                status = highs.addRows(
-                    2 * n, lower, upper, 4 * n, np.arange(0, 4 * n, 2), index, value
-                )
-                if status == highspy.HighsStatus.kError:
-                    return status
-        return highspy.HighsStatus.kOk
+            if status == highspy.HighsStatus.kError:
+                return status
+        steps = np.arange(self.steps, dtype=np.int64)
+        for k, (kind, contract, price) in enumerate(
+            (
+                (
+                    "consumption",
+                    problem.site_consumption_contract,
+                    problem.site_consumption_breach_price,
+                ),
+                (
+                    "production",
+                    problem.site_production_contract,
+                    problem.site_production_breach_price,
+                ),
+            )
+        ):
+            if price is None:
+                continue
+            breach = _Breach(
+                f"electricity all {kind} breaches",
+                f"electricity any {kind} breach",
+                price * dt,
+                price,
+            )
+            bound = np.full(self.steps, np.nan) if contract is None else contract
+            bound = np.where(np.isfinite(bound), bound, np.nan)
+            status = self.add_family(
+                highs, breach, self.grid + k * self.steps + steps, bound, -1.0
+            )
+            if status == highspy.HighsStatus.kError:
+                return status
+        return status
+
+    def add_family(
+        self, highs: Solver, breach: _Breach, cols: IntArray, bound: Array, sign: float
+    ) -> highspy.HighsStatus:
+        """One family's breach columns and rows (steps where `bound` is not nan)."""
+        steps = np.flatnonzero(~np.isnan(bound)).astype(np.int64)
+        n = len(steps)
+        first = highs.getNumCol()
+        breach = dataclasses.replace(breach, steps=steps, first=first)
+        self.breaches.append(breach)
+        unit = 1.0 / (self.scale * self.problem.step_hours)  # objective per currency
+        status = highs.addCols(
+            n + 1,
+            np.concatenate(
+                [np.full(n, breach.per_step * unit), [breach.largest * unit]]
+            ),
+            np.zeros(n + 1),
+            np.full(n + 1, highspy.kHighsInf),
+            0,
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0),
+        )
+        if status == highspy.HighsStatus.kError or n == 0:
+            return status
+        own = first + np.arange(n, dtype=np.int64)
+        inf = highspy.kHighsInf
+        # A minimum: x + b >= bound; a maximum: x - b <= bound. Then B - b >= 0.
+        lower = np.concatenate(
+            [bound[steps] if sign > 0 else np.full(n, -inf), np.zeros(n)]
+        )
+        upper = np.concatenate(
+            [np.full(n, inf) if sign > 0 else bound[steps], np.full(n, inf)]
+        )
+        index = np.concatenate(
+            [np.stack([cols[steps], own], 1), np.stack([np.full(n, first + n), own], 1)]
+        ).ravel()
+        value = np.concatenate([np.tile([1.0, sign], n), np.tile([1.0, -1.0], n)])
+        return highs.addRows(
+            2 * n, lower, upper, 4 * n, np.arange(0, 4 * n, 2), index, value
+        )
 
     def soc_columns(self, device: int) -> IntArray:
         """Column indices of one device's SoC."""
@@ -287,11 +339,11 @@ class _Model:
         costs = {"electricity net energy": cost}
         for breach in self.breaches:
             n = len(breach.steps)
-            spent = x[breach.first : breach.first + n]
+            spent = float(x[breach.first : breach.first + n].sum())
             largest = float(x[breach.first + n])
             for name, amount in (
-                (f"all {breach.name}", breach.price * float(spent.sum())),
-                (f"any {breach.name}", breach.price * largest / dt),
+                (breach.all_name, breach.per_step * spent),
+                (breach.any_name, breach.largest * largest),
             ):
                 costs[name] = costs.get(name, 0.0) + amount
         tie = self.tie * blocks * self.scale * dt
@@ -308,12 +360,16 @@ class _Model:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Breach:
-    """One family of soft SoC bounds of one device, as columns of the model."""
+    """One family of soft bounds, as columns of the model, and what a breach costs."""
 
-    name: str  # as FlexMeasures names the commitment, e.g. "soc minima"
-    price: float  # currency per MWh
-    steps: IntArray  # steps with a bound
-    first: int  # first column: one breach per step, then the largest breach
+    all_name: str  # as FlexMeasures names the commitments, e.g. "all soc minima"
+    any_name: str  # e.g. "any soc minima"
+    per_step: float  # currency per unit (MWh, MW) of each step's breach
+    largest: float  # currency per unit of the largest breach
+    steps: IntArray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    first: int = 0  # first column: one breach per bounded step, then the largest
 
 
 def _run(highs: Solver) -> highspy.HighsModelStatus:

@@ -370,8 +370,25 @@ async def test_build_power_capacity_falls_back_to_site_power_capacity() -> None:
     (battery,) = problem.devices
     assert list(battery.consumption_capacity) == [2.0] * 4
     assert list(battery.production_capacity) == [2.0] * 4
+    # As FlexMeasures by default: the production capacity is soft (a contract the
+    # schedule may exceed at the breach price), site-power-capacity is the hard limit.
     assert list(problem.site_consumption_capacity) == [2.0] * 4
-    assert list(problem.site_production_capacity) == [1.0] * 4
+    assert list(problem.site_production_capacity) == [2.0] * 4
+    assert problem.site_production_contract is not None
+    assert list(problem.site_production_contract) == [1.0] * 4
+    assert problem.site_production_breach_price == 1e7  # 10000 EUR/kW
+    hard = await build(
+        {"consumption-capacity": "3 MW"},
+        {
+            **PRICE,
+            "site-power-capacity": "2 MW",
+            "site-production-capacity": "1 MW",
+            "relax-site-capacity-constraints": False,
+        },
+    )
+    assert list(hard.site_production_capacity) == [1.0] * 4
+    assert hard.site_production_contract is None
+    assert hard.site_production_breach_price is None
 
 
 async def test_build_charging_and_discharging_efficiencies() -> None:
@@ -468,6 +485,7 @@ async def test_build_soc_minima_and_maxima_are_soft_by_default() -> None:
         ),
         # No default with the deprecated price sensor fields, as FlexMeasures.
         ({"consumption-price-sensor": 9}, None, None),
+        ({"relax-site-capacity-constraints": False}, 1e6, 1e6),
     ],
 )
 def test_flexcontext_relaxation_sets_the_breach_prices(
@@ -476,6 +494,25 @@ def test_flexcontext_relaxation_sets_the_breach_prices(
     parsed = parse_flex_context(context)
     assert parsed.soc_minima_breach_price == minima
     assert parsed.soc_maxima_breach_price == maxima
+
+
+@pytest.mark.parametrize(
+    ("context", "consumption", "production"),
+    [
+        ({}, 1e7, 1e7),
+        ({"relax-constraints": False}, None, None),
+        ({"relax-soc-constraints": False}, 1e7, 1e7),
+        ({"relax-site-capacity-constraints": False}, None, None),
+        ({"site-consumption-breach-price": "2 EUR/kW"}, 2000.0, 1e7),
+        ({"consumption-price-sensor": 9}, None, None),
+    ],
+)
+def test_flexcontext_relaxation_sets_the_site_breach_prices(
+    context: dict[str, Any], consumption: float | None, production: float | None
+) -> None:
+    parsed = parse_flex_context(context)
+    assert parsed.site_consumption_breach_price == consumption
+    assert parsed.site_production_breach_price == production
 
 
 async def test_build_soc_points_outside_the_window_are_ignored() -> None:
@@ -1129,6 +1166,11 @@ def test_flexmodel_rejects_other_shapes(raw: object, tree: dict[str, Any]) -> No
             {"relax-soc-constraints": "maybe"},
             ["relax-soc-constraints"],
             "Not a valid boolean.",
+        ),
+        (
+            {"site-production-breach-price": "1 EUR/MWh"},
+            ["site-production-breach-price"],
+            "Cannot convert value `1 EUR/MWh` to '/MW'",
         ),
         (
             {"soc-minima-breach-price": "-1 EUR/MWh"},

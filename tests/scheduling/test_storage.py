@@ -431,6 +431,39 @@ def test_solve_meets_reachable_soft_targets_exactly() -> None:
     assert result.commitment_costs["any soc targets"] == pytest.approx(0, abs=1e-3)
 
 
+def test_solve_prices_a_soft_site_capacity() -> None:
+    """1.5 MW of inflexible load under a 1 MW contract, two hourly steps: 0.5 MW over
+    in each ("all": P * 0.5 MW * 1 h, twice; "any": P * 0.5 MW)."""
+    device = battery(2, charge=0, discharge=0)
+    problem = replace(
+        site([10.0, 10.0], device, inflexible=1.5),
+        site_consumption_contract=np.array([1.0, 1.0]),
+        site_consumption_breach_price=1e7,
+        site_production_breach_price=1e7,
+    )
+    result = solve(problem)
+    costs = result.commitment_costs
+    assert costs["electricity all consumption breaches"] == pytest.approx(1e7)
+    assert costs["electricity any consumption breach"] == pytest.approx(5e6)
+    assert costs["electricity all production breaches"] == 0
+    assert costs["electricity any production breach"] == 0
+    assert costs["electricity net energy"] == pytest.approx(30.0)
+
+
+def test_solve_discharges_rather_than_breach_the_site_capacity() -> None:
+    device = battery(2, start=1)
+    problem = replace(
+        site([10.0, 10.0], device, inflexible=1.5),
+        site_consumption_contract=np.array([1.0, 1.0]),
+        site_consumption_breach_price=1e7,
+    )
+    result = solve(problem)
+    assert close(result.power[0], [-0.5, -0.5])
+    assert result.commitment_costs["electricity all consumption breaches"] == (
+        pytest.approx(0, abs=1e-3)
+    )
+
+
 def test_solve_with_hard_targets_still_names_the_one_missed() -> None:
     device = battery(3, start=0, soc_max=20, target=[NAN, NAN, 10])
     with pytest.raises(InfeasibleError, match="soc-targets of sensor 1 cannot be met"):

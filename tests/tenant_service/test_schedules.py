@@ -106,9 +106,21 @@ async def test_schedule_charges_cheap_and_discharges_dear(
     assert schedule["start"] == DAY
     info = schedule["scheduler_info"]
     assert info["scheduler"] == "StorageScheduler"
-    # As FlexMeasures 1.0.1 names them; no soc-minima/maxima/targets: no breaches.
+    # As FlexMeasures 1.0.1 names them; no soc-minima/maxima/targets, and the site's
+    # (unlimited) capacity not breached.
     costs = info["commitment_costs"]
-    assert set(costs) == {"electricity net energy", "prefer a full storage 0 sooner"}
+    breaches = {
+        "electricity all consumption breaches",
+        "electricity any consumption breach",
+        "electricity all production breaches",
+        "electricity any production breach",
+    }
+    assert set(costs) == {
+        "electricity net energy",
+        "prefer a full storage 0 sooner",
+        *breaches,
+    }
+    assert [costs[name] for name in breaches] == [0.0] * 4
     assert 0 < costs["prefer a full storage 0 sooner"] < 0.01
     # Charge the 2 MWh in the cheapest (night) hours at 1 MW, sell at the dearest.
     assert sum(values[: 6 * 4]) / 4 == pytest.approx(2.0, abs=1e-6)
