@@ -86,6 +86,14 @@ IMPROVEMENTS: Final[dict[str, str]] = {
     "DELETE on /api/ (method not allowed)": (
         "JSON always under /api: a JSON 405 envelope instead of an HTML page"
     ),
+    "malformed JSON": (
+        "the 422 names the missing `values` too (FlexMeasures leaves it out, and"
+        " answers 500 when only `values` is missing)"
+    ),
+    "no Content-Type header": (
+        "the 422 names the missing `values` too (FlexMeasures leaves it out, and"
+        " answers 500 when only `values` is missing)"
+    ),
     "'Bearer <token>' prefix": (
         "the gateway also accepts `Authorization: Bearer <token>` (the raw token"
         " stays the norm), as most HTTP clients send it"
