@@ -43,17 +43,16 @@ from typing import Any, Final
 
 from bench._harness import HERE, Processes, http_any, http_json, start_stack
 
-# ../shared next to the main checkout (a git worktree may sit one level deeper).
+# ../shared next to the main checkout (a git worktree may sit one level deeper), else
+# the copy in tests/data.
 REFERENCE: Final = next(
-    (
-        path
-        for path in (
-            HERE.parent.parent / "shared/reference/flexmeasures-observed.md",
-            HERE.parent.parent.parent / "shared/reference/flexmeasures-observed.md",
-        )
-        if path.exists()
-    ),
-    HERE.parent.parent / "shared/reference/flexmeasures-observed.md",
+    path
+    for path in (
+        HERE.parent.parent / "shared/reference/flexmeasures-observed.md",
+        HERE.parent.parent.parent / "shared/reference/flexmeasures-observed.md",
+        HERE.parent / "tests/data/flexmeasures-observed.md",
+    )
+    if path.exists()
 )
 ANCHOR: Final = "http://127.0.0.1:5000"
 ANCHOR_HOST: Final = "127.0.0.1:5000"
