@@ -426,6 +426,14 @@ def schedule_triggers() -> dict[str, dict[str, Any]]:
             "flex-model": infeasible,
             "flex-context": {**context, "relax-soc-constraints": False},
         },
+        "target above soc-max": {
+            **window,
+            "flex-model": {
+                **feasible,
+                "soc-targets": [{"datetime": _day(3).isoformat(), "value": "3 MWh"}],
+            },
+            "flex-context": context,
+        },
         # 1 MWh due in 1 h under a 0.5 MW contract: breach the site or the target.
         "site capacity below what a target needs": {
             **window,
