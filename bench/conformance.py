@@ -55,7 +55,6 @@ REFERENCE: Final = next(
     if path.exists()
 )
 ANCHOR: Final = "http://127.0.0.1:5000"
-ANCHOR_HOST: Final = "127.0.0.1:5000"
 ADMIN_EMAIL: Final = "admin@anchor.example"
 ADMIN_PASSWORD: Final = "anchor-admin-pw"  # the anchor's public seed (its README)
 OTHER_EMAIL: Final = "user@other.example"
@@ -599,7 +598,14 @@ def main() -> None:
         other_email=OTHER_EMAIL,
         other_password=OTHER_PASSWORD,
     )
-    anchor = server("FlexMeasures", args.anchor, ANCHOR_HOST, anchor_args)
+    try:
+        anchor_host = urllib.parse.urlsplit(args.anchor).netloc
+        anchor = server("FlexMeasures", args.anchor, anchor_host, anchor_args)
+    except (OSError, KeyError) as err:
+        raise SystemExit(
+            f"FlexMeasures does not answer a login on {args.anchor} ({err}); start"
+            " the anchor: bash ../shared/anchor/fm_anchor.sh start"
+        ) from err
     if args.ours:
         host = args.host or urllib.parse.urlsplit(args.ours).netloc
         ours = server("ours", args.ours, host, args)
