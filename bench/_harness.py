@@ -210,13 +210,20 @@ BENCH_RATE: Final = "1000000000/minute"
 
 
 def start_stack(
-    processes: Processes, workdir: Path, db_url: str, tenant: str, replicas: int = 1
+    processes: Processes,
+    workdir: Path,
+    db_url: str,
+    tenant: str,
+    replicas: int = 1,
+    *,
+    scheduling: bool = False,
 ) -> Stack:
     """Backend replicas on `db_url` and one gateway for `tenant` (+ Redis if needed).
 
     Several replicas are separate processes on their own ports, listed in the
     tenant's `backends` (the gateway spreads requests over them), as FlexMeasures'
-    own deployment runs several gunicorn workers.
+    own deployment runs several gunicorn workers. With `scheduling`, the backends
+    queue schedule jobs on that Redis and one scheduling worker runs them.
     """
     redis_url = "redis://127.0.0.1:6379/0"
     if not port_open(6379):
@@ -242,16 +249,26 @@ def start_stack(
         f"tenants:\n  - subdomain: {tenant}\n    backends: [{urls}]\n"
         f"    rate_limits: {{per_token: {BENCH_RATE!r}}}\n"
     )
+    queue = (
+        {
+            "TENANT_REDIS_URL": redis_url,
+            "TENANT_REDIS_PREFIX": f"b{secrets.token_hex(4)}",
+        }
+        if scheduling
+        else {}
+    )
+    backend_env = {
+        "TENANT_NAME": tenant,
+        "TENANT_DATABASE_URL": db_url,
+        "TENANT_SECRET_FILE": str(secrets_dir / tenant),
+        **queue,
+    }
     for port in backend_ports:
         processes.start(
-            [PYTHON, "-m", "tenant_service"],
-            {
-                "TENANT_NAME": tenant,
-                "TENANT_DATABASE_URL": db_url,
-                "TENANT_SECRET_FILE": str(secrets_dir / tenant),
-                "TENANT_PORT": str(port),
-            },
+            [PYTHON, "-m", "tenant_service"], {**backend_env, "TENANT_PORT": str(port)}
         )
+    if scheduling:
+        processes.start([PYTHON, "-m", "tenant_service.scheduling.worker"], backend_env)
     processes.start(
         [PYTHON, "-m", "gateway"],
         {

@@ -129,6 +129,7 @@ CAPACITY_PARTIAL: Final = "Power capacity partially unknown for planning window.
 SOC_UNIT_CHOICES: Final = ("kWh", "MWh")
 MAX_SENSOR_ID: Final = 2**63 - 1
 PRICE: Final = "/MWh"  # canonical unit marker: any currency per MWh
+POWER_PRICE: Final = "/MW"  # canonical unit marker: any currency per MW
 MS_PER_HOUR: Final = 3_600_000
 # A quantity string: a decimal number, then its unit (empty = dimensionless).
 _QUANTITY: Final = re.compile(
@@ -187,6 +188,22 @@ INFLEXIBLE: Final = "inflexible-device-sensors"
 SITE_POWER_CAPACITY: Final = "site-power-capacity"
 SITE_CONSUMPTION_CAPACITY: Final = "site-consumption-capacity"
 SITE_PRODUCTION_CAPACITY: Final = "site-production-capacity"
+# As FlexMeasures 1.0.1: soc-minima, soc-maxima and soc-targets are soft constraints
+# with these breach prices (currency per MWh), filled in with a default of 1000 per
+# kWh unless relaxation is turned off (relax-soc-constraints, else relax-constraints).
+SOC_MINIMA_BREACH_PRICE: Final = "soc-minima-breach-price"
+SOC_MAXIMA_BREACH_PRICE: Final = "soc-maxima-breach-price"
+RELAX_CONSTRAINTS: Final = "relax-constraints"
+RELAX_SOC_CONSTRAINTS: Final = "relax-soc-constraints"
+DEFAULT_SOC_BREACH_PRICE: Final = 1_000_000.0  # 1000 per kWh
+# Likewise the site's consumption and production capacities (currency per MW of the
+# largest breach, and per MW per hour of each step's), default 10000 per kW, unless
+# relax-site-capacity-constraints (else relax-constraints) is false. site-power-capacity
+# then stays the hard limit.
+SITE_CONSUMPTION_BREACH_PRICE: Final = "site-consumption-breach-price"
+SITE_PRODUCTION_BREACH_PRICE: Final = "site-production-breach-price"
+RELAX_SITE_CAPACITY_CONSTRAINTS: Final = "relax-site-capacity-constraints"
+DEFAULT_SITE_BREACH_PRICE: Final = 10_000_000.0  # 10000 per kW
 FLEX_CONTEXT_FIELDS: Final = frozenset(
     {
         CONSUMPTION_PRICE,
@@ -197,6 +214,13 @@ FLEX_CONTEXT_FIELDS: Final = frozenset(
         SITE_POWER_CAPACITY,
         SITE_CONSUMPTION_CAPACITY,
         SITE_PRODUCTION_CAPACITY,
+        SOC_MINIMA_BREACH_PRICE,
+        SOC_MAXIMA_BREACH_PRICE,
+        RELAX_CONSTRAINTS,
+        RELAX_SOC_CONSTRAINTS,
+        SITE_CONSUMPTION_BREACH_PRICE,
+        SITE_PRODUCTION_BREACH_PRICE,
+        RELAX_SITE_CAPACITY_CONSTRAINTS,
     }
 )
 # Old and new names of one setting: a trigger's use of either hides the stored other.
@@ -301,6 +325,12 @@ class FlexContext:
     # Which JSON key each price came from, to name it in messages.
     consumption_price_field: str = CONSUMPTION_PRICE
     production_price_field: str = PRODUCTION_PRICE
+    # Currency per MWh of SoC missed; None: soc-minima (soc-maxima) are hard.
+    soc_minima_breach_price: float | None = DEFAULT_SOC_BREACH_PRICE
+    soc_maxima_breach_price: float | None = DEFAULT_SOC_BREACH_PRICE
+    # Currency per MW over the site's consumption (production) capacity; None: hard.
+    site_consumption_breach_price: float | None = DEFAULT_SITE_BREACH_PRICE
+    site_production_breach_price: float | None = DEFAULT_SITE_BREACH_PRICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +349,8 @@ POWER: Final = Kind("MW", non_negative=True, overlap="min")
 FLOW: Final = Kind("MW")
 EFFICIENCY: Final = Kind("", bare_unit="", efficiency=True)
 PRICE_KIND: Final = Kind(PRICE)
+BREACH_PRICE_KIND: Final = Kind(PRICE, non_negative=True)
+POWER_BREACH_PRICE_KIND: Final = Kind(POWER_PRICE, non_negative=True)
 
 
 def soc_kind(bare_unit: str, *, non_negative: bool = False, overlap: str) -> Kind:
@@ -396,8 +428,11 @@ def _split_quantity(text: str) -> tuple[float, str]:
     return number, unit
 
 
-def currency_of(unit: str) -> str | None:
-    """The currency code of a price per energy unit ("EUR/kWh" -> "EUR"), else None."""
+def currency_of(unit: str, per: str = "MWh") -> str | None:
+    """The currency code of a price per energy unit ("EUR/kWh" -> "EUR"), else None.
+
+    `per` = "MW": of a price per power unit ("EUR/kW" -> "EUR") instead.
+    """
     try:
         validate_unit(unit)
         dimensions = registry().parse_units(unit.strip()).dimensionality
@@ -411,7 +446,7 @@ def currency_of(unit: str) -> str | None:
     if len(codes) != 1:
         return None
     try:
-        conversion(unit, f"{codes[0]}/MWh", 0)
+        conversion(unit, f"{codes[0]}/{per}", 0)
     except (UnitError, ArithmeticError):
         return None
     return codes[0]
@@ -423,11 +458,11 @@ def _to_canonical(
     """`number unit` in the kind's canonical unit, and its currency for prices."""
     currency: str | None = None
     target = kind.unit
-    if kind.unit == PRICE:
-        currency = currency_of(unit)
+    if kind.unit in (PRICE, POWER_PRICE):
+        currency = currency_of(unit, kind.unit[1:])
         if currency is None:
-            raise _InvalidError(WRONG_UNIT.format(text=text, unit=PRICE))
-        target = f"{currency}/MWh"
+            raise _InvalidError(WRONG_UNIT.format(text=text, unit=kind.unit))
+        target = f"{currency}{kind.unit}"
     try:
         factor, offset = conversion(unit, target, 0)
     except (UnitError, ArithmeticError) as err:
@@ -880,6 +915,41 @@ def parse_flex_context(value: object) -> FlexContext:
                 sensor = parser.sensor_id((*at(INFLEXIBLE), str(index)), item)
                 if sensor is not None:
                     inflexible.append(sensor)
+    relax = {}
+    for name in (
+        RELAX_CONSTRAINTS,
+        RELAX_SOC_CONSTRAINTS,
+        RELAX_SITE_CAPACITY_CONSTRAINTS,
+    ):
+        if name in value:
+            try:
+                relax[name] = _boolean(value[name])
+            except _InvalidError as err:
+                parser.fail(at(name), str(err))
+    # FlexMeasures fills no default breach price when the deprecated price sensor
+    # fields are used (they predate relaxation).
+    legacy = CONSUMPTION_PRICE_SENSOR in value or PRODUCTION_PRICE_SENSOR in value
+    relax_all = relax.get(RELAX_CONSTRAINTS, True) and not legacy
+    breach: dict[str, float | None] = {}
+    for flag, names, default, kind in (
+        (
+            RELAX_SOC_CONSTRAINTS,
+            (SOC_MINIMA_BREACH_PRICE, SOC_MAXIMA_BREACH_PRICE),
+            DEFAULT_SOC_BREACH_PRICE,
+            BREACH_PRICE_KIND,
+        ),
+        (
+            RELAX_SITE_CAPACITY_CONSTRAINTS,
+            (SITE_CONSUMPTION_BREACH_PRICE, SITE_PRODUCTION_BREACH_PRICE),
+            DEFAULT_SITE_BREACH_PRICE,
+            POWER_BREACH_PRICE_KIND,
+        ),
+    ):
+        relaxed = relax.get(flag, relax_all) and not legacy
+        for name in names:
+            breach[name] = default if relaxed else None
+            if name in value:
+                breach[name] = parser.fixed(at(name), value[name], kind)
     context = FlexContext(
         consumption_price=consumption_price,
         production_price=production_price,
@@ -890,6 +960,10 @@ def parse_flex_context(value: object) -> FlexContext:
         site_production_capacity=capacity(SITE_PRODUCTION_CAPACITY),
         consumption_price_field=consumption_field,
         production_price_field=production_field,
+        soc_minima_breach_price=breach[SOC_MINIMA_BREACH_PRICE],
+        soc_maxima_breach_price=breach[SOC_MAXIMA_BREACH_PRICE],
+        site_consumption_breach_price=breach[SITE_CONSUMPTION_BREACH_PRICE],
+        site_production_breach_price=breach[SITE_PRODUCTION_BREACH_PRICE],
     )
     if parser.errors:
         raise FlexModelError(parser.errors.tree)

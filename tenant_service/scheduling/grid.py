@@ -253,8 +253,17 @@ class _Builder:
         maxima = await self.array(
             at(SOC_MAXIMA), model.soc_maxima, soc_kind("MWh", overlap="min")
         )
-        lower = np.clip(_known(minima, soc_min), soc_min, soc_max)
-        upper = np.clip(_known(maxima, soc_max), soc_min, soc_max)
+        soft_minima = soft_maxima = None
+        if context.soc_minima_breach_price is None:
+            lower = np.clip(_known(minima, soc_min), soc_min, soc_max)
+        else:
+            lower = np.fmin(soc_min, soc_max)
+            soft_minima = np.clip(minima, soc_min, soc_max)
+        if context.soc_maxima_breach_price is None:
+            upper = np.clip(_known(maxima, soc_max), soc_min, soc_max)
+        else:
+            upper = soc_max
+            soft_maxima = np.clip(maxima, soc_min, soc_max)
 
         capacity_value, capacity_path = model.power_capacity, at(POWER_CAPACITY)
         if capacity_value is None and context.site_power_capacity is not None:
@@ -316,6 +325,8 @@ class _Builder:
             soc_gain=gain,
             soc_usage=usage,
             prefer_charging_sooner=model.prefer_charging_sooner,
+            soc_minima=soft_minima,
+            soc_maxima=soft_maxima,
         )
 
     def check_soc_sensor(self, path: Path, sensor: int) -> None:
@@ -329,8 +340,11 @@ class _Builder:
             except (UnitError, ArithmeticError):
                 self.errors.add(path, SENSOR_UNIT.format(unit=unit, target="MWh"))
 
-    async def site(self, context: FlexContext) -> tuple[Array, Array, Array, Array]:
-        """Prices (currency/MWh) and site capacities (MW, inf = none) per step."""
+    async def site(
+        self, context: FlexContext
+    ) -> tuple[Array, Array, Array, Array, Array]:
+        """Prices (currency/MWh), site consumption/production and power capacities
+        (MW, inf = none) per step."""
         consumption_path = (FLEX_CONTEXT, context.consumption_price_field)
         production_path = (FLEX_CONTEXT, context.production_price_field)
         consumption_price = await self.array(
@@ -385,6 +399,7 @@ class _Builder:
             _known(production_price, 0.0),
             _known(site_consumption, np.inf),
             _known(site_production, np.inf),
+            site_power,
         )
 
     async def inflexible(
@@ -430,7 +445,15 @@ async def build_problem(
         for index, model in enumerate(models)
     ]
     prices = await builder.site(context)
-    consumption_price, production_price, site_consumption, site_production = prices
+    consumption_price, production_price, site_consumption, site_production = prices[:4]
+    # With a breach price, the consumption (production) capacity is a contract the
+    # schedule may exceed at that price; site-power-capacity stays the hard limit.
+    site_power = prices[4]
+    consumption_contract = production_contract = None
+    if context.site_consumption_breach_price is not None:
+        consumption_contract, site_consumption = site_consumption, site_power
+    if context.site_production_breach_price is not None:
+        production_contract, site_production = site_production, site_power
     inflexible = await builder.inflexible(context, consumption_positive)
     if builder.errors:
         raise FlexModelError(builder.errors.tree)
@@ -442,4 +465,10 @@ async def build_problem(
         site_consumption_capacity=site_consumption,
         site_production_capacity=site_production,
         devices=tuple(devices),
+        soc_minima_breach_price=context.soc_minima_breach_price,
+        soc_maxima_breach_price=context.soc_maxima_breach_price,
+        site_consumption_contract=consumption_contract,
+        site_production_contract=production_contract,
+        site_consumption_breach_price=context.site_consumption_breach_price,
+        site_production_breach_price=context.site_production_breach_price,
     )

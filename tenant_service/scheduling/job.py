@@ -170,6 +170,7 @@ async def compute(engine: AsyncEngine, request: dict[str, Any]) -> dict[str, Any
         "end_ms": start_ms + steps * step_ms,
         "belief_time_ms": belief_ms,
         "cost": solution.cost,
+        "commitment_costs": solution.commitment_costs,
         **timings,
     }
 

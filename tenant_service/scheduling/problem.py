@@ -15,7 +15,7 @@ aiohttp or touches a database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,10 @@ class StorageDevice:
     )
     soc_usage: Array  # MWh taken from the SoC during each step (e.g. driving an EV)
     prefer_charging_sooner: bool = True
+    # Soft SoC bounds (see SiteProblem's breach prices), nan = none; with a breach
+    # price these are not part of soc_min/soc_max.
+    soc_minima: Array | None = None
+    soc_maxima: Array | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -55,6 +59,25 @@ class SiteProblem:
     site_consumption_capacity: Array  # MW >= 0 (inf = none), most net consumption
     site_production_capacity: Array  # MW >= 0 (inf = none), most net production
     devices: tuple[StorageDevice, ...]
+    # Currency per MWh of SoC below soc-minima (above soc-maxima), as FlexMeasures'
+    # flex-context; None: those bounds are hard. soc-targets are soft when both are
+    # set (a shortage priced as a minimum's, a surplus as a maximum's).
+    soc_minima_breach_price: float | None = None
+    soc_maxima_breach_price: float | None = None
+    # MW (inf = none): consumption (production) the site may exceed at the breach
+    # price, currency per MW (see storage.py); None: no such soft capacity.
+    site_consumption_contract: Array | None = None
+    site_production_contract: Array | None = None
+    site_consumption_breach_price: float | None = None
+    site_production_breach_price: float | None = None
+
+    @property
+    def soft_targets(self) -> bool:
+        """Whether soc-targets may be missed, at their breach prices."""
+        return (
+            self.soc_minima_breach_price is not None
+            and self.soc_maxima_breach_price is not None
+        )
 
     @property
     def steps(self) -> int:
@@ -69,6 +92,8 @@ class Solution:
     power: tuple[Array, ...]  # MW per step, consumption positive
     soc: tuple[Array, ...]  # MWh at the end of each step
     cost: float  # currency, energy cost of the site over the window
+    # Currency per cost term, named as FlexMeasures' scheduler_info.commitment_costs.
+    commitment_costs: dict[str, float] = field(default_factory=dict)
 
 
 class InfeasibleError(Exception):

@@ -17,6 +17,8 @@ arrays, so building costs O(D T) numpy work and no Python loop over steps.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Final
 
 import highspy
@@ -76,6 +78,8 @@ def solve(problem: SiteProblem, *, time_limit: float = 60.0) -> Solution:
     highs.setOptionValue("dual_feasibility_tolerance", DUAL_TOLERANCE)
     if model.pass_to(highs) == highspy.HighsStatus.kError:
         raise RuntimeError("HiGHS rejected the storage model")
+    if model.add_breaches(highs) == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the soft SoC constraints")
     status = _run(highs)
     if status != highspy.HighsModelStatus.kOptimal:
         raise InfeasibleError(_diagnose(problem, model, highs, status, time_limit))
@@ -167,6 +171,9 @@ class _Model:
                 np.asarray(problem.site_production_capacity, dtype=np.float64),
             ]
         )
+        self.scale = scale
+        self.tie = tie
+        self.breaches: list[_Breach] = []
         rhs = stack("soc_gain") - stack("soc_usage")
         rhs[:, 0] += eta_s[:, 0] * np.array([d.soc_at_start for d in devices])
         self.row_bound = np.concatenate(
@@ -191,6 +198,125 @@ class _Model:
         lp.a_matrix_.value_ = self.a_value
         return highs.passModel(lp)
 
+    def add_breaches(self, highs: Solver) -> highspy.HighsStatus:
+        """Columns and rows of the soft constraints (none when all are hard).
+
+        Per family, a breach b[t] >= 0 per step with a bound (x[t] + b[t] at least a
+        minimum, or x[t] - b[t] at most a maximum; x a device's SoC or the site's
+        import or export) and the largest breach B >= b[t]. As FlexMeasures 1.0.1
+        prices them: SoC P * sum_t b[t] ("all ...") plus P * B per hour of one step
+        ("any ..."); site capacity P * sum_t b[t] * step hours plus P * B.
+        """
+        problem, dt = self.problem, self.problem.step_hours
+        low, high = problem.soc_minima_breach_price, problem.soc_maxima_breach_price
+        families: list[
+            tuple[str, str, IntArray, Array | None, float | None, float]
+        ] = []
+        for d, device in enumerate(problem.devices):
+            soc = self.soc_columns(d)
+            families += [
+                ("all soc minima", "any soc minima", soc, device.soc_minima, low, 1.0),
+                (
+                    "all soc maxima",
+                    "any soc maxima",
+                    soc,
+                    device.soc_maxima,
+                    high,
+                    -1.0,
+                ),
+            ]
+            if problem.soft_targets:
+                target = device.soc_target
+                families += [
+                    ("all soc targets", "any soc targets", soc, target, low, 1.0),
+                    ("all soc targets", "any soc targets", soc, target, high, -1.0),
+                ]
+        status = highspy.HighsStatus.kOk
+        for all_name, any_name, cols, bound, price, sign in families:
+            # FlexMeasures reports SoC terms only where bounds are given.
+            if bound is not None and price is not None and not np.isnan(bound).all():
+                status = self.add_family(
+                    highs,
+                    _Breach(all_name, any_name, price, price / dt),
+                    cols,
+                    bound,
+                    sign,
+                )
+            if status == highspy.HighsStatus.kError:
+                return status
+        steps = np.arange(self.steps, dtype=np.int64)
+        for k, (kind, contract, price) in enumerate(
+            (
+                (
+                    "consumption",
+                    problem.site_consumption_contract,
+                    problem.site_consumption_breach_price,
+                ),
+                (
+                    "production",
+                    problem.site_production_contract,
+                    problem.site_production_breach_price,
+                ),
+            )
+        ):
+            if price is None:
+                continue
+            breach = _Breach(
+                f"electricity all {kind} breaches",
+                f"electricity any {kind} breach",
+                price * dt,
+                price,
+            )
+            bound = np.full(self.steps, np.nan) if contract is None else contract
+            bound = np.where(np.isfinite(bound), bound, np.nan)
+            status = self.add_family(
+                highs, breach, self.grid + k * self.steps + steps, bound, -1.0
+            )
+            if status == highspy.HighsStatus.kError:
+                return status
+        return status
+
+    def add_family(
+        self, highs: Solver, breach: _Breach, cols: IntArray, bound: Array, sign: float
+    ) -> highspy.HighsStatus:
+        """One family's breach columns and rows (steps where `bound` is not nan)."""
+        steps = np.flatnonzero(~np.isnan(bound)).astype(np.int64)
+        n = len(steps)
+        first = highs.getNumCol()
+        breach = dataclasses.replace(breach, steps=steps, first=first)
+        self.breaches.append(breach)
+        unit = 1.0 / (self.scale * self.problem.step_hours)  # objective per currency
+        status = highs.addCols(
+            n + 1,
+            np.concatenate(
+                [np.full(n, breach.per_step * unit), [breach.largest * unit]]
+            ),
+            np.zeros(n + 1),
+            np.full(n + 1, highspy.kHighsInf),
+            0,
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0),
+        )
+        if status == highspy.HighsStatus.kError or n == 0:
+            return status
+        own = first + np.arange(n, dtype=np.int64)
+        inf = highspy.kHighsInf
+        # A minimum: x + b >= bound; a maximum: x - b <= bound. Then B - b >= 0.
+        lower = np.concatenate(
+            [bound[steps] if sign > 0 else np.full(n, -inf), np.zeros(n)]
+        )
+        upper = np.concatenate(
+            [np.full(n, inf) if sign > 0 else bound[steps], np.full(n, inf)]
+        )
+        index = np.concatenate(
+            [np.stack([cols[steps], own], 1), np.stack([np.full(n, first + n), own], 1)]
+        ).ravel()
+        value = np.concatenate([np.tile([1.0, sign], n), np.tile([1.0, -1.0], n)])
+        return highs.addRows(
+            2 * n, lower, upper, 4 * n, np.arange(0, 4 * n, 2), index, value
+        )
+
     def soc_columns(self, device: int) -> IntArray:
         """Column indices of one device's SoC."""
         first = (3 * device + 2) * self.steps
@@ -201,7 +327,7 @@ class _Model:
         steps, dt = self.steps, self.problem.step_hours
         blocks = x[: self.grid].reshape(self.n_dev, 3, steps)
         g_in = x[self.grid : self.grid + steps]
-        g_out = x[self.grid + steps :]
+        g_out = x[self.grid + steps : self.num_col]
         cost = float(
             np.sum(
                 self.problem.consumption_price * g_in
@@ -210,11 +336,40 @@ class _Model:
             * dt
         )
         power = blocks[:, 0, :] - blocks[:, 1, :]
+        costs = {"electricity net energy": cost}
+        for breach in self.breaches:
+            n = len(breach.steps)
+            spent = float(x[breach.first : breach.first + n].sum())
+            largest = float(x[breach.first + n])
+            for name, amount in (
+                (breach.all_name, breach.per_step * spent),
+                (breach.any_name, breach.largest * largest),
+            ):
+                costs[name] = costs.get(name, 0.0) + amount
+        tie = self.tie * blocks * self.scale * dt
+        for d, device in enumerate(self.problem.devices):
+            if device.prefer_charging_sooner:
+                costs[f"prefer a full storage {d} sooner"] = float(tie[d].sum())
         return Solution(
             power=tuple(power[d].copy() for d in range(self.n_dev)),
             soc=tuple(blocks[d, 2, :].copy() for d in range(self.n_dev)),
             cost=cost,
+            commitment_costs=costs,
         )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Breach:
+    """One family of soft bounds, as columns of the model, and what a breach costs."""
+
+    all_name: str  # as FlexMeasures names the commitments, e.g. "all soc minima"
+    any_name: str  # e.g. "any soc minima"
+    per_step: float  # currency per unit (MWh, MW) of each step's breach
+    largest: float  # currency per unit of the largest breach
+    steps: IntArray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    first: int = 0  # first column: one breach per bounded step, then the largest
 
 
 def _run(highs: Solver) -> highspy.HighsModelStatus:
@@ -272,6 +427,9 @@ def _validate(problem: SiteProblem, time_limit: float) -> None:
         check(f"{name}: soc_min", device.soc_min, "finite or -inf")
         check(f"{name}: soc_max", device.soc_max, "finite or inf")
         check(f"{name}: soc_target", device.soc_target, "finite or nan")
+        for field in ("soc_minima", "soc_maxima"):
+            if getattr(device, field) is not None:
+                check(f"{name}: {field}", getattr(device, field), "finite or nan")
         for field in ("consumption_capacity", "production_capacity"):
             check(
                 f"{name}: {field}", getattr(device, field), "at least 0 (inf for none)"
@@ -288,7 +446,8 @@ def _soc_bounds(problem: SiteProblem) -> tuple[Array, Array]:
     lo = np.empty(shape)
     hi = np.empty(shape)
     for i, device in enumerate(problem.devices):
-        has_target = ~np.isnan(device.soc_target)
+        # Soft targets are rows with a breach (see _Model.add_breaches).
+        has_target = ~np.isnan(device.soc_target) & (not problem.soft_targets)
         lo[i] = np.where(has_target, device.soc_target, device.soc_min)
         # Bounds that cross by less than TOLERANCE (unit conversions) pass
         # _check_bounds; HiGHS must not see them crossed.
@@ -313,7 +472,7 @@ def _check_bounds(problem: SiteProblem) -> None:
         outside = _first(
             (target < soc_min - TOLERANCE) | (target > soc_max + TOLERANCE)
         )
-        if outside is not None:
+        if outside is not None and not problem.soft_targets:
             raise InfeasibleError(
                 f"soc-targets of {device.name} cannot be met: {_at(outside, steps)}"
                 f" the target {target[outside]:g} MWh lies outside soc-min/soc-max"

@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from contract.config import Secret
 from tenant_service.config import Settings
 from tests.helpers.schedules import worker_process
-from tests.helpers.stack import PASSWORD, Stack
+from tests.helpers.stack import Stack, flexmeasures_client
 
 
 class LoopbackResolver(AbstractResolver):
@@ -69,15 +69,4 @@ def company_worker(
 @pytest.fixture
 def job_client(stack: Stack, fm_session: aiohttp.ClientSession) -> Any:
     """flexmeasures-client as company's admin, polling jobs every 0.2 s (60 s)."""
-    from flexmeasures_client import FlexMeasuresClient
-
-    return FlexMeasuresClient(
-        email="admin@company.test",
-        password=PASSWORD,
-        host=f"company.localhost:{stack.gateway.port}",
-        ssl=False,
-        session=fm_session,
-        job_polling_interval=0.2,
-        job_polling_timeout=60,
-        request_retry_interval=0.2,
-    )
+    return flexmeasures_client(stack, fm_session)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from contract.config import Secret
@@ -188,3 +188,21 @@ async def seed_asset_and_sensor(stack: Stack) -> tuple[int, int]:
     assert response.status == 201, await response.text()
     sensor_id: int = (await response.json())["id"]
     return asset_id, sensor_id
+
+
+def flexmeasures_client(
+    stack: Stack, session: ClientSession, email: str = "admin@company.test"
+) -> Any:
+    """The real flexmeasures-client on the stack's gateway, polling fast."""
+    from flexmeasures_client import FlexMeasuresClient
+
+    return FlexMeasuresClient(
+        email=email,
+        password=PASSWORD,
+        host=f"company.localhost:{stack.gateway.port}",
+        ssl=False,
+        session=session,
+        request_retry_interval=0.2,
+        job_polling_interval=0.2,
+        job_polling_timeout=60,
+    )

@@ -7,7 +7,7 @@ import datetime as dt
 import math
 import zoneinfo
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pytest
@@ -370,8 +370,25 @@ async def test_build_power_capacity_falls_back_to_site_power_capacity() -> None:
     (battery,) = problem.devices
     assert list(battery.consumption_capacity) == [2.0] * 4
     assert list(battery.production_capacity) == [2.0] * 4
+    # As FlexMeasures by default: the production capacity is soft (a contract the
+    # schedule may exceed at the breach price), site-power-capacity is the hard limit.
     assert list(problem.site_consumption_capacity) == [2.0] * 4
-    assert list(problem.site_production_capacity) == [1.0] * 4
+    assert list(problem.site_production_capacity) == [2.0] * 4
+    assert problem.site_production_contract is not None
+    assert list(problem.site_production_contract) == [1.0] * 4
+    assert problem.site_production_breach_price == 1e7  # 10000 EUR/kW
+    hard = await build(
+        {"consumption-capacity": "3 MW"},
+        {
+            **PRICE,
+            "site-power-capacity": "2 MW",
+            "site-production-capacity": "1 MW",
+            "relax-site-capacity-constraints": False,
+        },
+    )
+    assert list(hard.site_production_capacity) == [1.0] * 4
+    assert hard.site_production_contract is None
+    assert hard.site_production_breach_price is None
 
 
 async def test_build_charging_and_discharging_efficiencies() -> None:
@@ -417,21 +434,85 @@ async def test_build_flow_series_take_the_first_given_for_prices() -> None:
     assert list(problem.consumption_price) == pytest.approx([10.0, 10.0, 20.0, 20.0])
 
 
+SOC_SERIES: Final = {
+    "power-capacity": "1 MW",
+    "soc-max": "10 MWh",
+    "soc-targets": [{"datetime": at(1), "value": "5 MWh"}],
+    # Covers the step ends at 01:00, 02:00 and 03:00.
+    "soc-minima": [{"start": at(0.5), "end": at(3), "value": "2 MWh"}],
+    "soc-maxima": [{"start": at(4), "duration": "PT1H", "value": "8 MWh"}],
+}
+
+
 async def test_build_soc_series_are_instants_at_step_ends() -> None:
-    problem = await build(
-        {
-            "power-capacity": "1 MW",
-            "soc-max": "10 MWh",
-            "soc-targets": [{"datetime": at(1), "value": "5 MWh"}],
-            # Covers the step ends at 01:00, 02:00 and 03:00.
-            "soc-minima": [{"start": at(0.5), "end": at(3), "value": "2 MWh"}],
-            "soc-maxima": [{"start": at(4), "duration": "PT1H", "value": "8 MWh"}],
-        }
-    )
+    problem = await build(SOC_SERIES, {**PRICE, "relax-soc-constraints": False})
     (battery,) = problem.devices
     assert list(np.nan_to_num(battery.soc_target, nan=-1)) == [5.0, -1, -1, -1]
     assert list(battery.soc_min) == [2.0, 2.0, 2.0, 0.0]
     assert list(battery.soc_max) == [10.0, 10.0, 10.0, 8.0]
+    assert battery.soc_minima is None
+    assert battery.soc_maxima is None
+    assert problem.soc_minima_breach_price is None
+    assert not problem.soft_targets
+
+
+async def test_build_soc_minima_and_maxima_are_soft_by_default() -> None:
+    problem = await build(SOC_SERIES)
+    (battery,) = problem.devices
+    assert list(battery.soc_min) == [0.0] * 4
+    assert list(battery.soc_max) == [10.0] * 4
+    assert battery.soc_minima is not None
+    assert battery.soc_maxima is not None
+    assert list(np.nan_to_num(battery.soc_minima, nan=-1)) == [2.0, 2.0, 2.0, -1]
+    assert list(np.nan_to_num(battery.soc_maxima, nan=-1)) == [-1, -1, -1, 8.0]
+    # FlexMeasures' default: 1000 EUR/kWh.
+    assert problem.soc_minima_breach_price == 1e6
+    assert problem.soc_maxima_breach_price == 1e6
+    assert problem.soft_targets
+
+
+@pytest.mark.parametrize(
+    ("context", "minima", "maxima"),
+    [
+        ({"relax-constraints": False}, None, None),
+        ({"relax-constraints": False, "relax-soc-constraints": True}, 1e6, 1e6),
+        ({"relax-soc-constraints": "no"}, None, None),
+        ({"soc-minima-breach-price": "2 EUR/kWh"}, 2000.0, 1e6),
+        (
+            {"relax-soc-constraints": False, "soc-maxima-breach-price": "5 EUR/MWh"},
+            None,
+            5.0,
+        ),
+        # No default with the deprecated price sensor fields, as FlexMeasures.
+        ({"consumption-price-sensor": 9}, None, None),
+        ({"relax-site-capacity-constraints": False}, 1e6, 1e6),
+    ],
+)
+def test_flexcontext_relaxation_sets_the_breach_prices(
+    context: dict[str, Any], minima: float | None, maxima: float | None
+) -> None:
+    parsed = parse_flex_context(context)
+    assert parsed.soc_minima_breach_price == minima
+    assert parsed.soc_maxima_breach_price == maxima
+
+
+@pytest.mark.parametrize(
+    ("context", "consumption", "production"),
+    [
+        ({}, 1e7, 1e7),
+        ({"relax-constraints": False}, None, None),
+        ({"relax-soc-constraints": False}, 1e7, 1e7),
+        ({"relax-site-capacity-constraints": False}, None, None),
+        ({"site-consumption-breach-price": "2 EUR/kW"}, 2000.0, 1e7),
+        ({"consumption-price-sensor": 9}, None, None),
+    ],
+)
+def test_flexcontext_relaxation_sets_the_site_breach_prices(
+    context: dict[str, Any], consumption: float | None, production: float | None
+) -> None:
+    parsed = parse_flex_context(context)
+    assert parsed.site_consumption_breach_price == consumption
+    assert parsed.site_production_breach_price == production
 
 
 async def test_build_soc_points_outside_the_window_are_ignored() -> None:
@@ -503,7 +584,7 @@ async def test_build_reads_sensors_in_their_units() -> None:
     # 25 kWh per quarter hour is 100 kW, so 0.025 MWh gained per quarter hour.
     assert battery.soc_gain == pytest.approx([0.025] * 4)
     assert battery.storage_efficiency == pytest.approx([0.9, 0.8, 1.0, 0.95])
-    assert battery.soc_max == pytest.approx([0.2, 0.3, 0.4, 0.5])
+    assert battery.soc_maxima == pytest.approx([0.2, 0.3, 0.4, 0.5])
 
 
 async def test_build_unknown_prices_name_the_field() -> None:
@@ -1080,7 +1161,27 @@ def test_flexmodel_rejects_other_shapes(raw: object, tree: dict[str, Any]) -> No
 @pytest.mark.parametrize(
     ("raw", "path", "message"),
     [
-        ({"relax-constraints": True}, ["relax-constraints"], "Unknown field."),
+        ({"relax-everything": True}, ["relax-everything"], "Unknown field."),
+        (
+            {"relax-soc-constraints": "maybe"},
+            ["relax-soc-constraints"],
+            "Not a valid boolean.",
+        ),
+        (
+            {"site-production-breach-price": "1 EUR/MWh"},
+            ["site-production-breach-price"],
+            "Cannot convert value `1 EUR/MWh` to '/MW'",
+        ),
+        (
+            {"soc-minima-breach-price": "-1 EUR/MWh"},
+            ["soc-minima-breach-price"],
+            "Must be greater than or equal to 0.",
+        ),
+        (
+            {"consumption-price": "1 EUR/MWh", "soc-maxima-breach-price": "1 GBP/kWh"},
+            ["soc-maxima-breach-price"],
+            "All prices in the flex-context must share the same currency unit (in this case: 'EUR').",
+        ),
         (
             {"consumption-price": "10 MW"},
             ["consumption-price"],

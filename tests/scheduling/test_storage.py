@@ -359,6 +359,117 @@ def test_solve_names_the_constraint_that_cannot_be_met(
     assert str(info.value) == message
 
 
+# FlexMeasures' default breach price: 1000 EUR/kWh.
+BREACH = 1e6
+
+
+def test_solve_prices_missed_soft_targets_and_minima_as_flexmeasures() -> None:
+    """The anchor's case: 24 quarter hours, 0.5 MWh at start, 1 MW; 10 MWh due
+    at 03:00 and at least 8 MWh at 05:00. FlexMeasures 1.0.1 finished the job with
+    all/any soc targets 6.5e6/2.6e7 and all/any soc minima 2.5e6/1e7 (EUR)."""
+    steps = 24
+    minima = np.full(steps, NAN)
+    minima[19] = 8.0
+    device = replace(
+        battery(steps, start=0.5, soc_max=20, target=[NAN] * 11 + [10] + [NAN] * 12),
+        soc_minima=minima,
+    )
+    problem = replace(
+        site([15.0] * 8 + [30.0] * 16, device, hours=0.25),
+        soc_minima_breach_price=BREACH,
+        soc_maxima_breach_price=BREACH,
+    )
+    result = solve(problem)
+    assert close(result.soc[0][11], 3.5)  # as full as 1 MW for 3 h can make it
+    assert close(result.soc[0][19], 5.5)
+    costs = result.commitment_costs
+    assert costs["all soc targets"] == pytest.approx(6.5e6)
+    assert costs["any soc targets"] == pytest.approx(2.6e7)
+    assert costs["all soc minima"] == pytest.approx(2.5e6)
+    assert costs["any soc minima"] == pytest.approx(1e7)
+    assert costs["electricity net energy"] == pytest.approx(result.cost)
+    assert 0 < costs["prefer a full storage 0 sooner"] < 0.01
+    assert "all soc maxima" not in costs
+
+
+def test_solve_prices_a_soft_maximum_and_overshot_target() -> None:
+    """Gain pushes the SoC up: 1 MWh over a 4 MWh maximum in one step, 2 MWh over a
+    3 MWh target in another (hourly steps: "any" = price x largest breach)."""
+    maxima = np.array([NAN, 4.0, NAN])
+    device = replace(
+        battery(3, start=5, charge=0, discharge=0, target=[NAN, NAN, 3], soc_max=10),
+        soc_maxima=maxima,
+    )
+    problem = replace(
+        site([10.0, 10.0, 10.0], device),
+        soc_minima_breach_price=BREACH,
+        soc_maxima_breach_price=2 * BREACH,
+    )
+    result = solve(problem)
+    assert close(result.soc[0], [5, 5, 5])
+    costs = result.commitment_costs
+    assert costs["all soc maxima"] == pytest.approx(2e6)
+    assert costs["any soc maxima"] == pytest.approx(2e6)
+    assert costs["all soc targets"] == pytest.approx(4e6)
+    assert costs["any soc targets"] == pytest.approx(4e6)
+    assert "all soc minima" not in costs  # no soc-minima given
+
+
+def test_solve_meets_reachable_soft_targets_exactly() -> None:
+    device = battery(
+        3, start=1, soc_max=1.5, charge=2, discharge=2, target=[1, NAN, 1.5]
+    )
+    problem = replace(
+        site([100, 10, 100], device),
+        soc_minima_breach_price=BREACH,
+        soc_maxima_breach_price=BREACH,
+    )
+    result = solve(problem)
+    assert close(result.soc[0], [1, 1.5, 1.5])
+    assert close(result.cost, 5)
+    assert result.commitment_costs["all soc targets"] == pytest.approx(0, abs=1e-3)
+    assert result.commitment_costs["any soc targets"] == pytest.approx(0, abs=1e-3)
+
+
+def test_solve_prices_a_soft_site_capacity() -> None:
+    """1.5 MW of inflexible load under a 1 MW contract, two hourly steps: 0.5 MW over
+    in each ("all": P * 0.5 MW * 1 h, twice; "any": P * 0.5 MW)."""
+    device = battery(2, charge=0, discharge=0)
+    problem = replace(
+        site([10.0, 10.0], device, inflexible=1.5),
+        site_consumption_contract=np.array([1.0, 1.0]),
+        site_consumption_breach_price=1e7,
+        site_production_breach_price=1e7,
+    )
+    result = solve(problem)
+    costs = result.commitment_costs
+    assert costs["electricity all consumption breaches"] == pytest.approx(1e7)
+    assert costs["electricity any consumption breach"] == pytest.approx(5e6)
+    assert costs["electricity all production breaches"] == 0
+    assert costs["electricity any production breach"] == 0
+    assert costs["electricity net energy"] == pytest.approx(30.0)
+
+
+def test_solve_discharges_rather_than_breach_the_site_capacity() -> None:
+    device = battery(2, start=1)
+    problem = replace(
+        site([10.0, 10.0], device, inflexible=1.5),
+        site_consumption_contract=np.array([1.0, 1.0]),
+        site_consumption_breach_price=1e7,
+    )
+    result = solve(problem)
+    assert close(result.power[0], [-0.5, -0.5])
+    assert result.commitment_costs["electricity all consumption breaches"] == (
+        pytest.approx(0, abs=1e-3)
+    )
+
+
+def test_solve_with_hard_targets_still_names_the_one_missed() -> None:
+    device = battery(3, start=0, soc_max=20, target=[NAN, NAN, 10])
+    with pytest.raises(InfeasibleError, match="soc-targets of sensor 1 cannot be met"):
+        solve(site([10.0, 10.0, 10.0], device))
+
+
 def test_solve_reports_the_time_limit_as_infeasible() -> None:
     steps = 2880
     prices = 50 + 30 * np.sin(np.arange(steps) / 10)

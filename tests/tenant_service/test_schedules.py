@@ -82,7 +82,24 @@ async def test_schedule_charges_cheap_and_discharges_dear(
     assert len(values) == 96
     assert schedule["unit"] == "MW"
     assert schedule["start"] == DAY
-    assert schedule["scheduler_info"] == {"scheduler": "StorageScheduler"}
+    info = schedule["scheduler_info"]
+    assert info["scheduler"] == "StorageScheduler"
+    # As FlexMeasures 1.0.1 names them; no soc-minima/maxima/targets, and the site's
+    # (unlimited) capacity not breached.
+    costs = info["commitment_costs"]
+    breaches = {
+        "electricity all consumption breaches",
+        "electricity any consumption breach",
+        "electricity all production breaches",
+        "electricity any production breach",
+    }
+    assert set(costs) == {
+        "electricity net energy",
+        "prefer a full storage 0 sooner",
+        *breaches,
+    }
+    assert [costs[name] for name in breaches] == [0.0] * 4
+    assert 0 < costs["prefer a full storage 0 sooner"] < 0.01
     # Charge the 2 MWh in the cheapest (night) hours at 1 MW, sell at the dearest.
     assert sum(values[: 6 * 4]) / 4 == pytest.approx(2.0, abs=1e-6)
     assert sum(values[17 * 4 : 21 * 4]) / 4 == pytest.approx(-2.0, abs=1e-6)
@@ -341,3 +358,53 @@ async def test_asset_schedule_devices_share_the_stored_site_capacity(
         f"Sensor {stray} does not belong to asset {site.asset} "
         "(or to one of its offspring)"
     ]
+
+
+async def test_schedule_misses_infeasible_targets_at_a_price_as_flexmeasures(
+    aiohttp_client: ClientFactory,
+    sched_settings: Settings,
+    world: World,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    """FlexMeasures 1.0.1 finishes the job and reports the breach; the start comes
+    back in the power sensor's time zone (Europe/Amsterdam, +01:00 in March)."""
+    client = await aiohttp_client(create_app(sched_settings))
+    site = await make_site(client, world)
+    response = await client.patch(
+        f"/api/v3_0/sensors/{site.power}",
+        json={"timezone": "Europe/Amsterdam"},
+        headers=identity(world.account_admin),
+    )
+    assert response.status == 200, await response.text()
+    # 1 MW for 3 h reaches 3 MWh, not 10: 7 MWh short at 03:00.
+    body = battery(site, **{"soc-max": "20 MWh"})
+    body["flex-model"]["soc-targets"] = [
+        {"datetime": "2026-03-02T03:00:00+00:00", "value": "10 MWh"}
+    ]
+    body["start"] = "2026-03-02T05:00:00+05:00"
+    status, answer = await trigger(client, world.member, site.power, body)
+    assert status == 202, answer
+    status, state = await wait_for_job(client, world.member, answer["job"])
+    assert status == 200, state
+    response = await client.get(
+        f"/api/v3_0/sensors/{site.power}/schedules/{answer['job']}",
+        params={"duration": "PT24H"},
+        headers=identity(world.member),
+    )
+    schedule = await response.json()
+    assert response.status == 200, schedule
+    assert schedule["start"] == "2026-03-02T01:00:00+01:00"
+    assert schedule["values"][:12] == pytest.approx([1.0] * 12)
+    costs = schedule["scheduler_info"]["commitment_costs"]
+    # 1000 EUR/kWh: 7 MWh once ("all"), and per hour of a 15-minute step ("any").
+    assert costs["all soc targets"] == pytest.approx(7e6)
+    assert costs["any soc targets"] == pytest.approx(2.8e7)
+
+    # Hard constraints on request: the job fails and says why.
+    body["flex-context"]["relax-soc-constraints"] = False
+    status, answer = await trigger(client, world.member, site.power, body)
+    assert status == 202, answer
+    status, state = await wait_for_job(client, world.member, answer["job"])
+    assert status == 422, state
+    assert state["status"] == "FAILED"
+    assert "soc-targets of sensor" in state["message"], state

@@ -16,9 +16,11 @@ Decisions where FlexMeasures leaves room:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from rq.job import JobStatus
@@ -365,15 +367,29 @@ async def get_schedule(request: web.Request) -> web.Response:
         "production-positive": -to_consumption,
         "wysiwyg": 1.0,
     }[convention]
+    # + 0.0: no -0.0 from flipping the sign of a zero (FlexMeasures sends -0.0).
     out = [None if v is None else sign * v * factor + offset + 0.0 for v in values]
+    info: dict[str, Any] = {"scheduler": "StorageScheduler"}
+    if "commitment_costs" in result:  # jobs of before 1.0.1 parity have none
+        info["commitment_costs"] = result["commitment_costs"]
     return respond(
         {
             "values": out,
-            "start": from_epoch_ms(start_ms).isoformat(),
+            # As FlexMeasures: in the sensor's time zone, whatever the trigger's offset.
+            "start": _in_zone(start_ms, sensor.timezone),
             "duration": format_duration(end_ms - start_ms, days=False),
             "unit": unit,
-            "scheduler_info": {"scheduler": "StorageScheduler"},
+            "scheduler_info": info,
             "message": "Request has been processed. StorageScheduler was used.",
             "status": "PROCESSED",
         }
     )
+
+
+def _in_zone(epoch_ms: int, zone: str) -> str:
+    """The moment in a time zone (UTC when unknown), ISO 8601 with its offset."""
+    try:
+        tz: dt.tzinfo = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = dt.UTC
+    return from_epoch_ms(epoch_ms).astimezone(tz).isoformat()
