@@ -13,6 +13,7 @@ from tenant_service.api import internal, ops
 from tenant_service.api.v3_0 import (
     accounts,
     assets,
+    auditlog,
     docs,
     health,
     listing,
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
         sensors,
         sensor_data,
         schedules,
+        auditlog,
     ):
         app.router.add_routes(module.routes)
     return app

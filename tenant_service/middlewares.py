@@ -164,6 +164,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
                 user_id=user.id,
                 account_id=user.account_id,
                 roles=frozenset(user.role_names),
+                username=user.username,
             )
             request[keys.CONN] = conn
             turn.account_id = user.account_id

@@ -18,7 +18,9 @@ async def test_accounts_member_sees_own(client: Client, world: World) -> None:
         "attributes",
         "account_roles",
         "consultancy_account_id",
+        "plan_id",
     }
+    assert body[0]["plan_id"] is None
     assert body[0]["account_roles"][0]["name"] == "Consultancy"
     assert body[0]["attributes"] == "{}"
 

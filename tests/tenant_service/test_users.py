@@ -39,7 +39,18 @@ async def test_list_own_account(client: Client, world: World) -> None:
     assert "gone@acme.test" not in emails
     assert "someone@other.test" not in emails
     member = next(u for u in body if u["id"] == world.member)
-    assert member["account"] == {"id": world.acme, "name": "Acme"}
+    # The whole AccountSchema dump, as FlexMeasures embeds it (#12)
+    assert member["account"] == {
+        "id": world.acme,
+        "name": "Acme",
+        "primary_color": None,
+        "secondary_color": None,
+        "logo_url": None,
+        "attributes": "{}",
+        "account_roles": [{"id": 1, "name": "Consultancy"}],
+        "consultancy_account_id": None,
+        "plan_id": None,
+    }
     assert member["timezone"] == "Europe/Amsterdam"
     admin = next(u for u in body if u["id"] == world.admin)
     assert len(admin["flexmeasures_roles"]) == 1

@@ -15,6 +15,7 @@ from tenant_service.api import TOO_DEEP, may_nest_too_deep, nested_too_deep
 from tenant_service.errors import BadRequestError, NotFoundError, ValidationError
 from tenant_service.identity import Principal
 from tenant_service.store import assets as asset_store
+from tenant_service.store import audit
 from tenant_service.store import sensors as sensor_store
 from tenant_service.store.assets import AssetRecord
 from tenant_service.store.sensors import SensorRecord
@@ -79,6 +80,12 @@ async def without_connection(
 def principal(request: web.Request) -> Principal:
     """The authenticated user (set by the identity middleware)."""
     return request[keys.PRINCIPAL]
+
+
+def actor(request: web.Request) -> audit.Actor:
+    """Who the audit log names for a change made by this request."""
+    who = request[keys.PRINCIPAL]
+    return audit.Actor(who.user_id, who.username)
 
 
 def parse_json(
