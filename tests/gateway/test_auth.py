@@ -328,6 +328,14 @@ async def test_request_auth_token_failures(
     assert response.status == status
 
 
+BOTH = {
+    "json": {
+        "email": ["Missing data for required field."],
+        "password": ["Missing data for required field."],
+    }
+}
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "expected"),
     [
@@ -366,8 +374,11 @@ async def test_request_auth_token_failures(
             {"json": {"_schema": ["Invalid input type."]}},
         ),
         (b'{"email": "a@b.c", ', "application/json", 400, None),
-        (b"email=a%40b.c&password=x", "application/x-www-form-urlencoded", 400, None),
-        (b"", "", 400, None),
+        # Not JSON by its Content-Type, or empty: no fields, as FlexMeasures (#12)
+        (b"email=a%40b.c&password=x", "application/x-www-form-urlencoded", 422, BOTH),
+        (b'{"email": "a@b.c", "password": "x"}', "text/plain", 422, BOTH),
+        (b"", "", 422, BOTH),
+        (b"", "application/json", 422, BOTH),
     ],
 )
 async def test_request_auth_token_bad_input(
