@@ -89,12 +89,18 @@ async def test_others_may_not_create_accounts(
         ),
         ({"name": "X", "plan_id": 3}, {"plan_id": ["No plan found with id 3."]}),
         (
-            {"name": "X", "account_roles": ["Consultancy"]},
-            {"account_roles": ["account_roles must be a list of integer IDs."]},
+            {"name": "X", "account_roles": [1, "Consultancy", True]},
+            {
+                "account_roles": {
+                    "1": ["Not a valid integer."],
+                    "2": ["Not a valid integer."],
+                }
+            },
         ),
+        ({"name": "X", "account_roles": 1}, {"account_roles": ["Not a valid list."]}),
         (
             {"name": "X", "account_roles": [999]},
-            {"account_roles": ["Invalid account role ID(s): [999]."]},
+            {"_schema": ["Invalid account role ID(s): [999]."]},
         ),
     ],
 )
@@ -184,8 +190,10 @@ async def test_consultant_patches_client_account(client: Client, world: World) -
 
 async def test_patch_unknown_and_duplicate(client: Client, world: World) -> None:
     status, answer = await patch(client, world.admin, 999, {"name": "X"})
-    assert status == 422
-    assert answer["message"] == {"path": {"id": ["No account found with id 999."]}}
+    assert (status, answer) == (
+        404,
+        {"message": "Account 999 not found", "status": 404},
+    )
     status, answer = await patch(client, world.admin, world.other, {"name": "Acme"})
     assert status == 422
     assert answer["message"] == {

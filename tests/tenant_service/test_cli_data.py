@@ -7,7 +7,6 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import select
 
 from tenant_service.cli import main

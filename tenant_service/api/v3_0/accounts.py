@@ -29,7 +29,7 @@ from tenant_service.api.v3_0 import (
     respond,
     writing,
 )
-from tenant_service.errors import ForbiddenError, ValidationError
+from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
 from tenant_service.identity import ACCOUNT_ADMIN, CONSULTANT, Principal
 from tenant_service.store import accounts as account_store
 from tenant_service.store.accounts import AccountRecord
@@ -106,9 +106,7 @@ async def load_account(request: web.Request) -> AccountRecord:
     account_id = parse_path_id(request.match_info["id"])
     account = await account_store.get_account(request[keys.CONN], account_id)
     if account is None:
-        raise ValidationError(
-            "path", {"id": [f"No account found with id {account_id}."]}
-        )
+        raise NotFoundError(f"Account {account_id} not found")
     return account
 
 
@@ -180,6 +178,20 @@ def _attributes(value: object) -> str:
     return json.dumps(value)
 
 
+def _role_ids(value: object, errors: dict[str, Any]) -> list[int]:
+    """A list of integer ids; marshmallow's per-index errors otherwise."""
+    if not isinstance(value, list):
+        raise FieldError("Not a valid list.")
+    bad = {
+        str(i): [NOT_INTEGER]
+        for i, item in enumerate(value)
+        if isinstance(item, bool) or not isinstance(item, int)
+    }
+    if bad:
+        errors["account_roles"] = bad
+    return [item for item in value if isinstance(item, int)]
+
+
 def parse_account_body(data: dict[str, Any], *, creating: bool) -> AccountInput:
     """Validate an account body; one 422 naming each bad field."""
     errors: dict[str, list[str]] = {}
@@ -212,11 +224,7 @@ def parse_account_body(data: dict[str, Any], *, creating: bool) -> AccountInput:
             elif key == "attributes":
                 values[key] = _attributes(value)
             else:
-                if not isinstance(value, list) or any(
-                    isinstance(i, bool) or not isinstance(i, int) for i in value
-                ):
-                    raise FieldError("account_roles must be a list of integer IDs.")
-                parsed.role_ids = list(value)
+                parsed.role_ids = _role_ids(value, errors)
         except FieldError as err:
             errors[key] = [str(err)]
     if creating and "name" not in data:
@@ -265,8 +273,7 @@ async def _check_roles(request: web.Request, who: Principal, ids: list[int]) -> 
     unknown = [i for i in ids if i not in found]
     if unknown:
         raise ValidationError(
-            "json",
-            {"account_roles": [f"Invalid account role ID(s): {unknown}."]},
+            "json", {"_schema": [f"Invalid account role ID(s): {unknown}."]}
         )
 
 
