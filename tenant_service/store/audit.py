@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -168,49 +168,31 @@ async def _page(
     return records, int(total), int(matching)
 
 
-async def account_records(conn: AsyncConnection, account_id: int) -> list[AuditRecord]:
-    """Every event about an account (and its users), oldest first."""
-    records, _, _ = await _page(
-        conn, audit_log, audit_log.c.affected_account_id == account_id
-    )
-    return records
+# Which log holds the events about what: (table, column of the affected id).
+_SUBJECTS: Final = {
+    "account": (audit_log, audit_log.c.affected_account_id),
+    "user": (audit_log, audit_log.c.affected_user_id),
+    "asset": (asset_audit_log, asset_audit_log.c.affected_asset_id),
+}
 
 
-async def user_records(
+async def records(
     conn: AsyncConnection,
-    user_id: int,
+    subject: Literal["account", "user", "asset"],
+    subject_id: int,
     *,
     terms: Sequence[str] = (),
     descending: bool | None = None,
     offset: int = 0,
     limit: int | None = None,
 ) -> tuple[list[AuditRecord], int, int]:
-    """Events about a user: (page, all of the user's, those matching `terms`)."""
+    """Events about an account (and its users), a user, or an asset (and its
+    sensors): (this page, all of them, those matching `terms`), oldest first."""
+    table, column = _SUBJECTS[subject]
     return await _page(
         conn,
-        audit_log,
-        audit_log.c.affected_user_id == user_id,
-        terms=terms,
-        descending=descending,
-        offset=offset,
-        limit=limit,
-    )
-
-
-async def asset_records(
-    conn: AsyncConnection,
-    asset_id: int,
-    *,
-    terms: Sequence[str] = (),
-    descending: bool | None = None,
-    offset: int = 0,
-    limit: int | None = None,
-) -> tuple[list[AuditRecord], int, int]:
-    """Events about an asset: (page, all of the asset's, those matching `terms`)."""
-    return await _page(
-        conn,
-        asset_audit_log,
-        asset_audit_log.c.affected_asset_id == asset_id,
+        table,
+        column == subject_id,
         terms=terms,
         descending=descending,
         offset=offset,

@@ -344,14 +344,7 @@ async def set_roles(
     rows = [{"user_id": user_id, "role_id": role_id} for role_id in wanted]
     if rows:
         await conn.execute(insert(users_roles), rows)
-    new = {
-        row.id: row.name
-        for row in (
-            await conn.execute(
-                select(roles.c.id, roles.c.name).where(roles.c.id.in_(wanted))
-            )
-        ).all()
-    }
+    new = await find_roles(conn, wanted, ())
     removed = sorted(old[i] for i in set(old) - set(new))
     added = sorted(new[i] for i in set(new) - set(old))
     event = ""

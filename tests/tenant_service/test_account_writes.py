@@ -165,7 +165,8 @@ async def test_member_patches_own_account_but_not_its_roles(
     )
     assert status == 200, answer
     assert answer["primary_color"] == "#abc"
-    for body in ({"account_roles": []}, {"plan_id": None}):
+    bodies: list[dict[str, Any]] = [{"account_roles": []}, {"plan_id": None}]
+    for body in bodies:
         status, answer = await patch(client, world.member, world.acme, body)
         assert status == 403, answer
     # and not another account

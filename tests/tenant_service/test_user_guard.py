@@ -90,6 +90,16 @@ TABLE: Final = [
 ]
 
 
+def actor_of(world: World, actor: str) -> int:
+    """The seeded user acting in a row of a table."""
+    return {
+        "admin": world.admin,
+        "account-admin": world.account_admin,
+        "consultant": world.consultant,
+        "user": world.member,
+    }[actor]
+
+
 async def make_target(settings: Settings, world: World, target: str) -> int:
     """A fresh user of acme (or of the client account) with the target's role."""
     account = world.client_account if target.startswith("client-") else world.acme
@@ -143,12 +153,7 @@ async def test_user_update_guard(
     action: str,
     expected: int,
 ) -> None:
-    actor_id = {
-        "admin": world.admin,
-        "account-admin": world.account_admin,
-        "consultant": world.consultant,
-        "user": world.member,
-    }[actor]
+    actor_id = actor_of(world, actor)
     target_id = (
         actor_id if target == "self" else await make_target(settings, world, target)
     )
@@ -213,12 +218,7 @@ async def test_user_creation_guard(
     role: str,
     expected: int,
 ) -> None:
-    actor_id = {
-        "admin": world.admin,
-        "account-admin": world.account_admin,
-        "consultant": world.consultant,
-        "user": world.member,
-    }[actor]
+    actor_id = actor_of(world, actor)
     account = world.acme if where == "own" else world.client_account
     body: dict[str, Any] = {
         "email": "new@acme.test",

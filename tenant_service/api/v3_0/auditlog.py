@@ -96,7 +96,7 @@ async def get_account_auditlog(request: web.Request) -> web.Response:
         principal(request), account.id, account.consultancy_account_id
     ):
         raise ForbiddenError()
-    records = await audit.account_records(request[keys.CONN], account.id)
+    records, _, _ = await audit.records(request[keys.CONN], "account", account.id)
     return respond(
         [
             {
@@ -124,8 +124,9 @@ async def get_user_auditlog(request: web.Request) -> web.Response:
         raise ForbiddenError()
     params = LogQuery(request.query, USER_SORTS)
     page = params.page
-    records, total, matching = await audit.user_records(
+    records, total, matching = await audit.records(
         conn,
+        "user",
         user.id,
         terms=params.terms,
         descending=params.descending,
@@ -148,8 +149,9 @@ async def get_asset_auditlog(request: web.Request) -> web.Response:
     params = LogQuery(request.query, ASSET_SORTS)
     page = params.page
     number = page.number or 1  # FlexMeasures always pages this log
-    records, total, matching = await audit.asset_records(
+    records, total, matching = await audit.records(
         conn,
+        "asset",
         asset.id,
         terms=params.terms,
         descending=params.descending,
