@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -31,6 +30,7 @@ from tenant_service.api.v3_0 import (
 )
 from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
 from tenant_service.identity import ACCOUNT_ADMIN, CONSULTANT, Principal
+from tenant_service.schemas.fields import json_text
 from tenant_service.store import accounts as account_store
 from tenant_service.store.accounts import AccountRecord
 from tenant_service.store.tables import CONSULTANCY
@@ -169,15 +169,6 @@ def _optional_int(value: object) -> int | None:
     return value
 
 
-def _attributes(value: object) -> str:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as err:
-            raise FieldError("Not a valid JSON string.") from err
-    return json.dumps(value)
-
-
 def _role_ids(value: object, errors: dict[str, Any]) -> list[int]:
     """A list of integer ids; marshmallow's per-index errors otherwise."""
     if not isinstance(value, list):
@@ -222,7 +213,9 @@ def parse_account_body(data: dict[str, Any], *, creating: bool) -> AccountInput:
                     raise FieldError(f"No plan found with id {value}.")
                 parsed.plan_given = True
             elif key == "attributes":
-                values[key] = _attributes(value)
+                # an object (FlexMeasures takes any JSON value; attributes are
+                # key-value pairs everywhere else), or its JSON text
+                values[key] = json_text(value, kind=dict)
             else:
                 parsed.role_ids = _role_ids(value, errors)
         except FieldError as err:
@@ -298,6 +291,12 @@ def _duplicate(name: str) -> ValidationError:
 async def post_account(request: web.Request) -> web.Response:
     """Create an account."""
     who = principal(request)
+    # Who may create accounts at all is known before the body: checked first, so
+    # a body is never read for a caller who may not act (#10). FlexMeasures
+    # validates the body first (a 422 before the 403).
+    own = await account_store.get_account(request[keys.CONN], who.account_id)
+    if not _may_create_accounts(who, own):
+        raise ForbiddenError()
     parsed = parse_account_body(await read_json_object(request), creating=True)
     conn = await writing(request)
     values = parsed.values
@@ -310,9 +309,6 @@ async def post_account(request: web.Request) -> web.Response:
         raise ForbiddenError(
             "Only platform administrators may change the plan an organisation is on."
         )
-    own = await account_store.get_account(conn, who.account_id)
-    if not _may_create_accounts(who, own):
-        raise ForbiddenError()
     if values.get("consultancy_account_id") is None and not who.is_admin:
         values["consultancy_account_id"] = who.account_id  # FlexMeasures' default
     if parsed.role_ids is not None:
