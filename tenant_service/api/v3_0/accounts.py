@@ -28,7 +28,12 @@ from tenant_service.api.v3_0 import (
     respond,
     writing,
 )
-from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
+from tenant_service.errors import (
+    ForbiddenError,
+    InternalError,
+    NotFoundError,
+    ValidationError,
+)
 from tenant_service.identity import ACCOUNT_ADMIN, CONSULTANT, Principal
 from tenant_service.schemas.fields import json_text
 from tenant_service.store import accounts as account_store
@@ -329,9 +334,9 @@ async def post_account(request: web.Request) -> web.Response:
             conn, created, rest, role_ids=parsed.role_ids, actor=actor(request)
         )
         created = await account_store.get_account(conn, account_id)
+    if created is None:  # inserted just above, in this transaction
+        raise InternalError()
     await conn.commit()
-    if created is None:  # just inserted in this transaction
-        raise ValidationError("json", {"name": ["Account could not be created."]})
     return respond(dump_account(created), status=201)
 
 
