@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -35,6 +36,13 @@ def respond(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json"
     )
+
+
+def naive_utc(moment: dt.datetime | None) -> str | None:
+    """A time as FlexMeasures writes its zone-less columns: naive ISO 8601, UTC."""
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
 
 
 def no_content() -> web.Response:

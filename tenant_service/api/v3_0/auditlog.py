@@ -16,7 +16,13 @@ from aiohttp import web
 from tenant_service import keys
 from tenant_service.acl import may_read
 from tenant_service.api import parse_page, parse_path_id
-from tenant_service.api.v3_0 import PREFIX, load_asset, principal, respond
+from tenant_service.api.v3_0 import (
+    PREFIX,
+    load_asset,
+    naive_utc,
+    principal,
+    respond,
+)
 from tenant_service.api.v3_0.accounts import load_account
 from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
 from tenant_service.identity import ACCOUNT_ADMIN, Principal
@@ -35,16 +41,11 @@ def http_date(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
-def naive_iso(moment: dt.datetime) -> str:
-    """FlexMeasures' `event_datetime.isoformat()` of a naive UTC column."""
-    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
-
-
 def dump_record(record: audit.AuditRecord) -> dict[str, Any]:
     """One user or asset audit record."""
     return {
         "event": record.event,
-        "event_datetime": naive_iso(record.event_datetime),
+        "event_datetime": naive_utc(record.event_datetime),
         "active_user_name": record.active_user_name,
         "active_user_id": record.active_user_id,
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,6 +30,7 @@ from tenant_service.api import (
 from tenant_service.api.v3_0 import (
     PREFIX,
     actor,
+    naive_utc,
     principal,
     read_json_object,
     respond,
@@ -55,12 +55,8 @@ routes = web.RouteTableDef()
 PATCHABLE: Final = ("email", "username", "active", "timezone", "flexmeasures_roles")
 
 
-def _time(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def dump_user(user: UserRecord, account: AccountRecord | None) -> dict[str, Any]:
-    """FlexMeasures' UserSchema dump, plus the embedded account (AccountSchema)."""
+def dump_user(user: UserRecord) -> dict[str, Any]:
+    """FlexMeasures' UserSchema dump: role ids, naive UTC times, no account."""
     return {
         "id": user.id,
         "email": user.email,
@@ -69,24 +65,18 @@ def dump_user(user: UserRecord, account: AccountRecord | None) -> dict[str, Any]
         "active": user.active,
         "timezone": user.timezone,
         "flexmeasures_roles": list(user.role_ids),
-        "last_login_at": _time(user.last_login_at),
-        "last_seen_at": _time(user.last_seen_at),
-        "account": (
-            dump_account(account)
-            if account is not None
-            else {"id": user.account_id, "name": user.account_name}
-        ),
+        "last_login_at": naive_utc(user.last_login_at),
+        "last_seen_at": naive_utc(user.last_seen_at),
     }
 
 
-async def dump_users(
-    conn: AsyncConnection, records: list[UserRecord]
-) -> list[dict[str, Any]]:
-    """Users with their accounts (one query per distinct account)."""
-    found: dict[int, AccountRecord | None] = {}
-    for account_id in dict.fromkeys(user.account_id for user in records):
-        found[account_id] = await account_store.get_account(conn, account_id)
-    return [dump_user(user, found[user.account_id]) for user in records]
+def dump_listed_user(user: UserRecord, account: AccountRecord) -> dict[str, Any]:
+    """A user in FlexMeasures' list: role names and the embedded account."""
+    return {
+        **dump_user(user),
+        "flexmeasures_roles": list(user.role_names),
+        "account": dump_account(account),
+    }
 
 
 async def _load_user(conn: AsyncConnection, user_id: int) -> UserRecord:
@@ -144,7 +134,7 @@ async def get_users(request: web.Request) -> web.Response:
         offset=page.offset,
         limit=page.limit,
     )
-    data = [dump_user(user, account) for user in records]
+    data = [dump_listed_user(user, account) for user in records]
     if page.number is None:
         return respond(data)
     return respond({"data": data, "num-records": total, "filtered-records": total})
@@ -157,7 +147,7 @@ async def get_user(request: web.Request) -> web.Response:
     conn = request[keys.CONN]
     user = await _load_user(conn, user_id)
     _check_read(principal(request), user)
-    return respond((await dump_users(conn, [user]))[0])
+    return respond(dump_user(user))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +256,7 @@ async def patch_user(request: web.Request) -> web.Response:
             f"A user with email '{patch.email}' already exists."
         ) from err
     updated = await _load_user(conn, user.id)
-    body = (await dump_users(conn, [updated]))[0]
+    body = dump_user(updated)
     await conn.commit()
     request.app[keys.PRINCIPALS].evict(user.id)
     response = respond(body)
@@ -445,6 +435,5 @@ async def post_user(request: web.Request) -> web.Response:
         ) from err
     created = await _load_user(conn, user_id)
     await conn.commit()
-    body = dump_user(created, account)
-    del body["account"]  # FlexMeasures answers with UserSchema alone, no status
-    return web.json_response(body, status=201)
+    # FlexMeasures answers with the UserSchema dump alone, without a status.
+    return web.json_response(dump_user(created), status=201)
