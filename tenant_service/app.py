@@ -15,6 +15,7 @@ from tenant_service.api.v3_0 import (
     assets,
     auditlog,
     docs,
+    forecasts,
     health,
     listing,
     schedules,
@@ -22,6 +23,7 @@ from tenant_service.api.v3_0 import (
     sensors,
     users,
 )
+from tenant_service.api.v3_0 import jobs as job_api
 from tenant_service.config import Settings
 from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
@@ -95,6 +97,8 @@ def create_app(settings: Settings) -> web.Application:
         sensors,
         sensor_data,
         schedules,
+        job_api,
+        forecasts,
         auditlog,
     ):
         app.router.add_routes(module.routes)
