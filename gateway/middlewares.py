@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from contract.logs import REQUEST_ID, TENANT
+from contract.routes import PREFLIGHT, preflight_response
 
 from . import keys
 from .errors import (
@@ -163,6 +164,15 @@ def front(
             status = exc.status
             if exc.status < 400:
                 raise
+            if (
+                isinstance(exc, web.HTTPMethodNotAllowed)
+                and request.method == PREFLIGHT
+                and not is_page(request.path)
+            ):
+                # A preflight of the gateway's own routes (/api/, requestAuthToken):
+                # FlexMeasures' 200, no body, the route's methods.
+                status = 200
+                return preflight_response(set(exc.allowed_methods))
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             if is_page(request.path):
                 message = (

@@ -13,6 +13,7 @@ from tenant_service.api import internal, ops
 from tenant_service.api.v3_0 import (
     accounts,
     assets,
+    auditlog,
     docs,
     forecasts,
     health,
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
         schedules,
         job_api,
         forecasts,
+        auditlog,
     ):
         app.router.add_routes(module.routes)
     return app

@@ -15,6 +15,7 @@ from tenant_service.beliefs import (
     to_beliefs,
     to_sensor_resolution,
 )
+from tenant_service.store import audit
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.db import create_engine
@@ -154,6 +155,13 @@ async def import_data(
                     ) from err
                 _progress(out, min(i + BATCH, len(beliefs)), len(beliefs))
             out.write("\n")
+            await audit.record_asset(
+                conn,
+                audit.CLI,
+                sensor.generic_asset_id,
+                f"Data from {Path(path).name} imported to sensor '{sensor.name}': "
+                f"{sensor.id} via CLI ({stored} values stored).",
+            )
             return stored
     finally:
         await engine.dispose()

@@ -56,6 +56,7 @@ class Principal:
     user_id: int
     account_id: int
     roles: frozenset[str]
+    username: str | None = None  # for the audit log
 
     @property
     def is_admin(self) -> bool:
@@ -92,6 +93,17 @@ class Principal:
         return (
             self.is_admin
             or user_id == self.user_id
+            or (account_id == self.account_id and ACCOUNT_ADMIN in self.roles)
+            or self.consults(consultancy_account_id)
+        )
+
+    def may_create_user_in(
+        self, account_id: int, consultancy_account_id: int | None
+    ) -> bool:
+        """FlexMeasures' create-children on an account: admins, its
+        account-admins and consultants of its consultancy."""
+        return (
+            self.is_admin
             or (account_id == self.account_id and ACCOUNT_ADMIN in self.roles)
             or self.consults(consultancy_account_id)
         )

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 from contract.identity import HEADER, IdentityError
 from contract.logs import REQUEST_ID, TENANT
-from contract.routes import is_public_path
+from contract.routes import PREFLIGHT, is_public_path, preflight_response
 from tenant_service import keys
 from tenant_service.api.v3_0 import respond
 from tenant_service.errors import (
@@ -69,7 +69,13 @@ async def request_id_and_errors(
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = _http_error_response(exc)
+            if (
+                isinstance(exc, web.HTTPMethodNotAllowed)
+                and request.method == PREFLIGHT
+            ):
+                response = preflight_response(set(exc.allowed_methods))
+            else:
+                response = _http_error_response(exc)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as err:
@@ -164,6 +170,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
                 user_id=user.id,
                 account_id=user.account_id,
                 roles=frozenset(user.role_names),
+                username=user.username,
             )
             request[keys.CONN] = conn
             turn.account_id = user.account_id

@@ -378,6 +378,8 @@ async def _details(
     last_login = found.get("last_login_at")
     try:
         last = dt.datetime.fromisoformat(last_login) if last_login else None
+        if last is not None and last.tzinfo is None:  # FlexMeasures' naive UTC
+            last = last.replace(tzinfo=dt.UTC)
     except (TypeError, ValueError):
         last = None
     return {

@@ -6,10 +6,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Row, bindparam, func, insert, or_, select
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenant_service.store.tables import account_roles, accounts, accounts_account_roles
+from tenant_service.store import audit
+from tenant_service.store.tables import (
+    account_roles,
+    accounts,
+    accounts_account_roles,
+    generic_assets,
+    users,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,14 @@ async def find_account(conn: AsyncConnection, id_or_name: str) -> AccountRecord 
     return records[0] if records else None
 
 
+async def find_account_by_name(
+    conn: AsyncConnection, name: str
+) -> AccountRecord | None:
+    """An account by its exact name."""
+    records = _records((await conn.execute(_BY_NAME, {"name": name})).all())
+    return records[0] if records else None
+
+
 async def list_accounts(
     conn: AsyncConnection,
     *,
@@ -148,8 +163,9 @@ async def create_account(
     name: str,
     role_names: Iterable[str] = (),
     consultancy_account_id: int | None = None,
+    actor: audit.Actor = audit.CLI,
 ) -> int:
-    """Insert an account with account roles; returns the new id."""
+    """Insert an account with account roles (audited); returns the new id."""
     result = await conn.execute(
         insert(accounts)
         .values(
@@ -158,6 +174,13 @@ async def create_account(
         .returning(accounts.c.id)
     )
     account_id = int(result.scalar_one())
+    how = " via CLI" if actor.user_id is None else ""
+    await audit.record(
+        conn,
+        actor,
+        f"Created account '{name}' ({account_id}){how}",
+        account_id=account_id,
+    )
     role_ids = await ensure_account_roles(conn, role_names)
     if role_ids:
         await conn.execute(
@@ -168,3 +191,95 @@ async def create_account(
             ],
         )
     return account_id
+
+
+async def account_roles_by_id(
+    conn: AsyncConnection, ids: Iterable[int]
+) -> dict[int, str]:
+    """The existing account roles among `ids`, as {id: name}."""
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(account_roles.c.id, account_roles.c.name).where(
+            account_roles.c.id.in_(wanted)
+        )
+    )
+    return {row.id: row.name for row in rows.all()}
+
+
+# The columns an account update may set, in FlexMeasures' order of its audit event.
+UPDATABLE: Final = (
+    "name",
+    "primary_color",
+    "secondary_color",
+    "logo_url",
+    "consultancy_account_id",
+    "attributes",
+)
+
+
+async def update_account(
+    conn: AsyncConnection,
+    account: AccountRecord,
+    values: dict[str, Any],
+    *,
+    role_ids: Sequence[int] | None = None,
+    actor: audit.Actor,
+) -> None:
+    """Change columns (and, given role_ids, the roles) of an account; audited.
+
+    The event lists each changed field with its old and new value, as
+    FlexMeasures' "Account Updated, Field: ..." with the values added.
+    """
+    before: dict[str, Any] = {key: getattr(account, key) for key in UPDATABLE}
+    parts = [
+        f"{key} ({before[key]} -> {value})"
+        for key, value in audit.changed(before, values).items()
+    ]
+    if values:
+        await conn.execute(
+            update(accounts).where(accounts.c.id == account.id).values(**values)
+        )
+    if role_ids is not None:
+        old_ids = [i for i, _ in account.account_roles]
+        new_ids = sorted(set(role_ids))
+        if old_ids != new_ids:
+            await conn.execute(
+                delete(accounts_account_roles).where(
+                    accounts_account_roles.c.account_id == account.id
+                )
+            )
+            if new_ids:
+                await conn.execute(
+                    insert(accounts_account_roles),
+                    [{"account_id": account.id, "account_role_id": i} for i in new_ids],
+                )
+            parts.append(f"account_roles ({old_ids} -> {new_ids})")
+    if parts:
+        await audit.record(
+            conn,
+            actor,
+            f"Account Updated, Field: {', '.join(parts)}",
+            user_id=actor.user_id,
+            account_id=account.id,
+        )
+
+
+async def count_members(conn: AsyncConnection, account_id: int) -> tuple[int, int]:
+    """How many users and assets an account has."""
+    user_count = (
+        await conn.execute(
+            select(func.count())
+            .select_from(users)
+            .where(users.c.account_id == account_id)
+        )
+    ).scalar_one()
+    asset_count = (
+        await conn.execute(
+            select(func.count())
+            .select_from(generic_assets)
+            .where(generic_assets.c.account_id == account_id)
+        )
+    ).scalar_one()
+    return int(user_count), int(asset_count)

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.acl import Owner
+from tenant_service.store import audit
 from tenant_service.store.tables import (
     accounts,
     generic_asset_types,
@@ -274,24 +275,58 @@ async def name_taken(
     return (await conn.execute(query, params)).first() is not None
 
 
-async def create_asset(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    """Insert an asset; its id."""
+async def create_asset(
+    conn: AsyncConnection, values: dict[str, Any], *, actor: audit.Actor = audit.CLI
+) -> int:
+    """Insert an asset (audited); its id."""
     result = await conn.execute(
         insert(generic_assets).values(**values).returning(generic_assets.c.id)
     )
-    return int(result.scalar_one())
+    asset_id = int(result.scalar_one())
+    how = " via CLI." if actor.user_id is None else ""
+    sep = f" ({asset_id})" if how else f": {asset_id}"
+    await audit.record_asset(
+        conn, actor, asset_id, f"Created asset '{values.get('name')}'{sep}{how}"
+    )
+    return asset_id
+
+
+# JSON columns: FlexMeasures words their changes as "Updated <field>: old → new".
+_JSON_COLUMNS: Final = frozenset(
+    {"flex_context", "flex_model", "sensors_to_show", "sensors_to_show_as_kpis"}
+)
 
 
 async def update_asset(
-    conn: AsyncConnection, asset_id: int, values: dict[str, Any]
+    conn: AsyncConnection,
+    asset_id: int,
+    values: dict[str, Any],
+    *,
+    actor: audit.Actor = audit.CLI,
 ) -> None:
-    """Change some columns of an asset."""
-    if values:
+    """Change some columns of an asset; one audit event per changed field."""
+    if not values:
+        return
+    before = (
         await conn.execute(
-            update(generic_assets)
-            .where(generic_assets.c.id == asset_id)
-            .values(**values)
+            select(*(generic_assets.c[key] for key in values)).where(
+                generic_assets.c.id == asset_id
+            )
         )
+    ).first()
+    await conn.execute(
+        update(generic_assets).where(generic_assets.c.id == asset_id).values(**values)
+    )
+    if before is None:
+        return
+    old = dict(before._mapping)
+    events = [
+        f"Updated {key}: {old[key]} → {value}"
+        if key in _JSON_COLUMNS
+        else f"Updated: {key}, From: {old[key]}, To: {value}"
+        for key, value in audit.changed(old, values).items()
+    ]
+    await audit.record_asset(conn, actor, asset_id, *events)
 
 
 async def subtree_owners(conn: AsyncConnection, asset_id: int) -> set[Owner]:
@@ -309,6 +344,20 @@ async def subtree_owners(conn: AsyncConnection, asset_id: int) -> set[Owner]:
     return {Owner(account_id, consultancy) for account_id, consultancy in rows}
 
 
-async def delete_asset(conn: AsyncConnection, asset_id: int) -> None:
-    """Delete an asset; children, sensors and beliefs go with it (ON DELETE CASCADE)."""
+async def delete_asset(
+    conn: AsyncConnection, asset_id: int, *, actor: audit.Actor = audit.CLI
+) -> None:
+    """Delete an asset; children, sensors and beliefs go with it (ON DELETE CASCADE).
+
+    Audited first (the record's asset id becomes NULL with the asset, as in
+    FlexMeasures).
+    """
+    name = (
+        await conn.execute(
+            select(generic_assets.c.name).where(generic_assets.c.id == asset_id)
+        )
+    ).scalar()
+    await audit.record_asset(
+        conn, actor, asset_id, f"Deleted asset '{name}': {asset_id}"
+    )
     await conn.execute(_DELETE, {"asset_id": asset_id})

@@ -26,8 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.beliefs import Belief, BeliefRow
+from tenant_service.store import audit
 from tenant_service.store.sources import insert_ignoring
-from tenant_service.store.tables import data_sources, timed_beliefs
+from tenant_service.store.tables import data_sources, sensors, timed_beliefs
 
 DETERMINISTIC: Final = 0.5
 # Keys per "IN" lookup of collided rows (well below both dialects' limits).
@@ -545,8 +546,14 @@ async def delete_beliefs(
     source_id: int | None = None,
     start_ms: int | None = None,
     until_ms: int | None = None,
+    event: str | None = None,
+    actor: audit.Actor = audit.CLI,
 ) -> int:
-    """Delete a sensor's beliefs (optionally of one source, in [start, until))."""
+    """Delete a sensor's beliefs (optionally of one source, in [start, until)).
+
+    `event` (FlexMeasures' "Deleted data for sensor ...") is recorded in the
+    asset audit log of the sensor's asset.
+    """
     conditions = [timed_beliefs.c.sensor_id == sensor_id]
     if source_id is not None:
         conditions.append(timed_beliefs.c.source_id == source_id)
@@ -555,6 +562,14 @@ async def delete_beliefs(
     if until_ms is not None:
         conditions.append(timed_beliefs.c.event_start < until_ms)
     result = await conn.execute(delete(timed_beliefs).where(and_(*conditions)))
+    if event is not None:
+        asset_id = (
+            await conn.execute(
+                select(sensors.c.generic_asset_id).where(sensors.c.id == sensor_id)
+            )
+        ).scalar()
+        if asset_id is not None:
+            await audit.record_asset(conn, actor, asset_id, event)
     return int(result.rowcount)
 
 

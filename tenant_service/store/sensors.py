@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.acl import Owner
+from tenant_service.store import audit
 from tenant_service.store.assets import subtree
 from tenant_service.store.prepared import Prepared, Record
 from tenant_service.store.tables import accounts, generic_assets, sensors
@@ -241,24 +242,82 @@ async def name_taken(
     return (await conn.execute(_NAME_TAKEN, params)).first() is not None
 
 
-async def create_sensor(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    """Insert a sensor; its id."""
+async def create_sensor(
+    conn: AsyncConnection, values: dict[str, Any], *, actor: audit.Actor = audit.CLI
+) -> int:
+    """Insert a sensor (audited on its asset); its id."""
     result = await conn.execute(
         insert(sensors).values(**values).returning(sensors.c.id)
     )
-    return int(result.scalar_one())
+    sensor_id = int(result.scalar_one())
+    name = values.get("name")
+    event = (
+        f"Created sensor '{name}' ({sensor_id}) via CLI."
+        if actor.user_id is None
+        else f"Created sensor '{name}': {sensor_id}"
+    )
+    await audit.record_asset(conn, actor, values["generic_asset_id"], event)
+    return sensor_id
+
+
+async def sensor_label(conn: AsyncConnection, sensor_id: int) -> tuple[str, int] | None:
+    """A sensor's name and asset id."""
+    row = (
+        await conn.execute(
+            select(sensors.c.name, sensors.c.generic_asset_id).where(
+                sensors.c.id == sensor_id
+            )
+        )
+    ).first()
+    return None if row is None else (row.name, row.generic_asset_id)
 
 
 async def update_sensor(
-    conn: AsyncConnection, sensor_id: int, values: dict[str, Any]
+    conn: AsyncConnection,
+    sensor_id: int,
+    values: dict[str, Any],
+    *,
+    actor: audit.Actor = audit.CLI,
 ) -> None:
-    """Change some columns of a sensor."""
-    if values:
+    """Change some columns of a sensor; audited on its asset (old and new values)."""
+    if not values:
+        return
+    before = (
         await conn.execute(
-            update(sensors).where(sensors.c.id == sensor_id).values(**values)
+            select(
+                sensors.c.name.label("old_name"),
+                sensors.c.generic_asset_id.label("asset_id"),
+                *(sensors.c[key] for key in values),
+            ).where(sensors.c.id == sensor_id)
+        )
+    ).first()
+    await conn.execute(
+        update(sensors).where(sensors.c.id == sensor_id).values(**values)
+    )
+    if before is None:
+        return
+    old = {key: before._mapping[key] for key in values}
+    fields = [
+        f"Field name: {key}, Old value: {old[key]}, New value: {value}"
+        for key, value in audit.changed(old, values).items()
+    ]
+    if fields:
+        await audit.record_asset(
+            conn,
+            actor,
+            before.asset_id,
+            f"Updated sensor '{before.old_name}': {sensor_id}. "
+            f"Updated fields: {'; '.join(fields)}",
         )
 
 
-async def delete_sensor(conn: AsyncConnection, sensor_id: int) -> None:
-    """Delete a sensor; its beliefs go with it (ON DELETE CASCADE)."""
+async def delete_sensor(
+    conn: AsyncConnection, sensor_id: int, *, actor: audit.Actor = audit.CLI
+) -> None:
+    """Delete a sensor; its beliefs go with it (ON DELETE CASCADE). Audited."""
+    label = await sensor_label(conn, sensor_id)
+    if label is not None:
+        await audit.record_asset(
+            conn, actor, label[1], f"Deleted sensor '{label[0]}': {sensor_id}"
+        )
     await conn.execute(_DELETE, {"sensor_id": sensor_id})

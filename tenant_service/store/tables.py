@@ -314,6 +314,45 @@ timed_beliefs = Table(
     sqlite_with_rowid=False,
 )
 
+# --- audit logs ------------------------------------------------------------------
+# FlexMeasures' two audit tables. `audit_log` keeps ids without foreign keys, so a
+# record outlives the user or account it names (FlexMeasures keeps that lineage);
+# `asset_audit_log` has FlexMeasures' SET NULL foreign keys.
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_datetime", UtcDateTime, nullable=False),
+    Column("event", String(500), nullable=False),
+    Column("active_user_name", String(255), nullable=True),
+    Column("active_user_id", Integer, nullable=True),
+    Column("affected_user_id", Integer, nullable=True, index=True),
+    Column("affected_account_id", Integer, nullable=True, index=True),
+)
+
+asset_audit_log = Table(
+    "asset_audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_datetime", UtcDateTime, nullable=False),
+    Column("event", String(500), nullable=False),
+    Column("active_user_name", String(255), nullable=True),
+    Column(
+        "active_user_id",
+        Integer,
+        ForeignKey("users.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column(
+        "affected_asset_id",
+        Integer,
+        ForeignKey("generic_assets.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+)
+
 ASSET_TYPES: Final = (
     ("battery", "A grid-connected battery that can charge and discharge."),
     ("solar", "A solar panel installation."),

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tenant_service.store import audit
 from tenant_service.store.tables import accounts, roles, users, users_roles
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,14 @@ async def list_users(
     return _records(result.all()), int(total)
 
 
+async def username_taken(conn: AsyncConnection, username: str) -> bool:
+    """Whether a user has this username (FlexMeasures refuses a second one)."""
+    row = (
+        await conn.execute(select(users.c.id).where(users.c.username == username))
+    ).first()
+    return row is not None
+
+
 async def count_users(conn: AsyncConnection) -> int:
     """How many users exist."""
     return int(
@@ -232,37 +241,125 @@ async def record_login(
     await conn.execute(update(users).where(users.c.id == user_id).values(**values))
 
 
+PASSWORD_RESET: Final = "Password reset for user {username}"
+PASSWORD_CHANGED: Final = "Password changed for user {username}"
+# Columns of `users` whose changes the audit log names (never the password hash).
+AUDITED: Final = ("email", "username", "timezone", "active")
+
+
+async def _names(conn: AsyncConnection, user_id: int) -> tuple[str, int] | None:
+    row = (
+        await conn.execute(
+            select(users.c.username, users.c.account_id).where(users.c.id == user_id)
+        )
+    ).first()
+    return None if row is None else (row.username, row.account_id)
+
+
 async def set_password_hash(
-    conn: AsyncConnection, user_id: int, password_hash: str
+    conn: AsyncConnection,
+    user_id: int,
+    password_hash: str,
+    *,
+    actor: audit.Actor = audit.CLI,
+    event: str = PASSWORD_CHANGED,
 ) -> dt.datetime:
-    """Replace the password and revoke all tokens issued until now."""
+    """Replace the password and revoke all tokens issued until now; audited.
+
+    `event` is a template with `{username}`; the hash never goes into it.
+    """
     revoked = revocation_time()
     await conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(password_hash=password_hash, tokens_valid_after=revoked)
     )
+    names = await _names(conn, user_id)
+    if names is not None:
+        await audit.record(
+            conn,
+            actor,
+            event.format(username=names[0]),
+            user_id=user_id,
+            account_id=names[1],
+        )
     return revoked
 
 
 async def update_user(
-    conn: AsyncConnection, user_id: int, values: dict[str, Any]
+    conn: AsyncConnection,
+    user_id: int,
+    values: dict[str, Any],
+    *,
+    actor: audit.Actor = audit.CLI,
 ) -> None:
-    """Set columns of one user."""
-    if values:
-        await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+    """Set columns of one user; the changed ones are audited (old -> new)."""
+    if not values:
+        return
+    before = (
+        await conn.execute(
+            select(*(users.c[key] for key in AUDITED), users.c.account_id).where(
+                users.c.id == user_id
+            )
+        )
+    ).first()
+    await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+    if before is None:
+        return
+    old = {key: getattr(before, key) for key in AUDITED}
+    parts: list[str] = []
+    for key, value in audit.changed(old, values).items():
+        if key == "active":
+            parts.append(f"Active status set to '{value}'.")
+        elif key in AUDITED:
+            parts.append(f"Updated {key}: {old[key]} -> {value}.")
+    if parts:
+        await audit.record(
+            conn, actor, "".join(parts), user_id=user_id, account_id=before.account_id
+        )
 
 
 async def set_roles(
-    conn: AsyncConnection, user_id: int, role_ids: Iterable[int]
+    conn: AsyncConnection,
+    user_id: int,
+    role_ids: Iterable[int],
+    *,
+    actor: audit.Actor = audit.CLI,
 ) -> None:
-    """Replace the roles of one user."""
+    """Replace the roles of one user; added and removed roles are audited."""
+    wanted = sorted(set(role_ids))
+    old = {
+        row.id: row.name
+        for row in (
+            await conn.execute(
+                select(roles.c.id, roles.c.name)
+                .join(users_roles, users_roles.c.role_id == roles.c.id)
+                .where(users_roles.c.user_id == user_id)
+            )
+        ).all()
+    }
+    if sorted(old) == wanted:
+        return
     await conn.execute(delete(users_roles).where(users_roles.c.user_id == user_id))
-    rows = [
-        {"user_id": user_id, "role_id": role_id} for role_id in sorted(set(role_ids))
-    ]
+    rows = [{"user_id": user_id, "role_id": role_id} for role_id in wanted]
     if rows:
         await conn.execute(insert(users_roles), rows)
+    new = await find_roles(conn, wanted, ())
+    removed = sorted(old[i] for i in set(old) - set(new))
+    added = sorted(new[i] for i in set(new) - set(old))
+    event = ""
+    if removed:
+        event += f"Removed role(s): [{','.join(removed)}]."
+    if added:
+        event += f"Added role(s): [{','.join(added)}]."
+    names = await _names(conn, user_id)
+    await audit.record(
+        conn,
+        actor,
+        event,
+        user_id=user_id,
+        account_id=None if names is None else names[1],
+    )
 
 
 async def ensure_roles(conn: AsyncConnection, names: Iterable[str]) -> dict[str, int]:
@@ -310,8 +407,9 @@ async def create_user(
     account_id: int,
     password_hash: str | None,
     role_names: Iterable[str] = (),
+    actor: audit.Actor = audit.CLI,
 ) -> int:
-    """Insert a user with roles; returns the new id."""
+    """Insert a user with roles (audited as FlexMeasures: "User x created")."""
     result = await conn.execute(
         insert(users)
         .values(
@@ -325,8 +423,16 @@ async def create_user(
         .returning(users.c.id)
     )
     user_id = int(result.scalar_one())
+    await audit.record(
+        conn,
+        actor,
+        f"User {username} created",
+        user_id=user_id,
+        account_id=account_id,
+    )
     role_ids = await ensure_roles(conn, role_names)
-    await set_roles(conn, user_id, role_ids.values())
+    if role_ids:
+        await set_roles(conn, user_id, role_ids.values(), actor=actor)
     return user_id
 
 

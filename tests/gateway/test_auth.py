@@ -328,6 +328,14 @@ async def test_request_auth_token_failures(
     assert response.status == status
 
 
+BOTH = {
+    "json": {
+        "email": ["Missing data for required field."],
+        "password": ["Missing data for required field."],
+    }
+}
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "expected"),
     [
@@ -366,8 +374,11 @@ async def test_request_auth_token_failures(
             {"json": {"_schema": ["Invalid input type."]}},
         ),
         (b'{"email": "a@b.c", ', "application/json", 400, None),
-        (b"email=a%40b.c&password=x", "application/x-www-form-urlencoded", 400, None),
-        (b"", "", 400, None),
+        # Not JSON by its Content-Type, or empty: no fields, as FlexMeasures (#12)
+        (b"email=a%40b.c&password=x", "application/x-www-form-urlencoded", 422, BOTH),
+        (b'{"email": "a@b.c", "password": "x"}', "text/plain", 422, BOTH),
+        (b"", "", 422, BOTH),
+        (b"", "application/json", 422, BOTH),
     ],
 )
 async def test_request_auth_token_bad_input(
@@ -407,3 +418,20 @@ async def test_request_auth_token_wrong_method_is_json_405(
     assert response.status == 405
     assert response.content_type == "application/json"
     assert (await response.json())["status"] == 405
+
+
+async def test_preflight_reaches_the_backend_as_the_service_only(
+    two_tenants: tuple[object, EchoBackend, EchoBackend],
+) -> None:
+    """A preflight with or without a token: never a user's identity (#12)."""
+    client, company, _ = two_tenants
+    token = await login(client)
+    for extra in ({}, {"Authorization": token}, {"Authorization": "garbage"}):
+        response = await client.options(  # type: ignore[attr-defined]
+            "/api/v3_0/assets", headers={**COMPANY, **extra}
+        )
+        assert response.status == 200  # the echo backend's answer, passed on
+        claims = company.seen[-1]["claims"]
+        assert isinstance(claims, dict)
+        assert claims["sub"] == "service:gateway"
+        assert "Authorization" not in company.seen[-1]["headers"]  # type: ignore[operator]

@@ -54,6 +54,7 @@ async def gateway(
     )
 
 
+JSON = {"Content-Type": "application/json"}
 CASES = [
     # (method, path, host, extra headers, body, status, code)
     ("GET", "/api/", "nobody.localhost", {}, None, 404, "UNKNOWN_TENANT"),
@@ -72,12 +73,12 @@ CASES = [
     ("DELETE", "/api/", "company.localhost", {}, None, 405, 405),
     ("GET", "/api/v9_9", "company.localhost", {}, None, 404, 404),
     ("GET", "/api/v2_0/assets", "company.localhost", {}, None, 410, 410),
-    ("POST", "/api/requestAuthToken", "company.localhost", {}, b"{", 400, 400),
+    ("POST", "/api/requestAuthToken", "company.localhost", JSON, b"{", 400, 400),
     (  # JSON nested too deep for the parser
         "POST",
         "/api/requestAuthToken",
         "company.localhost",
-        {},
+        JSON,
         b"[" * 10_000 + b"]" * 10_000,
         400,
         400,
@@ -86,7 +87,7 @@ CASES = [
         "POST",
         "/api/requestAuthToken",
         "company.localhost",
-        {},
+        JSON,
         b"{}",
         422,
         "UNPROCESSABLE_ENTITY",
@@ -107,7 +108,7 @@ CASES = [
         "POST",
         "/api/requestAuthToken",
         "down.localhost",
-        {},
+        JSON,
         b'{"email": "a@b.cd", "password": "x"}',
         502,
         "UPSTREAM_UNAVAILABLE",

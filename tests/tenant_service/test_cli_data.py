@@ -7,8 +7,11 @@ import csv
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tenant_service.cli import main
+from tenant_service.store.db import create_engine
+from tenant_service.store.tables import asset_audit_log
 from tests.tenant_service.conftest import Sensors, World, count_beliefs
 
 
@@ -18,6 +21,17 @@ def write(path: Path, rows: list[tuple[str, str]]) -> str:
         writer.writerow(["event_start", "value"])
         writer.writerows(rows)
     return str(path)
+
+
+async def asset_events(url: str) -> list[str]:
+    """The asset audit log's events (#12)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = select(asset_audit_log.c.event).order_by(asset_audit_log.c.id)
+            return list((await conn.execute(query)).scalars())
+    finally:
+        await engine.dispose()
 
 
 async def run(*args: str) -> int:
@@ -47,6 +61,11 @@ async def test_cli_data_round_trip(
     # identical again: nothing new
     assert await run(*url, "import-data", "--sensor", sensor, "--file", source) == 0
     assert "stored 0 beliefs" in capsys.readouterr().out
+    assert await asset_events(database_url) == [
+        f"Data from in.csv imported to sensor 'power': {sensor} via CLI "
+        f"({n} values stored)."
+        for n in (96, 0)
+    ]
     out = tmp_path / "out.csv"
     assert await run(*url, "export-data", "--sensor", sensor, "--file", str(out)) == 0
     assert "exported 96 values" in capsys.readouterr().out

@@ -319,7 +319,7 @@ CASES = [
     (unknown_route, 404, 404, {}),
     (unknown_user_email, 404, "UNKNOWN_USER", {}),
     (unknown_job, 404, "ERROR", {}),  # as FlexMeasures' job status answers
-    (wrong_method, 405, 405, {"Allow": "GET,HEAD"}),
+    (wrong_method, 405, 405, {"Allow": "GET,HEAD,POST"}),
     (too_large, 413, "PAYLOAD_TOO_LARGE", {}),
     (bad_query, 422, "UNPROCESSABLE_ENTITY", {}),
     (bad_path_id, 422, "UNPROCESSABLE_ENTITY", {}),

@@ -90,6 +90,16 @@ TABLE: Final = [
 ]
 
 
+def actor_of(world: World, actor: str) -> int:
+    """The seeded user acting in a row of a table."""
+    return {
+        "admin": world.admin,
+        "account-admin": world.account_admin,
+        "consultant": world.consultant,
+        "user": world.member,
+    }[actor]
+
+
 async def make_target(settings: Settings, world: World, target: str) -> int:
     """A fresh user of acme (or of the client account) with the target's role."""
     account = world.client_account if target.startswith("client-") else world.acme
@@ -143,12 +153,7 @@ async def test_user_update_guard(
     action: str,
     expected: int,
 ) -> None:
-    actor_id = {
-        "admin": world.admin,
-        "account-admin": world.account_admin,
-        "consultant": world.consultant,
-        "user": world.member,
-    }[actor]
+    actor_id = actor_of(world, actor)
     target_id = (
         actor_id if target == "self" else await make_target(settings, world, target)
     )
@@ -172,3 +177,68 @@ async def test_user_update_guard(
         assert after == before  # nothing changed, no token revoked
     else:
         assert after != before or (action == "roles" and target == "account-admin")
+
+
+# Creation (#12): who may create a user in which account, holding which role.
+# FlexMeasures' create-children on the account (admins, its account-admins,
+# consultants of its consultancy); roles on creation follow the rule above:
+# only who may set roles in that account, and only roles they hold themselves.
+CREATED_ROLES: Final = ("none", "account-admin", "consultant", "admin-reader", "admin")
+CREATED, NOT_CREATED = 201, 403
+
+
+def creation_row(actor: str, where: str, *statuses: int) -> list[Any]:
+    """One (actor, account) line: an expected status per created role."""
+    assert len(statuses) == len(CREATED_ROLES)
+    return [
+        pytest.param(actor, where, role, status, id=f"{actor}-{where}-{role}")
+        for role, status in zip(CREATED_ROLES, statuses, strict=True)
+    ]
+
+
+C, N = CREATED, NOT_CREATED
+CREATION_TABLE: Final = [
+    *creation_row("admin", "own", C, C, C, C, C),
+    *creation_row("admin", "client", C, C, C, C, C),
+    *creation_row("account-admin", "own", C, C, N, N, N),
+    *creation_row("account-admin", "client", N, N, N, N, N),
+    *creation_row("consultant", "own", N, N, N, N, N),
+    *creation_row("consultant", "client", C, N, N, N, N),
+    *creation_row("user", "own", N, N, N, N, N),
+    *creation_row("user", "client", N, N, N, N, N),
+]
+
+
+@pytest.mark.parametrize(("actor", "where", "role", "expected"), CREATION_TABLE)
+async def test_user_creation_guard(
+    client: Client,
+    world: World,
+    actor: str,
+    where: str,
+    role: str,
+    expected: int,
+) -> None:
+    actor_id = actor_of(world, actor)
+    account = world.acme if where == "own" else world.client_account
+    body: dict[str, Any] = {
+        "email": "new@acme.test",
+        "username": "new one",
+        "account_id": account,
+    }
+    if role != "none":
+        body["flexmeasures_roles"] = [role]
+    resp = await client.post("/api/v3_0/users", json=body, headers=identity(actor_id))
+    answer = await resp.json()
+    assert resp.status == expected, answer
+    listing = await client.get(
+        f"/api/v3_0/users?account_id={account}&include_inactive=true",
+        headers=identity(world.admin),
+    )
+    emails = {u["email"]: u for u in await listing.json()}
+    if expected == NOT_CREATED:
+        assert answer["status"] == "INVALID_SENDER"
+        assert "new@acme.test" not in emails  # nothing half-stored
+    else:
+        assert answer["account_id"] == account
+        stored = emails["new@acme.test"]
+        assert len(stored["flexmeasures_roles"]) == (0 if role == "none" else 1)

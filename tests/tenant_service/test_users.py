@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+
 import pytest
 
 from tests.tenant_service.conftest import (
@@ -39,11 +42,45 @@ async def test_list_own_account(client: Client, world: World) -> None:
     assert "gone@acme.test" not in emails
     assert "someone@other.test" not in emails
     member = next(u for u in body if u["id"] == world.member)
-    assert member["account"] == {"id": world.acme, "name": "Acme"}
+    # The whole AccountSchema dump, as FlexMeasures embeds it (#12)
+    assert member["account"] == {
+        "id": world.acme,
+        "name": "Acme",
+        "primary_color": None,
+        "secondary_color": None,
+        "logo_url": None,
+        "attributes": "{}",
+        "account_roles": [{"id": 1, "name": "Consultancy"}],
+        "consultancy_account_id": None,
+        "plan_id": None,
+    }
     assert member["timezone"] == "Europe/Amsterdam"
     admin = next(u for u in body if u["id"] == world.admin)
-    assert len(admin["flexmeasures_roles"]) == 1
-    assert isinstance(admin["flexmeasures_roles"][0], int)
+    # FlexMeasures lists role names; GET /users/<id> gives their ids (#12)
+    assert admin["flexmeasures_roles"] == ["admin"]
+    resp = await client.get(
+        f"/api/v3_0/users/{world.admin}", headers=identity(world.member)
+    )
+    one = await resp.json()
+    assert set(one) == USER_KEYS - {"account"} | {"status"}
+    assert len(one["flexmeasures_roles"]) == 1
+    assert isinstance(one["flexmeasures_roles"][0], int)
+
+
+async def test_user_times_are_naive_utc(client: Client, world: World) -> None:
+    """As FlexMeasures writes them: ISO 8601 without an offset (#12)."""
+    await client.get("/api/v3_0/users", headers=identity(world.member))
+    for _ in range(50):
+        resp = await client.get(
+            f"/api/v3_0/users/{world.member}", headers=identity(world.member)
+        )
+        seen = (await resp.json())["last_seen_at"]
+        if seen is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert seen is not None
+    assert "+" not in seen
+    assert dt.datetime.fromisoformat(seen).tzinfo is None
 
 
 @pytest.mark.parametrize("flag", ["true", "True", "1", "yes"])

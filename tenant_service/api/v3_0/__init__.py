@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -25,6 +26,7 @@ from tenant_service.errors import (
 )
 from tenant_service.identity import Principal
 from tenant_service.store import assets as asset_store
+from tenant_service.store import audit
 from tenant_service.store import sensors as sensor_store
 from tenant_service.store.assets import AssetRecord
 from tenant_service.store.sensors import SensorRecord
@@ -44,6 +46,13 @@ def respond(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json"
     )
+
+
+def naive_utc(moment: dt.datetime | None) -> str | None:
+    """A time as FlexMeasures writes its zone-less columns: naive ISO 8601, UTC."""
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
 
 
 def no_content() -> web.Response:
@@ -89,6 +98,12 @@ async def without_connection(
 def principal(request: web.Request) -> Principal:
     """The authenticated user (set by the identity middleware)."""
     return request[keys.PRINCIPAL]
+
+
+def actor(request: web.Request) -> audit.Actor:
+    """Who the audit log names for a change made by this request."""
+    who = request[keys.PRINCIPAL]
+    return audit.Actor(who.user_id, who.username)
 
 
 def parse_json(

@@ -42,6 +42,7 @@ from tenant_service.api import (
 )
 from tenant_service.api.v3_0 import (
     PREFIX,
+    actor,
     load_asset,
     no_content,
     principal,
@@ -587,7 +588,7 @@ async def post_asset(request: web.Request) -> web.Response:
         raise ForbiddenError()
     await _check_new_values(conn, who, values, asset=None)
     try:
-        asset_id = await asset_store.create_asset(conn, values)
+        asset_id = await asset_store.create_asset(conn, values, actor=actor(request))
     except IntegrityError as err:
         raise ValidationError(
             "json", {"name": ["An asset with this name already exists here."]}
@@ -613,7 +614,7 @@ async def patch_asset(request: web.Request) -> web.Response:
         del values["name"]
     await _check_new_values(conn, who, values, asset=asset)
     try:
-        await asset_store.update_asset(conn, asset.id, values)
+        await asset_store.update_asset(conn, asset.id, values, actor=actor(request))
     except IntegrityError as err:
         raise ValidationError(
             "json", {"name": ["An asset with this name already exists here."]}
@@ -639,6 +640,6 @@ async def delete_asset(request: web.Request) -> web.Response:
     owners = await asset_store.subtree_owners(conn, asset.id)
     if not all(acl.may_delete_asset(who, owner) for owner in owners):
         raise ForbiddenError()
-    await asset_store.delete_asset(conn, asset.id)
+    await asset_store.delete_asset(conn, asset.id, actor=actor(request))
     await conn.commit()
     return no_content()

@@ -34,6 +34,7 @@ from tenant_service import keys
 from tenant_service.acl import may_post_data, may_read, may_update_sensor
 from tenant_service.api.v3_0 import (
     PREFIX,
+    actor,
     parse_json,
     principal,
     respond,
@@ -347,12 +348,21 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     until_ms, until_text = fields.datetime_ms("until")
     fields.check()
     conn = await writing(request)  # (the body read may have swapped it)
+    event = f"Deleted data for sensor '{sensor.name}': {sensor.id}"
+    if source is not None:
+        event += f", source: {source}"
+    if start_text:
+        event += f", from: {start_text}"
+    if until_text:
+        event += f", until: {until_text}"
     await belief_store.delete_beliefs(
         conn,
         sensor.id,
         source_id=source,
         start_ms=start_ms if start_text else None,
         until_ms=until_ms if until_text else None,
+        event=event,
+        actor=actor(request),
     )
     await conn.commit()
     return web.Response(status=204, content_type="application/json")

@@ -38,6 +38,7 @@ from tenant_service.api import (
 )
 from tenant_service.api.v3_0 import (
     PREFIX,
+    actor,
     load_asset,
     load_sensor,
     no_content,
@@ -298,7 +299,7 @@ async def post_sensor(request: web.Request) -> web.Response:
     if await sensor_store.name_taken(conn, asset_id, values["name"]):
         raise _duplicate(values["name"], asset_id)
     try:
-        sensor_id = await sensor_store.create_sensor(conn, values)
+        sensor_id = await sensor_store.create_sensor(conn, values, actor=actor(request))
     except IntegrityError as err:
         raise _duplicate(values["name"], asset_id) from err
     created = await load_sensor(conn, sensor_id)
@@ -332,7 +333,7 @@ async def patch_sensor(request: web.Request) -> web.Response:
     ):
         raise _duplicate(values["name"], sensor.generic_asset_id)
     try:
-        await sensor_store.update_sensor(conn, sensor.id, values)
+        await sensor_store.update_sensor(conn, sensor.id, values, actor=actor(request))
     except IntegrityError as err:
         raise _duplicate(values.get("name", ""), sensor.generic_asset_id) from err
     updated = await load_sensor(conn, sensor.id)
@@ -349,7 +350,7 @@ async def delete_sensor(request: web.Request) -> web.Response:
     if not acl.may_update_sensor(principal(request), sensor.owner):
         raise ForbiddenError()
     await writing(request)
-    await sensor_store.delete_sensor(conn, sensor.id)
+    await sensor_store.delete_sensor(conn, sensor.id, actor=actor(request))
     await conn.commit()
     return no_content()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -15,6 +14,7 @@ from contract.identity import REVOKE_HEADER
 from tenant_service import keys
 from tenant_service.api import (
     INVALID_INPUT,
+    MISSING,
     NOT_NULL,
     NOT_STRING,
     UNKNOWN_FIELD,
@@ -29,11 +29,14 @@ from tenant_service.api import (
 )
 from tenant_service.api.v3_0 import (
     PREFIX,
+    actor,
+    naive_utc,
     principal,
     read_json_object,
     respond,
     writing,
 )
+from tenant_service.api.v3_0.accounts import dump_account
 from tenant_service.errors import (
     DuplicateUserError,
     ForbiddenError,
@@ -44,6 +47,7 @@ from tenant_service.identity import ADMIN_ROLES, Principal
 from tenant_service.passwords import random_password_hash
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
+from tenant_service.store.accounts import AccountRecord
 from tenant_service.store.users import UserRecord
 
 routes = web.RouteTableDef()
@@ -51,12 +55,8 @@ routes = web.RouteTableDef()
 PATCHABLE: Final = ("email", "username", "active", "timezone", "flexmeasures_roles")
 
 
-def _time(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def dump_user(user: UserRecord) -> dict[str, Any]:
-    """FlexMeasures' UserSchema dump, plus the embedded account."""
+    """FlexMeasures' UserSchema dump: role ids, naive UTC times, no account."""
     return {
         "id": user.id,
         "email": user.email,
@@ -65,9 +65,17 @@ def dump_user(user: UserRecord) -> dict[str, Any]:
         "active": user.active,
         "timezone": user.timezone,
         "flexmeasures_roles": list(user.role_ids),
-        "last_login_at": _time(user.last_login_at),
-        "last_seen_at": _time(user.last_seen_at),
-        "account": {"id": user.account_id, "name": user.account_name},
+        "last_login_at": naive_utc(user.last_login_at),
+        "last_seen_at": naive_utc(user.last_seen_at),
+    }
+
+
+def dump_listed_user(user: UserRecord, account: AccountRecord) -> dict[str, Any]:
+    """A user in FlexMeasures' list: role names and the embedded account."""
+    return {
+        **dump_user(user),
+        "flexmeasures_roles": list(user.role_names),
+        "account": dump_account(account),
     }
 
 
@@ -126,7 +134,7 @@ async def get_users(request: web.Request) -> web.Response:
         offset=page.offset,
         limit=page.limit,
     )
-    data = [dump_user(user) for user in records]
+    data = [dump_listed_user(user, account) for user in records]
     if page.number is None:
         return respond(data)
     return respond({"data": data, "num-records": total, "filtered-records": total})
@@ -227,54 +235,76 @@ async def patch_user(request: web.Request) -> web.Response:
                 f"A user with email '{patch.email}' already exists."
             )
         values["email"] = patch.email
-    if patch.username is not None:
+    if patch.username is not None and patch.username != user.username:
         values["username"] = patch.username
-    if patch.timezone is not None:
+    if patch.timezone is not None and patch.timezone != user.timezone:
         values["timezone"] = patch.timezone
     if patch.active is not None:
         if not who.may_edit_roles(user.account_id):
             raise ForbiddenError()
-        values["active"] = patch.active
+        if patch.active != user.active:
+            values["active"] = patch.active
         if not patch.active:
             values["tokens_valid_after"] = user_store.revocation_time()
             revoked = True
     if patch.roles_given:
-        await _apply_roles(conn, who, user, patch)
+        await _apply_roles(request, who, user, patch)
     try:
-        await user_store.update_user(conn, user.id, values)
+        await user_store.update_user(conn, user.id, values, actor=actor(request))
     except IntegrityError as err:
         raise DuplicateUserError(
             f"A user with email '{patch.email}' already exists."
         ) from err
     updated = await _load_user(conn, user.id)
+    body = dump_user(updated)
     await conn.commit()
     request.app[keys.PRINCIPALS].evict(user.id)
-    response = respond(dump_user(updated))
+    response = respond(body)
     if revoked:
         response.headers[REVOKE_HEADER] = str(user.id)
     return response
 
 
-async def _apply_roles(
-    conn: AsyncConnection, who: Principal, user: UserRecord, patch: UserPatch
-) -> None:
-    if not who.may_edit_roles(user.account_id):
+async def _checked_roles(
+    conn: AsyncConnection,
+    who: Principal,
+    account_id: int,
+    old_roles: tuple[str, ...],
+    role_ids: tuple[int, ...],
+    role_names: tuple[str, ...],
+) -> dict[int, str]:
+    """The roles a user of `account_id` is to hold, if `who` may give them.
+
+    Admins and account-admins of the account set roles; admin roles only admins;
+    nobody grants a role they do not hold themselves (#10).
+    """
+    if not who.may_edit_roles(account_id):
         raise ForbiddenError()
-    found = await user_store.find_roles(conn, patch.role_ids, patch.role_names)
-    unknown = [str(i) for i in patch.role_ids if i not in found]
-    unknown += [n for n in patch.role_names if n not in found.values()]
+    found = await user_store.find_roles(conn, role_ids, role_names)
+    unknown = [str(i) for i in role_ids if i not in found]
+    unknown += [n for n in role_names if n not in found.values()]
     if unknown:
         raise ValidationError(
             "json",
             {"flexmeasures_roles": [f"Unknown role: {name}." for name in unknown]},
         )
-    old = set(user.role_names)
+    old = set(old_roles)
     new = set(found.values())
     if (old ^ new) & ADMIN_ROLES and not who.is_admin:
         raise ForbiddenError()
     if not who.outranks(new - old):  # nobody grants a role they do not hold
         raise ForbiddenError()
-    await user_store.set_roles(conn, user.id, found.keys())
+    return found
+
+
+async def _apply_roles(
+    request: web.Request, who: Principal, user: UserRecord, patch: UserPatch
+) -> None:
+    conn = request[keys.CONN]
+    found = await _checked_roles(
+        conn, who, user.account_id, user.role_names, patch.role_ids, patch.role_names
+    )
+    await user_store.set_roles(conn, user.id, found.keys(), actor=actor(request))
 
 
 @routes.patch(PREFIX + "/users/{id}/password-reset")
@@ -292,9 +322,118 @@ async def reset_user_password(request: web.Request) -> web.Response:
     _check_update(who, user)
     new_hash = await asyncio.to_thread(random_password_hash)
     await writing(request)
-    await user_store.set_password_hash(conn, user.id, new_hash)
+    await user_store.set_password_hash(
+        conn,
+        user.id,
+        new_hash,
+        actor=actor(request),
+        event=user_store.PASSWORD_RESET,
+    )
     await conn.commit()
     request.app[keys.PRINCIPALS].evict(user.id)
     response = respond({})
     response.headers[REVOKE_HEADER] = str(user.id)
     return response
+
+
+CREATE_FIELDS: Final = ("email", "username", "account_id", "flexmeasures_roles")
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """Validated fields of a user creation."""
+
+    email: str
+    username: str
+    account_id: int
+    role_ids: tuple[int, ...] = ()
+    role_names: tuple[str, ...] = ()
+
+
+def parse_new_user(data: dict[str, Any]) -> NewUser:
+    """Validate a POST body (FlexMeasures' email, username, account_id; roles too)."""
+    errors: dict[str, list[str]] = {}
+    for key in data:
+        if key not in CREATE_FIELDS:
+            errors[key] = [UNKNOWN_FIELD]
+    for key in ("email", "username", "account_id"):
+        if key not in data:
+            errors[key] = [MISSING]
+    account_id = data.get("account_id")
+    if "account_id" in data and (
+        isinstance(account_id, bool)
+        or not isinstance(account_id, int)
+        or not 0 <= account_id <= 2**31 - 1
+    ):
+        errors["account_id"] = ["Not a valid integer."]
+    roles: dict[str, Any] = {}
+    known = {k: v for k, v in data.items() if k in ("email", "username")}
+    if "flexmeasures_roles" in data:
+        known["flexmeasures_roles"] = data["flexmeasures_roles"]
+    try:
+        parsed = parse_user_patch(known)
+    except ValidationError as err:
+        errors.update(err.errors)
+        parsed = UserPatch()
+    if errors:
+        raise ValidationError("json", errors)
+    if parsed.roles_given:
+        roles = {"role_ids": parsed.role_ids, "role_names": parsed.role_names}
+    return NewUser(
+        email=parsed.email or "",
+        username=parsed.username or "",
+        account_id=int(account_id),  # type: ignore[arg-type]  # checked above
+        **roles,
+    )
+
+
+@routes.post(PREFIX + "/users")
+async def post_user(request: web.Request) -> web.Response:
+    """Create new user
+
+    The new user has no usable password: they choose one through a password
+    reset, or an operator sets one (`flexhost admin set-password --email ...`).
+    """
+    who = principal(request)
+    new = parse_new_user(await read_json_object(request))
+    conn = await writing(request)
+    account = await account_store.get_account(conn, new.account_id)
+    if account is None:
+        raise NotFoundError(f"Account {new.account_id} not found")
+    if not who.may_create_user_in(account.id, account.consultancy_account_id):
+        raise ForbiddenError()
+    found: dict[int, str] = {}
+    if new.role_ids or new.role_names:
+        found = await _checked_roles(
+            conn, who, account.id, (), new.role_ids, new.role_names
+        )
+    if await user_store.get_user_by_email(conn, new.email) is not None:
+        raise ValidationError(
+            "json", {"email": [f"User with email {new.email} already exists."]}
+        )
+    if await user_store.username_taken(conn, new.username):
+        raise ValidationError(
+            "json", {"username": [f"User with username {new.username} already exists."]}
+        )
+    password_hash = await asyncio.to_thread(random_password_hash)
+    try:
+        user_id = await user_store.create_user(
+            conn,
+            email=new.email,
+            username=new.username,
+            account_id=account.id,
+            password_hash=password_hash,
+            actor=actor(request),
+        )
+        if found:
+            await user_store.set_roles(
+                conn, user_id, found.keys(), actor=actor(request)
+            )
+    except IntegrityError as err:
+        raise ValidationError(
+            "json", {"email": [f"User with email {new.email} already exists."]}
+        ) from err
+    created = await _load_user(conn, user_id)
+    await conn.commit()
+    # FlexMeasures answers with the UserSchema dump alone, without a status.
+    return web.json_response(dump_user(created), status=201)
