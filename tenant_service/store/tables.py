@@ -320,7 +320,7 @@ timed_beliefs = Table(
 
 ANNOTATION_TYPES: Final = ("alert", "holiday", "label", "feedback", "warning", "error")
 
-annotations = Table(
+annotations_table = Table(
     "annotations",
     metadata,
     Column("id", Integer, primary_key=True),
@@ -364,7 +364,9 @@ def _annotation_link(name: str, column: str, target: str) -> Table:
     )
 
 
-annotations_accounts = _annotation_link("annotations_accounts", "account_id", "accounts")
+annotations_accounts = _annotation_link(
+    "annotations_accounts", "account_id", "accounts"
+)
 annotations_assets = _annotation_link(
     "annotations_assets", "generic_asset_id", "generic_assets"
 )

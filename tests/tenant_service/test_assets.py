@@ -9,8 +9,8 @@ import pytest
 
 from tests.tenant_service.conftest import (
     BUILDING,
-    SOLAR,
     FORBIDDEN,
+    SOLAR,
     Client,
     World,
     identity,

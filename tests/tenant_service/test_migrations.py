@@ -94,7 +94,9 @@ async def test_asset_types_reseeded_on_existing_database(database_url: str) -> N
                 (10, "custom"),  # not one of our seeds: kept
             ]
             # new types get fresh ids (the PostgreSQL sequence follows)
-            await conn.execute(text("INSERT INTO generic_asset_types (name) VALUES ('x')"))
+            await conn.execute(
+                text("INSERT INTO generic_asset_types (name) VALUES ('x')")
+            )
             assert (await conn.run_sync(_types))[-1] == (11, "x")
             await conn.execute(text("DELETE FROM generic_asset_types WHERE id = 11"))
         async with engine.begin() as conn:

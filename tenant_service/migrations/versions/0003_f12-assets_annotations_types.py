@@ -75,8 +75,7 @@ def reseed_types(
     final += [
         (row.name, row.description, row.id)
         for row in rows
-        if row.name not in target_names
-        and (row.id in used or row.name not in replaced)
+        if row.name not in target_names and (row.id in used or row.name not in replaced)
     ]
     if [(row.id, row.name, row.description) for row in rows] == [
         (index, name, text) for index, (name, text, _) in enumerate(final, 1)
