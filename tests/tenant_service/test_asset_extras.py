@@ -224,7 +224,8 @@ async def test_copy_asset_tree(client: Client, world: World) -> None:
     )
     assert child_copy["name"] == "child"
     [new_sensor] = child_copy["sensors"]
-    assert new_sensor["name"] == "power" and new_sensor["id"] != power
+    assert new_sensor["name"] == "power"
+    assert new_sensor["id"] != power
     assert json.loads(copied["sensors_to_show"]) == [
         new_sensor["id"],
         {"title": "t", "sensors": [new_sensor["id"], 424242]},
