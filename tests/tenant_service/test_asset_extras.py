@@ -419,6 +419,10 @@ async def test_chart_data_and_spec(client: Client, world: World) -> None:
     )
     assert spec["data"] == {"name": "d"}
     assert len(spec["datasets"]["d"]) == 4
+    status, spec = await _get(
+        client, world.member, f"assets/{asset_id}/chart", {"combine-legend": "false"}
+    )
+    assert spec["resolve"] == {"scale": {"x": "shared", "color": "independent"}}
     status, answer = await _get(
         client, world.member, f"assets/{asset_id}/chart", {"start": "nope"}
     )

@@ -7,10 +7,11 @@ Query parameters as FlexMeasures: `start`, `end`, `duration`, `prior`,
 `dataset-name`, `width`, `height` (and underscore spellings).
 
 Decisions: the chart draws the asset's `sensors_to_show` that the caller may read
-(none when it is empty, as FlexMeasures 1.0.1 answers); the spec has FlexMeasures'
-structure (one layered row per plot: line, hover rule, tooltip rect, points, replay
-rule) but not every styling detail of its Altair output (`chart-type` other than
-the default is not supported and is ignored). chart_annotations are the asset's and
+(none when it is empty, as FlexMeasures 1.0.1 answers); the spec is FlexMeasures'
+(one layered row per plot: line, hover rule, tooltip rect, points, replay rule),
+equal to its answer for plain sensors and groups, but without annotation layers
+(`include-*-annotations` are accepted and ignored; use chart_annotations) and
+`chart-type` is ignored. chart_annotations are the asset's and
 its account's annotations, as FlexMeasures' (not its sensors').
 """
 
@@ -521,11 +522,8 @@ async def get_asset_chart(request: web.Request) -> web.Response:
         spec["height"] = int(query["height"])
     if "width" in query and query["width"].isdecimal():
         spec["width"] = int(query["width"])
-    if not flags["combine-legend"]:
-        spec["config"] = {
-            **_CONFIG,
-            "legend": {**_LEGEND, "orient": "right", "columns": 0},
-        }
+    if not flags["combine-legend"]:  # a legend per row, as FlexMeasures
+        spec["resolve"] = {"scale": {"x": "shared", "color": "independent"}}
     if flags["include-data"]:
         spec["datasets"] = {
             dataset: await _records(request, found, asset_names, window, True)
