@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from rq.job import JobStatus
 from sqlalchemy import select
 
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tenant_service.scheduling import jobs
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import user_preferences
 from tests.helpers.schedules import battery, make_site, trigger
@@ -187,6 +189,20 @@ async def test_annotation_permissions(client: Client, world: World) -> None:
     assert status == 404
 
 
+async def test_annotated_asset_and_sensor_can_be_deleted(
+    client: Client, world: World
+) -> None:
+    site = await make_asset(client, world.account_admin)
+    sensor = await make_sensor(client, world.member, site["id"], "power")
+    for path in (f"assets/{site['id']}", f"sensors/{sensor}"):
+        status, _ = await _post(client, world.member, f"{path}/annotations", NOTE)
+        assert status in (200, 201)
+    response = await client.delete(
+        f"/api/v3_0/assets/{site['id']}", headers=identity(world.account_admin)
+    )
+    assert response.status == 204
+
+
 # --- copy -----------------------------------------------------------------------------
 
 
@@ -244,6 +260,17 @@ async def test_copy_asset_tree(client: Client, world: World) -> None:
     assert placed["message"] == (
         f"Successfully copied asset {child['id']} to parent asset {copy_id}."
     )
+    # to another account, by an admin: a top-level asset there
+    status, moved = await _post(
+        client, world.admin, f"assets/{site['id']}/copy?account={world.other}", None
+    )
+    assert status == 201, moved
+    assert moved["message"] == (
+        f"Successfully copied asset {site['id']} to account {world.other}."
+    )
+    status, there = await _get(client, world.admin, f"assets/{moved['asset']}")
+    assert (there["account_id"], there["parent_asset_id"]) == (world.other, None)
+    assert there["name"] == "Site (Copy)"
 
 
 async def test_copy_asset_refused(client: Client, world: World) -> None:
@@ -303,6 +330,41 @@ async def test_asset_jobs_lists_schedule_jobs(
     other = await make_asset(client, world.account_admin, name="other")
     status, listing = await _get(client, world.member, f"assets/{other['id']}/jobs")
     assert listing["jobs"] == []
+
+
+async def test_asset_jobs_lists_any_job_by_meta(
+    aiohttp_client: ClientFactory,
+    settings: Settings,
+    redis_url: str,
+    redis_prefix: str,
+    world: World,
+) -> None:
+    """A forecast job (another function, its own meta) is listed as the asset's."""
+    queued = dataclasses.replace(
+        settings, redis_url=redis_url, redis_prefix=redis_prefix
+    )
+    client = await aiohttp_client(create_app(queued))
+    site = await make_asset(client, world.account_admin)
+    sensor = await make_sensor(client, world.member, site["id"], "power")
+    connection = jobs.connect(queued)
+    try:
+        job = jobs.queue(connection, queued).enqueue(
+            "tenant_service.forecasting.run_forecast_job",
+            meta={"target": f"sensor {sensor}", "queue": "forecasting"},
+        )
+        job.meta["exception"] = {"type": "ValueError", "message": "too little data"}
+        job.save_meta()
+        job.set_status(JobStatus.FAILED)
+    finally:
+        jobs.close(connection)
+    status, listing = await _get(client, world.member, f"assets/{site['id']}/jobs")
+    assert status == 200, listing
+    [entry] = listing["jobs"]
+    assert entry["job_id"] == job.id
+    assert entry["queue"] == "forecasting"
+    assert entry["asset_or_sensor_type"] == "sensor"
+    assert entry["status"] == "failed"
+    assert entry["err"] == ("Scheduling job failed with ValueError: too little data")
 
 
 async def test_asset_jobs_without_queue(client: Client, world: World) -> None:
