@@ -353,7 +353,7 @@ async def test_asset_jobs_lists_any_job_by_meta(
             meta={"target": f"sensor {sensor}", "queue": "forecasting"},
         )
         job.meta["exception"] = {"type": "ValueError", "message": "too little data"}
-        job.save_meta()
+        job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
         job.set_status(JobStatus.FAILED)
     finally:
         jobs.close(connection)
