@@ -618,3 +618,34 @@ async def test_preferences_invalid(
     status, answer = await _post(client, world.member, f"assets/{path}", body)
     assert status == 422
     assert answer["message"] == {"json": errors}
+
+
+async def test_service_listing_descriptions_as_flexmeasures(
+    client: Client, world: World
+) -> None:
+    """GET /api/v3_0 describes these routes in FlexMeasures 1.0.1's words."""
+    response = await client.get("/api/v3_0", headers=identity(world.member))
+    assert response.status == 200
+    body = await response.json()
+    listed = {s["name"]: s["description"] for s in body["services"]}
+    assert {name: listed.get(name) for name in FM_DESCRIPTIONS} == FM_DESCRIPTIONS
+
+
+FM_DESCRIPTIONS = {
+    "POST /accounts/<id>/annotations": "Add an annotation to an account.",
+    "POST /assets/<id>/annotations": "Add an annotation to an asset.",
+    "POST /sensors/<id>/annotations": "Add an annotation to a sensor.",
+    "GET /assets/<id>/chart": "Download an embeddable chart with time series data",
+    "GET /assets/<id>/chart_annotations": "Download annotations for use in charts",
+    "GET /assets/<id>/chart_data": "Download time series for use in charts",
+    "POST /assets/<id>/copy": "Copy an asset to a target account and/or parent.",
+    "GET /assets/<id>/jobs": "Get all background jobs related to an asset.",
+    "GET /assets/<id>/kpis": "Get daily KPIs for an asset.",
+    "POST /assets/default_asset_view": (
+        "Update the default asset view for the current user"
+    ),
+    "POST /assets/keep_legends_below_graphs": (
+        "Toggle whether for the current user legends should always be combined "
+        "below graphs or shown to the right (per graph) above a certain number."
+    ),
+}

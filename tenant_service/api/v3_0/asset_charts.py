@@ -270,7 +270,7 @@ async def _records(
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/chart_data")
 async def get_asset_chart_data(request: web.Request) -> web.Response:
-    """Download time series for use in charts."""
+    """Download time series for use in charts"""
     asset = await _readable_asset(request)
     errors: dict[str, list[str]] = {}
     window = parse_window(request.query, errors)
@@ -489,7 +489,7 @@ def _row(
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/chart")
 async def get_asset_chart(request: web.Request) -> web.Response:
-    """Download a chart (Vega-Lite spec) of the asset's sensors_to_show."""
+    """Download an embeddable chart with time series data"""
     asset = await _readable_asset(request)
     query = request.query
     errors: dict[str, list[str]] = {}
@@ -537,7 +537,7 @@ def _wrapped(content: str) -> list[str]:
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/chart_annotations")
 async def get_asset_chart_annotations(request: web.Request) -> web.Response:
-    """The annotations of the asset and its account, stacked per end, for charts."""
+    """Download annotations for use in charts"""
     asset = await _readable_asset(request)
     errors: dict[str, list[str]] = {}
     window = parse_window(request.query, errors)
@@ -600,7 +600,7 @@ async def get_asset_chart_annotations(request: web.Request) -> web.Response:
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/kpis")
 async def get_asset_kpis(request: web.Request) -> web.Response:
-    """Daily KPIs of the asset's sensors_to_show_as_kpis over [start, end)."""
+    """Get daily KPIs for an asset."""
     asset = await _readable_asset(request)
     errors: dict[str, list[str]] = {}
     bounds: dict[str, int] = {}

@@ -62,7 +62,7 @@ _NO_REASON: Final = (
 
 @routes.post(PREFIX + r"/assets/{id:\d+}/copy")
 async def copy_asset(request: web.Request) -> web.Response:
-    """Copy an asset (with its children and sensors) to a target account/parent."""
+    """Copy an asset to a target account and/or parent."""
     asset_id = parse_path_id(request.match_info["id"])
     conn = request[keys.CONN]
     who = principal(request)
@@ -175,7 +175,7 @@ def _job_entry(
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/jobs")
 async def get_asset_jobs(request: web.Request) -> web.Response:
-    """Get all background jobs (schedules, forecasts) of an asset and its sensors."""
+    """Get all background jobs related to an asset."""
     asset_id = parse_path_id(request.match_info["id"])
     conn = request[keys.CONN]
     asset = await load_asset(conn, asset_id)
@@ -225,7 +225,7 @@ def _optional_bool(data: dict[str, Any], key: str, default: bool) -> bool:
 
 @routes.post(PREFIX + "/assets/default_asset_view")
 async def post_default_asset_view(request: web.Request) -> web.Response:
-    """Set (or with use_as_default false, reset) the user's default asset view."""
+    """Update the default asset view for the current user"""
     data = await read_json_object(request)
     errors: dict[str, list[str]] = {}
     for key in data:
@@ -252,7 +252,7 @@ async def post_default_asset_view(request: web.Request) -> web.Response:
 
 @routes.post(PREFIX + "/assets/keep_legends_below_graphs")
 async def post_keep_legends_below_graphs(request: web.Request) -> web.Response:
-    """Set whether the user's chart legends always go below the graphs."""
+    """Toggle whether for the current user legends should always be combined below graphs or shown to the right (per graph) above a certain number."""  # noqa: E501 - FlexMeasures' own summary, listed at GET /api/v3_0
     data = await read_json_object(request)
     unknown = {
         key: [UNKNOWN_FIELD] for key in data if key != "keep_legends_below_graphs"
