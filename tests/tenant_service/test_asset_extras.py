@@ -492,6 +492,53 @@ async def test_chart_data_and_spec(client: Client, world: World) -> None:
     assert answer["message"] == {"query": {"start": ["Not a valid datetime."]}}
 
 
+async def test_chart_rows_of_several_sensors(client: Client, world: World) -> None:
+    """As FlexMeasures: shared unit and dimension, scale factors, resampling."""
+    asset_id, power, kpi = await _charted_site(client, world)
+    mega = await make_sensor(client, world.member, asset_id, "grid")
+    response = await client.patch(
+        f"/api/v3_0/sensors/{mega}",
+        json={"unit": "MW"},
+        headers=identity(world.account_admin),
+    )
+    assert response.status == 200, await response.text()
+    response = await client.patch(
+        f"/api/v3_0/assets/{asset_id}",
+        json={"sensors_to_show": [[power, kpi], [power, mega]]},
+        headers=identity(world.member),
+    )
+    assert response.status == 200
+    status, spec = await _get(client, world.member, f"assets/{asset_id}/chart", WINDOW)
+    assert status == 200, spec
+    mixed, powers = spec["vconcat"]
+    line = mixed["layer"][0]
+    assert line["encoding"]["y"]["title"] == "Value (a.u.)"
+    assert powers["layer"][0]["encoding"]["y"]["title"] == "Power (kW)"
+    assert powers["layer"][0]["transform"] == [
+        {
+            "calculate": "datum.event_value * datum.scale_factor",
+            "as": "scaled_event_value",
+        }
+    ]
+    circle = mixed["layer"][3]
+    assert [p["name"] for p in circle["params"]] == [
+        "hover_x_brush",
+        "hover_nearest_brush",
+    ]
+    assert line["encoding"]["x"]["timeUnit"]["step"] == 900.0
+    status, records = await _get(
+        client, world.member, f"assets/{asset_id}/chart_data", WINDOW
+    )
+    daily = [r for r in records if r["sensor"]["id"] == kpi]
+    # the daily value, resampled to the finest resolution shown (15 minutes)
+    assert [r["index"] for r in daily] == list(range(96))
+    assert {r["event_value"] for r in daily} == {10.0}
+    assert daily[1]["event_start"] - daily[0]["event_start"] == 900_000
+    belief_times = {r["event_start"] + 900_000 - r["belief_horizon"] for r in daily}
+    assert len(belief_times) == 1
+    assert {r["scale_factor"] for r in records if r["sensor"]["id"] == power} == {1.0}
+
+
 async def test_kpis(client: Client, world: World) -> None:
     asset_id, _, kpi = await _charted_site(client, world)
     status, answer = await _get(

@@ -25,7 +25,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from tenant_service import acl, keys
-from tenant_service.api import NOT_BOOLEAN, parse_bool, parse_path_id
+from tenant_service import units as units_module
+from tenant_service.api import NOT_BOOLEAN, FieldError, parse_bool, parse_path_id
 from tenant_service.api.v3_0 import PREFIX, load_asset, principal
 from tenant_service.errors import ForbiddenError, ValidationError
 from tenant_service.store import annotations as annotation_store
@@ -113,7 +114,7 @@ def parse_flags(
         if raw is not None:
             try:
                 out[name] = parse_bool(raw)
-            except Exception:
+            except FieldError:
                 errors[name] = [NOT_BOOLEAN]
     return out
 
@@ -156,7 +157,11 @@ def parse_plots(sensors_to_show: str) -> list[dict[str, Any]]:
                     ids += _ids(plot.get("sensor")) + _ids(plot.get("sensors"))
             title = entry.get("title")
             plots.append(
-                {"title": title if isinstance(title, str) else None, "sensors": ids}
+                {
+                    "title": title if isinstance(title, str) else None,
+                    "sensors": ids,
+                    "y-axis": entry.get("y-axis"),
+                }
             )
         else:
             plots.append({"title": None, "sensors": _ids(entry)})
@@ -244,28 +249,59 @@ async def _records(
         beliefs_before=window["prior"],
         most_recent_only=most_recent_only,
     )
+    # As FlexMeasures: coarser sensors are resampled to the finest resolution shown
+    # (each value repeated, its horizon following each sub-event's end), and the
+    # unit factors are those of all shown sensors' smallest common unit.
+    resolutions = [
+        s.event_resolution_ms for s in found.values() if s.event_resolution_ms
+    ]
+    finest = min(resolutions) if resolutions else 0
+    _, factors = shared_unit([s.unit for s in found.values()])
     source_dicts: dict[int, dict[str, Any]] = {}
     records: list[dict[str, Any]] = []
-    for index, row in enumerate(rows):
+    per_sensor: dict[int, int] = {}
+    for row in rows:
         if row.source_id not in source_dicts:
             source = await source_store.get_source(conn, row.source_id)
             if source is None:  # pragma: no cover - a foreign key guarantees it
                 continue
             source_dicts[row.source_id] = _source_dict(source)
         sensor = found[row.sensor_id]
-        records.append(
-            {
-                "index": index,
-                "event_start": row.event_start,
-                "event_value": row.value,
-                "belief_horizon": row.belief_horizon,
-                "source": source_dicts[row.source_id],
-                "sensor": _sensor_dict(sensor, asset_names[sensor.generic_asset_id]),
-                "sensor_unit": sensor.unit,
-                "scale_factor": 1.0,
-            }
-        )
+        sensor_dict = _sensor_dict(sensor, asset_names[sensor.generic_asset_id])
+        for start, horizon in _resampled(
+            row.event_start, row.belief_horizon, sensor.event_resolution_ms, finest
+        ):
+            if (window["start"] is not None and start + finest <= window["start"]) or (
+                window["end"] is not None and start >= window["end"]
+            ):
+                continue
+            index = per_sensor.get(sensor.id, 0)
+            per_sensor[sensor.id] = index + 1
+            records.append(
+                {
+                    "index": index,
+                    "event_start": start,
+                    "event_value": row.value,
+                    "belief_horizon": horizon,
+                    "source": source_dicts[row.source_id],
+                    "sensor": sensor_dict,
+                    "sensor_unit": sensor.unit,
+                    "scale_factor": factors.get(sensor.unit, 1.0),
+                }
+            )
     return records
+
+
+def _resampled(
+    start: int, horizon: int, resolution: int, finest: int
+) -> list[tuple[int, int]]:
+    """(start, horizon) of an event split into events of the finest resolution."""
+    if not finest or resolution <= finest or resolution % finest:
+        return [(start, horizon)]
+    return [
+        (start + k * finest, horizon - resolution + (k + 1) * finest)
+        for k in range(resolution // finest)
+    ]
 
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/chart_data")
@@ -311,7 +347,7 @@ _CONFIG: Final[dict[str, Any]] = {
     "title": {"fontSize": 20.0},
     "axis": {"titleFontSize": 16, "labelFontSize": 16},
 }
-_HOVER: Final = {
+_HOVER: Final[dict[str, Any]] = {
     "name": "hover_x_brush",
     "select": {
         "type": "point",
@@ -328,33 +364,100 @@ def _capitalized(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def shared_unit(units: list[str]) -> tuple[str, dict[str, float]]:
+    """FlexMeasures' find_smallest_common_unit: the smallest of compatible units
+    and each unit's factor to it; "a.u." for none or incompatible ones."""
+    distinct = sorted({unit for unit in units if unit})
+    if not distinct:
+        return "a.u.", {}
+    if len(distinct) == 1:
+        return distinct[0], {distinct[0]: 1.0}
+    try:
+        ureg = units_module.registry()
+        quantities = [ureg.Quantity(1.0, ureg.parse_units(u)) for u in distinct]
+        if any(q.dimensionality != quantities[0].dimensionality for q in quantities):
+            return "a.u.", dict.fromkeys(distinct, 1.0)
+        sizes = [q.to_base_units().magnitude for q in quantities]
+    except Exception:  # pint raises many types: then there is no common unit
+        return "a.u.", dict.fromkeys(distinct, 1.0)
+    smallest = distinct[sizes.index(min(sizes))]
+    return smallest, {u: units_module.conversion(u, smallest, 0)[0] for u in distinct}
+
+
+def unit_dimension(unit: str) -> str:
+    """FlexMeasures' get_unit_dimension, for the usual units ("value" otherwise)."""
+    if unit == "%":
+        return "percentage"
+    for probe, name in (
+        ("W", "power"),
+        ("Wh", "energy"),
+        ("EUR/MWh", "energy price"),
+        ("degC", "temperature"),
+    ):
+        if unit not in ("", "a.u.") and units_module.is_convertible(unit, probe):
+            return name
+    return "value"
+
+
+def _sensor_type(sensor: SensorRecord) -> str:
+    attributes = _json_object(sensor.attributes)
+    found = attributes.get("sensor_type")
+    return found if isinstance(found, str) else sensor.name
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _row(
     plot: dict[str, Any],
     found: dict[int, SensorRecord],
     asset_names: dict[int, str],
     window: dict[str, int | None],
+    step_s: float,
+    combine_legend: bool,
 ) -> dict[str, Any]:
     """One row of the chart: FlexMeasures' layers for a plot of sensors."""
     row_sensors = [found[s] for s in plot["sensors"]]
-    first = row_sensors[0]
-    units = {s.unit for s in row_sensors}
-    name = _capitalized(first.name) if len(row_sensors) == 1 else "Value"
-    unit = first.unit if len(units) == 1 else ""
+    unit, _ = shared_unit([s.unit for s in row_sensors])
+    types = {_sensor_type(s) for s in row_sensors}
+    name = _capitalized(types.pop() if len(types) == 1 else unit_dimension(unit))
+    scaled_values = len(row_sensors) > 1 and unit != "a.u."
+    interpolate = (
+        "linear"
+        if any(s.event_resolution_ms == 0 for s in row_sensors)
+        else "step-after"
+    )
     x: dict[str, Any] = {
         "field": "event_start",
         "type": "temporal",
         "title": None,
         "axis": {"labelExpr": _LABEL_EXPR, "labelOverlap": True, "labelSeparation": 1},
-        "timeUnit": {
-            "unit": "yearmonthdatehoursminutesseconds",
-            "step": max(s.event_resolution_ms for s in row_sensors) / 1000,
-        },
+        "timeUnit": {"unit": "yearmonthdatehoursminutesseconds", "step": step_s},
     }
     if window["start"] is not None and window["end"] is not None:
         x["scale"] = {"domain": [float(window["start"]), float(window["end"])]}
+    y_scale: dict[str, Any] | None = None
+    y_axis = plot.get("y-axis")
+    if y_axis == "data":
+        y_scale = {"zero": False}
+    elif isinstance(y_axis, dict) and {"min", "max"} <= set(y_axis):
+        y_scale = {
+            "domain": [y_axis["min"], y_axis["max"]],
+            "clamp": True,
+            "nice": False,
+        }
+    elif isinstance(y_axis, list):
+        y_scale = {"domain": {"unionWith": y_axis}}
+    elif unit == "%":
+        y_scale = {"domain": {"unionWith": [0, 105]}, "nice": False}
 
     def quantity(field: str, title: str) -> dict[str, Any]:
-        return {
+        found_quantity: dict[str, Any] = {
             "title": title,
             "format": [".3~r", unit],
             "formatType": "quantityWithUnitFormat",
@@ -362,8 +465,11 @@ def _row(
             "field": field,
             "type": "quantitative",
         }
+        if y_scale is not None:
+            found_quantity["scale"] = y_scale
+        return found_quantity
 
-    y_title = f"{name} ({unit})" if unit else name
+    y_title = f"{name} ({unit})"
     color = {
         "field": "sensor.description",
         "type": "nominal",
@@ -390,21 +496,52 @@ def _row(
         {"field": "source.version", "type": "nominal", "title": "Version"},
     ]
     sensor_tip = {"field": "sensor.description", "type": "nominal", "title": "Sensor"}
-    scaled = [{"calculate": "datum.event_value", "as": "scaled_event_value"}]
+    scaled = [
+        {
+            "calculate": "datum.event_value * datum.scale_factor"
+            if scaled_values
+            else "datum.event_value",
+            "as": "scaled_event_value",
+        }
+    ]
+    # Several sensors: an extra brush marks the point whose tooltip is shown.
+    several = len(row_sensors) > 1
+    brush = "hover_nearest_brush" if several else "hover_x_brush"
+    hover_params: list[dict[str, Any]] = [_HOVER]
+    if several:
+        hover_params.append(
+            {
+                "name": "hover_nearest_brush",
+                "select": {
+                    "type": "point",
+                    "on": _HOVER["select"]["on"],
+                    "nearest": True,
+                    "clear": "mouseout",
+                },
+            }
+        )
+    line_color = (
+        color
+        if combine_legend
+        else {
+            **color,
+            "legend": {"orient": "right", "columns": 1, "direction": "vertical"},
+        }
+    )
     return {
         "title": _capitalized(plot["title"]) if plot["title"] else None,
         "layer": [
             {
                 "mark": {
                     "type": "line",
-                    "interpolate": "step-after",
+                    "interpolate": interpolate,
                     "clip": True,
                     "strokeWidth": 2,
                 },
                 "encoding": {
                     "x": x,
                     "y": quantity("scaled_event_value", y_title),
-                    "color": color,
+                    "color": line_color,
                     "strokeDash": {
                         "scale": {
                             "domain": ["forecaster", "scheduler", "other"],
@@ -461,9 +598,7 @@ def _row(
                     "size": {
                         "condition": {
                             "value": "200",
-                            "test": {
-                                "or": [{"param": "hover_x_brush", "empty": False}]
-                            },
+                            "test": {"or": [{"param": brush, "empty": False}]},
                         },
                         "value": "0",
                     },
@@ -473,7 +608,7 @@ def _row(
                         *tooltip_rest,
                     ],
                 },
-                "params": [_HOVER],
+                "params": hover_params,
                 "transform": scaled,
             },
             {
@@ -499,6 +634,11 @@ async def get_asset_chart(request: web.Request) -> web.Response:
         raise ValidationError("query", errors)
     plots, found, asset_names = await _chart_sensors(request, asset)
     dataset = _pick(query, "dataset-name", "dataset_name") or f"asset_{asset.id}"
+    # One x step for all rows: the finest non-zero resolution shown (FlexMeasures).
+    resolutions = [
+        s.event_resolution_ms for s in found.values() if s.event_resolution_ms
+    ]
+    step_s = min(resolutions) / 1000 if resolutions else 0.0
     spec: dict[str, Any] = {
         "transform": [
             {
@@ -512,7 +652,10 @@ async def get_asset_chart(request: web.Request) -> web.Response:
         ],
         "description": "A vertically concatenated chart showing sensor data.",
         "height": 300,
-        "vconcat": [_row(plot, found, asset_names, window) for plot in plots],
+        "vconcat": [
+            _row(plot, found, asset_names, window, step_s, flags["combine-legend"])
+            for plot in plots
+        ],
         "data": {"name": dataset},
         "config": _CONFIG,
         "width": "container",
@@ -545,7 +688,7 @@ async def get_asset_chart_annotations(request: web.Request) -> web.Response:
     if "clip" in request.query:
         try:
             clip = parse_bool(request.query["clip"])
-        except Exception:
+        except FieldError:
             errors["clip"] = [NOT_BOOLEAN]
     if errors:
         raise ValidationError("query", errors)
