@@ -485,6 +485,21 @@ async def test_chart_data_and_spec(client: Client, world: World) -> None:
         client, world.member, f"assets/{asset_id}/chart", {"combine-legend": "false"}
     )
     assert spec["resolve"] == {"scale": {"x": "shared", "color": "independent"}}
+    status, spec = await _get(
+        client,
+        world.member,
+        f"assets/{asset_id}/chart",
+        {"include-asset-annotations": "true"},
+    )
+    names = [layer.get("name") for layer in spec["vconcat"][1]["layer"]]
+    assert names[:3] + names[-1:] == [
+        "annotation_band_1",
+        "annotation_rule_1",
+        "annotation_marker_1",
+        "annotation_text_1",
+    ]
+    band = spec["vconcat"][1]["layer"][0]
+    assert band["data"] == {"name": f"asset_{asset_id}_annotations"}
     status, answer = await _get(
         client, world.member, f"assets/{asset_id}/chart", {"start": "nope"}
     )

@@ -7,12 +7,11 @@ Query parameters as FlexMeasures: `start`, `end`, `duration`, `prior`,
 `dataset-name`, `width`, `height` (and underscore spellings).
 
 Decisions: the chart draws the asset's `sensors_to_show` that the caller may read
-(none when it is empty, as FlexMeasures 1.0.1 answers); the spec is FlexMeasures'
-(one layered row per plot: line, hover rule, tooltip rect, points, replay rule),
-equal to its answer for plain sensors and groups, but without annotation layers
-(`include-*-annotations` are accepted and ignored; use chart_annotations) and
-`chart-type` is ignored. chart_annotations are the asset's and
-its account's annotations, as FlexMeasures' (not its sensors').
+(none when it is empty, as FlexMeasures 1.0.1 answers); the spec equals
+FlexMeasures' (compared side by side: single sensors, groups of sensors with shared
+units, combine-legend, annotation layers); `chart-type` is ignored.
+chart_annotations are the asset's and its account's annotations, as FlexMeasures'
+(not its sensors').
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from tenant_service import acl, keys
 from tenant_service import units as units_module
 from tenant_service.api import NOT_BOOLEAN, FieldError, parse_bool, parse_path_id
 from tenant_service.api.v3_0 import PREFIX, load_asset, principal
+from tenant_service.api.v3_0.annotation_layers import add_annotation_layers
 from tenant_service.errors import ForbiddenError, ValidationError
 from tenant_service.store import annotations as annotation_store
 from tenant_service.store import beliefs as belief_store
@@ -667,6 +667,8 @@ async def get_asset_chart(request: web.Request) -> web.Response:
         spec["width"] = int(query["width"])
     if not flags["combine-legend"]:  # a legend per row, as FlexMeasures
         spec["resolve"] = {"scale": {"x": "shared", "color": "independent"}}
+    if flags["include-asset-annotations"] or flags["include-account-annotations"]:
+        add_annotation_layers(spec, f"{dataset}_annotations")
     if flags["include-data"]:
         spec["datasets"] = {
             dataset: await _records(request, found, asset_names, window, True)
