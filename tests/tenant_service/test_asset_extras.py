@@ -300,16 +300,17 @@ async def test_copy_asset_refused(client: Client, world: World) -> None:
 # --- jobs -------------------------------------------------------------------------
 
 
-async def test_asset_jobs_lists_schedule_jobs(
-    aiohttp_client: ClientFactory,
-    settings: Settings,
-    redis_url: str,
-    redis_prefix: str,
-    world: World,
-) -> None:
-    queued = dataclasses.replace(
+@pytest.fixture
+def queued(settings: Settings, redis_url: str, redis_prefix: str) -> Settings:
+    """The backend's settings with the job queue on the test Redis."""
+    return dataclasses.replace(
         settings, redis_url=redis_url, redis_prefix=redis_prefix, trigger_period=0
     )
+
+
+async def test_asset_jobs_lists_schedule_jobs(
+    aiohttp_client: ClientFactory, queued: Settings, world: World
+) -> None:
     client = await aiohttp_client(create_app(queued))
     site = await make_site(client, world)
     status, body = await trigger(client, world.member, site.power, battery(site))
@@ -333,16 +334,9 @@ async def test_asset_jobs_lists_schedule_jobs(
 
 
 async def test_asset_jobs_lists_any_job_by_meta(
-    aiohttp_client: ClientFactory,
-    settings: Settings,
-    redis_url: str,
-    redis_prefix: str,
-    world: World,
+    aiohttp_client: ClientFactory, queued: Settings, world: World
 ) -> None:
     """A forecast job (another function, its own meta) is listed as the asset's."""
-    queued = dataclasses.replace(
-        settings, redis_url=redis_url, redis_prefix=redis_prefix
-    )
     client = await aiohttp_client(create_app(queued))
     site = await make_asset(client, world.account_admin)
     sensor = await make_sensor(client, world.member, site["id"], "power")
