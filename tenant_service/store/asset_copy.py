@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -133,27 +133,78 @@ async def _copy_one(
     return new_id
 
 
-def replace_sensor_refs(value: Any, sensor_map: dict[int, int], *, top: bool) -> Any:
-    """Copied sensors' ids in place of the originals' (`sensor`, `sensors`, and the
-    ids listed in sensors_to_show); references to other sensors are kept."""
+_REMOVED: Final = object()
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def sensor_ids_in(value: Any) -> set[int]:
+    """Every integer that replace_sensor_refs would treat as a sensor id."""
+    if isinstance(value, dict):
+        found: set[int] = set()
+        for key, item in value.items():
+            if key == "sensor" and _is_id(item):
+                found.add(item)
+            else:
+                found |= sensor_ids_in(item)
+        return found
+    if isinstance(value, list):
+        found = {item for item in value if _is_id(item)}
+        for item in value:
+            if not _is_id(item):
+                found |= sensor_ids_in(item)
+        return found
+    return set()
+
+
+def replace_sensor_refs(
+    value: Any, sensor_map: dict[int, int], public: set[int]
+) -> Any:
+    """FlexMeasures' copy rules for sensor references (`{"sensor": id}`, ids in
+    lists): a copied sensor's new id; a public sensor's id as is; a private sensor
+    outside the copy is dropped (with the object naming it). Unlike FlexMeasures,
+    dropped ids leave lists instead of breaking the copy."""
+
+    def resolve(sensor_id: int) -> Any:
+        if sensor_id in sensor_map:
+            return sensor_map[sensor_id]
+        return sensor_id if sensor_id in public else _REMOVED
+
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key == "sensor" and isinstance(item, int) and not isinstance(item, bool):
-                out[key] = sensor_map.get(item, item)
-            elif key == "sensors" and isinstance(item, list):
-                out[key] = replace_sensor_refs(item, sensor_map, top=True)
+            if key == "sensor" and _is_id(item):
+                resolved = resolve(item)
+                if resolved is _REMOVED:
+                    return _REMOVED
+                out[key] = resolved
             else:
-                out[key] = replace_sensor_refs(item, sensor_map, top=False)
+                processed = replace_sensor_refs(item, sensor_map, public)
+                if processed is not _REMOVED:
+                    out[key] = processed
         return out
     if isinstance(value, list):
-        return [
-            sensor_map.get(item, item)
-            if top and isinstance(item, int) and not isinstance(item, bool)
-            else replace_sensor_refs(item, sensor_map, top=False)
+        items = [
+            resolve(item)
+            if _is_id(item)
+            else replace_sensor_refs(item, sensor_map, public)
             for item in value
         ]
+        return [item for item in items if item is not _REMOVED]
     return value
+
+
+async def _public_sensors(conn: AsyncConnection, ids: set[int]) -> set[int]:
+    if not ids:
+        return set()
+    rows = await conn.execute(
+        select(sensors.c.id)
+        .join(generic_assets, generic_assets.c.id == sensors.c.generic_asset_id)
+        .where(sensors.c.id.in_(ids), generic_assets.c.account_id.is_(None))
+    )
+    return set(rows.scalars())
 
 
 async def copy_subtree(
@@ -170,7 +221,7 @@ async def copy_subtree(
     root = await _copy_one(
         conn, source_id, account_id, parent_id, name, sensor_map, copied, 0
     )
-    if not sensor_map:
+    if not sensor_map:  # as FlexMeasures: references are only revisited then
         return root
     for asset_id in copied:
         row = (
@@ -190,8 +241,12 @@ async def copy_subtree(
                 parsed = json.loads(row[field] or "null")
             except ValueError:
                 continue
-            top = field.startswith("sensors_to_show")
-            replaced = replace_sensor_refs(parsed, sensor_map, top=top)
+            public = await _public_sensors(
+                conn, sensor_ids_in(parsed) - set(sensor_map)
+            )
+            replaced = replace_sensor_refs(parsed, sensor_map, public)
+            if replaced is _REMOVED:
+                replaced = [] if field.startswith("sensors_to_show") else {}
             if replaced != parsed:
                 changed[field] = json.dumps(replaced)
         if changed:

@@ -212,11 +212,14 @@ async def test_copy_asset_tree(client: Client, world: World) -> None:
         client, world.member, name="child", parent_asset_id=site["id"]
     )
     power = await make_sensor(client, world.member, child["id"], "power")
+    elsewhere = await make_asset(client, world.account_admin, name="elsewhere")
+    private = await make_sensor(client, world.member, elsewhere["id"], "price")
     response = await client.patch(
         f"/api/v3_0/assets/{site['id']}",
         json={
-            "sensors_to_show": [power, {"title": "t", "sensors": [power, 424242]}],
+            "sensors_to_show": [power, {"title": "t", "sensors": [power, private]}],
             "flex_model": {"sensor": power},
+            "flex_context": {"consumption-price": {"sensor": private}, "x": 1},
         },
         headers=identity(world.member),
     )
@@ -242,11 +245,13 @@ async def test_copy_asset_tree(client: Client, world: World) -> None:
     [new_sensor] = child_copy["sensors"]
     assert new_sensor["name"] == "power"
     assert new_sensor["id"] != power
+    # copied sensors: their copies; private sensors outside the copy: dropped
     assert json.loads(copied["sensors_to_show"]) == [
         new_sensor["id"],
-        {"title": "t", "sensors": [new_sensor["id"], 424242]},
+        {"title": "t", "sensors": [new_sensor["id"]]},
     ]
     assert json.loads(copied["flex_model"]) == {"sensor": new_sensor["id"]}
+    assert json.loads(copied["flex_context"]) == {"x": 1}
     status, again = await _post(
         client, world.account_admin, f"assets/{site['id']}/copy", None
     )

@@ -5,10 +5,10 @@ Decisions:
 - The two preferences are stored per user (FlexMeasures keeps them in the browser
   session, so there an API token's setting is lost after the request); the answers
   are FlexMeasures' own. `GET /api/v3_0/users/<id>` does not show them.
-- `copy` keeps references to sensors outside the copied tree in the copy's
-  flex-context, flex-model and sensors_to_show (FlexMeasures drops private ones);
-  a copy target inside the copied tree is a 422 with a plain message
-  (FlexMeasures nests it as `{"json": "..."}`).
+- `copy` drops references to private sensors outside the copied tree from lists
+  (FlexMeasures leaves a placeholder there that breaks the copy); a copy target
+  inside the copied tree is a 422 with a plain message (FlexMeasures nests it as
+  `{"json": "..."}`).
 - `jobs` lists every job of the tenant's queue whose meta names the asset
   (`asset_id`) or one of its sensors (`sensor_id`, `sensors`): schedules and
   forecasts alike, oldest first per entity.
