@@ -222,10 +222,12 @@ class EntityJob:
 
 
 def _kind_of(job: Job) -> str:
-    """A job's FlexMeasures queue: its meta's `queue`, else by its function."""
-    named = job.meta.get("queue")
-    if isinstance(named, str):
-        return named
+    """A job's FlexMeasures queue: its meta's `origin` (or `queue`), else by its
+    function."""
+    for key in ("origin", "queue"):
+        named = job.meta.get(key)
+        if isinstance(named, str):
+            return named
     return "forecasting" if "forecast" in (job.func_name or "") else "scheduling"
 
 

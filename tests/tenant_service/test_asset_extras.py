@@ -341,15 +341,16 @@ async def test_asset_jobs_lists_schedule_jobs(
 async def test_asset_jobs_lists_any_job_by_meta(
     aiohttp_client: ClientFactory, queued: Settings, world: World
 ) -> None:
-    """A forecast job (another function, its own meta) is listed as the asset's."""
+    """A forecast job (its function, its meta) is listed as its sensor's."""
     client = await aiohttp_client(create_app(queued))
     site = await make_asset(client, world.account_admin)
     sensor = await make_sensor(client, world.member, site["id"], "power")
     connection = jobs.connect(queued)
     try:
+        # the meta a forecast trigger gives its job (api/v3_0/forecasts.py)
         job = jobs.queue(connection, queued).enqueue(
-            "tenant_service.forecasting.run_forecast_job",
-            meta={"target": f"sensor {sensor}", "queue": "forecasting"},
+            jobs.FORECAST_FUNCTION,
+            meta={"origin": "forecasting", "sensor_id": sensor, "sensors": [sensor]},
         )
         job.meta["exception"] = {"type": "ValueError", "message": "too little data"}
         job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
