@@ -12,6 +12,9 @@ from tenant_service import keys
 from tenant_service.api import internal, ops
 from tenant_service.api.v3_0 import (
     accounts,
+    annotating,
+    asset_charts,
+    asset_tools,
     assets,
     auditlog,
     docs,
@@ -94,6 +97,9 @@ def create_app(settings: Settings) -> web.Application:
         internal,
         docs,
         assets,
+        asset_tools,
+        asset_charts,
+        annotating,
         sensors,
         sensor_data,
         schedules,

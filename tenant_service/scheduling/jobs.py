@@ -34,6 +34,14 @@ import redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from rq.serializers import JSONSerializer
 
 from contract import redis as contract_redis
@@ -196,3 +204,96 @@ def fetch(connection: redis.Redis, settings: Settings, job_id: str) -> Job | Non
     if job.origin != settings.queue_name:
         return None
     return job
+
+
+# At most this many jobs of the queue are looked at per listing (newest first per
+# registry); jobs expire (planning_ttl), so a queue rarely holds more.
+MAX_LISTED: Final = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class EntityJob:
+    """A job of an asset or of one of its sensors (FlexMeasures' job cache entry)."""
+
+    job: Job
+    queue: str  # "scheduling" or "forecasting"
+    kind: str  # "asset" or "sensor"
+    entity_id: int
+
+
+def _kind_of(job: Job) -> str:
+    """A job's FlexMeasures queue: its meta's `origin` (or `queue`), else by its
+    function."""
+    for key in ("origin", "queue"):
+        named = job.meta.get(key)
+        if isinstance(named, str):
+            return named
+    return "forecasting" if "forecast" in (job.func_name or "") else "scheduling"
+
+
+def _entity(job: Job, asset_id: int, sensor_ids: set[int]) -> tuple[str, int] | None:
+    """Whose job this is, by its meta: `target` ("asset 3", "sensor 5": what was
+    triggered), else `asset_id`, `sensor_id`, or the first of `sensors` that
+    belongs to the asset."""
+    meta = job.meta
+    target = meta.get("target")
+    if isinstance(target, str) and " " in target:
+        kind, _, number = target.partition(" ")
+        if kind in ("asset", "sensor") and number.isdecimal():
+            wanted = int(number)
+            if (kind == "asset" and wanted == asset_id) or (
+                kind == "sensor" and wanted in sensor_ids
+            ):
+                return kind, wanted
+            return None
+    if meta.get("asset_id") is not None:
+        return ("asset", asset_id) if meta.get("asset_id") == asset_id else None
+    sensor = meta.get("sensor_id")
+    if isinstance(sensor, int):
+        return ("sensor", sensor) if sensor in sensor_ids else None
+    for listed in meta.get("sensors") or ():
+        if listed in sensor_ids:
+            return ("sensor", listed)
+    return None
+
+
+def entity_jobs(
+    connection: redis.Redis, settings: Settings, asset_id: int, sensor_ids: set[int]
+) -> list[EntityJob]:
+    """Jobs of the tenant's queue (any kind) about an asset or its sensors.
+
+    Generic by job meta, so every job type that records `target`, `asset_id`,
+    `sensor_id` or `sensors` (schedules, forecasts) is listed: the asset's jobs
+    first, then per sensor, oldest enqueued first.
+    """
+    tenant_queue = queue(connection, settings)
+    registries = (
+        StartedJobRegistry,
+        FinishedJobRegistry,
+        FailedJobRegistry,
+        DeferredJobRegistry,
+        ScheduledJobRegistry,
+        CanceledJobRegistry,
+    )
+    ids = list(tenant_queue.get_job_ids(0, MAX_LISTED - 1))
+    for registry in registries:
+        found = registry(queue=tenant_queue).get_job_ids(0, MAX_LISTED - 1)
+        ids += found
+    unique = list(dict.fromkeys(ids))[:MAX_LISTED]
+    listed: list[EntityJob] = []
+    for job in Job.fetch_many(unique, connection=connection, serializer=JSONSerializer):
+        if job is None or job.origin != settings.queue_name:
+            continue
+        entity = _entity(job, asset_id, sensor_ids)
+        if entity is not None:
+            listed.append(EntityJob(job, _kind_of(job), *entity))
+    order = {"asset": 0, "sensor": 1}
+    listed.sort(
+        key=lambda e: (
+            order[e.kind],
+            e.entity_id,
+            e.job.enqueued_at.timestamp() if e.job.enqueued_at else 0.0,
+            e.job.id,
+        )
+    )
+    return listed

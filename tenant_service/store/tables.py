@@ -353,17 +353,90 @@ asset_audit_log = Table(
     ),
 )
 
+# --- annotations and user preferences ---------------------------------------------
+# An annotation is stored once and attached to accounts, assets and sensors through
+# link tables, as FlexMeasures does. Times in ms since the epoch, as beliefs.
+
+ANNOTATION_TYPES: Final = ("alert", "holiday", "label", "feedback", "warning", "error")
+
+annotations_table = Table(
+    "annotations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("start", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=False),
+    Column("belief_time", BigInteger, nullable=True),
+    Column(
+        "source_id",
+        Integer,
+        ForeignKey("data_sources.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("type", String(16), nullable=False),
+    Column("content", String(1024), nullable=False),
+    # sha256 of content|start|end|source|type: FlexMeasures' identity of an
+    # annotation (get_or_create_annotation), unique without indexing 1 kB texts.
+    Column("key", String(64), nullable=False, unique=True),
+)
+
+
+def _annotation_link(name: str, column: str, target: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column(
+            column,
+            Integer,
+            ForeignKey(f"{target}.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        Column(
+            "annotation_id",
+            Integer,
+            ForeignKey("annotations.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        UniqueConstraint("annotation_id", column),
+    )
+
+
+annotations_accounts = _annotation_link(
+    "annotations_accounts", "account_id", "accounts"
+)
+annotations_assets = _annotation_link(
+    "annotations_assets", "generic_asset_id", "generic_assets"
+)
+annotations_sensors = _annotation_link("annotations_sensors", "sensor_id", "sensors")
+
+# What FlexMeasures keeps in the browser session (POST /assets/default_asset_view,
+# /assets/keep_legends_below_graphs); here per user, so it also works for API tokens.
+user_preferences = Table(
+    "user_preferences",
+    metadata,
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("default_asset_view", String(32), nullable=True),
+    Column("keep_legends_below_graphs", Boolean, nullable=True),
+)
+
+# FlexMeasures 1.0.1's seeded types (data_gen.add_default_asset_types), in its order:
+# ids 1..8 as there, so a client that hard-codes a type id gets the same type.
 ASSET_TYPES: Final = (
-    ("battery", "A grid-connected battery that can charge and discharge."),
-    ("solar", "A solar panel installation."),
-    ("wind", "A wind turbine or park."),
-    ("one-way_evse", "An EV charger that can only charge."),
-    ("two-way_evse", "An EV charger that can charge and discharge (V2G)."),
-    ("building", "A building with its own loads and generation."),
-    ("process", "An industrial process with shiftable load."),
-    ("load", "A flexible or inflexible load."),
-    ("weather station", "A source of weather measurements and forecasts."),
-    ("transmission zone", "A market or grid zone, e.g. for day-ahead prices."),
+    ("solar", "solar panel(s)"),
+    ("wind", "wind turbine"),
+    ("one-way_evse", "uni-directional Electric Vehicle Supply Equipment"),
+    ("two-way_evse", "bi-directional Electric Vehicle Supply Equipment"),
+    ("battery", "stationary battery"),
+    ("building", "building"),
+    ("process", "process"),
+    ("heat-storage", "thermal storage / buffer"),
 )
 
 ADMIN: Final = "admin"

@@ -194,7 +194,10 @@ FORBIDDEN = {
 }
 
 
-BUILDING = 6  # seeded types follow tables.ASSET_TYPES
+# Seeded types have FlexMeasures 1.0.1's ids (tables.ASSET_TYPES).
+SOLAR = 1
+BATTERY = 5
+BUILDING = 6
 
 
 async def make_asset(

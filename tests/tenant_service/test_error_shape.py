@@ -26,7 +26,7 @@ from tests.tenant_service.conftest import (
     identity,
 )
 
-BUILDING = 1  # a seeded asset type
+BUILDING = 6  # a seeded asset type (FlexMeasures' id)
 DAY = "2026-03-02T00:00:00+00:00"
 MAX_DATA_BYTES = 4096
 

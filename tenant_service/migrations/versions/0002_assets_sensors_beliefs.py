@@ -10,7 +10,20 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from tenant_service.store.tables import ASSET_TYPES
+# The types this revision seeded (frozen: 0003 re-seeds FlexMeasures' own set and
+# ids; its downgrade restores these).
+LEGACY_ASSET_TYPES: tuple[tuple[str, str], ...] = (
+    ("battery", "A grid-connected battery that can charge and discharge."),
+    ("solar", "A solar panel installation."),
+    ("wind", "A wind turbine or park."),
+    ("one-way_evse", "An EV charger that can only charge."),
+    ("two-way_evse", "An EV charger that can charge and discharge (V2G)."),
+    ("building", "A building with its own loads and generation."),
+    ("process", "An industrial process with shiftable load."),
+    ("load", "A flexible or inflexible load."),
+    ("weather station", "A source of weather measurements and forecasts."),
+    ("transmission zone", "A market or grid zone, e.g. for day-ahead prices."),
+)
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -34,7 +47,7 @@ def upgrade() -> None:
             sa.column("name", sa.String),
             sa.column("description", sa.String),
         ),
-        [{"name": name, "description": text} for name, text in ASSET_TYPES],
+        [{"name": name, "description": text} for name, text in LEGACY_ASSET_TYPES],
     )
     op.create_table(
         "generic_assets",

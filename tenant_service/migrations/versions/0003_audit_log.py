@@ -12,7 +12,7 @@ from alembic import op
 
 from tenant_service.store.tables import UtcDateTime
 
-revision: str = "0003_f12_accounts_audit_log"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | None = None
 depends_on: str | None = None
