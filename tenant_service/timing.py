@@ -119,6 +119,23 @@ def parse_datetime(text: str) -> dt.datetime:
     return value
 
 
+def parse_datetime_utc(text: str) -> dt.datetime:
+    """An ISO 8601 datetime; a naive one is taken to be UTC."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        raise TimingError(NOT_A_DATETIME)
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except (ValueError, OverflowError) as err:
+        raise TimingError(NOT_A_DATETIME) from err
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError as err:
+        raise TimingError(NOT_A_DATETIME) from err
+    return value
+
+
 def to_epoch_ms(value: dt.datetime) -> int:
     """Milliseconds since the Unix epoch of an aware datetime (truncated)."""
     delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.beliefs import Belief, BeliefRow
-from tenant_service.store.sources import insert_ignoring
+from tenant_service.store.sources import SourceRecord, insert_ignoring, source_record
 from tenant_service.store.tables import data_sources, timed_beliefs
 
 DETERMINISTIC: Final = 0.5
@@ -529,11 +529,12 @@ async def delete_beliefs(
 
 @dataclass(frozen=True, slots=True)
 class SourceStats:
-    """Statistics of one source's beliefs on a sensor."""
+    """Statistics of one source's beliefs on a sensor (times in ms)."""
 
-    source_name: str
+    source: SourceRecord
     min_event_start: int
     max_event_start: int
+    max_belief_time: int
     min_value: float
     max_value: float
     mean_value: float
@@ -541,39 +542,59 @@ class SourceStats:
     count_values: int
 
 
-async def sensor_stats(conn: AsyncConnection, sensor_id: int) -> list[SourceStats]:
-    """Per source name: first/last event start, min, max, mean, sum and count."""
+async def sensor_stats(
+    conn: AsyncConnection,
+    sensor_id: int,
+    resolution_ms: int,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> list[SourceStats]:
+    """Per source (by id): first/last event start, last belief time, min, max,
+    mean, sum and count, of events starting in [start, end)."""
     value = timed_beliefs.c.event_value
-    rows = await conn.execute(
+    conditions = [timed_beliefs.c.sensor_id == sensor_id]
+    if start_ms is not None:
+        conditions.append(timed_beliefs.c.event_start >= start_ms)
+    if end_ms is not None:
+        conditions.append(timed_beliefs.c.event_start < end_ms)
+    belief_time = (
+        timed_beliefs.c.event_start + resolution_ms - timed_beliefs.c.belief_horizon
+    )
+    aggregates = (
         select(
-            data_sources.c.name,
-            func.min(timed_beliefs.c.event_start),
-            func.max(timed_beliefs.c.event_start),
-            func.min(value),
-            func.max(value),
-            func.avg(value),
-            func.sum(value),
-            func.count(value),
+            timed_beliefs.c.source_id,
+            func.min(timed_beliefs.c.event_start).label("first"),
+            func.max(timed_beliefs.c.event_start).label("last"),
+            func.max(belief_time).label("recorded"),
+            func.min(value).label("low"),
+            func.max(value).label("high"),
+            func.avg(value).label("mean"),
+            func.sum(value).label("total"),
+            func.count(value).label("n"),
         )
+        .where(and_(*conditions))
+        .group_by(timed_beliefs.c.source_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(data_sources, aggregates)
         .select_from(
-            timed_beliefs.join(
-                data_sources, data_sources.c.id == timed_beliefs.c.source_id
-            )
+            aggregates.join(data_sources, data_sources.c.id == aggregates.c.source_id)
         )
-        .where(timed_beliefs.c.sensor_id == sensor_id)
-        .group_by(data_sources.c.name)
-        .order_by(func.min(data_sources.c.id))
+        .order_by(data_sources.c.id)
     )
     return [
         SourceStats(
-            source_name=name,
-            min_event_start=int(first),
-            max_event_start=int(last),
-            min_value=float(low),
-            max_value=float(high),
-            mean_value=float(mean),
-            sum_values=float(total),
-            count_values=int(count),
+            source=source_record(row),
+            min_event_start=int(row.first),
+            max_event_start=int(row.last),
+            max_belief_time=int(row.recorded),
+            min_value=float(row.low),
+            max_value=float(row.high),
+            mean_value=float(row.mean),
+            sum_values=float(row.total),
+            count_values=int(row.n),
         )
-        for name, first, last, low, high, mean, total, count in rows
+        for row in rows
     ]

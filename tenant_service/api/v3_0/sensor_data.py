@@ -24,14 +24,16 @@ reads requests, checks access, stores and answers.
 from __future__ import annotations
 
 import time
+import zoneinfo
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
 from tenant_service.acl import may_post_data, may_read, may_update_sensor
+from tenant_service.api import NOT_BOOLEAN, FieldError, parse_bool
 from tenant_service.api.v3_0 import (
     PREFIX,
     parse_json,
@@ -41,6 +43,7 @@ from tenant_service.api.v3_0 import (
     writing,
 )
 from tenant_service.beliefs import (
+    BeliefRow,
     SeriesError,
     check_read_resolution,
     check_window,
@@ -55,6 +58,7 @@ from tenant_service.errors import (
     NotFoundError,
     PayloadTooLargeError,
     TooManyBeliefsError,
+    ValidationError,
 )
 from tenant_service.identity import Principal
 from tenant_service.schemas.fields import NOT_AN_INTEGER, Fields
@@ -68,14 +72,26 @@ from tenant_service.schemas.sensor_data import (
     sensor_id_from_address,
     series_to_rows,
 )
+from tenant_service.schemas.sensor_upload import (
+    FILES,
+    FileError,
+    file_rows,
+    parse_form,
+    read_events,
+    upload_error,
+)
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
 from tenant_service.timing import (
+    NOT_A_DATETIME,
+    TimingError,
     format_duration,
     from_epoch_ms,
+    parse_datetime_utc,
+    to_epoch_ms,
 )
-from tenant_service.units import UnitError, conversion
+from tenant_service.units import UnitError, conversion, incompatible_unit
 
 routes = web.RouteTableDef()
 
@@ -154,7 +170,6 @@ async def _post_data(
     which it then holds only for the insert.
     """
     settings = request.app[keys.SETTINGS]
-    who = principal(request)
     post = parse_post(data, extra=extra)
     count = beliefs_to_store(post, sensor)
     if count > settings.max_beliefs_per_request:
@@ -162,6 +177,25 @@ async def _post_data(
             count, settings.max_beliefs_per_request, sensor.event_resolution_ms
         )
     rows = series_to_rows(post, sensor, int(time.time() * 1000))
+    return await _store_rows(request, sensor, rows)
+
+
+async def _store_rows(
+    request: web.Request,
+    sensor: SensorRecord,
+    rows: list[BeliefRow],
+    *,
+    partly_known: bool = False,
+) -> web.Response:
+    """Store validated rows as the caller's beliefs, all or none.
+
+    FlexMeasures' answer: processed, or "already received" when nothing changed
+    (with `partly_known`, also when any row was skipped because the source
+    believes that value already: save_to_db's "unchanged beliefs skipped", as
+    FlexMeasures 1.0.1 answers an upload).
+    """
+    who = principal(request)
+    settings = request.app[keys.SETTINGS]
     sources = request.app[keys.SOURCES]
     conn = request[keys.CONN]
     allow = settings.allow_data_overwrite
@@ -172,6 +206,7 @@ async def _post_data(
             conn, sensor.id, source_id, rows, allow_overwrite=allow
         )
         stored = 0
+        skipped = len(rows) - len(plan.new) - len(plan.replacements)
         if plan.new or plan.replacements:  # a repeat writes nothing: no turn
             if source_id is None:
                 # The user's first data: their source, in a short turn of its own.
@@ -193,7 +228,7 @@ async def _post_data(
         # The sensor was deleted since it was read: as if it had never been.
         raise NotFoundError(f"Sensor {sensor.id} not found") from err
     await conn.commit()
-    if stored == 0:
+    if stored == 0 or (partly_known and skipped > 0):
         return respond(
             {
                 "message": "Some of the data has already been received and "
@@ -230,6 +265,59 @@ async def post_sensor_data_deprecated(request: web.Request) -> web.Response:
     response = await _post_data(request, sensor, data, frozenset({"sensor"}))
     _deprecate(response, sensor_id)
     return response
+
+
+@routes.post(PREFIX + "/sensors/{id}/data/upload")
+async def upload_sensor_data(request: web.Request) -> web.Response:
+    """Store the data of CSV files (multipart `uploaded-files`), as the JSON POST."""
+    text = request.match_info["id"]
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise upload_error({"id": [NOT_AN_INTEGER]})
+    sensor = await get_sensor(request[keys.CONN], int(text))
+    if sensor is None:
+        raise upload_error({"id": [f"No sensor found with ID {text}."]})
+    if not may_post_data(principal(request), sensor.owner):
+        raise ForbiddenError()
+    body = await read_body(request)  # only once the caller may post here
+    form = parse_form(request.headers.get(hdrs.CONTENT_TYPE, ""), body, sensor)
+    limit = request.app[keys.SETTINGS].max_beliefs_per_request
+    now_ms = int(time.time() * 1000)
+    rows: dict[tuple[int, int], tuple[float, int]] = {}
+    errors: dict[str, list[str]] = {}
+    for index, file in enumerate(form.files):
+        try:
+            events = read_events(file, sensor.timezone)
+            found = file_rows(
+                events,
+                sensor,
+                form.unit,
+                instantly=form.instantly,
+                now_ms=now_ms,
+                limit=limit - len(rows),
+            )
+            for start, horizon, value in found:
+                stored = rows.setdefault((start, horizon), (value, index))
+                if stored[0] != value:
+                    raise FileError(
+                        [
+                            f"The event starting {from_epoch_ms(start).isoformat()} "
+                            f"has another value in file {stored[1]}."
+                        ]
+                    )
+        except FileError as err:
+            name = file.filename
+            errors[str(index)] = [
+                f"Invalid content in file: {name}. Failed with: {message}"
+                for message in err.messages
+            ]
+    if errors:
+        raise upload_error({FILES: errors})
+    return await _store_rows(
+        request,
+        sensor,
+        [(s, h, v) for (s, h), (v, _) in rows.items()],
+        partly_known=True,
+    )
 
 
 def _deprecate(response: web.StreamResponse, sensor_id: int) -> None:
@@ -273,9 +361,13 @@ async def _get_data(
         else:
             step = default_read_resolution(query.duration_ms, resolution)
         check_window(query.duration_ms, step)
-        factor, offset = conversion(sensor.unit, query.unit, step)
-    except (SeriesError, UnitError) as err:
+    except SeriesError as err:
         raise schema_error(err) from err
+    try:
+        factor, offset = conversion(sensor.unit, query.unit, step)
+    except UnitError as err:
+        # Named as FlexMeasures does: the sensor's unit is the required one.
+        raise schema_error(incompatible_unit(sensor.unit, query.unit)) from err
     source_id = query.read.source_id
     if source_id is not None and await source_store.get_source(conn, source_id) is None:
         raise DataValidationError(
@@ -358,33 +450,81 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     return web.Response(status=204, content_type="application/json")
 
 
-def _iso(ms: int) -> str:
-    return from_epoch_ms(ms).isoformat()
+STAT_QUERY: Final = ("sort", "event_start_time", "event_end_time", "fresh")
+
+
+def _stats_query(request: web.Request) -> tuple[bool, int | None, int | None]:
+    """`sort` (default true), `event_start_time`, `event_end_time`; `fresh` is
+    accepted and ignored (nothing is cached). 422 under `query`."""
+    query = request.query
+    errors: dict[str, list[str]] = {}
+    flags = {"sort": True, "fresh": False}
+    for name in flags:
+        if name in query:
+            try:
+                flags[name] = parse_bool(query[name])
+            except FieldError:
+                errors[name] = [NOT_BOOLEAN]
+    times: dict[str, int | None] = {}
+    for name in ("event_start_time", "event_end_time"):
+        times[name] = None
+        if query.get(name):
+            try:
+                times[name] = to_epoch_ms(parse_datetime_utc(query[name]))
+            except TimingError:
+                errors[name] = [NOT_A_DATETIME]
+    if errors:
+        raise ValidationError("query", errors)
+    return flags["sort"], times["event_start_time"], times["event_end_time"]
 
 
 @routes.get(PREFIX + "/sensors/{id}/stats")
 async def get_sensor_stats(request: web.Request) -> web.Response:
-    """Per source: first and last event start, min, max, mean, sum and count."""
+    """Per source, as FlexMeasures: first event start, last event end, last
+    recorded, min, max, mean, sum and number of values (in the sensor's zone)."""
     sensor_id = sensor_id_of(request)
     conn = request[keys.CONN]
     sensor = await load_data_sensor(conn, sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
-    stats = await belief_store.sensor_stats(conn, sensor.id)
-    return respond(
-        {
-            s.source_name: {
-                "min_event_start": _iso(s.min_event_start),
-                "max_event_start": _iso(s.max_event_start),
-                "min_value": s.min_value,
-                "max_value": s.max_value,
-                "mean_value": s.mean_value,
-                "sum_values": s.sum_values,
-                "count_values": s.count_values,
-            }
-            for s in stats
-        }
+    sort, start_ms, end_ms = _stats_query(request)
+    stats = await belief_store.sensor_stats(
+        conn, sensor.id, sensor.event_resolution_ms, start_ms=start_ms, end_ms=end_ms
     )
+    zone = zoneinfo.ZoneInfo(sensor.timezone)
+
+    def local(ms: int) -> str:
+        return from_epoch_ms(ms, zone).isoformat()
+
+    answer: dict[str, Any] = {}
+    for s in stats:
+        # Keys in sorted order, as Flask writes them.
+        entry = {
+            "First event start": local(s.min_event_start),
+            "Last event end": local(s.max_event_start + sensor.event_resolution_ms),
+            "Last recorded": local(s.max_belief_time),
+            "Max value": s.max_value,
+            "Mean value": s.mean_value,
+            "Min value": s.min_value,
+            "Number of values": s.count_values,
+            "Sum over values": s.sum_values,
+        }
+        key = f"{source_store.describe(s.source)} (ID: {s.source.id})"
+        # sort=false: FlexMeasures answers the pairs in the order it computes them.
+        answer[key] = entry if sort else [[k, entry[k]] for k in STAT_ORDER]
+    return respond(dict(sorted(answer.items())))
+
+
+STAT_ORDER: Final = (
+    "First event start",
+    "Last event end",
+    "Last recorded",
+    "Min value",
+    "Max value",
+    "Mean value",
+    "Sum over values",
+    "Number of values",
+)
 
 
 def _may_see_source(who: Principal, source: source_store.SourceRecord) -> bool:
