@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.beliefs import Belief, BeliefRow
+from tenant_service.staleness import Search
 from tenant_service.store.sources import SourceRecord, insert_ignoring, source_record
 from tenant_service.store.tables import data_sources, timed_beliefs
 
@@ -598,3 +599,55 @@ async def sensor_stats(
         )
         for row in rows
     ]
+
+
+async def latest_event_per_source_type(
+    conn: AsyncConnection,
+    sensor_id: int,
+    resolution_ms: int,
+    search: Search,
+    source_types: Sequence[str],
+) -> dict[str, int]:
+    """Per source type: the latest event start among beliefs formed by then.
+
+    `search.beliefs_before` is the caller's "now" (or earlier); belief time is
+    the event's end minus the belief horizon, as everywhere here.
+    """
+    belief_time = (
+        timed_beliefs.c.event_start + resolution_ms - timed_beliefs.c.belief_horizon
+    )
+    conditions = [
+        timed_beliefs.c.sensor_id == sensor_id,
+        data_sources.c.type.in_(list(source_types)),
+    ]
+    if search.beliefs_before is not None:
+        conditions.append(belief_time <= search.beliefs_before)
+    if search.beliefs_after is not None:
+        conditions.append(belief_time >= search.beliefs_after)
+    if search.event_starts_after is not None:
+        conditions.append(timed_beliefs.c.event_start >= search.event_starts_after)
+    if search.event_ends_before is not None:
+        conditions.append(
+            timed_beliefs.c.event_start + resolution_ms <= search.event_ends_before
+        )
+    if search.horizons_at_least is not None:
+        conditions.append(timed_beliefs.c.belief_horizon >= search.horizons_at_least)
+    if search.horizons_at_most is not None:
+        conditions.append(timed_beliefs.c.belief_horizon <= search.horizons_at_most)
+    if search.source is not None:
+        conditions.append(timed_beliefs.c.source_id == search.source)
+    if search.source_types is not None:
+        conditions.append(data_sources.c.type.in_(list(search.source_types)))
+    if search.exclude_source_types:
+        conditions.append(data_sources.c.type.not_in(list(search.exclude_source_types)))
+    rows = await conn.execute(
+        select(data_sources.c.type, func.max(timed_beliefs.c.event_start))
+        .select_from(
+            timed_beliefs.join(
+                data_sources, data_sources.c.id == timed_beliefs.c.source_id
+            )
+        )
+        .where(and_(*conditions))
+        .group_by(data_sources.c.type)
+    )
+    return {str(kind): int(start) for kind, start in rows}
