@@ -74,6 +74,11 @@ MAX_ROW_ERRORS: Final = 20
 MAX_TEXT: Final = 100
 
 
+# A part of a multipart form: field name, file name (None: a plain field),
+# content type, content.
+FormPart = tuple[str, str | None, str, bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class UploadedFile:
     """One file part of the form."""
@@ -123,7 +128,7 @@ def parse_form(content_type: str, body: bytes, sensor: SensorRecord) -> UploadFo
     files: list[UploadedFile] = []
     fields: dict[str, str] = {}
     errors: dict[str, Any] = {}
-    for name, filename, part_type, content in _parts(content_type, body):
+    for name, filename, part_type, content in form_parts(content_type, body):
         if filename is None:
             fields.setdefault(name, content.decode("utf-8", "replace"))
         elif name == FILES:
@@ -159,8 +164,11 @@ def parse_form(content_type: str, body: bytes, sensor: SensorRecord) -> UploadFo
     return UploadForm(files, instantly, unit)
 
 
-def _parts(content_type: str, body: bytes) -> list[tuple[str, str | None, str, bytes]]:
-    """(field name, file name or None, content type, content) of each part."""
+def form_parts(
+    content_type: str, body: bytes
+) -> list[tuple[str, str | None, str, bytes]]:
+    """(field name, file name or None, content type, content) of each part of a
+    multipart/form-data body (none if it is not one)."""
     if not content_type.lower().startswith("multipart/form-data"):
         return []
     header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
@@ -169,7 +177,7 @@ def _parts(content_type: str, body: bytes) -> list[tuple[str, str | None, str, b
     )
     if not message.is_multipart():
         return []
-    out: list[tuple[str, str | None, str, bytes]] = []
+    out: list[FormPart] = []
     for part in message.get_payload():
         if not isinstance(part, email.message.Message):
             continue

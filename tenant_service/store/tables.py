@@ -314,6 +314,15 @@ timed_beliefs = Table(
     sqlite_with_rowid=False,
 )
 
+# The latest run of each monitored task (FlexMeasures' LatestTaskRun).
+latest_task_run = Table(
+    "latest_task_run",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("datetime", UtcDateTime, nullable=True),
+    Column("status", Boolean, nullable=True),
+)
+
 ASSET_TYPES: Final = (
     ("battery", "A grid-connected battery that can charge and discharge."),
     ("solar", "A solar panel installation."),

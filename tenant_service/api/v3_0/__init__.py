@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
 from tenant_service.api import TOO_DEEP, may_nest_too_deep, nested_too_deep
-from tenant_service.errors import BadRequestError, NotFoundError, ValidationError
+from tenant_service.errors import (
+    BadRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ValidationError,
+)
 from tenant_service.identity import Principal
 from tenant_service.store import assets as asset_store
 from tenant_service.store import sensors as sensor_store
@@ -20,6 +25,7 @@ from tenant_service.store.assets import AssetRecord
 from tenant_service.store.sensors import SensorRecord
 
 PREFIX: Final = "/api/v3_0"
+READ_CHUNK: Final = 65_536
 
 
 def respond(data: Any, status: int = 200) -> web.Response:
@@ -74,6 +80,21 @@ async def without_connection(
     if request.method in ("GET", "HEAD"):
         await fresh.execution_options(isolation_level="AUTOCOMMIT")
     return body
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body as it arrives: 413 once more than `limit` bytes came."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(READ_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def principal(request: web.Request) -> Principal:

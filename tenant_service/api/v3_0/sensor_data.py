@@ -38,6 +38,7 @@ from tenant_service.api.v3_0 import (
     PREFIX,
     parse_json,
     principal,
+    read_limited,
     respond,
     without_connection,
     writing,
@@ -98,7 +99,6 @@ routes = web.RouteTableDef()
 # Query parameters that belong to other layers (authentication), not the schema.
 IGNORED_QUERY: Final = frozenset({"auth_token"})
 DEPRECATION: Final = "true"
-READ_CHUNK: Final = 65_536
 
 
 # --- reading the request -------------------------------------------------------
@@ -110,21 +110,7 @@ async def read_body(request: web.Request) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLargeError(limit)
-    return await without_connection(request, lambda: _read_limited(request, limit))
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(READ_CHUNK)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await without_connection(request, lambda: read_limited(request, limit))
 
 
 async def json_fields(request: web.Request) -> dict[str, Any]:
