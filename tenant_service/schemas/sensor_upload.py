@@ -230,11 +230,15 @@ def read_events(file: UploadedFile, timezone: str) -> list[Event]:
         text = file.content.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise FileError([f"Not UTF-8 text (byte {err.start + 1})."]) from err
-    rows = [
-        (line, row)
-        for line, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
-        if row and any(cell.strip() for cell in row)
-    ]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = [
+            (line, row)
+            for line, row in enumerate(reader, 1)
+            if row and any(cell.strip() for cell in row)
+        ]
+    except csv.Error as err:
+        raise FileError([f"Line {reader.line_num}: {err}."]) from err
     if not rows:
         raise FileError(["No columns to parse from file"])
     header_line, header = rows[0]

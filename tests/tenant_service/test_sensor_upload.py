@@ -421,3 +421,36 @@ async def test_sensor_upload_body_limit(
                 "result": "Rejected",
                 "status": "PAYLOAD_TOO_LARGE",
             }
+
+
+async def test_sensor_upload_unreadable_csv(
+    client: Client, world: World, data_sensors: Sensors
+) -> None:
+    """A cell beyond the csv module's field limit, or bytes that are no UTF-8."""
+    huge = csv_file("a,b\n" + "x" * 200_000 + ",1\n")
+    status, answer = await upload(client, data_sensors.power, world.member, [huge])
+    assert status == 422
+    [message] = answer["message"]["combined_sensor_data_upload"]["uploaded-files"]["0"]
+    assert message.startswith(
+        "Invalid content in file: d.csv. Failed with: Line 2: field larger than"
+    )
+    latin = (
+        "uploaded-files",
+        "d.csv",
+        CSV,
+        "a,b\n2026-02-01T00:00:00Z,é\n".encode("latin-1"),
+    )
+    status, answer = await upload(client, data_sensors.power, world.member, [latin])
+    assert (status, answer) == (
+        422,
+        refused(
+            {
+                "uploaded-files": {
+                    "0": [
+                        "Invalid content in file: d.csv. Failed with: Not UTF-8 text "
+                        "(byte 26)."
+                    ]
+                }
+            }
+        ),
+    )
