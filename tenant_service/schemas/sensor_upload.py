@@ -476,3 +476,42 @@ def _resampled(
         times = [b for b, _ in group if b is not None]
         out.append((start, max(times) if times else None, mean([v for _, v in group])))
     return out
+
+
+def upload_rows(
+    content_type: str, body: bytes, sensor: SensorRecord, *, limit: int, now_ms: int
+) -> list[BeliefRow]:
+    """The belief rows of an upload's files: all of them, or a 422 naming every
+    refused row of every file (at most `limit` rows, else TooManyBeliefsError)."""
+    form = parse_form(content_type, body, sensor)
+    rows: dict[tuple[int, int], tuple[float, int]] = {}
+    errors: dict[str, list[str]] = {}
+    for index, file in enumerate(form.files):
+        try:
+            events = read_events(file, sensor.timezone)
+            found = file_rows(
+                events,
+                sensor,
+                form.unit,
+                instantly=form.instantly,
+                now_ms=now_ms,
+                limit=limit - len(rows),
+            )
+            for start, horizon, value in found:
+                stored = rows.setdefault((start, horizon), (value, index))
+                if stored[0] != value:
+                    at = dt.datetime.fromtimestamp(start / 1000, dt.UTC).isoformat()
+                    raise FileError(
+                        [
+                            f"The event starting {at} has another value in file "
+                            f"{stored[1]}."
+                        ]
+                    )
+        except FileError as err:
+            errors[str(index)] = [
+                f"Invalid content in file: {file.filename}. Failed with: {message}"
+                for message in err.messages
+            ]
+    if errors:
+        raise upload_error({FILES: errors})
+    return [(s, h, v) for (s, h), (v, _) in rows.items()]

@@ -454,3 +454,27 @@ async def test_sensor_upload_unreadable_csv(
             }
         ),
     )
+
+
+async def test_sensor_upload_files_disagree(
+    client: Client, world: World, data_sensors: Sensors, database_url: str
+) -> None:
+    first = csv_file(quarters(0), content_type="text/plain")
+    second = csv_file(quarters(0, (1, 2, 3, 5)), name="e.csv")
+    status, answer = await upload(
+        client, data_sensors.power, world.member, [first, second]
+    )
+    assert (status, answer) == (
+        422,
+        refused(
+            {
+                "uploaded-files": {
+                    "1": [
+                        "Invalid content in file: e.csv. Failed with: The event "
+                        f"starting {DAY}T00:45:00+00:00 has another value in file 0."
+                    ]
+                }
+            }
+        ),
+    )
+    assert await count_beliefs(database_url) == 0

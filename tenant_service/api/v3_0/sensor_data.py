@@ -23,6 +23,7 @@ reads requests, checks access, stores and answers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zoneinfo
 from typing import Any, Final
@@ -73,14 +74,7 @@ from tenant_service.schemas.sensor_data import (
     sensor_id_from_address,
     series_to_rows,
 )
-from tenant_service.schemas.sensor_upload import (
-    FILES,
-    FileError,
-    file_rows,
-    parse_form,
-    read_events,
-    upload_error,
-)
+from tenant_service.schemas.sensor_upload import upload_error, upload_rows
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
@@ -265,45 +259,16 @@ async def upload_sensor_data(request: web.Request) -> web.Response:
     if not may_post_data(principal(request), sensor.owner):
         raise ForbiddenError()
     body = await read_body(request)  # only once the caller may post here
-    form = parse_form(request.headers.get(hdrs.CONTENT_TYPE, ""), body, sensor)
-    limit = request.app[keys.SETTINGS].max_beliefs_per_request
-    now_ms = int(time.time() * 1000)
-    rows: dict[tuple[int, int], tuple[float, int]] = {}
-    errors: dict[str, list[str]] = {}
-    for index, file in enumerate(form.files):
-        try:
-            events = read_events(file, sensor.timezone)
-            found = file_rows(
-                events,
-                sensor,
-                form.unit,
-                instantly=form.instantly,
-                now_ms=now_ms,
-                limit=limit - len(rows),
-            )
-            for start, horizon, value in found:
-                stored = rows.setdefault((start, horizon), (value, index))
-                if stored[0] != value:
-                    raise FileError(
-                        [
-                            f"The event starting {from_epoch_ms(start).isoformat()} "
-                            f"has another value in file {stored[1]}."
-                        ]
-                    )
-        except FileError as err:
-            name = file.filename
-            errors[str(index)] = [
-                f"Invalid content in file: {name}. Failed with: {message}"
-                for message in err.messages
-            ]
-    if errors:
-        raise upload_error({FILES: errors})
-    return await _store_rows(
-        request,
+    # Reading a large file takes a while: not on the event loop.
+    rows = await asyncio.to_thread(
+        upload_rows,
+        request.headers.get(hdrs.CONTENT_TYPE, ""),
+        body,
         sensor,
-        [(s, h, v) for (s, h), (v, _) in rows.items()],
-        partly_known=True,
+        limit=request.app[keys.SETTINGS].max_beliefs_per_request,
+        now_ms=int(time.time() * 1000),
     )
+    return await _store_rows(request, sensor, rows, partly_known=True)
 
 
 def _deprecate(response: web.StreamResponse, sensor_id: int) -> None:
