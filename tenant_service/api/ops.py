@@ -35,6 +35,7 @@ from tenant_service.api.v3_0 import (
 )
 from tenant_service.errors import ForbiddenError
 from tenant_service.schemas.sensor_upload import form_parts
+from tenant_service.store.db import ping
 from tenant_service.store.sources import insert_ignoring
 from tenant_service.store.tables import TASK_RUNNER, latest_task_run
 from tenant_service.timing import TimingError, parse_datetime_utc
@@ -154,3 +155,27 @@ async def _form(request: web.Request) -> dict[str, str]:
             if filename is None:
                 fields.setdefault(key, content.decode("utf-8", "replace"))
     return fields
+
+
+@routes.get("/api/ops/ping")
+async def get_ping(request: web.Request) -> web.Response:
+    """Answer that the service is up."""
+    return respond({"message": "ok", "status": 200})
+
+
+@routes.get("/healthz")
+async def get_healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers (the database is not touched)."""
+    return respond({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def get_readyz(request: web.Request) -> web.Response:
+    """Readiness: not draining, and the database answers `SELECT 1`."""
+    if request.app[keys.DRAIN].started:
+        return respond({"status": "DRAINING"}, status=503)
+    if not await ping(request.app[keys.ENGINE]):
+        return respond(
+            {"status": "DATABASE_UNAVAILABLE", "database_sql": False}, status=503
+        )
+    return respond({"status": "ok", "database_sql": True})
