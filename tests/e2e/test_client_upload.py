@@ -132,3 +132,6 @@ async def test_task_runs_through_the_gateway(stack: Stack, database_url: str) ->
     assert (await check({"Authorization": runner}))[0] == 403
     status, body = await check({})
     assert (status, body["reason"]) == (401, "Not authenticated to check task status.")
+    # Only the gateway sets the backend's task-token header.
+    status, body = await check({"X-FlexHost-Task-Token": TASK_TOKEN})
+    assert status == 401

@@ -478,3 +478,25 @@ async def test_sensor_upload_files_disagree(
         ),
     )
     assert await count_beliefs(database_url) == 0
+
+
+async def test_sensor_upload_instantaneous_sensor_keeps_the_times(
+    client: Client, world: World, data_sensors: Sensors, database_url: str
+) -> None:
+    """An instantaneous sensor (°C) stores each row at its own time, unresampled."""
+    rows = f"t,°C\n{DAY}T00:00:00+00:00,20.5\n{DAY}T00:07:00+00:00,21\n"
+    assert await upload(
+        client, data_sensors.instant, world.member, [csv_file(rows)]
+    ) == (200, PROCESSED)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            stored = sorted(
+                (int(start) % 3_600_000, value)
+                for start, value in await conn.execute(
+                    select(timed_beliefs.c.event_start, timed_beliefs.c.event_value)
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert stored == [(0, 20.5), (7 * 60_000, 21.0)]
