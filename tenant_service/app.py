@@ -14,6 +14,7 @@ from tenant_service.api.v3_0 import (
     accounts,
     assets,
     docs,
+    forecasts,
     health,
     listing,
     schedules,
@@ -21,6 +22,7 @@ from tenant_service.api.v3_0 import (
     sensors,
     users,
 )
+from tenant_service.api.v3_0 import jobs as job_api
 from tenant_service.config import Settings
 from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
@@ -94,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
         sensors,
         sensor_data,
         schedules,
+        job_api,
+        forecasts,
     ):
         app.router.add_routes(module.routes)
     return app

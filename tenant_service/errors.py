@@ -177,6 +177,22 @@ class UnprocessableError(ApiError):
     rejected = True
 
 
+class JsonMessageError(ApiError):
+    """A 422 whose message is one sentence under `json`, as FlexMeasures' forecasts."""
+
+    http_status = 422
+    code = "UNPROCESSABLE_ENTITY"
+    rejected = True
+
+    def body(self) -> JsonDict:
+        """{"message": {"json": "..."}, "result": "Rejected", "status": ...}."""
+        return {
+            "message": {"json": self.message},
+            "result": "Rejected",
+            "status": self.code,
+        }
+
+
 class DataValidationError(ValidationError):
     """422 in the sensor-data location."""
 
@@ -249,6 +265,14 @@ class UnknownScheduleError(ApiError):
 
     http_status = 400
     code = "UNKNOWN_SCHEDULE"
+    rejected = True
+
+
+class UnknownForecastError(ApiError):
+    """A finished forecasting job whose forecast is gone (FlexMeasures' 400)."""
+
+    http_status = 400
+    code = "UNKNOWN_FORECAST"
     rejected = True
 
 

@@ -63,14 +63,15 @@ def run_schedule_job(request: dict[str, Any]) -> dict[str, Any]:
         return runtime.loop.run_until_complete(compute(runtime.engine, request))
     except (SchedulingError, InfeasibleError) as err:
         # The same inputs would fail again: no retry.
-        _remember_failure(err, retry=False)
+        remember_failure(err, retry=False)
         raise
     except Exception as err:
-        _remember_failure(err, retry=True)
+        remember_failure(err, retry=True)
         raise
 
 
-def _remember_failure(err: Exception, *, retry: bool) -> None:
+def remember_failure(err: Exception, *, retry: bool) -> None:
+    """Keep a failure's type and message in the job's meta (what the API reports)."""
     job = get_current_job()
     if job is None:
         return
@@ -117,7 +118,8 @@ async def compute(engine: AsyncEngine, request: dict[str, Any]) -> dict[str, Any
             sensor_id: int, first_ms: int, end_ms: int, grid_ms: int
         ) -> list[float | None]:
             record = records[sensor_id]
-            return await _series(conn, record, first_ms, end_ms, grid_ms, belief_ms)
+            read = belief_store.ReadFilter(prior_ms=belief_ms)
+            return await read_series(conn, record, first_ms, end_ms, grid_ms, read)
 
         try:
             problem = await grid.build_problem(
@@ -202,22 +204,21 @@ async def _store(
     )
 
 
-async def _series(
+async def read_series(
     conn: AsyncConnection,
     sensor: SensorRecord,
     first_ms: int,
     end_ms: int,
     grid_ms: int,
-    belief_ms: int,
+    read: belief_store.ReadFilter,
 ) -> list[float | None]:
-    """A sensor's latest values as of `belief_ms` on a grid, in its own unit.
+    """A sensor's latest values (as `read` selects) on a grid, in its own unit.
 
     A sensor coarser than the grid is read at its own resolution and each value
     repeated over the grid steps it covers (a price per hour holds for each quarter
     of it); a finer one is averaged per grid step.
     """
     resolution = sensor.event_resolution_ms
-    read = belief_store.ReadFilter(prior_ms=belief_ms)
     if resolution <= grid_ms:
         starts, values = await belief_store.latest_values(
             conn, sensor.id, first_ms, end_ms, resolution, read, step_ms=grid_ms

@@ -1,7 +1,8 @@
 """Scheduling jobs on Redis with RQ: enqueue, deduplicate, rate-limit, look up.
 
 Each tenant has its own RQ queue (`Settings.queue_name`); its workers
-(`tenant_service.scheduling.worker`) run `job.run_schedule_job`. Jobs and their
+(`tenant_service.scheduling.worker`) run `job.run_schedule_job` and forecasting
+jobs (`tenant_service.forecasting.job.run_forecast_job`) alike. Jobs and their
 results are JSON (RQ's JSONSerializer: nothing is unpickled from Redis). The job id
 is the schedule id FlexMeasures answers (`job` and `schedule`).
 
@@ -40,6 +41,9 @@ from tenant_service.config import Settings
 
 # Shown to API users as a job's func-name; worker.py re-exports it from job.py.
 JOB_FUNCTION: Final = "tenant_service.scheduling.worker.run_schedule_job"
+# A forecasting job's (tenant_service.forecasting.job), named here so that the API
+# enqueues it without importing the worker's libraries.
+FORECAST_FUNCTION: Final = "tenant_service.forecasting.job.run_forecast_job"
 RETRIES: Final = 2
 # Jobs nobody picked up within a day are dropped (FlexMeasures' queue TTL).
 QUEUE_TTL: Final = 24 * 3600
@@ -113,15 +117,21 @@ def accept_trigger(
     connection: redis.Redis,
     settings: Settings,
     *,
-    cache_request: dict[str, Any],
+    cache_request: dict[str, Any] | None,
     job_kwargs: dict[str, Any],
     meta: dict[str, Any],
     account_id: int,
     force_new: bool,
+    function: str = JOB_FUNCTION,
+    description: str | None = None,
 ) -> Accepted:
-    """The cached job of an identical trigger, or a new job within the limit."""
-    key = cache_key(settings, cache_request)
-    if not force_new:
+    """The cached job of an identical trigger, or a new job within the limit.
+
+    Without `cache_request` every trigger is a new job (forecasts, as in
+    FlexMeasures). All triggers of an account share one limit.
+    """
+    key = None if cache_request is None else cache_key(settings, cache_request)
+    if key is not None and not force_new:
         cached = connection.get(key)
         if cached is not None:
             text = cached.decode() if isinstance(cached, bytes) else str(cached)
@@ -153,7 +163,7 @@ def accept_trigger(
             )
     try:
         queue(connection, settings).enqueue(
-            JOB_FUNCTION,
+            function,
             kwargs={"request": job_kwargs},
             job_id=job_id,
             job_timeout=settings.job_timeout,
@@ -162,13 +172,14 @@ def accept_trigger(
             ttl=QUEUE_TTL,
             retry=Retry(max=RETRIES),
             meta=meta,
-            description=f"schedule for {meta.get('target', '?')}",
+            description=description or f"schedule for {meta.get('target', '?')}",
         )
     except BaseException:
         if limited:
             connection.zrem(slots, job_id)  # not accepted: give the slot back
         raise
-    connection.set(key, job_id, ex=settings.job_cache_ttl)
+    if key is not None:
+        connection.set(key, job_id, ex=settings.job_cache_ttl)
     return Accepted(job_id, new=True)
 
 

@@ -508,6 +508,37 @@ async def _fetch_arrays(
     return list(row[1]), list(row[0])
 
 
+async def count_known_events(
+    conn: AsyncConnection,
+    sensor_id: int,
+    start_ms: int,
+    end_ms: int,
+    resolution_ms: int,
+    prior_ms: int,
+) -> int:
+    """How many events in [start, end) have a belief with belief time <= prior.
+
+    One range scan of the primary key (sensor, event start, ...).
+    """
+    query = text(
+        "SELECT COUNT(DISTINCT event_start) FROM timed_beliefs "
+        "WHERE sensor_id = :sensor_id AND event_start >= :start "
+        "AND event_start < :end AND cumulative_probability = 0.5 "
+        "AND event_start + :resolution - belief_horizon <= :prior"
+    )
+    result = await conn.execute(
+        query,
+        {
+            "sensor_id": sensor_id,
+            "start": start_ms,
+            "end": end_ms,
+            "resolution": resolution_ms,
+            "prior": prior_ms,
+        },
+    )
+    return int(result.scalar_one())
+
+
 async def delete_beliefs(
     conn: AsyncConnection,
     sensor_id: int,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -202,9 +204,19 @@ async def named_source_id(
     type_: str,
     model: str | None = None,
     version: str | None = None,
+    *,
+    attributes: dict[str, Any] | None = None,
 ) -> int:
-    """The id of a source without user or account (a CLI import, the scheduler)."""
+    """The id of a source without user or account (a CLI import, the scheduler).
+
+    Sources with `attributes` (a forecaster's config) are one per distinct
+    attributes, as FlexMeasures makes a new data source per forecaster config.
+    """
     key = source_key(type_, name, None, None, model, version)
+    text = "{}"
+    if attributes is not None:
+        text = json.dumps(attributes, sort_keys=True, separators=(",", ":"))
+        key += "|" + hashlib.sha256(text.encode()).hexdigest()[:16]
     found = (
         await conn.execute(select(data_sources.c.id).where(data_sources.c.key == key))
     ).scalar()
@@ -212,7 +224,14 @@ async def named_source_id(
         return int(found)
     await conn.execute(
         insert_ignoring(conn, data_sources)
-        .values(name=name[:80], type=type_, model=model, version=version, key=key)
+        .values(
+            name=name[:80],
+            type=type_,
+            model=model,
+            version=version,
+            key=key,
+            attributes=text,
+        )
         .on_conflict_do_nothing(index_elements=["key"])
     )
     source_id = (

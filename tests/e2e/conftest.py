@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from contract.config import Secret
+from tenant_service.config import Settings
+from tests.helpers.schedules import worker_process
+from tests.helpers.stack import PASSWORD, Stack
 
 
 class LoopbackResolver(AbstractResolver):
@@ -39,3 +45,39 @@ async def fm_session() -> AsyncIterator[aiohttp.ClientSession]:
     )
     yield session
     await session.close()
+
+
+@pytest.fixture
+def company_worker(
+    stack: Stack,  # the database is seeded first
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+) -> Iterator[None]:
+    """A real worker process on company's job queue (set `backend_options` too)."""
+    settings = Settings(
+        name="company",
+        database_url=database_url,
+        secret=Secret("worker-secret-0123456789abcdef-0123456789"),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    with worker_process(settings):
+        yield
+
+
+@pytest.fixture
+def job_client(stack: Stack, fm_session: aiohttp.ClientSession) -> Any:
+    """flexmeasures-client as company's admin, polling jobs every 0.2 s (60 s)."""
+    from flexmeasures_client import FlexMeasuresClient
+
+    return FlexMeasuresClient(
+        email="admin@company.test",
+        password=PASSWORD,
+        host=f"company.localhost:{stack.gateway.port}",
+        ssl=False,
+        session=fm_session,
+        job_polling_interval=0.2,
+        job_polling_timeout=60,
+        request_retry_interval=0.2,
+    )

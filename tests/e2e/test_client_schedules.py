@@ -6,17 +6,12 @@ worker process; the client polls in both of its modes.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.helpers.stack import PASSWORD, Stack, seed_asset_and_sensor
+from tests.helpers.stack import Stack, seed_asset_and_sensor
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 # Hourly prices: cheap at night, dear in the evening.
@@ -35,51 +30,11 @@ def backend_options(redis_url: str, redis_prefix: str) -> dict[str, Any]:
     return {"redis_url": redis_url, "redis_prefix": redis_prefix}
 
 
-@pytest.fixture
-def worker(
-    stack: Stack,  # the database is seeded first
-    database_url: str,
-    redis_url: str,
-    redis_prefix: str,
-) -> Iterator[None]:
-    env = {
-        **os.environ,
-        "TENANT_NAME": "company",
-        "TENANT_SECRET": "worker-secret-0123456789abcdef-0123456789",
-        "TENANT_DATABASE_URL": database_url,
-        "TENANT_REDIS_URL": redis_url,
-        "TENANT_REDIS_PREFIX": redis_prefix,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
-    )
-    yield
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 async def test_flexmeasures_client_triggers_and_gets_a_schedule(
-    stack: Stack,
-    fm_session: aiohttp.ClientSession,
-    worker: None,
+    stack: Stack, job_client: Any, company_worker: None
 ) -> None:
-    from flexmeasures_client import FlexMeasuresClient
-
     asset_id, power_id = await seed_asset_and_sensor(stack)
-    client: Any = FlexMeasuresClient(
-        email="admin@company.test",
-        password=PASSWORD,
-        host=f"company.localhost:{stack.gateway.port}",
-        ssl=False,
-        session=fm_session,
-        job_polling_interval=0.2,
-        job_polling_timeout=60,
-        request_retry_interval=0.2,
-    )
+    client = job_client
     price = await client.add_sensor(
         name="day-ahead price",
         event_resolution="PT1H",

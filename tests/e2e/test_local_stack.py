@@ -204,7 +204,10 @@ async def test_up_refuses_a_broken_tenants_file(tmp_path: Path) -> None:
 async def test_up_runs_schedules_with_no_extra_command(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    """`flexhost up` runs a scheduling worker per tenant: a trigger gets done."""
+    """`flexhost up` runs a scheduling worker per tenant: triggers get done.
+
+    A schedule and a forecast (both kinds of job run on the one worker).
+    """
     gw, company = free_port(), free_port()
     (tmp_path / "tenants.yaml").write_text(
         "tenants:\n" + tenant_entry("company", company)
@@ -280,6 +283,35 @@ async def test_up_runs_schedules_with_no_extra_command(
                 break
             await asyncio.sleep(0.2)
         assert status == 200, (state, up.output()[-3000:])
+        # The same worker runs forecasts: three days of hourly prices, then one.
+        status, body = await call(
+            "POST",
+            f"/sensors/{sensors['price']}/data",
+            {
+                "start": "2026-03-03T00:00:00+00:00",
+                "duration": "PT72H",
+                "unit": "EUR/MWh",
+                "values": [h % 24 for h in range(72)],
+                "horizon": "PT0H",
+            },
+        )
+        assert status == 200, body
+        status, job = await call(
+            "POST",
+            f"/sensors/{sensors['price']}/forecasts/trigger",
+            {"start": "2026-03-06T00:00:00+00:00", "duration": "PT6H"},
+        )
+        assert status == 202, job
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            status, state = await call(
+                "GET", job["results-url"].removeprefix("/api/v3_0")
+            )
+            if status != 202 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert status == 200, (state, up.output()[-3000:])
+        assert len(state["values"]) == 6
         assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from tenant_service.config import Settings
 from tests.helpers.wait import INTERVAL
-from tests.tenant_service.conftest import Client, World, identity, make_asset
+from tests.tenant_service.conftest import (
+    SECRET,
+    Client,
+    World,
+    identity,
+    make_asset,
+)
 
 DAY = "2026-03-02T00:00:00+00:00"
 # Hourly prices: cheap at night, dear in the evening.
@@ -107,3 +119,29 @@ async def wait_for_job(client: Client, user: int, job: str) -> tuple[int, Any]:
         if response.status != 202 or time.monotonic() > deadline:
             return response.status, body
         await asyncio.sleep(INTERVAL)
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A real scheduling worker process on the tenant's queue, stopped afterwards."""
+    env = {
+        **os.environ,
+        "TENANT_NAME": settings.name,
+        "TENANT_SECRET": SECRET,  # the worker checks no identities
+        "TENANT_DATABASE_URL": settings.database_url,
+        "TENANT_REDIS_URL": settings.redis_url or "",
+        "TENANT_REDIS_PREFIX": settings.redis_prefix,
+        "TENANT_JOB_TIMEOUT": str(settings.job_timeout),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)  # reaped: no "still running" ResourceWarning at collection

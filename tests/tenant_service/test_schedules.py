@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,10 +17,9 @@ from tests.helpers.schedules import (
     make_site,
     trigger,
     wait_for_job,
+    worker_process,
 )
 from tests.tenant_service.conftest import (
-    SECRET,
-    TENANT,
     ClientFactory,
     World,
     identity,
@@ -44,30 +41,11 @@ def sched_settings(settings: Settings, redis_url: str, redis_prefix: str) -> Set
 
 
 @pytest.fixture
-def worker(
-    sched_settings: Settings, database_url: str, world: World
-) -> Iterator[subprocess.Popen[bytes]]:
+def worker(sched_settings: Settings, world: World) -> Iterator[subprocess.Popen[bytes]]:
     """A real scheduling worker process on the tenant's queue."""
     del world  # the database is migrated and seeded first
-    env = {
-        **os.environ,
-        "TENANT_NAME": TENANT,
-        "TENANT_SECRET": SECRET,
-        "TENANT_DATABASE_URL": database_url,
-        "TENANT_REDIS_URL": sched_settings.redis_url or "",
-        "TENANT_REDIS_PREFIX": sched_settings.redis_prefix,
-        "TENANT_JOB_TIMEOUT": str(sched_settings.job_timeout),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)  # reaped: no "still running" ResourceWarning at collection
+    with worker_process(sched_settings) as proc:
+        yield proc
 
 
 async def test_schedule_charges_cheap_and_discharges_dear(

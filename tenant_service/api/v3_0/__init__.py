@@ -10,10 +10,16 @@ import orjson
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenant_service import keys
-from tenant_service.api import TOO_DEEP, may_nest_too_deep, nested_too_deep
+from tenant_service import acl, keys
+from tenant_service.api import (
+    TOO_DEEP,
+    may_nest_too_deep,
+    nested_too_deep,
+    parse_path_id,
+)
 from tenant_service.errors import (
     BadRequestError,
+    ForbiddenError,
     NotFoundError,
     PayloadTooLargeError,
     ValidationError,
@@ -150,4 +156,14 @@ async def load_sensor(conn: AsyncConnection, sensor_id: int) -> SensorRecord:
     sensor = await sensor_store.get_sensor(conn, sensor_id)
     if sensor is None:
         raise ValidationError("path", {"id": [f"No sensor found with ID {sensor_id}."]})
+    return sensor
+
+
+async def readable_path_sensor(request: web.Request) -> SensorRecord:
+    """The sensor of the path's `id`, if the caller may read it (422, 403)."""
+    sensor = await load_sensor(
+        request[keys.CONN], parse_path_id(request.match_info["id"])
+    )
+    if not acl.may_read(principal(request), sensor.owner):
+        raise ForbiddenError()
     return sensor

@@ -16,17 +16,12 @@ Decisions where FlexMeasures leaves room:
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
-import redis
 from aiohttp import web
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from tenant_service import acl, keys
 from tenant_service.api import nested_too_deep, parse_path_id
@@ -36,21 +31,18 @@ from tenant_service.api.v3_0 import (
     load_sensor,
     principal,
     read_json_object,
+    readable_path_sensor,
     respond,
 )
+from tenant_service.api.v3_0 import jobs as job_api
 from tenant_service.beliefs import reindex_columns
-from tenant_service.config import Settings
 from tenant_service.errors import (
     ForbiddenError,
-    QueueUnavailableError,
-    ServiceUnavailableError,
-    TooManyRequestsError,
-    UnknownJobError,
     UnknownScheduleError,
     UnrecognizedEventError,
     ValidationError,
 )
-from tenant_service.scheduling import flexmodel, jobs
+from tenant_service.scheduling import flexmodel
 from tenant_service.schemas.fields import Fields
 from tenant_service.store import assets as asset_store
 from tenant_service.store import beliefs as belief_store
@@ -74,28 +66,6 @@ TRIGGER_FIELDS: Final = {
     "force_new_job_creation": "force-new-job-creation",
 }
 SIGN_CONVENTIONS: Final = ("consumption-positive", "production-positive", "wysiwyg")
-PENDING: Final = {
-    JobStatus.QUEUED: "Scheduling job waiting to be processed.",
-    JobStatus.STARTED: "Scheduling job in progress.",
-    JobStatus.DEFERRED: "Scheduling job waiting for another job to be processed.",
-    JobStatus.SCHEDULED: "Scheduling job waiting to be processed.",
-}
-
-
-@contextmanager
-def _redis_errors() -> Iterator[None]:
-    """Redis down or unreachable: 503 with Retry-After (nothing was enqueued)."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as err:
-        raise QueueUnavailableError() from err
-
-
-def _connection(request: web.Request) -> redis.Redis:
-    connection = request.app.get(keys.JOB_REDIS)
-    if connection is None:
-        raise ServiceUnavailableError("Scheduling is not configured on this server.")
-    return connection
 
 
 @routes.post(PREFIX + r"/sensors/{id:\d+}/schedules/trigger")
@@ -244,32 +214,21 @@ async def _trigger(
         "belief_time_ms": prior_ms if prior_text else None,
     }
     meta = {
+        "origin": job_api.SCHEDULING,
         "target": target,
         "asset_id": asset.id,
         "sensors": [p.id for p in power],
         "account_id": who.account_id,
         "user_id": who.user_id,
     }
-    connection = _connection(request)
-    with _redis_errors():
-        try:
-            accepted = await asyncio.to_thread(
-                jobs.accept_trigger,
-                connection,
-                settings,
-                cache_request=cache_request,
-                job_kwargs=job_request,
-                meta=meta,
-                account_id=who.account_id,
-                force_new=bool(force),
-            )
-        except jobs.RateLimitedError as err:
-            raise TooManyRequestsError(
-                "You hit a rate limit. The limit you hit allows "
-                f"{err.limit} per {_period_text(err.period)}.",
-                limit=err.limit,
-                retry_after=err.retry_after,
-            ) from err
+    accepted = await job_api.accept(
+        request,
+        cache_request=cache_request,
+        job_kwargs=job_request,
+        meta=meta,
+        account_id=who.account_id,
+        force_new=bool(force),
+    )
     job_id = accepted.job_id
     return respond(
         {
@@ -282,13 +241,6 @@ async def _trigger(
         },
         status=202,
     )
-
-
-def _period_text(seconds: int) -> str:
-    if seconds % 60 == 0:
-        minutes = seconds // 60
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
-    return f"{seconds} seconds"
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -341,32 +293,12 @@ def _step(power: list[SensorRecord], resolution_ms: int | None) -> int:
     return resolution_ms
 
 
-async def _job(request: web.Request, job_id: str) -> Job | None:
-    settings: Settings = request.app[keys.SETTINGS]
-    connection = _connection(request)
-    with _redis_errors():
-        return await asyncio.to_thread(jobs.fetch, connection, settings, job_id)
-
-
-def _failure(job: Job) -> str:
-    found = job.meta.get("exception")
-    if isinstance(found, dict):
-        return f"Scheduling job failed with {found.get('type')}: {found.get('message')}"
-    return (
-        "Scheduling job failed with AbandonedJobError: the job did not finish "
-        "(its worker stopped)."
-    )
-
-
 @routes.get(PREFIX + r"/sensors/{id:\d+}/schedules/{uuid}")
 async def get_schedule(request: web.Request) -> web.Response:
     """Get a schedule computed by a scheduling job."""
-    sensor_id = parse_path_id(request.match_info["id"])
+    sensor = await readable_path_sensor(request)
     job_id = request.match_info["uuid"]
     conn = request[keys.CONN]
-    sensor = await load_sensor(conn, sensor_id)
-    if not acl.may_read(principal(request), sensor.owner):
-        raise ForbiddenError()
     fields = Fields(
         dict(request.query),
         {"duration": "duration", "unit": "unit", "sign-convention": "sign-convention"},
@@ -389,16 +321,20 @@ async def get_schedule(request: web.Request) -> web.Response:
         )
     if fields.errors:
         raise ValidationError("query", fields.errors)
-    job = await _job(request, job_id)
-    if job is None or sensor.id not in job.meta.get("sensors", []):
+    job = await job_api.fetch_job(request, job_id)
+    if (
+        job is None
+        or job_api.origin(job) != job_api.SCHEDULING
+        or sensor.id not in job.meta.get("sensors", [])
+    ):
         raise UnrecognizedEventError(
             f"The requested UDI event (id = {job_id}, type = job) is not known."
         )
     status = job.get_status(refresh=False)
     if status == JobStatus.FAILED:
-        raise UnknownScheduleError(_failure(job))
+        raise UnknownScheduleError(job_api.failure_message(job))
     if status != JobStatus.FINISHED:
-        message = PENDING.get(status, "Scheduling job has an unknown status.")
+        message = job_api.pending_message(job, status)
         if request.app[keys.SETTINGS].pending_schedule_accepted:
             return respond(
                 {"status": str(status.value).upper(), "message": message}, status=202
@@ -441,50 +377,3 @@ async def get_schedule(request: web.Request) -> web.Response:
             "status": "PROCESSED",
         }
     )
-
-
-def _time(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat()
-
-
-@routes.get(PREFIX + "/jobs/{uuid}")
-async def get_job_status(request: web.Request) -> web.Response:
-    """The status of a (scheduling) job."""
-    job_id = request.match_info["uuid"]
-    job = await _job(request, job_id)
-    if job is None:
-        raise UnknownJobError(f"Job {job_id} not found.")
-    sensors = job.meta.get("sensors", [])
-    if sensors:
-        record = await get_sensor(request[keys.CONN], int(sensors[0]))
-        if record is not None and not acl.may_read(principal(request), record.owner):
-            raise ForbiddenError()
-    status = job.get_status(refresh=False)
-    result: Any = None
-    exc_info: str | None = None
-    if status == JobStatus.FINISHED:
-        code, message = 200, "Scheduling job has finished."
-        result = job.return_value()
-    elif status == JobStatus.FAILED:
-        code, message = 422, _failure(job)
-        exc_info = message
-    else:
-        code = 202
-        message = PENDING.get(status, "Scheduling job has an unknown status.")
-    body = {
-        "status": str(status.value).upper(),
-        "message": message,
-        "result": result,
-        "origin": job.origin,
-        "func-name": job.func_name,
-        "enqueued-at": _time(job.enqueued_at),
-        "started-at": _time(job.started_at),
-        "ended-at": _time(job.ended_at),
-        "exc-info": exc_info,
-    }
-    body.update({key.replace("-", "_"): value for key, value in list(body.items())})
-    return respond(body, status=code)
