@@ -9,7 +9,8 @@ monitoring (py-pinger): `GET /api/ops/getLatestTaskRun?name=X` answers to the
 tenant's task-check token only (the gateway passes the client's Authorization
 header on as X-FlexHost-Task-Token); `POST /api/ops/postLatestTaskRun` (form
 fields name, status "True"/other, datetime) needs a user with the `task-runner`
-role. Choices: admins may post too (FlexMeasures' decorator means to let them
+role. Choices: the run is stored (FlexMeasures 1.0.1 answers OK but never commits
+it); admins may post too (FlexMeasures' decorator means to let them
 through but decides before anyone is logged in, so it refuses them); a datetime
 that is not ISO 8601 is 400 in the endpoint's own shape (FlexMeasures: 500).
 """
