@@ -14,8 +14,12 @@ PUBLIC: Final = frozenset(
 )
 # The docs page's static files (Swagger UI): one file name below `docs/`, no deeper.
 PUBLIC_FILE_RE: Final = re.compile(r"docs/[a-z0-9-]+(?:\.[a-z0-9]+)+")
-# Backend paths outside the API versions that are public too (not proxied).
-PUBLIC_OPS: Final = frozenset({("GET", "/api/ops/ping")})
+# Backend paths outside the API versions that need no user token. FlexMeasures'
+# getLatestTaskRun authenticates with its own task-check token instead: the
+# gateway passes the client's Authorization header on as TASK_TOKEN_HEADER.
+TASK_RUN_PATH: Final = "/api/ops/getLatestTaskRun"
+PUBLIC_OPS: Final = frozenset({("GET", "/api/ops/ping"), ("GET", TASK_RUN_PATH)})
+TASK_TOKEN_HEADER: Final = "X-FlexHost-Task-Token"
 # A CORS preflight carries no token: FlexMeasures answers it (200, `Allow`) for
 # every route without authentication. It reaches a backend as the gateway's
 # service, never as a user, and its answer has no body.

@@ -17,6 +17,7 @@ from yarl import URL
 
 from contract.identity import HEADER as IDENTITY_HEADER
 from contract.identity import REVOKE_HEADER
+from contract.routes import TASK_TOKEN_HEADER
 
 from . import keys
 from .errors import (
@@ -53,6 +54,7 @@ _DROP_REQUEST: Final = HOP_BY_HOP | {
     "authorization",
     "cookie",
     IDENTITY_HEADER.lower(),
+    TASK_TOKEN_HEADER.lower(),  # set by the gateway only (api.proxy_ops)
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
@@ -125,6 +127,7 @@ async def forward(
     identity: str,
     *,
     target: str | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[web.StreamResponse, str | None]:
     """Send the request to a replica; the answer and any revoke-user signal.
 
@@ -139,6 +142,7 @@ async def forward(
         request[keys.PUBLIC_AUTHORITY],  # with the port the client used
         request[keys.SCHEME],
     )
+    headers.update(extra_headers or {})
     length = request.content_length
     if length is not None and length > tenant.max_body_bytes:
         raise PayloadTooLargeError(

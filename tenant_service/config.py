@@ -86,6 +86,11 @@ class Settings:
     # before it is answered 503 with Retry-After.
     password_checks: int = DEFAULT_PASSWORD_CHECKS
     password_check_wait: float = DEFAULT_PASSWORD_CHECK_WAIT
+    # GET /api/ops/getLatestTaskRun answers only to this token (FlexMeasures'
+    # FLEXMEASURES_TASK_CHECK_AUTH_TOKEN); None: to nobody (403), its default.
+    task_check_auth_token: Secret | None = None
+    # FlexMeasures' FLEXMEASURES_MODE, echoed as `server` by getLatestTaskRun.
+    mode: str = ""
 
     @property
     def job_queue(self) -> bool:
@@ -210,6 +215,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         high=60,
         low_allowed=True,
     )
+    raw_task_token = get("TASK_CHECK_AUTH_TOKEN")
+    mode = get("MODE") or ""
 
     if problems:
         raise ConfigError(problems)
@@ -239,4 +246,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         shutdown_grace=shutdown_grace,
         password_checks=password_checks,
         password_check_wait=password_check_wait,
+        task_check_auth_token=(Secret(raw_task_token) if raw_task_token else None),
+        mode=mode,
     )

@@ -203,20 +203,29 @@ class DataValidationError(ValidationError):
 class TooManyBeliefsError(DataValidationError):
     """A POST that would store more beliefs than the tenant allows per request."""
 
-    def __init__(self, count: int, limit: int, resolution_ms: int) -> None:
+    def __init__(
+        self,
+        count: int,
+        limit: int,
+        resolution_ms: int,
+        *,
+        location: str = SENSOR_DATA_LOCATION,
+    ) -> None:
         at = (
             f" at the sensor's resolution of {timedelta_text(resolution_ms)}"
             if resolution_ms
             else ""
         )
-        super().__init__(
+        ValidationError.__init__(
+            self,
+            location,
             {
                 SCHEMA: [
                     f"This request would store {count} values{at}; this server "
                     f"stores at most {limit} values per request. Send the data in "
                     "smaller parts."
                 ]
-            }
+            },
         )
 
 

@@ -104,14 +104,30 @@ def format_duration(ms: int, *, days: bool = True) -> str:
 
 def parse_datetime(text: str) -> dt.datetime:
     """A timezone-aware ISO 8601 datetime; naive ones are refused."""
+    value = _iso_datetime(text)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimingError(NAIVE)
+    return _in_range(value)
+
+
+def parse_datetime_utc(text: str) -> dt.datetime:
+    """An ISO 8601 datetime; a naive one is taken to be UTC."""
+    value = _iso_datetime(text)
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return _in_range(value)
+
+
+def _iso_datetime(text: str) -> dt.datetime:
     if not isinstance(text, str) or len(text) > MAX_TEXT:
         raise TimingError(NOT_A_DATETIME)
     try:
-        value = dt.datetime.fromisoformat(text.strip())
+        return dt.datetime.fromisoformat(text.strip())
     except (ValueError, OverflowError) as err:
         raise TimingError(NOT_A_DATETIME) from err
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise TimingError(NAIVE)
+
+
+def _in_range(value: dt.datetime) -> dt.datetime:
     try:
         value.astimezone(dt.UTC)
     except OverflowError as err:

@@ -112,6 +112,13 @@ def is_convertible(from_unit: str, to_unit: str, resolution_ms: int = 0) -> bool
     return True
 
 
+def incompatible_unit(required: str, got: str) -> UnitError:
+    """FlexMeasures' message for a unit that does not convert to the required one."""
+    return UnitError(
+        f"Required unit for this sensor is {required}, got incompatible unit: {got}"
+    )
+
+
 @functools.lru_cache(maxsize=1024)
 def conversion(from_unit: str, to_unit: str, resolution_ms: int) -> tuple[float, float]:
     """(factor, offset) so that to = from * factor + offset.
@@ -121,10 +128,7 @@ def conversion(from_unit: str, to_unit: str, resolution_ms: int) -> tuple[float,
     """
     if from_unit == to_unit:
         return 1.0, 0.0
-    incompatible = UnitError(
-        f"Required unit for this sensor is {to_unit}, "
-        f"got incompatible unit: {from_unit}"
-    )
+    incompatible = incompatible_unit(to_unit, from_unit)
     try:
         source, target = _units(from_unit), _units(to_unit)
     except UnitError as err:

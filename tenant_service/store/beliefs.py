@@ -26,8 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service.beliefs import Belief, BeliefRow
+from tenant_service.staleness import Search
 from tenant_service.store import audit
-from tenant_service.store.sources import insert_ignoring
+from tenant_service.store.sources import SourceRecord, insert_ignoring, source_record
 from tenant_service.store.tables import data_sources, sensors, timed_beliefs
 
 DETERMINISTIC: Final = 0.5
@@ -575,11 +576,12 @@ async def delete_beliefs(
 
 @dataclass(frozen=True, slots=True)
 class SourceStats:
-    """Statistics of one source's beliefs on a sensor."""
+    """Statistics of one source's beliefs on a sensor (times in ms)."""
 
-    source_name: str
+    source: SourceRecord
     min_event_start: int
     max_event_start: int
+    max_belief_time: int
     min_value: float
     max_value: float
     mean_value: float
@@ -587,39 +589,111 @@ class SourceStats:
     count_values: int
 
 
-async def sensor_stats(conn: AsyncConnection, sensor_id: int) -> list[SourceStats]:
-    """Per source name: first/last event start, min, max, mean, sum and count."""
+async def sensor_stats(
+    conn: AsyncConnection,
+    sensor_id: int,
+    resolution_ms: int,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> list[SourceStats]:
+    """Per source (by id): first/last event start, last belief time, min, max,
+    mean, sum and count, of events starting in [start, end)."""
     value = timed_beliefs.c.event_value
-    rows = await conn.execute(
+    conditions = [timed_beliefs.c.sensor_id == sensor_id]
+    if start_ms is not None:
+        conditions.append(timed_beliefs.c.event_start >= start_ms)
+    if end_ms is not None:
+        conditions.append(timed_beliefs.c.event_start < end_ms)
+    belief_time = (
+        timed_beliefs.c.event_start + resolution_ms - timed_beliefs.c.belief_horizon
+    )
+    aggregates = (
         select(
-            data_sources.c.name,
-            func.min(timed_beliefs.c.event_start),
-            func.max(timed_beliefs.c.event_start),
-            func.min(value),
-            func.max(value),
-            func.avg(value),
-            func.sum(value),
-            func.count(value),
+            timed_beliefs.c.source_id,
+            func.min(timed_beliefs.c.event_start).label("first"),
+            func.max(timed_beliefs.c.event_start).label("last"),
+            func.max(belief_time).label("recorded"),
+            func.min(value).label("low"),
+            func.max(value).label("high"),
+            func.avg(value).label("mean"),
+            func.sum(value).label("total"),
+            func.count(value).label("n"),
         )
+        .where(and_(*conditions))
+        .group_by(timed_beliefs.c.source_id)
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(data_sources, aggregates)
+        .select_from(
+            aggregates.join(data_sources, data_sources.c.id == aggregates.c.source_id)
+        )
+        .order_by(data_sources.c.id)
+    )
+    return [
+        SourceStats(
+            source=source_record(row),
+            min_event_start=int(row.first),
+            max_event_start=int(row.last),
+            max_belief_time=int(row.recorded),
+            min_value=float(row.low),
+            max_value=float(row.high),
+            mean_value=float(row.mean),
+            sum_values=float(row.total),
+            count_values=int(row.n),
+        )
+        for row in rows
+    ]
+
+
+async def latest_event_per_source_type(
+    conn: AsyncConnection,
+    sensor_id: int,
+    resolution_ms: int,
+    search: Search,
+    source_types: Sequence[str],
+) -> dict[str, int]:
+    """Per source type: the latest event start among beliefs formed by then.
+
+    `search.beliefs_before` is the caller's "now" (or earlier); belief time is
+    the event's end minus the belief horizon, as everywhere here.
+    """
+    belief_time = (
+        timed_beliefs.c.event_start + resolution_ms - timed_beliefs.c.belief_horizon
+    )
+    conditions = [
+        timed_beliefs.c.sensor_id == sensor_id,
+        data_sources.c.type.in_(list(source_types)),
+    ]
+    if search.beliefs_before is not None:
+        conditions.append(belief_time <= search.beliefs_before)
+    if search.beliefs_after is not None:
+        conditions.append(belief_time >= search.beliefs_after)
+    if search.event_starts_after is not None:
+        conditions.append(timed_beliefs.c.event_start >= search.event_starts_after)
+    if search.event_ends_before is not None:
+        conditions.append(
+            timed_beliefs.c.event_start + resolution_ms <= search.event_ends_before
+        )
+    if search.horizons_at_least is not None:
+        conditions.append(timed_beliefs.c.belief_horizon >= search.horizons_at_least)
+    if search.horizons_at_most is not None:
+        conditions.append(timed_beliefs.c.belief_horizon <= search.horizons_at_most)
+    if search.source is not None:
+        conditions.append(timed_beliefs.c.source_id == search.source)
+    if search.source_types is not None:
+        conditions.append(data_sources.c.type.in_(list(search.source_types)))
+    if search.exclude_source_types:
+        conditions.append(data_sources.c.type.not_in(list(search.exclude_source_types)))
+    rows = await conn.execute(
+        select(data_sources.c.type, func.max(timed_beliefs.c.event_start))
         .select_from(
             timed_beliefs.join(
                 data_sources, data_sources.c.id == timed_beliefs.c.source_id
             )
         )
-        .where(timed_beliefs.c.sensor_id == sensor_id)
-        .group_by(data_sources.c.name)
-        .order_by(func.min(data_sources.c.id))
+        .where(and_(*conditions))
+        .group_by(data_sources.c.type)
     )
-    return [
-        SourceStats(
-            source_name=name,
-            min_event_start=int(first),
-            max_event_start=int(last),
-            min_value=float(low),
-            max_value=float(high),
-            mean_value=float(mean),
-            sum_values=float(total),
-            count_values=int(count),
-        )
-        for name, first, last, low, high, mean, total, count in rows
-    ]
+    return {str(kind): int(start) for kind, start in rows}

@@ -30,6 +30,18 @@ class SourceRecord:
     account_id: int | None
 
 
+def describe(source: SourceRecord) -> str:
+    """FlexMeasures' `DataSource.description`: "Seita's naive forecaster v1.2"."""
+    text = source.name
+    if source.model:
+        named = source.type.lower() in source.model.lower()
+        kind = "model" if named else source.type
+        text += f"'s {source.model} {kind}"
+        if source.version:
+            text += f" v{source.version}"
+    return text
+
+
 def insert_ignoring(conn: AsyncConnection, table: Table) -> Any:
     """The dialect's INSERT, to add ON CONFLICT clauses to."""
     if conn.dialect.name == "postgresql":
@@ -50,7 +62,8 @@ def source_key(
     return "|".join("" if part is None else str(part) for part in parts)
 
 
-def _record(row: Any) -> SourceRecord:
+def source_record(row: Any) -> SourceRecord:
+    """A source of a row with the data_sources columns."""
     return SourceRecord(
         id=row.id,
         name=row.name,
@@ -157,7 +170,7 @@ async def get_source(conn: AsyncConnection, source_id: int) -> SourceRecord | No
     row = (
         await conn.execute(select(data_sources).where(data_sources.c.id == source_id))
     ).first()
-    return _record(row) if row is not None else None
+    return source_record(row) if row is not None else None
 
 
 async def list_sources(
@@ -165,7 +178,7 @@ async def list_sources(
 ) -> list[SourceRecord]:
     """All sources by id; `only_latest` keeps the newest version of each model."""
     rows = (await conn.execute(select(data_sources).order_by(data_sources.c.id))).all()
-    records = [_record(row) for row in rows]
+    records = [source_record(row) for row in rows]
     if not only_latest:
         return records
     newest: dict[tuple[str, str, str | None, int | None], SourceRecord] = {}

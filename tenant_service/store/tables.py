@@ -428,6 +428,15 @@ user_preferences = Table(
 
 # FlexMeasures 1.0.1's seeded types (data_gen.add_default_asset_types), in its order:
 # ids 1..8 as there, so a client that hard-codes a type id gets the same type.
+# The latest run of each monitored task (FlexMeasures' LatestTaskRun).
+latest_task_run = Table(
+    "latest_task_run",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("datetime", UtcDateTime, nullable=True),
+    Column("status", Boolean, nullable=True),
+)
+
 ASSET_TYPES: Final = (
     ("solar", "solar panel(s)"),
     ("wind", "wind turbine"),

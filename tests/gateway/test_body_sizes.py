@@ -309,3 +309,60 @@ async def test_one_year_of_quarter_hours_in_one_post(
     )
     assert response.status == 200
     assert (await response.json())["values"] == values
+
+
+def upload_body(size: int) -> tuple[bytes, str]:
+    """A multipart CSV upload (one day, MW) padded with blank lines to `size` bytes."""
+    rows = "".join(
+        f"2026-01-06T{i // 4:02d}:{15 * (i % 4):02d}:00+00:00,{i * 0.25}\n"
+        for i in range(96)
+    )
+    boundary = "f12sensorsboundary"
+
+    def build(pad: int) -> bytes:
+        return (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="uploaded-files"; '
+            'filename="day.csv"\r\nContent-Type: text/csv\r\n\r\n'
+            f"event_start,event_value\n{rows}{chr(10) * pad}\r\n"
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="unit"\r\n\r\nMW\r\n'
+            f"--{boundary}--\r\n"
+        ).encode()
+
+    body = build(size - len(build(0)))
+    assert len(body) == size
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+async def upload(company: Company, body: bytes, content_type: str) -> tuple[int, Any]:
+    response = await company.gateway.post(
+        company.data_path + "/upload",
+        data=io.BytesIO(body),
+        headers={**company.auth, "Content-Type": content_type},
+    )
+    return response.status, await response.json()
+
+
+async def check_upload_limit(target: Company, limit: int) -> None:
+    """Multipart bodies count whole, the same way at the gateway and the backend:
+    exactly `limit` bytes pass, one more is 413."""
+    status, answer = await upload(target, *upload_body(limit))
+    assert status == 200, answer
+    status, answer = await upload(target, *upload_body(limit + 1))
+    assert (status, answer) == (
+        413,
+        {
+            "message": f"Request body exceeds the configured limit of {limit} bytes.",
+            "result": "Rejected",
+            "status": "PAYLOAD_TOO_LARGE",
+        },
+    )
+
+
+async def test_upload_sizes_around_the_backend_limit(company: Company) -> None:
+    await check_upload_limit(company, DEFAULT_MAX_DATA_BYTES)  # the backend's 413
+
+
+async def test_upload_sizes_around_the_tenant_limit(small_tenant: Company) -> None:
+    await check_upload_limit(small_tenant, TENANT_LIMIT)  # the gateway's 413

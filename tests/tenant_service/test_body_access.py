@@ -67,6 +67,7 @@ async def theirs(client: Client, world: World) -> dict[str, int]:
 
 ROUTES: Final = [
     ("POST", "/api/v3_0/sensors/{sensor}/data", 403),
+    ("POST", "/api/v3_0/sensors/{sensor}/data/upload", 403),
     ("GET", "/api/v3_0/sensors/{sensor}/data", 403),
     ("DELETE", "/api/v3_0/sensors/{sensor}/data", 403),
     ("PATCH", "/api/v3_0/sensors/{sensor}", 403),
@@ -80,6 +81,7 @@ ROUTES: Final = [
         403,
     ),
     ("POST", "/api/v3_0/sensors/999999/data", 404),
+    ("POST", "/api/v3_0/sensors/999999/data/upload", 422),
     ("PATCH", "/api/v3_0/assets/999999", 404),
     ("PATCH", "/api/v3_0/users/999999", 404),
 ]

@@ -560,16 +560,64 @@ async def test_sensor_data_source_filter_and_sources(
         client, data_sensors.power, world.member, **{"source-type": "user"}
     )
     assert status == 200
-    # stats per source name
+    # stats per source, keyed and named as FlexMeasures does
     response = await client.get(
         f"/api/v3_0/sensors/{data_sensors.power}/stats", headers=identity(world.member)
     )
     assert response.status == 200
     stats = await response.json()
-    assert stats["member"]["count_values"] == 4
-    assert stats["boss"]["mean_value"] == 2.0
-    assert stats["member"]["min_event_start"] == START
-    assert stats["status"] == 200
+    member = stats.pop(f"member (ID: {member_source})")
+    boss = stats.pop(f"boss (ID: {boss_source})")
+    assert stats == {"status": 200}
+    assert list(member) == [
+        "First event start",
+        "Last event end",
+        "Last recorded",
+        "Max value",
+        "Mean value",
+        "Min value",
+        "Number of values",
+        "Sum over values",
+    ]
+    assert member["Number of values"] == 4
+    assert member["Sum over values"] == 4.0
+    assert boss["Mean value"] == 2.0
+    # in the sensor's time zone (Europe/Amsterdam)
+    assert member["First event start"] == "2026-01-01T01:00:00+01:00"
+    assert member["Last event end"] == "2026-01-01T02:00:00+01:00"
+    response = await client.get(
+        f"/api/v3_0/sensors/{data_sensors.power}/stats",
+        params={"event_start_time": "2026-01-01T00:30:00+00:00", "sort": "false"},
+        headers=identity(world.member),
+    )
+    window = await response.json()
+    assert window[f"boss (ID: {boss_source})"][7] == ["Number of values", 2]
+    response = await client.get(
+        f"/api/v3_0/sensors/{data_sensors.power}/stats",
+        params={"event_end_time": "tomorrow", "sort": "maybe"},
+        headers=identity(world.member),
+    )
+    assert response.status == 422
+    assert (await response.json())["message"] == {
+        "query": {
+            "event_end_time": ["Not a valid datetime."],
+            "sort": ["Not a valid boolean."],
+        }
+    }
+
+
+async def test_sensor_data_get_incompatible_unit_names_sensor_unit_as_required(
+    client: Client, world: World, data_sensors: Sensors
+) -> None:
+    status, answer = await get(client, data_sensors.power, world.member, unit="EUR")
+    assert status == 422
+    assert answer["message"] == {
+        "combined_sensor_data_description": {
+            "_schema": [
+                "Required unit for this sensor is kW, got incompatible unit: EUR"
+            ]
+        }
+    }
 
 
 async def test_sensor_data_deprecated_endpoint(

@@ -22,6 +22,7 @@ from tenant_service.errors import (
     BadRequestError,
     ForbiddenError,
     NotFoundError,
+    PayloadTooLargeError,
     ValidationError,
 )
 from tenant_service.identity import Principal
@@ -32,6 +33,7 @@ from tenant_service.store.assets import AssetRecord
 from tenant_service.store.sensors import SensorRecord
 
 PREFIX: Final = "/api/v3_0"
+READ_CHUNK: Final = 65_536
 
 
 def respond(data: Any, status: int = 200) -> web.Response:
@@ -93,6 +95,21 @@ async def without_connection(
     if request.method in ("GET", "HEAD"):
         await fresh.execution_options(isolation_level="AUTOCOMMIT")
     return body
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body as it arrives: 413 once more than `limit` bytes came."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(READ_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def principal(request: web.Request) -> Principal:

@@ -23,25 +23,30 @@ reads requests, checks access, stores and answers.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import zoneinfo
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenant_service import keys
 from tenant_service.acl import may_post_data, may_read, may_update_sensor
+from tenant_service.api import NOT_BOOLEAN, FieldError, parse_bool
 from tenant_service.api.v3_0 import (
     PREFIX,
     actor,
     parse_json,
     principal,
+    read_limited,
     respond,
     without_connection,
     writing,
 )
 from tenant_service.beliefs import (
+    BeliefRow,
     SeriesError,
     check_read_resolution,
     check_window,
@@ -56,6 +61,7 @@ from tenant_service.errors import (
     NotFoundError,
     PayloadTooLargeError,
     TooManyBeliefsError,
+    ValidationError,
 )
 from tenant_service.identity import Principal
 from tenant_service.schemas.fields import NOT_AN_INTEGER, Fields
@@ -69,21 +75,25 @@ from tenant_service.schemas.sensor_data import (
     sensor_id_from_address,
     series_to_rows,
 )
+from tenant_service.schemas.sensor_upload import upload_error, upload_rows
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
 from tenant_service.timing import (
+    NOT_A_DATETIME,
+    TimingError,
     format_duration,
     from_epoch_ms,
+    parse_datetime_utc,
+    to_epoch_ms,
 )
-from tenant_service.units import UnitError, conversion
+from tenant_service.units import UnitError, conversion, incompatible_unit
 
 routes = web.RouteTableDef()
 
 # Query parameters that belong to other layers (authentication), not the schema.
 IGNORED_QUERY: Final = frozenset({"auth_token"})
 DEPRECATION: Final = "true"
-READ_CHUNK: Final = 65_536
 
 
 # --- reading the request -------------------------------------------------------
@@ -95,21 +105,7 @@ async def read_body(request: web.Request) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLargeError(limit)
-    return await without_connection(request, lambda: _read_limited(request, limit))
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(READ_CHUNK)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await without_connection(request, lambda: read_limited(request, limit))
 
 
 async def json_fields(request: web.Request) -> dict[str, Any]:
@@ -155,7 +151,6 @@ async def _post_data(
     which it then holds only for the insert.
     """
     settings = request.app[keys.SETTINGS]
-    who = principal(request)
     post = parse_post(data, extra=extra)
     count = beliefs_to_store(post, sensor)
     if count > settings.max_beliefs_per_request:
@@ -163,6 +158,25 @@ async def _post_data(
             count, settings.max_beliefs_per_request, sensor.event_resolution_ms
         )
     rows = series_to_rows(post, sensor, int(time.time() * 1000))
+    return await _store_rows(request, sensor, rows)
+
+
+async def _store_rows(
+    request: web.Request,
+    sensor: SensorRecord,
+    rows: list[BeliefRow],
+    *,
+    partly_known: bool = False,
+) -> web.Response:
+    """Store validated rows as the caller's beliefs, all or none.
+
+    FlexMeasures' answer: processed, or "already received" when nothing changed
+    (with `partly_known`, also when any row was skipped because the source
+    believes that value already: save_to_db's "unchanged beliefs skipped", as
+    FlexMeasures 1.0.1 answers an upload).
+    """
+    who = principal(request)
+    settings = request.app[keys.SETTINGS]
     sources = request.app[keys.SOURCES]
     conn = request[keys.CONN]
     allow = settings.allow_data_overwrite
@@ -173,6 +187,7 @@ async def _post_data(
             conn, sensor.id, source_id, rows, allow_overwrite=allow
         )
         stored = 0
+        skipped = len(rows) - len(plan.new) - len(plan.replacements)
         if plan.new or plan.replacements:  # a repeat writes nothing: no turn
             if source_id is None:
                 # The user's first data: their source, in a short turn of its own.
@@ -194,7 +209,7 @@ async def _post_data(
         # The sensor was deleted since it was read: as if it had never been.
         raise NotFoundError(f"Sensor {sensor.id} not found") from err
     await conn.commit()
-    if stored == 0:
+    if stored == 0 or (partly_known and skipped > 0):
         return respond(
             {
                 "message": "Some of the data has already been received and "
@@ -231,6 +246,30 @@ async def post_sensor_data_deprecated(request: web.Request) -> web.Response:
     response = await _post_data(request, sensor, data, frozenset({"sensor"}))
     _deprecate(response, sensor_id)
     return response
+
+
+@routes.post(PREFIX + "/sensors/{id}/data/upload")
+async def upload_sensor_data(request: web.Request) -> web.Response:
+    """Store the data of CSV files (multipart `uploaded-files`), as the JSON POST."""
+    text = request.match_info["id"]
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise upload_error({"id": [NOT_AN_INTEGER]})
+    sensor = await get_sensor(request[keys.CONN], int(text))
+    if sensor is None:
+        raise upload_error({"id": [f"No sensor found with ID {text}."]})
+    if not may_post_data(principal(request), sensor.owner):
+        raise ForbiddenError()
+    body = await read_body(request)  # only once the caller may post here
+    # Reading a large file takes a while: not on the event loop.
+    rows = await asyncio.to_thread(
+        upload_rows,
+        request.headers.get(hdrs.CONTENT_TYPE, ""),
+        body,
+        sensor,
+        limit=request.app[keys.SETTINGS].max_beliefs_per_request,
+        now_ms=int(time.time() * 1000),
+    )
+    return await _store_rows(request, sensor, rows, partly_known=True)
 
 
 def _deprecate(response: web.StreamResponse, sensor_id: int) -> None:
@@ -274,9 +313,13 @@ async def _get_data(
         else:
             step = default_read_resolution(query.duration_ms, resolution)
         check_window(query.duration_ms, step)
-        factor, offset = conversion(sensor.unit, query.unit, step)
-    except (SeriesError, UnitError) as err:
+    except SeriesError as err:
         raise schema_error(err) from err
+    try:
+        factor, offset = conversion(sensor.unit, query.unit, step)
+    except UnitError as err:
+        # Named as FlexMeasures does: the sensor's unit is the required one.
+        raise schema_error(incompatible_unit(sensor.unit, query.unit)) from err
     source_id = query.read.source_id
     if source_id is not None and await source_store.get_source(conn, source_id) is None:
         raise DataValidationError(
@@ -368,33 +411,81 @@ async def delete_sensor_data(request: web.Request) -> web.Response:
     return web.Response(status=204, content_type="application/json")
 
 
-def _iso(ms: int) -> str:
-    return from_epoch_ms(ms).isoformat()
+STAT_QUERY: Final = ("sort", "event_start_time", "event_end_time", "fresh")
+
+
+def _stats_query(request: web.Request) -> tuple[bool, int | None, int | None]:
+    """`sort` (default true), `event_start_time`, `event_end_time`; `fresh` is
+    accepted and ignored (nothing is cached). 422 under `query`."""
+    query = request.query
+    errors: dict[str, list[str]] = {}
+    flags = {"sort": True, "fresh": False}
+    for name in flags:
+        if name in query:
+            try:
+                flags[name] = parse_bool(query[name])
+            except FieldError:
+                errors[name] = [NOT_BOOLEAN]
+    times: dict[str, int | None] = {}
+    for name in ("event_start_time", "event_end_time"):
+        times[name] = None
+        if query.get(name):
+            try:
+                times[name] = to_epoch_ms(parse_datetime_utc(query[name]))
+            except TimingError:
+                errors[name] = [NOT_A_DATETIME]
+    if errors:
+        raise ValidationError("query", errors)
+    return flags["sort"], times["event_start_time"], times["event_end_time"]
 
 
 @routes.get(PREFIX + "/sensors/{id}/stats")
 async def get_sensor_stats(request: web.Request) -> web.Response:
-    """Per source: first and last event start, min, max, mean, sum and count."""
+    """Per source, as FlexMeasures: first event start, last event end, last
+    recorded, min, max, mean, sum and number of values (in the sensor's zone)."""
     sensor_id = sensor_id_of(request)
     conn = request[keys.CONN]
     sensor = await load_data_sensor(conn, sensor_id)
     if not may_read(principal(request), sensor.owner):
         raise ForbiddenError()
-    stats = await belief_store.sensor_stats(conn, sensor.id)
-    return respond(
-        {
-            s.source_name: {
-                "min_event_start": _iso(s.min_event_start),
-                "max_event_start": _iso(s.max_event_start),
-                "min_value": s.min_value,
-                "max_value": s.max_value,
-                "mean_value": s.mean_value,
-                "sum_values": s.sum_values,
-                "count_values": s.count_values,
-            }
-            for s in stats
-        }
+    sort, start_ms, end_ms = _stats_query(request)
+    stats = await belief_store.sensor_stats(
+        conn, sensor.id, sensor.event_resolution_ms, start_ms=start_ms, end_ms=end_ms
     )
+    zone = zoneinfo.ZoneInfo(sensor.timezone)
+
+    def local(ms: int) -> str:
+        return from_epoch_ms(ms, zone).isoformat()
+
+    answer: dict[str, Any] = {}
+    for s in stats:
+        # Keys in sorted order, as Flask writes them.
+        entry = {
+            "First event start": local(s.min_event_start),
+            "Last event end": local(s.max_event_start + sensor.event_resolution_ms),
+            "Last recorded": local(s.max_belief_time),
+            "Max value": s.max_value,
+            "Mean value": s.mean_value,
+            "Min value": s.min_value,
+            "Number of values": s.count_values,
+            "Sum over values": s.sum_values,
+        }
+        key = f"{source_store.describe(s.source)} (ID: {s.source.id})"
+        # sort=false: FlexMeasures answers the pairs in the order it computes them.
+        answer[key] = entry if sort else [[k, entry[k]] for k in STAT_ORDER]
+    return respond(dict(sorted(answer.items())))
+
+
+STAT_ORDER: Final = (
+    "First event start",
+    "Last event end",
+    "Last recorded",
+    "Min value",
+    "Max value",
+    "Mean value",
+    "Sum over values",
+    "Number of values",
+)
 
 
 def _may_see_source(who: Principal, source: source_store.SourceRecord) -> bool:

@@ -13,15 +13,18 @@ Decisions where FlexMeasures is inconsistent or silent:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import isodate
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tenant_service import acl, keys
+from tenant_service import acl, keys, staleness
 from tenant_service.addresses import entity_address
 from tenant_service.api import (
     NOT_BOOLEAN,
@@ -52,6 +55,7 @@ from tenant_service.identity import CONSULTANT, Principal
 from tenant_service.schemas.fields import json_text, parse_sort, search_terms
 from tenant_service.store import accounts as account_store
 from tenant_service.store import assets as asset_store
+from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sensors as sensor_store
 from tenant_service.store.sensors import (
     Scope,
@@ -64,6 +68,7 @@ from tenant_service.timing import (
     TimingError,
     format_duration,
     parse_duration,
+    to_epoch_ms,
     valid_timezone,
 )
 from tenant_service.units import UnitError, validate_unit
@@ -71,6 +76,8 @@ from tenant_service.units import UnitError, validate_unit
 routes = web.RouteTableDef()
 
 DEFAULT_TIMEZONE: Final = "UTC"
+# Ancestors searched for inflexible devices (asset trees are shallow).
+MAX_ASSET_DEPTH: Final = 64
 SENSOR_SORTS: Final = tuple(sensor_store.SORTS)
 CREATE_FIELDS: Final = frozenset(
     {"name", "unit", "event_resolution", "generic_asset_id", "timezone", "attributes"}
@@ -386,3 +393,76 @@ async def get_asset_sensors(request: web.Request) -> web.Response:
     )
     records = await sensor_store.list_sensors(conn, listing, params)
     return await _paged(conn, dump_sensors(request, records), number, listing, params)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+@routes.get(PREFIX + r"/sensors/{id:\d+}/status")
+async def get_sensor_status(request: web.Request) -> web.Response:
+    """Staleness of the sensor's data per source type, as FlexMeasures computes it.
+
+    Times are in UTC (FlexMeasures: its server's time zone, which a tenant has not).
+    """
+    sensor_id = parse_path_id(request.match_info["id"])
+    conn = request[keys.CONN]
+    sensor = await load_sensor(conn, sensor_id)
+    if not acl.may_read(principal(request), sensor.owner):
+        raise ForbiddenError()
+    try:
+        specs = staleness.specs_of(
+            sensor.attributes, sensor.knowledge_horizon_fnc, sensor.event_resolution_ms
+        )
+    except staleness.SpecsError as err:
+        raise UnprocessableError(
+            f"Sensor {sensor.id} has invalid status_specs: {err}"
+        ) from err
+    now = dt.datetime.now(dt.UTC)
+    now_ms = to_epoch_ms(now)
+    before = specs.search.beliefs_before
+    search = dataclasses.replace(
+        specs.search, beliefs_before=now_ms if before is None else min(before, now_ms)
+    )
+    latest = await belief_store.latest_event_per_source_type(
+        conn, sensor.id, sensor.event_resolution_ms, search, staleness.SOURCE_TYPES
+    )
+    asset = await load_asset(conn, sensor.generic_asset_id)
+    flex_context = _json_object(asset.flex_context)
+    inflexible = staleness.inflexible_device_ids(flex_context)
+    parent_id = asset.parent_asset_id
+    for _ in range(MAX_ASSET_DEPTH):  # the nearest ancestor that names any
+        if inflexible or parent_id is None:
+            break
+        parent = await asset_store.get_asset(conn, parent_id)
+        if parent is None:
+            break
+        inflexible = staleness.inflexible_device_ids(_json_object(parent.flex_context))
+        parent_id = parent.parent_asset_id
+    relation = staleness.relation(
+        sensor.id, sensor.generic_asset_id, asset.id, flex_context, inflexible
+    )
+    resolution = isodate.duration_isoformat(
+        dt.timedelta(milliseconds=sensor.event_resolution_ms)
+    )
+    data = [
+        # Keys in sorted order, as Flask writes them.
+        dict(
+            sorted(
+                {
+                    **status,
+                    "asset_name": asset.name,
+                    "id": sensor.id,
+                    "name": sensor.name,
+                    "relation": relation,
+                    "resolution": resolution,
+                }.items()
+            )
+        )
+        for status in staleness.statuses(latest, sensor.event_resolution_ms, specs, now)
+    ]
+    return respond({"sensors_data": data})

@@ -1,6 +1,6 @@
 """FlexMeasures' audit logs: `audit_log` (users, accounts) and `asset_audit_log`.
 
-Revision ID: 0003_f12_accounts_audit_log
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-04
 """

@@ -1,8 +1,8 @@
 """Annotations (stored once, linked to accounts/assets/sensors), user preferences,
 and FlexMeasures' own seeded asset types with its ids.
 
-Revision ID: 0003_f12_assets
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04
 
 The asset types are re-seeded in place: FlexMeasures 1.0.1's eight types get ids 1..8
