@@ -25,12 +25,6 @@ FLEX_MODEL = {
     "soc-max": "2 MWh",
     "power-capacity": "1 MW",
 }
-# Routes other branches of issue 12 add; the lead drops the mark once merged.
-MISSING_ROUTES = (
-    "POST /api/v3_0/sensors/<id>/forecasts/trigger, "
-    "GET /api/v3_0/sensors/<id>/forecasts/<uuid>, "
-    "POST /api/v3_0/sensors/<id>/data/upload"
-)
 
 
 @pytest.fixture
@@ -190,10 +184,7 @@ async def test_flexmeasures_client_methods_with_a_route(
     await client.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason=f"issue 12: routes still missing: {MISSING_ROUTES}"
-)
-async def test_flexmeasures_client_methods_of_routes_other_branches_add(
+async def test_flexmeasures_client_forecasts_and_uploads(
     stack: Stack,
     fm_session: aiohttp.ClientSession,
     company_worker: None,
@@ -210,8 +201,13 @@ async def test_flexmeasures_client_methods_of_routes_other_branches_add(
                 f"{t.isoformat()},{(i % 96) / 96:.4f}\n" for i, t in enumerate(hours)
             )
         )
+        # measurements, known when each event ended (else they are believed as of
+        # the upload, after the forecast's start, and are no history for it)
         await client.post_sensor_data(
-            sensor_id=power_id, file_path=str(upload), unit="MW"
+            sensor_id=power_id,
+            file_path=str(upload),
+            unit="MW",
+            belief_time_measured_instantly=True,
         )
         forecast_job = await client.trigger_forecast(
             sensor_id=power_id,

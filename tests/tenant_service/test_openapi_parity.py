@@ -13,28 +13,11 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-import pytest
-
 from tenant_service.api.v3_0.docs import load_spec
 from tests.tenant_service.test_openapi import METHODS, app_routes, documented
 
 REFERENCE: Final = Path(__file__).parent.parent / "data/flexmeasures-1.0.1-openapi.json"
 VARIABLE_RE: Final = re.compile(r"\{\w+\}|<(?:\w+:)?\w+>")
-# Routes other branches of issue 12 add; the lead drops the mark once they are merged.
-MISSING_TODAY: Final = (
-    "POST /api/v3_0/accounts, PATCH /api/v3_0/accounts/{}, "
-    "POST /api/v3_0/accounts/{}/annotations, GET /api/v3_0/accounts/{}/auditlog, "
-    "POST /api/v3_0/assets/default_asset_view, "
-    "POST /api/v3_0/assets/keep_legends_below_graphs, "
-    "POST /api/v3_0/assets/{}/annotations, GET /api/v3_0/assets/{}/auditlog, "
-    "GET /api/v3_0/assets/{}/chart, GET /api/v3_0/assets/{}/chart_annotations, "
-    "GET /api/v3_0/assets/{}/chart_data, POST /api/v3_0/assets/{}/copy, "
-    "GET /api/v3_0/assets/{}/jobs, GET /api/v3_0/assets/{}/kpis, "
-    "POST /api/v3_0/sensors/{}/annotations, POST /api/v3_0/sensors/{}/data/upload, "
-    "POST /api/v3_0/sensors/{}/forecasts/trigger, "
-    "GET /api/v3_0/sensors/{}/forecasts/{}, GET /api/v3_0/sensors/{}/status, "
-    "POST /api/v3_0/users, GET /api/v3_0/users/{}/auditlog"
-)
 
 
 def normalise(path: str) -> str:
@@ -73,14 +56,5 @@ def test_flexmeasures_reference_lists_the_v3_0_api() -> None:
     assert ("POST", "/api/v3_0/sensors/{}/schedules/trigger") in routes
 
 
-@pytest.mark.xfail(
-    strict=True, reason=f"issue 12: routes still missing: {MISSING_TODAY}"
-)
 def test_we_serve_every_route_of_flexmeasures_openapi() -> None:
     assert missing() == [], f"FlexMeasures routes we lack: {missing()}"
-
-
-def test_missing_routes_are_the_ones_other_branches_add() -> None:
-    """The xfail above lists exactly what is missing (or less, once merged)."""
-    listed = set(MISSING_TODAY.split(", "))
-    assert set(missing()) <= listed
