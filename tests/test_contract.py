@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -285,6 +285,15 @@ PRIVATE = [
 ]
 
 
+async def refused_for_want_of_a_user(response: ClientResponse) -> bool:
+    """The 401 of a missing or bad user token (getLatestTaskRun's own 401, for a
+    missing task-check token, is FlexMeasures' task-status answer instead)."""
+    if response.status != 401:
+        return False
+    body = await response.json()
+    return isinstance(body, dict) and body.get("status") == "UNAUTHORIZED"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "public"),
     [
@@ -311,7 +320,7 @@ async def test_public_routes_public_in_both(
     backend = await aiohttp_client(create_backend(backend_settings))
     service = _assertion(SECRET, TENANT, SERVICE, None)
     direct = await backend.request(method, path, headers={HEADER: service})
-    assert (direct.status != 401) == public, await direct.text()
+    assert (not await refused_for_want_of_a_user(direct)) == public, await direct.text()
 
     server = await aiohttp_server(create_backend(backend_settings))
     secrets = tmp_path / "secrets"
@@ -336,6 +345,6 @@ async def test_public_routes_public_in_both(
     answer = await gateway.request(
         method, path, headers={"Host": f"{TENANT}.localhost"}
     )
-    assert (answer.status != 401) == public, await answer.text()
+    assert (not await refused_for_want_of_a_user(answer)) == public, await answer.text()
     if public:  # the backend's own answer came through
         assert answer.status == direct.status
