@@ -252,6 +252,12 @@ async def test_copy_asset_tree(client: Client, world: World) -> None:
     ]
     assert json.loads(copied["flex_model"]) == {"sensor": new_sensor["id"]}
     assert json.loads(copied["flex_context"]) == {"x": 1}
+    status, log = await _get(client, world.member, f"assets/{copy_id}/auditlog")
+    assert status == 200, log
+    events = [record["event"] for record in log["data"]]
+    assert events == [
+        f"Copied asset 'Site': {site['id']} to 'Site (Copy)': {copy_id}"
+    ], events
     status, again = await _post(
         client, world.account_admin, f"assets/{site['id']}/copy", None
     )

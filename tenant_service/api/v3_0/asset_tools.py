@@ -32,6 +32,7 @@ from tenant_service.acl import Owner
 from tenant_service.api import NOT_BOOLEAN, NOT_INTEGER, UNKNOWN_FIELD, parse_path_id
 from tenant_service.api.v3_0 import (
     PREFIX,
+    actor,
     load_asset,
     principal,
     read_json_object,
@@ -47,7 +48,7 @@ from tenant_service.errors import (
 )
 from tenant_service.scheduling import jobs
 from tenant_service.store import accounts as account_store
-from tenant_service.store import asset_copy, preferences
+from tenant_service.store import asset_copy, audit, preferences
 from tenant_service.store import assets as asset_store
 from tenant_service.store.tables import sensors
 
@@ -126,6 +127,12 @@ async def copy_asset(request: web.Request) -> web.Response:
     name = await asset_copy.copy_name(conn, asset.name, account_id, parent_id)
     new_id = await asset_copy.copy_subtree(
         conn, asset.id, account_id=account_id, parent_id=parent_id, name=name
+    )
+    await audit.record_asset(
+        conn,
+        actor(request),
+        new_id,
+        f"Copied asset '{asset.name}': {asset.id} to '{name}': {new_id}",
     )
     await conn.commit()
     if "parent" not in query and "account" not in query:
