@@ -357,11 +357,15 @@ async def fetch(
     target: str,
     *,
     limit: int = FETCH_LIMIT,
+    method: str = "GET",
+    json_body: object = None,
 ) -> BackendAnswer:
-    """GET `target` from a replica as `identity`; the answer, buffered.
+    """`method` `target` (default GET) at a replica as `identity`; the answer, buffered.
 
     For the gateway's own calls (pages), not for relaying a client's request: no
-    client headers are passed on. Replicas are tried as gateway/upstream.py says.
+    client headers are passed on. Replicas are tried as gateway/upstream.py says
+    (a POST, PATCH or DELETE is not sent again once a replica may have seen it).
+    `json_body`, if not None, is sent as JSON.
     """
     headers = {
         "Accept": "application/json",
@@ -376,18 +380,23 @@ async def fetch(
         request.app[keys.SETTINGS].connect_timeout, total=tenant.upstream_timeout
     )
     session = request.app[keys.HTTP]
+    data = None if json_body is None else json.dumps(json_body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
 
     async def send(backend: str) -> BackendAnswer:
-        async with session.get(
+        async with session.request(
+            method,
             URL(backend + target, encoded=True),
             headers=headers,
+            data=data,
             allow_redirects=False,
             timeout=timeout,
         ) as upstream:
             body = await _read_limited(upstream, limit, tenant)
         return BackendAnswer(upstream.status, upstream.content_type, body)
 
-    async with attempt(request, tenant, send) as answer:
+    async with attempt(request, tenant, send, method=method) as answer:
         return answer
 
 

@@ -231,41 +231,39 @@ def _kind_of(job: Job) -> str:
     return "forecasting" if "forecast" in (job.func_name or "") else "scheduling"
 
 
-def _entity(job: Job, asset_id: int, sensor_ids: set[int]) -> tuple[str, int] | None:
+def _entity(
+    job: Job, asset_ids: set[int], sensor_ids: set[int]
+) -> tuple[str, int] | None:
     """Whose job this is, by its meta: `target` ("asset 3", "sensor 5": what was
-    triggered), else `asset_id`, `sensor_id`, or the first of `sensors` that
-    belongs to the asset."""
+    triggered), else `asset_id`, `sensor_id`, or the first of `sensors` that is
+    one of `sensor_ids`; None unless that asset or sensor is one of those given."""
     meta = job.meta
     target = meta.get("target")
     if isinstance(target, str) and " " in target:
         kind, _, number = target.partition(" ")
         if kind in ("asset", "sensor") and number.isdecimal():
             wanted = int(number)
-            if (kind == "asset" and wanted == asset_id) or (
+            if (kind == "asset" and wanted in asset_ids) or (
                 kind == "sensor" and wanted in sensor_ids
             ):
                 return kind, wanted
             return None
-    if meta.get("asset_id") is not None:
-        return ("asset", asset_id) if meta.get("asset_id") == asset_id else None
+    asset = meta.get("asset_id")
+    if asset is not None:
+        return (
+            ("asset", asset) if isinstance(asset, int) and asset in asset_ids else None
+        )
     sensor = meta.get("sensor_id")
     if isinstance(sensor, int):
         return ("sensor", sensor) if sensor in sensor_ids else None
     for listed in meta.get("sensors") or ():
-        if listed in sensor_ids:
+        if isinstance(listed, int) and listed in sensor_ids:
             return ("sensor", listed)
     return None
 
 
-def entity_jobs(
-    connection: redis.Redis, settings: Settings, asset_id: int, sensor_ids: set[int]
-) -> list[EntityJob]:
-    """Jobs of the tenant's queue (any kind) about an asset or its sensors.
-
-    Generic by job meta, so every job type that records `target`, `asset_id`,
-    `sensor_id` or `sensors` (schedules, forecasts) is listed: the asset's jobs
-    first, then per sensor, oldest enqueued first.
-    """
+def _queue_jobs(connection: redis.Redis, settings: Settings) -> list[Job]:
+    """The tenant queue's jobs: queued, then per registry (MAX_LISTED at most)."""
     tenant_queue = queue(connection, settings)
     registries = (
         StartedJobRegistry,
@@ -280,11 +278,50 @@ def entity_jobs(
         found = registry(queue=tenant_queue).get_job_ids(0, MAX_LISTED - 1)
         ids += found
     unique = list(dict.fromkeys(ids))[:MAX_LISTED]
+    return [
+        job
+        for job in Job.fetch_many(
+            unique, connection=connection, serializer=JSONSerializer
+        )
+        if job is not None and job.origin == settings.queue_name
+    ]
+
+
+def jobs_of(
+    connection: redis.Redis,
+    settings: Settings,
+    asset_ids: set[int],
+    sensor_ids: set[int],
+) -> list[EntityJob]:
+    """Jobs of the tenant's queue (any kind) about any of these assets or sensors,
+    newest enqueued first."""
     listed: list[EntityJob] = []
-    for job in Job.fetch_many(unique, connection=connection, serializer=JSONSerializer):
-        if job is None or job.origin != settings.queue_name:
-            continue
-        entity = _entity(job, asset_id, sensor_ids)
+    for job in _queue_jobs(connection, settings):
+        entity = _entity(job, asset_ids, sensor_ids)
+        if entity is not None:
+            listed.append(EntityJob(job, _kind_of(job), *entity))
+    listed.sort(
+        key=lambda e: (
+            e.job.enqueued_at.timestamp() if e.job.enqueued_at else 0.0,
+            e.job.id,
+        ),
+        reverse=True,
+    )
+    return listed
+
+
+def entity_jobs(
+    connection: redis.Redis, settings: Settings, asset_id: int, sensor_ids: set[int]
+) -> list[EntityJob]:
+    """Jobs of the tenant's queue (any kind) about an asset or its sensors.
+
+    Generic by job meta, so every job type that records `target`, `asset_id`,
+    `sensor_id` or `sensors` (schedules, forecasts) is listed: the asset's jobs
+    first, then per sensor, oldest enqueued first.
+    """
+    listed: list[EntityJob] = []
+    for job in _queue_jobs(connection, settings):
+        entity = _entity(job, {asset_id}, sensor_ids)
         if entity is not None:
             listed.append(EntityJob(job, _kind_of(job), *entity))
     order = {"asset": 0, "sensor": 1}

@@ -386,6 +386,67 @@ async def test_asset_jobs_without_queue(client: Client, world: World) -> None:
     assert status == 403
 
 
+async def test_account_jobs_lists_the_accounts_jobs_newest_first(
+    aiohttp_client: ClientFactory, queued: Settings, world: World
+) -> None:
+    """GET /jobs (flexhost): the account's schedule and forecast jobs, with times
+    and each one's message; other accounts' only to those who may read them."""
+    client = await aiohttp_client(create_app(queued))
+    site = await make_site(client, world)
+    status, body = await trigger(client, world.member, site.power, battery(site))
+    assert status == 202, body
+    connection = jobs.connect(queued)
+    try:
+        failed = jobs.queue(connection, queued).enqueue(
+            jobs.FORECAST_FUNCTION,
+            meta={"origin": "forecasting", "sensor_id": site.power},
+        )
+        failed.meta["exception"] = {"type": "ValueError", "message": "too little data"}
+        failed.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        failed.set_status(JobStatus.FAILED)
+    finally:
+        jobs.close(connection)
+    status, listing = await _get(client, world.member, "jobs")
+    assert status == 200, listing
+    assert listing["redis_connection_err"] is None
+    newest, oldest = listing["jobs"]
+    assert newest["job_id"] == failed.id
+    assert newest["queue"] == "forecasting"
+    assert newest["status"] == "failed"
+    assert newest["message"] == (
+        "Forecasting job failed with ValueError: too little data"
+    )
+    assert (newest["asset_or_sensor_type"], newest["entity_id"]) == (
+        "sensor",
+        site.power,
+    )
+    assert newest["entity_name"] == "power"
+    assert newest["asset_id"] == site.asset
+    assert oldest["job_id"] == body["job"]
+    assert oldest["status"] == "queued"
+    assert oldest["message"] == "Scheduling job waiting to be processed."
+    assert oldest["enqueued_at"].endswith("+00:00")
+    assert oldest["started_at"] is None and oldest["ended_at"] is None
+    # Another account sees none of them, and may not ask for them.
+    status, listing = await _get(client, world.outsider, "jobs")
+    assert (status, listing["jobs"]) == (200, [])
+    status, _ = await _get(client, world.outsider, "jobs", {"account": str(world.acme)})
+    assert status == 403
+    status, listing = await _get(
+        client, world.admin, "jobs", {"account": str(world.acme)}
+    )
+    assert status == 200 and len(listing["jobs"]) == 2
+    for query, code in (("999999", 404), ("x", 422)):
+        status, _ = await _get(client, world.admin, "jobs", {"account": query})
+        assert status == code
+
+
+async def test_account_jobs_without_queue(client: Client, world: World) -> None:
+    status, listing = await _get(client, world.member, "jobs")
+    assert (status, listing["jobs"]) == (200, [])
+    assert listing["redis_connection_err"] == "Redis not configured"
+
+
 # --- charts and KPIs ----------------------------------------------------------------
 
 

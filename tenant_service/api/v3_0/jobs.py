@@ -16,19 +16,25 @@ from typing import Any, Final
 import redis
 from aiohttp import web
 from rq.job import Job, JobStatus
+from sqlalchemy import select
 
 from tenant_service import acl, keys
+from tenant_service.api import NOT_INTEGER
 from tenant_service.api.v3_0 import PREFIX, principal, respond
 from tenant_service.config import Settings
 from tenant_service.errors import (
     ForbiddenError,
+    NotFoundError,
     QueueUnavailableError,
     ServiceUnavailableError,
     TooManyRequestsError,
     UnknownJobError,
+    ValidationError,
 )
 from tenant_service.scheduling import jobs
+from tenant_service.store import accounts as account_store
 from tenant_service.store.sensors import get_sensor
+from tenant_service.store.tables import generic_assets, sensors
 
 routes = web.RouteTableDef()
 
@@ -160,3 +166,80 @@ async def get_job_status(request: web.Request) -> web.Response:
     }
     body.update({key.replace("-", "_"): value for key, value in list(body.items())})
     return respond(body, status=code)
+
+
+def _message_of(job: Job, status: JobStatus) -> str:
+    if status == JobStatus.FINISHED:
+        return f"{origin(job).capitalize()} job has finished."
+    if status == JobStatus.FAILED:
+        return failure_message(job)
+    return pending_message(job, status)
+
+
+@routes.get(PREFIX + "/jobs")
+async def get_account_jobs(request: web.Request) -> web.Response:
+    """The background jobs of an account's assets and sensors (flexhost extension)."""
+    who = principal(request)
+    account_id = who.account_id
+    text = request.query.get("account", request.query.get("account_id"))
+    if text is not None:
+        text = text.strip()
+        if not text.isdecimal() or len(text) > 18:
+            raise ValidationError("query", {"account": [NOT_INTEGER]})
+        account_id = int(text)
+    conn = request[keys.CONN]
+    account = await account_store.get_account(conn, account_id)
+    if account is None:
+        raise NotFoundError(f"Account {account_id} not found")
+    if not who.may_read_account(account.id, account.consultancy_account_id):
+        raise ForbiddenError()
+    found_assets = await conn.execute(
+        select(generic_assets.c.id, generic_assets.c.name).where(
+            generic_assets.c.account_id == account.id
+        )
+    )
+    assets: dict[int, str] = {row.id: row.name for row in found_assets}
+    rows = (
+        await conn.execute(
+            select(sensors.c.id, sensors.c.name, sensors.c.generic_asset_id).where(
+                sensors.c.generic_asset_id.in_(list(assets))
+            )
+        )
+    ).all()
+    sensor_rows = {row.id: row for row in rows}
+    client = request.app.get(keys.JOB_REDIS)
+    if client is None:
+        return respond({"jobs": [], "redis_connection_err": "Redis not configured"})
+    settings: Settings = request.app[keys.SETTINGS]
+    try:
+        found = await asyncio.to_thread(
+            jobs.jobs_of, client, settings, set(assets), set(sensor_rows)
+        )
+    except (redis.ConnectionError, redis.TimeoutError):
+        return respond({"jobs": [], "redis_connection_err": "Redis is not reachable."})
+    listed = []
+    for entry in found:
+        job = entry.job
+        status = job.get_status(refresh=False)
+        if entry.kind == "asset":
+            asset_id, name = entry.entity_id, assets.get(entry.entity_id, "")
+        else:
+            row = sensor_rows[entry.entity_id]
+            asset_id, name = row.generic_asset_id, row.name
+        listed.append(
+            {
+                "job_id": job.id,
+                "queue": entry.queue,
+                "status": str(status.value),
+                "asset_or_sensor_type": entry.kind,
+                "entity_id": entry.entity_id,
+                "entity_name": name,
+                "asset_id": asset_id,
+                "asset_name": assets.get(asset_id, ""),
+                "message": _message_of(job, status),
+                "enqueued_at": _time(job.enqueued_at),
+                "started_at": _time(job.started_at),
+                "ended_at": _time(job.ended_at),
+            }
+        )
+    return respond({"jobs": listed, "redis_connection_err": None})
