@@ -114,7 +114,9 @@ async def make_dash(
 ) -> DashFactory:
     """The gateway over company's real backend; `rate_limits` for company."""
 
-    async def factory(rate_limits: dict[str, str] | None = None) -> Dash:
+    async def factory(
+        rate_limits: dict[str, str] | None = None, **backend: Any
+    ) -> Dash:
         secrets_dir = tmp_path / "secrets"
         secrets_dir.mkdir()
         admin, outsider = await templates.copy_sqlite(USERS, sqlite_database_url)
@@ -126,6 +128,7 @@ async def make_dash(
                     name="company",
                     database_url=sqlite_database_url,
                     secret=Secret(secret),
+                    **backend,
                 )
             )
         )

@@ -426,7 +426,8 @@ async def test_account_jobs_lists_the_accounts_jobs_newest_first(
     assert oldest["status"] == "queued"
     assert oldest["message"] == "Scheduling job waiting to be processed."
     assert oldest["enqueued_at"].endswith("+00:00")
-    assert oldest["started_at"] is None and oldest["ended_at"] is None
+    assert oldest["started_at"] is None
+    assert oldest["ended_at"] is None
     # Another account sees none of them, and may not ask for them.
     status, listing = await _get(client, world.outsider, "jobs")
     assert (status, listing["jobs"]) == (200, [])
@@ -435,7 +436,8 @@ async def test_account_jobs_lists_the_accounts_jobs_newest_first(
     status, listing = await _get(
         client, world.admin, "jobs", {"account": str(world.acme)}
     )
-    assert status == 200 and len(listing["jobs"]) == 2
+    assert status == 200
+    assert len(listing["jobs"]) == 2
     for query, code in (("999999", 404), ("x", 422)):
         status, _ = await _get(client, world.admin, "jobs", {"account": query})
         assert status == code
