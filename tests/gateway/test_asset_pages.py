@@ -457,6 +457,8 @@ async def test_jobs_page_lists_pending_and_failed_jobs(
     assert f'href="/sensors/{seeded.power}"' in text
     assert f'href="/assets/{seeded.battery}"' in text
     assert '<meta http-equiv="refresh" content="5">' in text
+    listing = await get_json(dash, dash.admin, "/api/v3_0/jobs")  # via the proxy too
+    assert [job["job_id"] for job in listing["jobs"]] == [job_id]
     settings = BackendSettings(
         name="company",
         database_url="sqlite+aiosqlite:///unused.sqlite3",
