@@ -233,6 +233,8 @@ async def get_assets(request: web.Request) -> web.Response:
     query = request.query.get("q", "").strip()[:SEARCH_MAX]
     params = {"fields": "id,name,parent_asset_id,generic_asset_type,account_id"}
     if query:
+        params["fields"] += ",latitude,longitude,sensors"
+    if query:
         params["filter"] = query
     try:
         assets, cut = await _listing(request, user, "assets", params)
@@ -260,6 +262,9 @@ async def get_assets(request: web.Request) -> web.Response:
                         "name": raw.get("name") or f"Asset {raw.get('id')}",
                         "type": kind.get("name") if isinstance(kind, dict) else "",
                         "parent_id": raw.get("parent_asset_id"),
+                        "latitude": raw.get("latitude"),
+                        "longitude": raw.get("longitude"),
+                        "sensors": len(raw.get("sensors") or ()),
                     }
                 )
         matches.sort(key=lambda row: (str(row["name"]).casefold(), row["id"]))
@@ -369,6 +374,8 @@ class AssetForm:
 
 ASSET_FORM_FIELDS: Final = (
     "name",
+    "description",
+    "external_id",
     "generic_asset_type_id",
     "parent_asset_id",
     "latitude",
@@ -387,6 +394,8 @@ def asset_form_of(asset: dict[str, Any]) -> AssetForm:
     return AssetForm(
         {
             "name": text(asset.get("name")),
+            "description": text(asset.get("description")),
+            "external_id": text(asset.get("external_id")),
             "generic_asset_type_id": text(asset.get("generic_asset_type_id")),
             "parent_asset_id": text(asset.get("parent_asset_id")),
             "latitude": text(asset.get("latitude")),
@@ -416,6 +425,8 @@ def asset_body(form: Form) -> tuple[AssetForm, dict[str, Any]]:
     """The form as typed, and the API body it makes."""
     values = {name: _field(form, name) for name in ASSET_FORM_FIELDS}
     body: dict[str, Any] = {"name": values["name"]}
+    for name in ("description", "external_id"):
+        body[name] = values[name].strip() or None
     for name in ("generic_asset_type_id", "parent_asset_id", "latitude", "longitude"):
         body[name] = _number_or_text(values[name])
     for name in ASSET_JSON_FIELDS:

@@ -94,6 +94,8 @@ async def get_json(dash: Dash, user: User, path: str) -> Any:
 def asset_form(kind: int, **values: str) -> dict[str, str]:
     return {
         "name": "Depot",
+        "description": "",
+        "external_id": "",
         "generic_asset_type_id": str(kind),
         "parent_asset_id": "",
         "latitude": "52.1",
@@ -141,6 +143,7 @@ async def test_assets_search_filters_by_name_without_script(dash: Dash) -> None:
     assert f'href="/assets/{seeded.battery}"' in text
     assert f'href="/assets/{seeded.site}"' not in text
     assert "1 asset named like" in text
+    assert "<td>1</td>" in text  # its sensor count
     # The account's name matches every asset in the API's filter; the page
     # filters by the asset's name only.
     status, text = await page(dash, dash.admin, "/assets?q=Company")
@@ -234,6 +237,7 @@ async def test_create_asset_then_edit_it(dash: Dash) -> None:
         asset_form(
             kind,
             name="Depot 2",
+            description="The <depot>",
             flex_model='{"soc-max": "10 kWh"}',
             flex_context='{"site-power-capacity": "1 MW"}',
         ),
@@ -241,6 +245,8 @@ async def test_create_asset_then_edit_it(dash: Dash) -> None:
     assert (status, location) == (303, f"/assets/{asset_id}?notice=saved")
     asset = await get_json(dash, dash.admin, f"/api/v3_0/assets/{asset_id}")
     assert asset["name"] == "Depot 2"
+    assert asset["description"] == "The <depot>"
+    assert asset["external_id"] is None
     assert "soc-max" in asset["flex_model"]
     assert "site-power-capacity" in asset["flex_context"]
 
