@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -416,9 +417,10 @@ def _number_or_text(text: str) -> object:
     if not text:
         return None
     try:
-        return int(text) if text.lstrip("-").isdecimal() else float(text)
+        number = int(text) if text.lstrip("-").isdecimal() else float(text)
     except ValueError:
         return text
+    return number if math.isfinite(number) else text
 
 
 def asset_body(form: Form) -> tuple[AssetForm, dict[str, Any]]:
@@ -450,7 +452,9 @@ async def _form_choices(
         (
             {"id": raw["id"], "name": raw.get("name", "")}
             for raw in assets
-            if isinstance(raw, dict) and raw.get("id") != exclude
+            if isinstance(raw, dict)
+            and _int(raw.get("id")) is not None
+            and raw["id"] != exclude
         ),
         key=lambda row: (str(row["name"]).casefold(), row["id"]),
     )

@@ -14,7 +14,7 @@ from typing import Any
 from rq.job import JobStatus
 
 from contract.config import Secret
-from gateway.web.assets import field_errors, name_matches
+from gateway.web.assets import _number_or_text, field_errors, name_matches
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.scheduling import jobs
 from tenant_service.store import users as user_store
@@ -152,6 +152,14 @@ async def test_assets_search_filters_by_name_without_script(dash: Dash) -> None:
     status, text = await page(dash, dash.admin, "/assets?q=%22%3Cb%3E")
     assert status == 200
     assert "<b>" not in text.split("<main")[1].split("</form>")[1]
+
+
+def test_number_or_text_leaves_the_api_to_name_bad_numbers() -> None:
+    assert _number_or_text(" 52.5 ") == 52.5
+    assert _number_or_text("-3") == -3
+    assert _number_or_text("") is None
+    for text in ("north", "1e400", "nan", "-inf"):
+        assert _number_or_text(text) == text
 
 
 def test_name_matches_every_word() -> None:
