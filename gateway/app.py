@@ -184,8 +184,9 @@ def create_app(
         settings.upstream_share_per_address,
         settings.upstream_wait,
     )
+    # Unwound in reverse: mails under way end before HTTP and Redis close.
     app.cleanup_ctx.extend(
-        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx]
+        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx, reset.mail_ctx]
     )
     app.on_response_prepare.append(add_standard_headers)
     app.on_response_prepare.append(close_if_asked)

@@ -23,7 +23,9 @@ from contract.identity import HEADER as IDENTITY_HEADER
 from contract.identity import SERVICE
 
 from . import keys
-from .auth import REDIS_ERRORS, RedisClient
+
+# A user's set of link hashes is kept like their set of token hashes.
+from .auth import _REMEMBER, REDIS_ERRORS, RedisClient
 from .errors import TokenStoreUnavailableError, UpstreamUnavailableError
 from .signing import identity_for
 from .tenants_file import TenantConfig
@@ -65,21 +67,48 @@ class ResetLinks:
         self.redis = redis
         self.prefix = prefix
         self._take = redis.register_script(_TAKE_LINK)
+        self._remember = redis.register_script(_REMEMBER)
 
     def key(self, token: str) -> str:
         """The Redis key of a link (its token's hash only)."""
-        return f"{self.prefix}:reset:{link_hash(token)}"
+        return self._link_key(link_hash(token))
+
+    def _link_key(self, digest: str) -> str:
+        return f"{self.prefix}:reset:{digest}"
+
+    def _user_key(self, tenant: str, user_id: int) -> str:
+        return f"{self.prefix}:reset-user:{tenant}:{user_id}"
 
     async def create(self, tenant: str, user_id: int, ttl: int) -> str:
-        """A new link's token (returned once, never stored)."""
+        """A new link's token (returned once, never stored).
+
+        The user's set of link hashes lets a reset end every other link of theirs.
+        """
         token = secrets.token_urlsafe(32)
+        digest = link_hash(token)
         try:
             await self.redis.set(
-                self.key(token), f"{tenant} {user_id}", ex=ttl, nx=True
+                self._link_key(digest), f"{tenant} {user_id}", ex=ttl, nx=True
+            )
+            await self._remember(
+                keys=[self._user_key(tenant, user_id)], args=[ttl, digest]
             )
         except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
         return token
+
+    async def forget_user(self, tenant: str, user_id: int) -> None:
+        """End every link of a user (their password was just set); best effort."""
+        user_key = self._user_key(tenant, user_id)
+        try:
+            digests = [_text(m) for m in await self.redis.smembers(user_key)]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for digest in digests:
+                    pipe.delete(self._link_key(digest))
+                pipe.delete(user_key)
+                await pipe.execute()
+        except REDIS_ERRORS as err:
+            logger.warning("could not end a user's other reset links: %s", err)
 
     async def valid(self, token: str, tenant: str) -> bool:
         """Whether the link is live for this tenant (without using it)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -51,6 +52,15 @@ UNAVAILABLE: Final = (
     "The password cannot be reset right now; please try again in a minute. "
     "Your link still works until it expires."
 )
+
+
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
+    """At shutdown, let reset mails under way finish (before HTTP and Redis close)."""
+    yield
+    tasks = app[keys.SETTLING]
+    if tasks:
+        pending = set(tasks)
+        await asyncio.wait(pending, timeout=app[keys.SETTINGS].smtp_timeout)
 
 
 def _field(form: Any, name: str) -> str:
@@ -293,6 +303,7 @@ async def post_reset_password(request: web.Request) -> web.Response:
             request, token, errors={"password": " ".join(refused)}, status=422
         )
     request[keys.USER_ID] = link.user_id
+    await links.forget_user(tenant.subdomain, link.user_id)
     try:
         count = await request.app[keys.TOKENS].revoke_user(
             tenant.subdomain, link.user_id
