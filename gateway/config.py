@@ -101,6 +101,8 @@ class Settings:
     smtp_timeout: float = 10.0
     mail_from: str = ""
     reset_link_ttl: int = 1800
+    # An admin's invitation (or reset) link to set a password lives longer.
+    invite_link_ttl: int = 3 * 24 * 3600
 
     @property
     def mail_configured(self) -> bool:
@@ -270,6 +272,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         smtp_timeout=env.number("SMTP_TIMEOUT", 10.0),
         mail_from=mail_from,
         reset_link_ttl=env.integer("RESET_LINK_TTL", 1800, minimum=60),
+        invite_link_ttl=env.integer("INVITE_LINK_TTL", 3 * 24 * 3600, minimum=60),
     )
     problems += _redis_problems(given, settings)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):

@@ -53,6 +53,7 @@ class ResetLink:
     tenant: str
     user_id: int
     left_ms: int
+    kind: str = "reset"  # "reset" (asked for by the user) or "invite" (by an admin)
 
 
 def link_hash(token: str) -> str:
@@ -79,7 +80,9 @@ class ResetLinks:
     def _user_key(self, tenant: str, user_id: int) -> str:
         return f"{self.prefix}:reset-user:{tenant}:{user_id}"
 
-    async def create(self, tenant: str, user_id: int, ttl: int) -> str:
+    async def create(
+        self, tenant: str, user_id: int, ttl: int, kind: str = "reset"
+    ) -> str:
         """A new link's token (returned once, never stored).
 
         The user's set of link hashes lets a reset end every other link of theirs.
@@ -88,7 +91,7 @@ class ResetLinks:
         digest = link_hash(token)
         try:
             await self.redis.set(
-                self._link_key(digest), f"{tenant} {user_id}", ex=ttl, nx=True
+                self._link_key(digest), f"{tenant} {user_id} {kind}", ex=ttl, nx=True
             )
             await self._remember(
                 keys=[self._user_key(tenant, user_id)], args=[ttl, digest]
@@ -110,16 +113,20 @@ class ResetLinks:
         except REDIS_ERRORS as err:
             logger.warning("could not end a user's other reset links: %s", err)
 
-    async def valid(self, token: str, tenant: str) -> bool:
-        """Whether the link is live for this tenant (without using it)."""
+    async def peek(self, token: str, tenant: str) -> ResetLink | None:
+        """The live link of this tenant (without using it); None if there is none."""
         if not token or len(token) > TOKEN_MAX:
-            return False
+            return None
         try:
             value = await self.redis.get(self.key(token))
         except REDIS_ERRORS as err:
             raise TokenStoreUnavailableError() from err
         link = None if value is None else _parse(value, 0)
-        return link is not None and link.tenant == tenant
+        return link if link is not None and link.tenant == tenant else None
+
+    async def valid(self, token: str, tenant: str) -> bool:
+        """Whether the link is live for this tenant (without using it)."""
+        return await self.peek(token, tenant) is not None
 
     async def use(self, token: str, tenant: str) -> ResetLink | None:
         """Take the link away; what it stood for, or None (none, or another tenant's:
@@ -147,7 +154,7 @@ class ResetLinks:
         try:
             await self.redis.set(
                 self.key(token),
-                f"{link.tenant} {link.user_id}",
+                f"{link.tenant} {link.user_id} {link.kind}",
                 px=link.left_ms,
                 nx=True,
             )
@@ -160,29 +167,36 @@ def _text(value: bytes | str) -> str:
 
 
 def _parse(value: bytes | str, left_ms: int) -> ResetLink | None:
-    tenant, _, user = _text(value).partition(" ")
+    tenant, _, rest = _text(value).partition(" ")
+    user, _, kind = rest.partition(" ")
     try:
-        return ResetLink(tenant, int(user), left_ms)
+        return ResetLink(tenant, int(user), left_ms, kind or "reset")
     except ValueError:
         return None
 
 
 async def call_backend(
-    request: web.Request, tenant: TenantConfig, path: str, body: dict[str, Any]
+    request: web.Request,
+    tenant: TenantConfig,
+    path: str,
+    body: dict[str, Any] | None,
+    *,
+    method: str = "POST",
+    identity: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """POST `body` to an internal route of the tenant's backend as the service."""
+    """Call the tenant's backend as `identity` (default: the service)."""
     session = request.app[keys.HTTP]
     timeout = client_timeout(
         request.app[keys.SETTINGS].connect_timeout, total=tenant.upstream_timeout
     )
     headers = {
-        IDENTITY_HEADER: identity_for(request, tenant, SERVICE),
+        IDENTITY_HEADER: identity or identity_for(request, tenant, SERVICE),
         "X-Request-Id": request[keys.REQUEST_ID],
     }
 
     async def send(backend: str) -> tuple[int, dict[str, Any]]:
-        async with session.post(
-            f"{backend}{path}", json=body, headers=headers, timeout=timeout
+        async with session.request(
+            method, f"{backend}{path}", json=body, headers=headers, timeout=timeout
         ) as response:
             try:
                 found = await response.json(content_type=None)
@@ -194,7 +208,7 @@ async def call_backend(
             return response.status, found if isinstance(found, dict) else {}
 
     async with attempt(
-        request, tenant, send, method="POST", counted=False, task="reset a password"
+        request, tenant, send, method=method, counted=False, task="reset a password"
     ) as answer:
         return answer
 

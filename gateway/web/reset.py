@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 from urllib.parse import quote
 
 from aiohttp import web
 
+from contract.identity import Caller
 from gateway import keys
 from gateway.errors import (
     ApiError,
@@ -38,11 +39,12 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 from gateway.mail import MailError, build_message, send_mail
-from gateway.reset import ResetLinks, find_user, keep, set_password
+from gateway.reset import ResetLinks, call_backend, find_user, keep, set_password
+from gateway.signing import identity_for
 from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle, wait_words
 
-from . import render, sessions
+from . import error_page, render, sessions
 from .views import EMAIL_MAX, FORM_REJECTED, PASSWORD_MAX
 
 logger = logging.getLogger(__name__)
@@ -143,46 +145,108 @@ async def _throttle(request: web.Request, tenant: TenantConfig, email: str) -> N
             )
 
 
-def _mail_text(tenant: TenantConfig, link: str, ttl: int) -> str:
+def _mail_text(tenant: TenantConfig, link: str, ttl: int, kind: str) -> str:
+    if kind == "invite":
+        opening = (
+            f"an administrator of {tenant.name} invites you to set the password of "
+            f"your account there (or a new one, if you had one)."
+        )
+    else:
+        opening = (
+            f"someone (hopefully you) asked to reset the password of your account "
+            f"at {tenant.name}."
+        )
     return (
-        f"Hello,\n\n"
-        f"someone (hopefully you) asked to reset the password of your account at "
-        f"{tenant.name}.\n\n"
-        f"To choose a new password, open this link within {_minutes(ttl)}:\n\n"
+        f"Hello,\n\n{opening}\n\n"
+        f"To choose a password, open this link within {_minutes(ttl)}:\n\n"
         f"{link}\n\n"
-        f"The link works once. Setting a new password ends all your sessions and "
+        f"The link works once. Setting a password ends all your sessions and "
         f"revokes your API tokens.\n\n"
-        f"If you did not ask for this, ignore this mail: your password stays as "
-        f"it is.\n"
+        f"If you did not expect this, ignore this mail.\n"
     )
+
+
+async def _deliver(
+    request: web.Request,
+    tenant: TenantConfig,
+    *,
+    user_id: int,
+    email: str,
+    origin: str,
+    kind: str,
+) -> None:
+    """Make a link and mail it (ApiError, MailError if that fails)."""
+    settings = request.app[keys.SETTINGS]
+    ttl = settings.invite_link_ttl if kind == "invite" else settings.reset_link_ttl
+    token = await _links(request).create(tenant.subdomain, user_id, ttl, kind)
+    link = f"{origin}/reset-password?token={quote(token)}"
+    subject = (
+        f"Set your password at {tenant.name}"
+        if kind == "invite"
+        else f"Reset your password at {tenant.name}"
+    )
+    message = build_message(
+        sender=tenant.mail_from or settings.mail_from,
+        recipient=email,
+        subject=subject,
+        text=_mail_text(tenant, link, ttl, kind),
+    )
+    await send_mail(settings, message)
+    logger.info("password %s mail sent", kind, extra={"user_id": user_id})
+
+
+async def _guarded(work: Coroutine[Any, Any, None], kind: str) -> None:
+    """Run a mail task; failures are logged (never the link)."""
+    try:
+        await work
+    except (ApiError, MailError) as err:
+        logger.warning("password %s mail not sent: %s", kind, err)
+    except Exception:  # a detached task: nobody else would see it
+        logger.exception("password %s mail failed", kind)
 
 
 async def _send_link(
     request: web.Request, tenant: TenantConfig, email: str, origin: str
 ) -> None:
-    """Look the address up and mail a link if it is an active user's (a task)."""
-    settings = request.app[keys.SETTINGS]
-    try:
-        account = await find_user(request, tenant, email)
-        if account is None or not account.active:
-            logger.info("password reset asked for an unknown or inactive address")
-            return
-        token = await _links(request).create(
-            tenant.subdomain, account.user_id, settings.reset_link_ttl
-        )
-        link = f"{origin}/reset-password?token={quote(token)}"
-        message = build_message(
-            sender=tenant.mail_from or settings.mail_from,
-            recipient=account.email,
-            subject=f"Reset your password at {tenant.name}",
-            text=_mail_text(tenant, link, settings.reset_link_ttl),
-        )
-        await send_mail(settings, message)
-        logger.info("password reset mail sent", extra={"user_id": account.user_id})
-    except (ApiError, MailError) as err:
-        logger.warning("password reset mail not sent: %s", err)
-    except Exception:  # a detached task: nobody else would see it
-        logger.exception("password reset mail failed")
+    """Look the address up and mail a link if it is an active user's."""
+    account = await find_user(request, tenant, email)
+    if account is None or not account.active:
+        logger.info("password reset asked for an unknown or inactive address")
+        return
+    await _deliver(
+        request,
+        tenant,
+        user_id=account.user_id,
+        email=account.email,
+        origin=origin,
+        kind="reset",
+    )
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request[keys.SCHEME]}://{request[keys.PUBLIC_AUTHORITY]}"
+
+
+def mail_password_link(
+    request: web.Request, tenant: TenantConfig, *, user_id: int, email: str
+) -> bool:
+    """Mail a user an invitation to set their password (after the answer).
+
+    For pages where an admin creates a user or resets a password, once the
+    backend allowed it. False if mail is not set up (nothing is sent).
+    """
+    if not request.app[keys.SETTINGS].mail_configured:
+        return False
+    work = _deliver(
+        request,
+        tenant,
+        user_id=user_id,
+        email=email,
+        origin=_origin(request),
+        kind="invite",
+    )
+    keep(request.app, asyncio.create_task(_guarded(work, "invite")))
+    return True
 
 
 @routes.post("/forgot-password")
@@ -210,8 +274,8 @@ async def post_forgot_password(request: web.Request) -> web.Response:
             status=err.status,
             headers=err.headers,
         )
-    origin = f"{request[keys.SCHEME]}://{request[keys.PUBLIC_AUTHORITY]}"
-    keep(request.app, asyncio.create_task(_send_link(request, tenant, email, origin)))
+    work = _send_link(request, tenant, email, _origin(request))
+    keep(request.app, asyncio.create_task(_guarded(work, "reset")))
     return render(
         request,
         "forgot_sent.html",
@@ -223,6 +287,7 @@ def _reset_page(
     request: web.Request,
     token: str,
     *,
+    kind: str = "reset",
     errors: dict[str, str] | None = None,
     error: str | None = None,
     status: int = 200,
@@ -232,6 +297,7 @@ def _reset_page(
         "reset.html",
         {
             "token": token,
+            "invitation": kind == "invite",
             "errors": errors or {},
             "error": error,
             "password_max": PASSWORD_MAX,
@@ -251,9 +317,10 @@ async def get_reset_password(request: web.Request) -> web.Response:
         return _off(request)
     tenant: TenantConfig = request[keys.TENANT]
     token = request.query.get("token", "")
-    if not await _links(request).valid(token, tenant.subdomain):
+    link = await _links(request).peek(token, tenant.subdomain)
+    if link is None:
         return _invalid(request)
-    return _reset_page(request, token)
+    return _reset_page(request, token, kind=link.kind)
 
 
 def _password_problems(password: str, repeat: str) -> dict[str, str]:
@@ -280,9 +347,10 @@ async def post_reset_password(request: web.Request) -> web.Response:
     links = _links(request)
     problems = _password_problems(_field(form, "password"), _field(form, "repeat"))
     if problems:
-        if not await links.valid(token, tenant.subdomain):
+        live = await links.peek(token, tenant.subdomain)
+        if live is None:
             return _invalid(request)
-        return _reset_page(request, token, errors=problems, status=422)
+        return _reset_page(request, token, kind=live.kind, errors=problems, status=422)
     link = await links.use(token, tenant.subdomain)
     if link is None:
         return _invalid(request)
@@ -293,14 +361,20 @@ async def post_reset_password(request: web.Request) -> web.Response:
     except (UpstreamUnavailableError, UpstreamTimeoutError) as err:
         await links.put_back(token, link)
         logger.warning("password reset: %s", err.message)
-        return _reset_page(request, token, error=UNAVAILABLE, status=err.status)
+        return _reset_page(
+            request, token, kind=link.kind, error=UNAVAILABLE, status=err.status
+        )
     except BaseException:
         await links.put_back(token, link)
         raise
     if refused:
         await links.put_back(token, link)
         return _reset_page(
-            request, token, errors={"password": " ".join(refused)}, status=422
+            request,
+            token,
+            kind=link.kind,
+            errors={"password": " ".join(refused)},
+            status=422,
         )
     request[keys.USER_ID] = link.user_id
     await links.forget_user(tenant.subdomain, link.user_id)
@@ -320,3 +394,88 @@ async def post_reset_password(request: web.Request) -> web.Response:
     response = render(request, "reset_done.html", {})
     sessions.clear_cookie(response)
     return response
+
+
+@routes.post(r"/users/{id:\d{1,18}}/invite")
+async def post_invite(request: web.Request) -> web.Response:
+    """Reset a user's password as the signed-in admin and mail them a link.
+
+    The backend decides who may (PATCH /api/v3_0/users/<id>/password-reset as the
+    signed-in user: audited there, the user's old password and tokens end), as
+    FlexMeasures' password reset does, which mails instructions too. For a user
+    just created (no password yet) this is their invitation.
+    """
+    user_id = int(request.match_info["id"])
+    page = f"/users/{user_id}"
+    user = await sessions.current_user(request)
+    if user is None:
+        raise web.HTTPSeeOther(
+            f"/login?next={quote(page)}", headers={"Cache-Control": "no-store"}
+        )
+    request[keys.USER_ID] = user.user_id
+    form = await request.post()
+    if not sessions.csrf_valid(request, user, _field(form, "csrf_token")):
+        logger.warning("invite form refused: CSRF check failed")
+        raise FormRejectedError(FORM_REJECTED)
+    if not request.app[keys.SETTINGS].mail_configured:
+        return _off(request)
+    tenant: TenantConfig = request[keys.TENANT]
+    identity = identity_for(
+        request,
+        tenant,
+        Caller(
+            user_id=user.user_id,
+            account_id=user.record.account_id,
+            roles=user.record.roles,
+            auth_time_ms=user.login_ms,
+        ),
+    )
+    try:
+        status, found = await call_backend(
+            request,
+            tenant,
+            f"/api/v3_0/users/{user_id}",
+            None,
+            method="GET",
+            identity=identity,
+        )
+        email = found.get("email")
+        if status == 200 and isinstance(email, str):
+            status, _ = await call_backend(
+                request,
+                tenant,
+                f"/api/v3_0/users/{user_id}/password-reset",
+                None,
+                method="PATCH",
+                identity=identity,
+            )
+    except (UpstreamUnavailableError, UpstreamTimeoutError) as err:
+        return error_page(request, err.status, err.message)
+    if status == 401:
+        await sessions.end_session(request, user)
+        raise web.HTTPSeeOther(
+            f"/login?notice=expired&next={quote(page)}",
+            headers={"Cache-Control": "no-store"},
+        )
+    if status in (403, 404):
+        message = (
+            "You may not reset the password of this user."
+            if status == 403
+            else "There is no such user."
+        )
+        return error_page(request, status, message)
+    if status != 200 or not isinstance(email, str):
+        return error_page(request, 502, "The user's password could not be reset.")
+    await request.app[keys.TOKENS].revoke_user(tenant.subdomain, user_id)
+    mail_password_link(request, tenant, user_id=user_id, email=email)
+    logger.info("invitation to set a password", extra={"user_id": user.user_id})
+    return render(
+        request,
+        "invite_sent.html",
+        {
+            "user": user,
+            "email": email,
+            "page": page,
+            "life": _minutes(request.app[keys.SETTINGS].invite_link_ttl),
+        },
+    )

@@ -433,3 +433,54 @@ async def test_reset_mail_under_way_finishes_at_shutdown(
     assert status == 200
     await site.client.close()  # the app's cleanup waits for the mail
     assert len(inbox.messages) == 1
+
+
+async def invite(client: Client, user_id: int, csrf: str) -> tuple[int, str]:
+    response = await client.post(
+        f"/users/{user_id}/invite",
+        data={"csrf_token": csrf},
+        headers=page_headers(),
+        allow_redirects=False,
+    )
+    return response.status, await response.text()
+
+
+async def test_invite_by_an_admin_mails_a_link_to_set_a_password(
+    make_site: SiteFactory, inbox: Inbox
+) -> None:
+    site = await make_site(**mail_settings(inbox))
+    client = site.client
+    csrf = await logged_in(client, "admin@company.test")
+    status, text = await invite(client, site.member_id, "wrong")
+    assert status == 403
+    status, text = await invite(client, site.member_id, csrf)
+    assert status == 200, text
+    assert "Invitation sent" in text
+    assert MEMBER in text
+    message = await inbox.wait()
+    assert str(message["Subject"]).startswith("Set your password at ")
+    body = message.get_body(("plain",))
+    assert body is not None
+    assert "invites you to set the password" in body.get_content()
+    assert (await post_login(client, MEMBER, PASSWORD)).status == 401
+    token = token_of(message)
+    page = await client.get(
+        "/reset-password", params={"token": token}, headers={"Host": COMPANY}
+    )
+    assert "Set your password" in await page.text()
+    status, text = await set_new(client, token, NEW_PASSWORD)
+    assert status == 200, text
+    assert (await post_login(client, MEMBER, NEW_PASSWORD)).status == 303
+
+
+async def test_invite_refused_to_a_member(make_site: SiteFactory, inbox: Inbox) -> None:
+    site = await make_site(**mail_settings(inbox))
+    csrf = await logged_in(site.client, MEMBER)
+    status, text = await invite(site.client, site.admin_id, csrf)
+    assert status == 403
+    assert "You may not reset the password of this user." in text
+    status, _ = await invite(site.client, 999999, csrf)
+    assert status == 404
+    await asyncio.sleep(0.3)
+    assert not inbox.messages
+    assert (await post_login(site.client, "admin@company.test", PASSWORD)).status == 303
