@@ -45,7 +45,7 @@ from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle, wait_words
 
 from . import error_page, render, sessions
-from .views import EMAIL_MAX, FORM_REJECTED, PASSWORD_MAX
+from .views import EMAIL_MAX, FORM_REJECTED, PASSWORD_MAX, _duration
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -75,7 +75,7 @@ def _links(request: web.Request) -> ResetLinks:
 
 
 def _minutes(seconds: int) -> str:
-    return wait_words(seconds)
+    return _duration(seconds)
 
 
 def _off(request: web.Request) -> web.Response:

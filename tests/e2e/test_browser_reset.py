@@ -37,6 +37,7 @@ from tests.e2e.test_browser import (
     horizontal_scroll,
     new_page,
     shots,
+    stack,
 )
 from tests.helpers.launcher import (
     PASSWORD,
@@ -173,6 +174,27 @@ async def test_browser_password_reset(
             f"{stack.origin}/logged-in-user", timeout=WAIT_MS
         )
 
+        # An admin's invitation (here to themselves: no users page in this test).
+        await page.evaluate(
+            """() => {
+                const form = document.createElement("form");
+                form.method = "post";
+                form.action = "/users/1/invite";
+                form.append(document.querySelector("input[name=csrf_token]").cloneNode());
+                document.body.append(form);
+                form.submit();
+            }"""
+        )
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Invitation sent"
+        )
+        await shots.take(page, "invite-sent")
+        for _ in range(100):
+            if len(inbox.messages) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert str(inbox.messages[-1]["Subject"]).startswith("Set your password")
+
         # The link worked once.
         await page.goto(link)
         await expect(page.get_by_role("heading", level=1)).to_have_text(
@@ -192,3 +214,25 @@ async def test_browser_password_reset(
     # Chromium also logs each as a console error.
     expected = re.compile(r"^(422|410) for |status of (422|410) ")
     assert [e for e in errors if not expected.search(e)] == []
+
+
+async def test_browser_reset_off_without_smtp(
+    stack: Stack, browser: Browser, shots: Shots
+) -> None:
+    context, page, errors = await new_page(browser)
+    try:
+        await page.goto(f"{stack.origin}/login")
+        await expect(
+            page.get_by_role("link", name="Forgot your password?")
+        ).to_have_count(0)
+        await page.goto(f"{stack.origin}/forgot-password")
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Password reset by mail is not available"
+        )
+        await expect(page.locator("code")).to_contain_text(
+            "flexhost admin set-password"
+        )
+        await shots.take(page, "reset-off")
+    finally:
+        await context.close()
+    assert [e for e in errors if "404" not in e] == []

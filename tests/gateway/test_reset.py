@@ -167,7 +167,12 @@ async def link_page(client: Client, token: str) -> int:
 
 
 async def test_reset_whole_flow(
-    make_site: SiteFactory, inbox: Inbox, redis_url: str, redis_prefix: str
+    make_site: SiteFactory,
+    inbox: Inbox,
+    redis_url: str,
+    redis_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     site = await make_site(**mail_settings(inbox))
     client = site.client
@@ -241,6 +246,12 @@ async def test_reset_whole_flow(
     assert log.status == 200, await log.text()
     events = [entry["event"] for entry in await log.json()]
     assert "Password reset for user member" in events
+
+    # No link, token or password in the access lines or the logs.
+    printed = capsys.readouterr().out + " ".join(r.getMessage() for r in caplog.records)
+    assert "/reset-password" in printed  # the access lines were seen
+    for secret in (token, older, NEW_PASSWORD, SMTP_PASSWORD):
+        assert secret not in printed
 
 
 async def test_reset_same_answer_and_no_mail_for_unknown_or_inactive(
