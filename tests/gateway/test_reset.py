@@ -11,6 +11,8 @@ import email
 import email.policy
 import logging
 import re
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -495,3 +497,72 @@ async def test_invite_refused_to_a_member(make_site: SiteFactory, inbox: Inbox) 
     await asyncio.sleep(0.3)
     assert not inbox.messages
     assert (await post_login(site.client, "admin@company.test", PASSWORD)).status == 303
+
+
+@pytest.fixture
+def smtp_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-nodes", "-days", "2",
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize(
+    ("mode", "trusted"), [("starttls", True), ("tls", True), ("starttls", False)]
+)
+async def test_reset_mail_over_tls(
+    make_site: SiteFactory,
+    smtp_cert: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    trusted: bool,
+) -> None:
+    """STARTTLS and implicit TLS, the server's certificate checked (its own CA)."""
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(*smtp_cert)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(smtp_cert[0]))
+    box = Inbox(free_port())
+    # aiosmtpd offers AUTH over implicit TLS only when told TLS is not required
+    # (it only counts STARTTLS as TLS).
+    tls_options: dict[str, Any] = (
+        {"tls_context": server_tls, "require_starttls": True}
+        if mode == "starttls"
+        else {"ssl_context": server_tls, "auth_require_tls": False}
+    )
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=box.port,
+        authenticator=box.authenticate,
+        **tls_options,
+    )
+    controller.start()
+    try:
+        site = await make_site(**mail_settings(box, smtp_tls=mode))
+        status, _ = await ask_reset(site.client, MEMBER)
+        assert status == 200
+        if trusted:
+            token_of(await box.wait())
+            assert box.logins == [SMTP_USER]
+        else:
+            for _ in range(100):
+                if "not sent" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert "password reset mail not sent: SSLCertVerificationError" in (
+                caplog.text
+            )
+            assert not box.messages
+    finally:
+        controller.stop()
