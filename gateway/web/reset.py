@@ -14,8 +14,14 @@
   and these pages say so (an admin sets a password with `flexhost admin
   set-password`). Reset links are never logged.
 
-Forms are checked by their origin (there is no session); the reset form also
-carries the link's token, a secret no other site knows.
+- `POST /users/<id>/invite` (a signed-in admin, CSRF-checked): the backend
+  resets the user's password as that admin allows (FlexMeasures' password
+  reset), then the user gets a link of the same kind, living
+  GATEWAY_INVITE_LINK_TTL seconds; `mail_password_link` does the mailing for
+  other pages (a user just created).
+
+The reset forms are checked by their origin (there is no session); the reset
+form also carries the link's token, a secret no other site knows.
 """
 
 from __future__ import annotations
@@ -72,10 +78,6 @@ def _field(form: Any, name: str) -> str:
 
 def _links(request: web.Request) -> ResetLinks:
     return ResetLinks(request.app[keys.REDIS], request.app[keys.SETTINGS].key_prefix)
-
-
-def _minutes(seconds: int) -> str:
-    return _duration(seconds)
 
 
 def _off(request: web.Request) -> web.Response:
@@ -149,7 +151,7 @@ def _mail_text(tenant: TenantConfig, link: str, ttl: int, kind: str) -> str:
     if kind == "invite":
         opening = (
             f"an administrator of {tenant.name} invites you to set the password of "
-            f"your account there (or a new one, if you had one)."
+            f"your account there."
         )
     else:
         opening = (
@@ -158,7 +160,7 @@ def _mail_text(tenant: TenantConfig, link: str, ttl: int, kind: str) -> str:
         )
     return (
         f"Hello,\n\n{opening}\n\n"
-        f"To choose a password, open this link within {_minutes(ttl)}:\n\n"
+        f"To choose a password, open this link within {_duration(ttl)}:\n\n"
         f"{link}\n\n"
         f"The link works once. Setting a password ends all your sessions and "
         f"revokes your API tokens.\n\n"
@@ -279,7 +281,7 @@ async def post_forgot_password(request: web.Request) -> web.Response:
     return render(
         request,
         "forgot_sent.html",
-        {"email": email, "life": _minutes(settings.reset_link_ttl)},
+        {"email": email, "life": _duration(settings.reset_link_ttl)},
     )
 
 
@@ -476,6 +478,6 @@ async def post_invite(request: web.Request) -> web.Response:
             "user": user,
             "email": email,
             "page": page,
-            "life": _minutes(request.app[keys.SETTINGS].invite_link_ttl),
+            "life": _duration(request.app[keys.SETTINGS].invite_link_ttl),
         },
     )
