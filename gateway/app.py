@@ -30,7 +30,7 @@ from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .tenants_file import TenantsConfig, load_tenants
-from .web import assets, dashboard, jobs, setup_pages, views
+from .web import assets, dashboard, jobs, reset, setup_pages, views
 
 logger = logging.getLogger(__name__)
 
@@ -184,11 +184,15 @@ def create_app(
         settings.upstream_share_per_address,
         settings.upstream_wait,
     )
+    # Unwound in reverse: mails under way end before HTTP and Redis close.
     app.cleanup_ctx.extend(
-        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx]
+        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx, reset.mail_ctx]
     )
     app.on_response_prepare.append(add_standard_headers)
     app.on_response_prepare.append(close_if_asked)
     app.add_routes(routes)
-    setup_pages(app, [views.routes, dashboard.routes, assets.routes, jobs.routes])
+    setup_pages(
+        app,
+        [views.routes, dashboard.routes, assets.routes, jobs.routes, reset.routes],
+    )
     return app

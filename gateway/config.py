@@ -89,6 +89,25 @@ class Settings:
     upstream_share_per_token: float = 0.25
     upstream_share_per_address: float = 0.5
     upstream_wait: float = 5.0
+    # Mail (password reset links) over SMTP; no host: no reset by mail. `smtp_tls`:
+    # "none", "starttls" or "tls" (implicit TLS). `mail_from`: the sender, unless a
+    # tenant names its own (tenants.yaml `mail_from`). A reset link lives
+    # `reset_link_ttl` seconds.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: Secret | None = None
+    smtp_timeout: float = 10.0
+    mail_from: str = ""
+    reset_link_ttl: int = 1800
+    # An admin's invitation (or reset) link to set a password lives longer.
+    invite_link_ttl: int = 3 * 24 * 3600
+
+    @property
+    def mail_configured(self) -> bool:
+        """Whether mail can be sent (password reset by mail is on)."""
+        return bool(self.smtp_host and self.mail_from)
 
     @property
     def redis(self) -> RedisSettings:
@@ -192,6 +211,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             tokens_per_user = parse_rate(raw_tokens)
         except ValueError as err:
             problems.append(f"GATEWAY_TOKENS_PER_USER: {err}")
+    smtp_tls = given.get("SMTP_TLS", "starttls").strip().lower()
+    if smtp_tls not in ("none", "starttls", "tls"):
+        problems.append(
+            f"GATEWAY_SMTP_TLS: must be none, starttls or tls, got {smtp_tls!r}"
+        )
+    smtp_host = given.get("SMTP_HOST", "").strip()
+    mail_from = given.get("MAIL_FROM", "").strip()
+    if smtp_host and not mail_from:
+        problems.append("GATEWAY_MAIL_FROM: required with GATEWAY_SMTP_HOST")
+    if mail_from and ("@" not in mail_from or any(c in mail_from for c in "\r\n")):
+        problems.append(f"GATEWAY_MAIL_FROM: not a mail address: {mail_from!r}")
     settings = Settings(
         tenants_path=Path(given.get("TENANTS_PATH", "tenants.yaml")),
         redis_url=given.get("REDIS_URL", DEFAULT_REDIS_URL),
@@ -230,6 +260,19 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             "UPSTREAM_SHARE_PER_ADDRESS", 0.5, high=1.0
         ),
         upstream_wait=env.number("UPSTREAM_WAIT", 5.0),
+        smtp_host=smtp_host,
+        smtp_port=env.integer("SMTP_PORT", 465 if smtp_tls == "tls" else 587),
+        smtp_tls="tls"
+        if smtp_tls == "tls"
+        else "none"
+        if smtp_tls == "none"
+        else "starttls",
+        smtp_username=given.get("SMTP_USERNAME", "").strip(),
+        smtp_password=env.secret("SMTP_PASSWORD"),
+        smtp_timeout=env.number("SMTP_TIMEOUT", 10.0),
+        mail_from=mail_from,
+        reset_link_ttl=env.integer("RESET_LINK_TTL", 1800, minimum=60),
+        invite_link_ttl=env.integer("INVITE_LINK_TTL", 3 * 24 * 3600, minimum=60),
     )
     problems += _redis_problems(given, settings)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", settings.key_prefix):

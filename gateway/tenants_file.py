@@ -62,6 +62,8 @@ class TenantConfig:
     accent_color: str = DEFAULT_ACCENT_COLOR
     api_key_max_ttl: int = DEFAULT_API_KEY_MAX_TTL
     rate_limits: RateLimits = DEFAULT_RATE_LIMITS
+    # The sender of the tenant's mail (password reset); "": GATEWAY_MAIL_FROM.
+    mail_from: str = ""
     secret: Secret | None = field(default=None, compare=False)
 
 
@@ -413,6 +415,23 @@ def _flexmeasures_version(entry: _Entry, key: str) -> str:
     return value
 
 
+def _mail_from(entry: _Entry, key: str) -> str:
+    """A sender like `Acme <noreply@acme.example>` (one line, with an @)."""
+    given = entry.get(key)
+    if given is None:
+        return ""
+    value = given[1]
+    if (
+        not isinstance(value, str)
+        or "@" not in value
+        or len(value) > 320
+        or any(not char.isprintable() for char in value)
+    ):
+        entry.add(given[0], key, f"must be a mail address, got {value!r}")
+        return ""
+    return value.strip()
+
+
 def _secret(entry: _Entry, key: str) -> tuple[str, Secret | None]:
     """(secret_ref, the secret when found): checked only on an otherwise good entry."""
     subdomain: str = entry.values["subdomain"]
@@ -459,6 +478,7 @@ _READERS: Final[dict[str, _Reader]] = {
     "rate_limits": _rate_limits_field,
     "upstream_timeout": _upstream_timeout,
     "flexmeasures_version": _flexmeasures_version,
+    "mail_from": _mail_from,
     "secret": _secret,
 }
 

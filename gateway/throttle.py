@@ -250,6 +250,29 @@ class LoginThrottle:
         """The failure counter of a client address at a tenant (its hash only)."""
         return f"{self.prefix}:login:addr:{tenant}:{_digest(address)}"
 
+    def reset_counters(
+        self, tenant: str, email: str, address: str
+    ) -> tuple[Counter, Counter]:
+        """Counters of password reset requests per email and per client address.
+
+        Every request counts (known address or not), with the limits and window
+        of failed logins; separate keys, so resets never lock anyone out of a login.
+        """
+        return (
+            Counter(
+                f"{self.prefix}:reset-req:email:{tenant}:{_email_digest(email)}",
+                self.per_email,
+                self.window,
+                "count",
+            ),
+            Counter(
+                f"{self.prefix}:reset-req:addr:{tenant}:{_digest(address)}",
+                self.per_address,
+                self.window,
+                "count",
+            ),
+        )
+
     def in_flight(self, tenant: str, email: str, life: int) -> Counter:
         """The counter of an email's password checks in flight (a new check)."""
         key = f"{self.prefix}:checks:{tenant}:{_email_digest(email)}"

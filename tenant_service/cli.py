@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -17,12 +16,10 @@ from tenant_service import data_cli
 from tenant_service.api import FieldError, check_email
 from tenant_service.config import default_database_url
 from tenant_service.identity import ACCOUNT_ADMIN
-from tenant_service.passwords import hash_password
+from tenant_service.passwords import MIN_PASSWORD_LENGTH, hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine, migrate
-
-MIN_PASSWORD_LENGTH: Final = 8
 
 
 class CliError(Exception):

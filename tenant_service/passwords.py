@@ -15,6 +15,9 @@ from tenant_service.config import DEFAULT_PASSWORD_CHECK_WAIT, DEFAULT_PASSWORD_
 from tenant_service.errors import PasswordChecksBusyError
 
 HASHER: Final = PasswordHasher()
+# The rules of a new password (the admin CLI and the reset by mail).
+MIN_PASSWORD_LENGTH: Final = 8
+MAX_PASSWORD_LENGTH: Final = 1024
 T = TypeVar("T")
 
 
@@ -24,6 +27,17 @@ class Verdict:
 
     ok: bool
     new_hash: str | None = None
+
+
+def password_problems(password: str) -> list[str]:
+    """What is wrong with a new password (none: it is fine)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return [f"Shorter than minimum length {MIN_PASSWORD_LENGTH}."]
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return [f"Longer than maximum length {MAX_PASSWORD_LENGTH}."]
+    if not password.strip():
+        return ["The password must not be only spaces."]
+    return []
 
 
 def hash_password(password: str) -> str:

@@ -147,6 +147,7 @@ def _login_page(
             "error": error,
             "notice": notice,
             "email_max": EMAIL_MAX,
+            "reset_by_mail": request.app[keys.SETTINGS].mail_configured,
         },
         status=status,
     )

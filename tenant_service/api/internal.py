@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from tenant_service import keys
-from tenant_service.api import MISSING, NOT_NULL, NOT_STRING
+from tenant_service.api import MISSING, NOT_NULL, NOT_STRING, parse_path_id
 from tenant_service.api.v3_0 import read_json_object, respond
 from tenant_service.errors import (
     PasswordChecksBusyError,
@@ -15,17 +15,19 @@ from tenant_service.errors import (
     ValidationError,
     WrongPasswordError,
 )
+from tenant_service.passwords import hash_password, password_problems
+from tenant_service.store import audit
 from tenant_service.store import users as user_store
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def parse_credentials(data: dict[str, object]) -> tuple[str, str]:
-    """Email and password from the body; a 422 json ValidationError otherwise."""
+def parse_strings(data: dict[str, object], *fields: str) -> dict[str, str]:
+    """The string fields of a body; a 422 json ValidationError otherwise."""
     errors: dict[str, list[str]] = {}
     found: dict[str, str] = {}
-    for field in ("email", "password"):
+    for field in fields:
         value = data.get(field)
         if field not in data:
             errors[field] = [MISSING]
@@ -37,6 +39,12 @@ def parse_credentials(data: dict[str, object]) -> tuple[str, str]:
             found[field] = value
     if errors:
         raise ValidationError("json", errors)
+    return found
+
+
+def parse_credentials(data: dict[str, object]) -> tuple[str, str]:
+    """Email and password from the body; a 422 json ValidationError otherwise."""
+    found = parse_strings(data, "email", "password")
     return found["email"], found["password"]
 
 
@@ -75,3 +83,53 @@ async def check_credentials(request: web.Request) -> web.Response:
             "active": creds.active,
         }
     )
+
+
+@routes.post("/internal/users/lookup")
+async def find_user(request: web.Request) -> web.Response:
+    """Who has this email (a password reset by mail); 404 UNKNOWN_USER if nobody."""
+    email = parse_strings(await read_json_object(request), "email")["email"]
+    async with request.app[keys.ENGINE].connect() as conn:
+        user = await user_store.get_user_by_email(conn, email)
+    if user is None:
+        raise UnknownUserError()
+    return respond(
+        {
+            "user_id": user.id,
+            "account_id": user.account_id,
+            "email": user.email,
+            "active": user.active,
+        }
+    )
+
+
+@routes.post("/internal/users/{id}/password")
+async def set_user_password(request: web.Request) -> web.Response:
+    """Set a user's password (a reset by mail, proven by its link); audited.
+
+    The gateway revokes the user's tokens and sessions; the backend refuses
+    older identities too (tokens_valid_after). 422 names what is wrong with the
+    password, 404 an unknown user.
+    """
+    user_id = parse_path_id(request.match_info["id"])
+    password = parse_strings(await read_json_object(request), "password")["password"]
+    problems = password_problems(password)
+    if problems:
+        raise ValidationError("json", {"password": problems})
+    engine = request.app[keys.ENGINE]
+    async with engine.connect() as conn:
+        user = await user_store.get_user(conn, user_id)
+    if user is None:
+        raise UnknownUserError("No such user.")
+    new_hash = await request.app[keys.PASSWORDS].run(hash_password, password)
+    async with engine.begin() as conn:
+        await user_store.set_password_hash(
+            conn,
+            user.id,
+            new_hash,
+            actor=audit.Actor(user.id, user.username),
+            event=user_store.PASSWORD_RESET,
+        )
+    request.app[keys.PRINCIPALS].evict(user.id)
+    logger.info("password reset by mail link", extra={"user_id": user.id})
+    return respond({"user_id": user.id})

@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 from rq import Queue
 
 from contract.config import Secret as TenantSecret
-from gateway import auth, limits
+from gateway import auth, limits, reset
 from gateway import throttle as login_throttle
 from gateway.auth import TokenStore
 from gateway.errors import TooManyRequestsError
@@ -48,6 +48,7 @@ SCRIPTS: Final = {
     "throttle._TAKE_FAILURE": login_throttle._TAKE_FAILURE,
     "throttle._SETTLE_FAILURE": login_throttle._SETTLE_FAILURE,
     "jobs._TAKE_SLOT": jobs._TAKE_SLOT,
+    "reset._TAKE_LINK": reset._TAKE_LINK,
 }
 ESCAPES: Final = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
 
@@ -257,6 +258,13 @@ async def test_every_script_names_its_keys_and_uses_one_slot(
         slots = await throttle.enter("company", "e@f.gh", "10.0.0.1", life=35)
         await throttle.succeeded(slots)
         await throttle.give_back(await throttle.mint("company", "e@f.gh"))
+        links = reset.ResetLinks(redis, redis_prefix)
+        link = await links.create("company", 7, 60)
+        assert await links.valid(link, "company")
+        used = await links.use(link, "company")
+        assert used is not None
+        await links.put_back(link, used)
+        await links.forget_user("company", 7)
         await asyncio.to_thread(trigger_and_forget, tenant_settings)
         await redis.echo(marker)
         await monitor.until(marker)
