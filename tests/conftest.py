@@ -21,8 +21,13 @@ from redis.asyncio import Redis
 from tests.helpers.databases import Drops, Template, Templates, asyncpg_url, pg_admin
 from tests.helpers.net import free_port, tcp_open, wait_tcp
 
-# The e2e stack (its fixtures serve tests in several directories).
-pytest_plugins = ["tests.helpers.stack"]
+# The e2e stack and the pages' test sites (their fixtures serve tests in several
+# directories).
+pytest_plugins = [
+    "tests.helpers.stack",
+    "tests.helpers.pages",
+    "tests.helpers.dashboard",
+]
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"

@@ -19,20 +19,17 @@ from tenant_service.config import Settings as BackendSettings
 from tenant_service.scheduling import jobs
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
-from tests.gateway.test_dashboard import (
+from tests.helpers.dashboard import (
     COMPANY,
     Dash,
     DashFactory,
     User,
     api,
     asset_type,
-    dash,
-    make_dash,
     seed,
     session,
 )
 
-__all__ = ["dash", "make_dash"]  # fixtures
 ORIGIN = {"Origin": "http://company.localhost"}
 
 

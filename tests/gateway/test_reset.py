@@ -1,9 +1,5 @@
 """Password reset by mail: real gateway, real backends, real Redis, real SMTP."""
 
-# The sites are test_pages.py's fixtures, imported (F401) and used as parameters
-# (F811), so both pages run on the same seeded tenants.
-# ruff: noqa: F401, F811
-
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +25,8 @@ from contract.config import ConfigError, Secret
 from gateway.config import load_settings
 from gateway.reset import link_hash
 from gateway.tenants_file import parse_tenants
-from tests.gateway.test_pages import (
+from tests.helpers.net import free_port
+from tests.helpers.pages import (
     COMPANY,
     PASSWORD,
     Client,
@@ -37,13 +34,9 @@ from tests.gateway.test_pages import (
     api_status,
     fresh_token,
     logged_in,
-    make_site,
     page_headers,
-    password_hash,
     post_login,
-    site_templates,
 )
-from tests.helpers.net import free_port
 
 LINK_RE = re.compile(r"http://company\.localhost/reset-password\?token=(\S+)")
 MEMBER = "member@company.test"

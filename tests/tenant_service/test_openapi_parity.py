@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tenant_service.api.v3_0.docs import load_spec
-from tests.tenant_service.test_openapi import METHODS, app_routes, documented
+from tests.helpers.openapi import METHODS, app_routes, documented
 
 REFERENCE: Final = Path(__file__).parent.parent / "data/flexmeasures-1.0.1-openapi.json"
 VARIABLE_RE: Final = re.compile(r"\{\w+\}|<(?:\w+:)?\w+>")
