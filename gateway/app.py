@@ -30,7 +30,7 @@ from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .tenants_file import TenantsConfig, load_tenants
-from .web import dashboard, setup_pages, views
+from .web import acting, charts, dashboard, setup_pages, views
 
 logger = logging.getLogger(__name__)
 
@@ -190,5 +190,5 @@ def create_app(
     app.on_response_prepare.append(add_standard_headers)
     app.on_response_prepare.append(close_if_asked)
     app.add_routes(routes)
-    setup_pages(app, [views.routes, dashboard.routes])
+    setup_pages(app, [views.routes, dashboard.routes, charts.routes, acting.routes])
     return app
