@@ -218,3 +218,69 @@ async def test_browser_asset_charts_fit_a_phone(
         assert errors == []
     finally:
         await context.close()
+
+
+def history_csv(days: int) -> str:
+    """`days` of quarter-hour values up to now, as an upload file."""
+    end = int(time.time() * 1000) // QUARTER_MS * QUARTER_MS
+    lines = ["event_start,value"]
+    for i in range(days * 96):
+        at = end - (days * 96 - i) * QUARTER_MS
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(at / 1000))
+        lines.append(f"{stamp},{round(20 + 10 * math.sin(i / 96 * 2 * math.pi), 2)}")
+    return "\n".join(lines) + "\n"
+
+
+async def test_browser_asset_charts_upload_then_forecast(
+    browser: Browser, stack: Stack, shots: Shots, tmp_path: Path
+) -> None:
+    seeded = await seed(stack)
+    good = tmp_path / "history.csv"
+    bad = tmp_path / "broken.csv"
+    await asyncio.to_thread(good.write_text, history_csv(3))
+    await asyncio.to_thread(
+        bad.write_text, "event_start,value\n2026-01-15T00:00:00+00:00,high\n"
+    )
+    context, page, errors = await new_page(browser)
+    try:
+        await log_in(page, stack)
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}/charts?range=week")
+        section = page.locator("#asset-charts")
+        await expect(section).to_have_attribute("data-rendered", "true")
+        await page.get_by_text("Upload data, forecast or schedule").click()
+
+        # A refused file: nothing stored, the line and the reason named.
+        await page.get_by_label("CSV file").set_input_files(bad)
+        await page.get_by_role("button", name="Upload", exact=True).click()
+        result = page.locator("#upload-result")
+        await expect(result).to_contain_text("Nothing was stored; broken.csv")
+        await expect(result.locator("li")).not_to_have_count(0)
+        await expect(result).to_contain_text("broken.csv")
+        await shots.take(page, "upload-refused")
+        # The API's 422 is the expected answer (Chromium logs it as well).
+        errors[:] = [e for e in errors if not ("422" in e and "/upload" in e)]
+
+        # Three days of history: progress, then stored; the charts reload.
+        await page.get_by_label("CSV file").set_input_files(good)
+        await page.get_by_role("button", name="Upload", exact=True).click()
+        await expect(result).to_contain_text("Stored history.csv (288 rows)")
+        await expect(page.locator("#upload-progress")).to_have_attribute("value", "100")
+        await expect(section).to_have_attribute("data-rendered", "true")
+        await expect(page.locator(".u-legend")).to_contain_text("(user)")
+        await shots.take(page, "upload-stored")
+
+        # A forecast of the next day, watched to the end; then its own series.
+        await page.get_by_label("Forecast its values").check()
+        await page.get_by_role("button", name="Start", exact=True).click()
+        job = page.locator("#job-result")
+        await expect(job).to_contain_text("Job ", timeout=WAIT_MS)
+        await shots.take(page, "forecast-watched")
+        await expect(job).to_contain_text("finished", timeout=60_000)
+        await expect(section).to_have_attribute("data-rendered", "true")
+        await expect(page.locator(".u-legend")).to_contain_text(
+            "(forecaster)", timeout=WAIT_MS
+        )
+        await shots.take(page, "forecast-charted")
+        assert errors == []
+    finally:
+        await context.close()

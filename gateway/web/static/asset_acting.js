@@ -117,7 +117,7 @@
       var until = from + durationMs(duration);
       var body = kind === "schedule"
         ? { start: isoUtc(from), duration: duration, "flex-model": {} }
-        : { start: isoUtc(from), duration: duration };
+        : { duration: duration }; // from now, with what is known now
       var path = "/dashboard/api/sensors/" + encodeURIComponent(sensorId) +
         (kind === "schedule" ? "/schedules/trigger" : "/forecasts/trigger");
       button.disabled = true;

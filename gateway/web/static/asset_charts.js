@@ -210,7 +210,8 @@
         var color = COLORS[kind] || EXTRA[extra++ % EXTRA.length];
         data.push(s.values);
         uSeries.push({
-          label: s.source.description + " (" + kind + ")",
+          label: s.source.description.indexOf("(" + kind + ")") >= 0
+            ? s.source.description : s.source.description + " (" + kind + ")",
           stroke: color,
           width: 2,
           dash: kind === "forecaster" ? [6, 4] : kind === "scheduler" ? [2, 3] : undefined,
