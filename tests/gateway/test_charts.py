@@ -283,3 +283,17 @@ async def test_forecast_trigger_and_job_status_relays(stack: Stack) -> None:
     )
     assert response.status == 422
     assert "duration" in str(await response.json())
+
+
+async def test_schedule_trigger_relay_passes_the_apis_messages(stack: Stack) -> None:
+    _, sensor_id, _ = await seeded(stack)
+    headers = {**await session(stack, stack.admin_id, stack.account_id), **CSRF}
+    response = await stack.gateway.post(
+        f"/dashboard/api/sensors/{sensor_id}/schedules/trigger",
+        json={"start": "not a time", "flex-model": {}},
+        headers=headers,
+    )
+    assert response.status == 422, await response.text()
+    body = await response.json()
+    assert body["status"] == "UNPROCESSABLE_ENTITY"
+    assert "start" in str(body["message"])
