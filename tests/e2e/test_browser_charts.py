@@ -171,6 +171,17 @@ async def test_browser_asset_charts_zoom_together_by_keyboard(
     browser: Browser, stack: Stack, shots: Shots
 ) -> None:
     seeded = await seed(stack)
+    status, note = await stack.call(
+        "POST",
+        f"/api/v3_0/assets/{seeded.asset_id}/annotations",
+        stack.token,
+        {
+            "content": "Grid maintenance",
+            "start": "2026-01-15T06:00:00+00:00",
+            "end": "2026-01-15T09:00:00+00:00",
+        },
+    )
+    assert status in (200, 201), note
     context, page, errors = await new_page(browser)
     try:
         await log_in(page, stack)
@@ -185,7 +196,17 @@ async def test_browser_asset_charts_zoom_together_by_keyboard(
         await expect(section).to_have_attribute("data-rendered", "true")
         await expect(page.locator(".plot canvas")).to_have_count(1)
         await expect(page.locator(".u-legend")).to_contain_text("(user)")
+        # The annotation: listed, shaded on the charts, its text on focus.
+        await expect(page.locator("#annotation-list")).to_contain_text(
+            "Grid maintenance"
+        )
+        await page.get_by_role("button", name="Zoom to it").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#annotation-hover")).to_have_text("Grid maintenance")
+        await shots.take(page, "asset-charts-annotation")
         reset = page.get_by_role("button", name="Reset zoom")
+        await reset.focus()
+        await page.keyboard.press("Enter")
         await expect(reset).to_be_disabled()
         zoom_in = page.get_by_role("button", name="Zoom in")
         await zoom_in.focus()
