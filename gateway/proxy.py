@@ -357,8 +357,11 @@ async def fetch(
     target: str,
     *,
     limit: int = FETCH_LIMIT,
+    method: str = "GET",
+    body: bytes | None = None,
+    content_type: str | None = None,
 ) -> BackendAnswer:
-    """GET `target` from a replica as `identity`; the answer, buffered.
+    """GET `target` (or `method` it with `body`) as `identity`; the answer, buffered.
 
     For the gateway's own calls (pages), not for relaying a client's request: no
     client headers are passed on. Replicas are tried as gateway/upstream.py says.
@@ -372,22 +375,26 @@ async def fetch(
         "X-Request-Id": request[keys.REQUEST_ID],
         IDENTITY_HEADER: identity,
     }
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     timeout = client_timeout(
         request.app[keys.SETTINGS].connect_timeout, total=tenant.upstream_timeout
     )
     session = request.app[keys.HTTP]
 
     async def send(backend: str) -> BackendAnswer:
-        async with session.get(
+        async with session.request(
+            method,
             URL(backend + target, encoded=True),
+            data=body,
             headers=headers,
             allow_redirects=False,
             timeout=timeout,
         ) as upstream:
-            body = await _read_limited(upstream, limit, tenant)
-        return BackendAnswer(upstream.status, upstream.content_type, body)
+            answer = await _read_limited(upstream, limit, tenant)
+        return BackendAnswer(upstream.status, upstream.content_type, answer)
 
-    async with attempt(request, tenant, send) as answer:
+    async with attempt(request, tenant, send, method=method) as answer:
         return answer
 
 

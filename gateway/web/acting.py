@@ -13,11 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-import aiohttp
 from aiohttp import web
-from yarl import URL
 
-from contract.identity import HEADER as IDENTITY_HEADER
 from gateway import keys
 from gateway.errors import (
     ApiError,
@@ -26,9 +23,8 @@ from gateway.errors import (
     UnauthorizedError,
     error_response,
 )
-from gateway.proxy import FETCH_LIMIT, BackendAnswer, _read_limited
+from gateway.proxy import BackendAnswer, fetch
 from gateway.signing import identity_for
-from gateway.upstream import attempt, client_timeout
 from gateway.web.charts import ID
 from gateway.web.dashboard import API, _caller, _get, _relay, _signed_in
 from gateway.web.sessions import PageUser, csrf_valid
@@ -83,34 +79,15 @@ async def _post(
     """POST `body` to `target` on the tenant's backend as the session's user."""
     tenant = request[keys.TENANT]
     identity = identity_for(request, tenant, _caller(user))
-    headers = {
-        "Accept": "application/json",
-        "Accept-Encoding": "identity",
-        "Content-Type": content_type,
-        "X-Forwarded-For": request[keys.CLIENT_IP],
-        "X-Forwarded-Host": request[keys.PUBLIC_AUTHORITY],
-        "X-Forwarded-Proto": request[keys.SCHEME],
-        "X-Request-Id": request[keys.REQUEST_ID],
-        IDENTITY_HEADER: identity,
-    }
-    timeout = client_timeout(
-        request.app[keys.SETTINGS].connect_timeout, total=tenant.upstream_timeout
+    return await fetch(
+        request,
+        tenant,
+        identity,
+        target,
+        method="POST",
+        body=body,
+        content_type=content_type,
     )
-    session: aiohttp.ClientSession = request.app[keys.HTTP]
-
-    async def send(backend: str) -> BackendAnswer:
-        async with session.post(
-            URL(backend + target, encoded=True),
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=timeout,
-        ) as upstream:
-            answer = await _read_limited(upstream, FETCH_LIMIT, tenant)
-        return BackendAnswer(upstream.status, upstream.content_type, answer)
-
-    async with attempt(request, tenant, send, method="POST") as answer:
-        return answer
 
 
 async def _json_errors(request: web.Request, handler: str) -> web.Response:
