@@ -305,3 +305,71 @@ async def test_browser_asset_charts_upload_then_forecast(
         assert errors == []
     finally:
         await context.close()
+
+
+async def test_browser_asset_charts_schedule_a_battery(
+    browser: Browser, stack: Stack, shots: Shots
+) -> None:
+    seeded = await seed(stack)
+    status, price = await stack.call(
+        "POST",
+        "/api/v3_0/sensors",
+        stack.token,
+        {
+            "name": "price",
+            "unit": "EUR/MWh",
+            "event_resolution": "PT1H",
+            "generic_asset_id": seeded.asset_id,
+        },
+    )
+    assert status == 201, price
+    today = int(time.time()) // 86400 * 86400
+    status, body = await stack.call(
+        "POST",
+        f"/api/v3_0/sensors/{price['id']}/data",
+        stack.token,
+        {
+            "values": [40.0 + 30 * math.sin(h / 24 * 2 * math.pi) for h in range(72)],
+            "start": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(today)),
+            "duration": "P3D",
+            "unit": "EUR/MWh",
+        },
+    )
+    assert status == 200, body
+    # The asset's flex-model and flex-context: what the page's trigger relies on.
+    status, body = await stack.call(
+        "PATCH",
+        f"/api/v3_0/assets/{seeded.asset_id}",
+        stack.token,
+        {
+            "flex_model": {
+                "soc-at-start": "10 kWh",
+                "soc-min": "0 kWh",
+                "soc-max": "40 kWh",
+                "power-capacity": "20 kW",
+            },
+            "flex_context": {"consumption-price": {"sensor": price["id"]}},
+        },
+    )
+    assert status == 200, body
+    context, page, errors = await new_page(browser)
+    try:
+        await log_in(page, stack)
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}/charts?range=day")
+        section = page.locator("#asset-charts")
+        await expect(section).to_have_attribute("data-rendered", "true")
+        await page.get_by_text("Upload data, forecast or schedule").click()
+        await page.locator("#job-sensor").select_option(str(seeded.sensor_id))
+        await page.get_by_label("Schedule it", exact=False).check()
+        await page.get_by_role("button", name="Start", exact=True).click()
+        job = page.locator("#job-result")
+        await expect(job).to_contain_text("finished", timeout=60_000)
+        await expect(section).to_have_attribute("data-rendered", "true")
+        chart = page.locator(f"#sensor-chart-{seeded.sensor_id}")
+        await expect(chart.locator(".u-legend")).to_contain_text(
+            "(scheduler)", timeout=WAIT_MS
+        )
+        await shots.take(page, "schedule-charted")
+        assert errors == []
+    finally:
+        await context.close()
