@@ -209,7 +209,11 @@
         var kind = s.source.type;
         var color = COLORS[kind] || EXTRA[extra++ % EXTRA.length];
         data.push(s.values);
+        var present = 0;
+        (s.values || []).forEach(function (v) { if (v != null) { present++; } });
         uSeries.push({
+          // A few values among gaps would draw no line: show them as points.
+          points: present <= 60 ? { show: true, size: 6 } : {},
           label: s.source.description.indexOf("(" + kind + ")") >= 0
             ? s.source.description : s.source.description + " (" + kind + ")",
           stroke: color,
