@@ -30,7 +30,7 @@ from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .tenants_file import TenantsConfig, load_tenants
-from .web import assets, dashboard, jobs, reset, setup_pages, views
+from .web import acting, assets, charts, dashboard, jobs, reset, setup_pages, views
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,14 @@ def create_app(
     app.add_routes(routes)
     setup_pages(
         app,
-        [views.routes, dashboard.routes, assets.routes, jobs.routes, reset.routes],
+        [
+            views.routes,
+            dashboard.routes,
+            assets.routes,
+            jobs.routes,
+            reset.routes,
+            charts.routes,
+            acting.routes,
+        ],
     )
     return app

@@ -359,13 +359,16 @@ async def fetch(
     limit: int = FETCH_LIMIT,
     method: str = "GET",
     json_body: object = None,
+    body: bytes | None = None,
+    content_type: str | None = None,
 ) -> BackendAnswer:
     """`method` `target` (default GET) at a replica as `identity`; the answer, buffered.
 
     For the gateway's own calls (pages), not for relaying a client's request: no
     client headers are passed on. Replicas are tried as gateway/upstream.py says
     (a POST, PATCH or DELETE is not sent again once a replica may have seen it).
-    `json_body`, if not None, is sent as JSON.
+    `json_body`, if not None, is sent as JSON; else `body` (raw bytes, of
+    `content_type`), if given.
     """
     headers = {
         "Accept": "application/json",
@@ -376,12 +379,15 @@ async def fetch(
         "X-Request-Id": request[keys.REQUEST_ID],
         IDENTITY_HEADER: identity,
     }
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     timeout = client_timeout(
         request.app[keys.SETTINGS].connect_timeout, total=tenant.upstream_timeout
     )
     session = request.app[keys.HTTP]
-    data = None if json_body is None else json.dumps(json_body).encode()
-    if data is not None:
+    data = body
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
         headers["Content-Type"] = "application/json"
 
     async def send(backend: str) -> BackendAnswer:
@@ -393,8 +399,8 @@ async def fetch(
             allow_redirects=False,
             timeout=timeout,
         ) as upstream:
-            body = await _read_limited(upstream, limit, tenant)
-        return BackendAnswer(upstream.status, upstream.content_type, body)
+            answer = await _read_limited(upstream, limit, tenant)
+        return BackendAnswer(upstream.status, upstream.content_type, answer)
 
     async with attempt(request, tenant, send, method=method) as answer:
         return answer

@@ -382,6 +382,29 @@ async def _upsert(
     )
 
 
+def _read_params(
+    query: TextClause,
+    sensor_id: int,
+    start_ms: int,
+    end_ms: int,
+    resolution_ms: int,
+    read: ReadFilter,
+) -> dict[str, Any]:
+    """The parameters `query` (a `_latest_query`) uses."""
+    params: dict[str, Any] = {
+        "sensor_id": sensor_id,
+        "start": start_ms,
+        "end": end_ms,
+        "resolution": resolution_ms,
+        "source_id": read.source_id,
+        "source_type": read.source_type,
+        "source_account_id": read.source_account_id,
+        "prior": read.prior_ms,
+        "horizon": read.horizon_ms,
+    }
+    return {name: params[name] for name in query.compile().params}
+
+
 def _latest_query(dialect: str, read: ReadFilter) -> TextClause:
     conditions = [
         "sensor_id = :sensor_id",
@@ -412,6 +435,14 @@ def _latest_query(dialect: str, read: ReadFilter) -> TextClause:
             f"FROM timed_beliefs WHERE {where} "
             "ORDER BY event_start, belief_horizon, source_id"
         )
+    if read.source_id is not None:
+        # One source: (event start, horizon) is unique, and SQLite takes the bare
+        # columns from the row of the smallest horizon (faster than a window).
+        return text(
+            "SELECT event_start, event_value, MIN(belief_horizon) AS horizon "
+            f"FROM timed_beliefs WHERE {where} GROUP BY event_start "
+            "ORDER BY event_start"
+        )
     return text(
         "SELECT event_start, event_value FROM ("
         "SELECT event_start, event_value, ROW_NUMBER() OVER ("
@@ -438,19 +469,8 @@ async def latest_values(
     `start_ms` (the usual full window), PostgreSQL says so and the starts come back
     as that `range` instead of an array.
     """
-    params: dict[str, Any] = {
-        "sensor_id": sensor_id,
-        "start": start_ms,
-        "end": end_ms,
-        "resolution": resolution_ms,
-        "source_id": read.source_id,
-        "source_type": read.source_type,
-        "source_account_id": read.source_account_id,
-        "prior": read.prior_ms,
-        "horizon": read.horizon_ms,
-    }
     query = _latest_query(conn.dialect.name, read)
-    used = {name: params[name] for name in query.compile().params}
+    used = _read_params(query, sensor_id, start_ms, end_ms, resolution_ms, read)
     if conn.dialect.name == "postgresql":
         grid = None
         if step_ms is not None and step_ms > 0:
@@ -460,6 +480,34 @@ async def latest_values(
     # loop several times as much on a long window.
     rows = await _fetch_tuples(conn, query.text, used)
     return [row[0] for row in rows], [row[1] for row in rows]
+
+
+async def step_means(
+    conn: AsyncConnection,
+    sensor_id: int,
+    start_ms: int,
+    end_ms: int,
+    resolution_ms: int,
+    read: ReadFilter,
+    step_ms: int,
+) -> tuple[list[int], list[float]]:
+    """Step numbers and means of the latest belief per event, in steps from start.
+
+    For reads coarser than the data (a chart of a year): the database averages
+    each step, so only one row per step leaves it, not one per event.
+    """
+    inner = _latest_query(conn.dialect.name, read)
+    used = _read_params(inner, sensor_id, start_ms, end_ms, resolution_ms, read)
+    used["step"] = step_ms
+    sql = (
+        "SELECT (event_start - :start) / :step AS k, AVG(event_value) "
+        f"FROM ({inner.text}) AS latest GROUP BY k ORDER BY k"
+    )
+    if conn.dialect.name == "postgresql":
+        rows: Sequence[Any] = (await conn.execute(text(sql), used)).all()
+    else:
+        rows = await _fetch_tuples(conn, sql, used)
+    return [int(row[0]) for row in rows], [float(row[1]) for row in rows]
 
 
 async def _fetch_arrays(

@@ -52,6 +52,7 @@ from tenant_service.beliefs import (
     check_window,
     default_read_resolution,
     reindex_columns,
+    window_length,
 )
 from tenant_service.errors import (
     BadRequestError,
@@ -325,16 +326,29 @@ async def _get_data(
         raise DataValidationError(
             {"source": [f"No data source found with id {source_id}."]}
         )
-    starts, stored = await belief_store.latest_values(
-        conn,
-        sensor.id,
-        query.start_ms,
-        query.start_ms + query.duration_ms,
-        resolution,
-        query.read,
-        step_ms=step,
-    )
-    values = reindex_columns(starts, stored, query.start_ms, query.duration_ms, step)
+    end_ms = query.start_ms + query.duration_ms
+    if step > resolution:
+        # Downsampled in the database: a year of quarter-hours leaves it as 730
+        # half-day means, not 35,040 rows.
+        steps, means = await belief_store.step_means(
+            conn, sensor.id, query.start_ms, end_ms, resolution, query.read, step
+        )
+        values: list[float | None] = [None] * window_length(query.duration_ms, step)
+        for index, mean in zip(steps, means, strict=True):
+            values[index] = mean
+    else:
+        starts, stored = await belief_store.latest_values(
+            conn,
+            sensor.id,
+            query.start_ms,
+            end_ms,
+            resolution,
+            query.read,
+            step_ms=step,
+        )
+        values = reindex_columns(
+            starts, stored, query.start_ms, query.duration_ms, step
+        )
     if factor != 1.0 or offset != 0.0:
         values = [None if v is None else v * factor + offset for v in values]
     return respond(
