@@ -1,0 +1,87 @@
+"""Every page, checked by axe-core and by keyboard, on a desktop and on a phone.
+
+The whole local stack as in test_browser.py; each page is shown signed in (or out,
+for the login page), then: no axe-core violation, every control reached with Tab
+and visibly focused, no horizontal scroll, no console error. Screenshots under
+artifacts/screenshots/<test>/.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.e2e import test_browser as base
+from tests.e2e.a11y import assert_accessible, assert_keyboard_usable
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+# The fixtures of test_browser.py (the stack, Debian's Chromium, screenshots).
+stack = base.stack
+browser = base.browser
+shots = base.shots
+
+DESKTOP: Final[dict[str, Any]] = {"viewport": {"width": 1280, "height": 800}}
+PHONE: Final[dict[str, Any]] = {
+    "viewport": {"width": 375, "height": 740},
+    "is_mobile": True,
+    "has_touch": True,
+}
+VIEWPORTS: Final[dict[str, dict[str, Any]]] = {"desktop": DESKTOP, "phone": PHONE}
+
+
+async def check(page: Page, shots: base.Shots, name: str) -> None:
+    """axe-core, the keyboard, the width; then a screenshot."""
+    await shots.take(page, name)
+    await assert_accessible(page, name)
+    await assert_keyboard_usable(page, name)
+    assert await base.horizontal_scroll(page) == 0, f"{name} scrolls sideways"
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+async def test_browser_every_page_is_accessible(
+    browser: Browser, stack: base.Stack, shots: base.Shots, viewport: str
+) -> None:
+    seeded = await base.seed(stack)
+    options: dict[str, Any] = VIEWPORTS[viewport]
+    context, page, errors = await base.new_page(browser, **options)
+    try:
+        await page.goto(f"{stack.origin}/login")
+        await check(page, shots, "login")
+        await page.get_by_label("Password", exact=True).fill("wrong")
+        await page.get_by_label("Email address", exact=True).fill(base.EMAIL)
+        await page.get_by_role("button", name="Log in", exact=True).click()
+        await expect(page.get_by_role("alert")).to_be_visible()
+        errors.clear()  # the 401 of the wrong password is the point
+        await check(page, shots, "login-failed")
+
+        await base.log_in(page, stack)
+        await check(page, shots, "profile")
+        await page.get_by_role("button", name="Create a fresh API token").click()
+        await expect(page.get_by_label("Token", exact=True)).not_to_be_empty()
+        await check(page, shots, "profile-fresh-token")
+
+        await page.goto(f"{stack.origin}/dashboard")
+        await expect(page.locator(".asset-name")).to_have_text(base.ASSET)
+        await check(page, shots, "dashboard")
+
+        await page.goto(f"{stack.origin}/dashboard/sensors/{seeded.sensor_id}")
+        await base.show_the_seeded_day(page)
+        await check(page, shots, "dashboard-sensor")
+
+        await page.goto(f"{stack.origin}/logout")
+        await check(page, shots, "logout")
+
+        await page.goto(f"{stack.origin}/dashboard/sensors/999999")
+        await expect(page.get_by_role("heading", name="No such sensor")).to_be_visible()
+        errors.clear()  # its 404 is the point
+        await check(page, shots, "dashboard-error")
+
+        await page.goto(f"{stack.origin}/no-such-page")
+        errors.clear()
+        await check(page, shots, "error-page")
+        assert errors == []
+    finally:
+        await context.close()
