@@ -30,7 +30,7 @@ from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .tenants_file import TenantsConfig, load_tenants
-from .web import assets, dashboard, jobs, setup_pages, views
+from .web import assets, dashboard, jobs, setup_pages, users, views
 
 logger = logging.getLogger(__name__)
 
@@ -190,5 +190,7 @@ def create_app(
     app.on_response_prepare.append(add_standard_headers)
     app.on_response_prepare.append(close_if_asked)
     app.add_routes(routes)
-    setup_pages(app, [views.routes, dashboard.routes, assets.routes, jobs.routes])
+    setup_pages(
+        app, [views.routes, dashboard.routes, assets.routes, jobs.routes, users.routes]
+    )
     return app

@@ -341,6 +341,7 @@ class BackendAnswer:
     status: int
     content_type: str
     body: bytes
+    revoke: str | None = None  # the backend's revoke-user signal (REVOKE_HEADER)
 
     def json(self) -> object:
         """The body as JSON (ValueError if it is not, or is nested too deep)."""
@@ -394,7 +395,12 @@ async def fetch(
             timeout=timeout,
         ) as upstream:
             body = await _read_limited(upstream, limit, tenant)
-        return BackendAnswer(upstream.status, upstream.content_type, body)
+        return BackendAnswer(
+            upstream.status,
+            upstream.content_type,
+            body,
+            upstream.headers.get(REVOKE_HEADER),
+        )
 
     async with attempt(request, tenant, send, method=method) as answer:
         return answer
