@@ -62,6 +62,7 @@ NOTICES: Final = {
     "“Forgot your password?” on the login page, or an administrator sets one with "
     "`flexhost admin set-password`.",
     "roles": "The user's roles have been saved.",
+    "details": "The user's details have been saved.",
 }
 ACTIONS: Final = {
     "deactivate": (
@@ -77,6 +78,7 @@ ACTIONS: Final = {
         "login page (or an administrator sets one).",
     ),
 }
+DETAIL_FIELDS: Final = ("email", "username", "timezone")
 NEW_USER_FIELDS: Final = ("email", "username")  # shown next to their inputs
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 HTTP_DATE_RE: Final = re.compile(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
@@ -327,6 +329,7 @@ def _user_row(item: dict[str, Any]) -> dict[str, Any]:
         "email": _text(item.get("email")),
         "username": _text(item.get("username")),
         "active": item.get("active") is True,
+        "timezone": _text(item.get("timezone")),
         "roles": role_names(item.get("flexmeasures_roles")),
         "last_login": when(item.get("last_login_at")),
         "last_seen": when(item.get("last_seen_at")),
@@ -570,6 +573,7 @@ async def _user_page(
     *,
     problem: str = "",
     status: int = 200,
+    details: DetailsForm | None = None,
 ) -> web.Response:
     log_page = int_param(request, "log_page", 1, most=MAX_PAGE)
     try:
@@ -596,8 +600,69 @@ async def _user_page(
             "manages": manages,
             "roles": {role: ROLES[role] for role in offered},
             "kept_roles": [r for r in shown["roles"] if r not in offered],
+            "details": details
+            or DetailsForm(shown["email"], shown["username"], shown["timezone"]),
         },
         status=status,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DetailsForm:
+    """A user's email, name and time zone as entered, and the API's messages."""
+
+    email: str = ""
+    username: str = ""
+    timezone: str = ""
+    errors: tuple[tuple[str, str], ...] = ()
+
+    def error(self, field: str) -> str:
+        """The message for a field ("" if none)."""
+        return dict(self.errors).get(field, "")
+
+
+@routes.post("/users/" + ID + "/details")
+async def post_user_details(request: web.Request) -> web.Response:
+    """Change a user's email, name or time zone (`PATCH /users/<id>`)."""
+    user = await page_user(request)
+    form = await checked_form(request, user)
+    user_id = int(request.match_info["id"])
+    email, username, timezone = (
+        text_field(form, name, 300).strip() for name in DETAIL_FIELDS
+    )
+    entered = DetailsForm(email, username, timezone)
+    given = {"email": email, "username": username, "timezone": timezone}
+    body = {name: value for name, value in given.items() if value}
+    try:
+        answer = await call(
+            request, user, f"/users/{user_id}", method="PATCH", body=body
+        )
+    except ApiError as err:
+        return await _user_page(
+            request,
+            user,
+            user_id,
+            problem=err.message,
+            status=err.status,
+            details=entered,
+        )
+    if answer.ok:
+        return redirect(f"/users/{user_id}?notice=details")
+    fields = answer.field_errors()
+    if answer.status == 400 and not fields:  # FlexMeasures' 400: a taken email
+        fields = {"email": answer.message()}
+    shown = tuple((k, v) for k, v in fields.items() if k in DETAIL_FIELDS)
+    if answer.status == 403:
+        problem = "You are not allowed to edit this user: the API refused (403)."
+    else:
+        problem = "" if shown else answer.message()
+    return await _user_page(
+        request,
+        user,
+        user_id,
+        problem=problem,
+        status=answer.status,
+        details=DetailsForm(entered.email, entered.username, entered.timezone, shown),
     )
 
 

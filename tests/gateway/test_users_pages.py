@@ -406,3 +406,37 @@ async def test_users_pages_audit_log_pages(people: People) -> None:
     assert "Page 2 of 2" in body
     assert "Events 21 to 21 of 21." in body
     assert "User member created" in body  # the oldest comes last
+
+
+async def test_users_pages_edit_details(people: People) -> None:
+    member = people.member
+    path = f"/users/{member.id}/details"
+    status, _, location = await submit(
+        people,
+        people.account_admin,
+        path,
+        {"email": "Member2@company.test", "username": "member two", "timezone": ""},
+    )
+    assert status == 303
+    assert location == f"/users/{member.id}?notice=details"
+    user = await api_get(people, f"/api/v3_0/users/{member.id}")
+    assert isinstance(user, dict)
+    assert (user["email"], user["username"]) == ("member2@company.test", "member two")
+    # The API's messages next to the fields: a bad time zone, a taken email.
+    status, body, _ = await submit(
+        people, people.account_admin, path, {"timezone": "Mars/Olympus"}
+    )
+    assert status == 422
+    assert 'id="edit-timezone-error"' in body
+    assert "Timezone Mars/Olympus doesn&#39;t exist." in body
+    status, body, _ = await submit(
+        people, people.account_admin, path, {"email": "root@company.test"}
+    )
+    assert status == 400
+    assert 'id="edit-email-error"' in body
+    assert "already exists" in body
+    # A user edits their own details; an outsider may not.
+    status, _, _ = await submit(people, people.member, path, {"username": "me"})
+    assert status == 303
+    status, body, _ = await submit(people, people.outsider, path, {"username": "x"})
+    assert status == 403
