@@ -440,3 +440,40 @@ async def test_users_pages_edit_details(people: People) -> None:
     assert status == 303
     status, body, _ = await submit(people, people.outsider, path, {"username": "x"})
     assert status == 403
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users?page=abc&account_id=-1&include_inactive=maybe",
+        "/users?account_id=99999999999999&page=0",
+        "/accounts?page=99999999999",
+        "/users/1?log_page=%00",
+        "/accounts/1?log_page=-5",
+        "/users/new?account_id=x",
+        "/users/999999999/deactivate",
+    ],
+)
+async def test_users_pages_bad_input_is_no_fault(people: People, path: str) -> None:
+    status, body = await page(people, people.admin, path)
+    assert status < 500, body
+    assert "Traceback" not in body
+
+
+async def test_users_pages_bad_form_input_is_no_fault(people: People) -> None:
+    status, body, _ = await submit(
+        people,
+        people.admin,
+        "/users/new",
+        [
+            ("email", "a@b.test"),
+            ("username", "x" * 400),
+            ("account_id", "99999999999"),
+            ("roles", "nonsense"),
+        ],
+    )
+    assert status == 422, body
+    status, body, _ = await submit(
+        people, people.admin, f"/users/{people.member.id}/roles", [("roles", "é" * 300)]
+    )
+    assert status == 422, body
