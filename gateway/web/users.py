@@ -297,6 +297,9 @@ async def get_account(request: web.Request) -> web.Response:
         for item in (members if isinstance(members, list) else [])
         if isinstance(item, dict)
     ]
+    names = {row["id"]: row["username"] for row in users}
+    for row in log.get("rows", []):  # the account log names no one: its users do
+        row["actor"] = row["actor"] or names.get(row["actor_id"], "")
     return render(
         request,
         "account.html",
