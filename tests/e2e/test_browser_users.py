@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.e2e import test_browser as base
-from tests.e2e.test_browser_a11y import VIEWPORTS, check
+from tests.e2e.test_browser_a11y import VIEWPORTS, check, expected
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -56,7 +56,7 @@ async def test_browser_users_and_accounts(
         await expect(page.get_by_label("Email address")).to_have_attribute(
             "aria-invalid", "true"
         )
-        errors.clear()  # the 422 is the point
+        expected(errors, 422, "/users/new")
         await check(page, shots, "user-new-invalid")
         await page.get_by_label("Email address").fill(NEW_EMAIL)
         await page.get_by_role("button", name="Create user").click()
