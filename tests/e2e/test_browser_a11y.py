@@ -101,3 +101,30 @@ async def test_browser_every_page_is_accessible(
         assert errors == []
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+async def test_browser_asset_pages_are_accessible(
+    browser: Browser, stack: base.Stack, shots: base.Shots, viewport: str
+) -> None:
+    seeded = await base.seed(stack)
+    context, page, errors = await base.new_page(browser, **VIEWPORTS[viewport])
+    try:
+        await base.log_in(page, stack)
+        for name, path in (
+            ("assets", "/assets"),
+            ("asset", f"/assets/{seeded.asset_id}"),
+            ("asset-new", "/assets/new"),
+            ("asset-edit", f"/assets/{seeded.asset_id}/edit"),
+            ("asset-delete", f"/assets/{seeded.asset_id}/delete"),
+            ("sensor-new", f"/assets/{seeded.asset_id}/sensors/new"),
+            ("sensor", f"/sensors/{seeded.sensor_id}"),
+            ("sensor-edit", f"/sensors/{seeded.sensor_id}/edit"),
+            ("jobs", "/jobs"),
+        ):
+            await page.goto(f"{stack.origin}{path}")
+            await page.wait_for_load_state("networkidle")
+            await check(page, shots, name)
+        assert errors == []
+    finally:
+        await context.close()
