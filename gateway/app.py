@@ -30,7 +30,17 @@ from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .tenants_file import TenantsConfig, load_tenants
-from .web import acting, assets, charts, dashboard, jobs, reset, setup_pages, views
+from .web import (
+    acting,
+    assets,
+    charts,
+    dashboard,
+    jobs,
+    reset,
+    setup_pages,
+    users,
+    views,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +211,7 @@ def create_app(
             reset.routes,
             charts.routes,
             acting.routes,
+            users.routes,
         ],
     )
     return app

@@ -341,6 +341,7 @@ class BackendAnswer:
     status: int
     content_type: str
     body: bytes
+    revoke: str | None = None  # the backend's revoke-user signal (REVOKE_HEADER)
 
     def json(self) -> object:
         """The body as JSON (ValueError if it is not, or is nested too deep)."""
@@ -400,7 +401,12 @@ async def fetch(
             timeout=timeout,
         ) as upstream:
             answer = await _read_limited(upstream, limit, tenant)
-        return BackendAnswer(upstream.status, upstream.content_type, answer)
+        return BackendAnswer(
+            upstream.status,
+            upstream.content_type,
+            answer,
+            upstream.headers.get(REVOKE_HEADER),
+        )
 
     async with attempt(request, tenant, send, method=method) as answer:
         return answer

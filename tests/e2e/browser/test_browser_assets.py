@@ -13,22 +13,18 @@ from typing import Final
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.test_browser import (
+from tests.e2e.browser.conftest import (
     ASSET,
     PHONE,
     SENSOR,
     Shots,
     Stack,
-    browser,
     horizontal_scroll,
     log_in,
     new_page,
     seed,
-    shots,
-    stack,
 )
 
-__all__ = ["browser", "shots", "stack"]  # fixtures
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 CHILD: Final = "Browser child asset"

@@ -19,24 +19,20 @@ from typing import Final
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.e2e.test_browser import (
+from tests.e2e.browser.conftest import (
     DAY_START,
     PHONE,
     WAIT_MS,
     Shots,
     Stack,
-    browser,
     horizontal_scroll,
     log_in,
     new_page,
     seed,
-    shots,
-    stack,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
-__all__ = ["browser", "shots", "stack"]  # fixtures of test_browser.py
 
 QUARTER_MS: Final = 15 * 60 * 1000
 YEAR_VALUES: Final = 365 * 96  # 35,040

@@ -6,9 +6,6 @@ the flow go to artifacts/screenshots/<test>/.
 """
 
 # The browser and screenshot fixtures are test_browser.py's, imported (F401) and
-# used as parameters (F811).
-# ruff: noqa: F401, F811
-
 from __future__ import annotations
 
 import asyncio
@@ -28,16 +25,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from playwright.async_api import Browser, expect
 
-from tests.e2e.test_browser import (
+from tests.e2e.browser.conftest import (
     EMAIL,
     WAIT_MS,
     Shots,
     Stack,
-    browser,
     horizontal_scroll,
     new_page,
-    shots,
-    stack,
 )
 from tests.helpers.launcher import (
     PASSWORD,

@@ -1,0 +1,798 @@
+"""Accounts and users pages: lists, details, audit logs; create, (de)activate,
+password reset and roles of users.
+
+Every page and action is a call to the tenant's v3_0 API as the signed-in user
+(gateway/web/calls.py), so the API decides who may do what: its 403 becomes a clear
+"not allowed", its 422 messages stand next to the form's fields. Forms carry the
+session's CSRF secret; actions that lock someone out (deactivation, password reset)
+ask for a confirmation first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from gateway.errors import ApiError
+from gateway.web import render
+from gateway.web.calls import (
+    Answer,
+    PageError,
+    call,
+    checked_form,
+    error_page,
+    int_param,
+    page_user,
+    redirect,
+    refusal,
+    text_field,
+    unavailable,
+)
+from gateway.web.sessions import PageUser
+
+routes = web.RouteTableDef()
+
+PER_PAGE: Final = 25
+LOG_PER_PAGE: Final = 20
+MAX_PAGE: Final = 100_000
+ID: Final = r"{id:\d{1,9}}"
+# Roles a page offers (FlexMeasures' own); the API decides who may grant which.
+ROLES: Final = {
+    "account-admin": "manages the users and assets of their account",
+    "consultant": "reads and helps the accounts their account consults",
+    "admin-reader": "reads everything on this service",
+    "admin": "may do everything on this service",
+}
+ADMIN_ROLES: Final = frozenset({"admin", "admin-reader"})
+MANAGERS: Final = frozenset({"admin", "admin-reader", "account-admin", "consultant"})
+NOTICES: Final = {
+    "created": "The user has been created. They have no password yet: the user "
+    "sets one through “Forgot your password?” on the login page, or an "
+    "administrator sets one with `flexhost admin set-password`.",
+    "deactivated": "The user has been deactivated and logged out everywhere; "
+    "their API tokens no longer work.",
+    "reactivated": "The user has been reactivated.",
+    "password-reset": "The user's password has been reset: their old password, "
+    "API tokens and sessions no longer work. The user sets a new password through "
+    "“Forgot your password?” on the login page, or an administrator sets one with "
+    "`flexhost admin set-password`.",
+    "roles": "The user's roles have been saved.",
+    "details": "The user's details have been saved.",
+}
+ACTIONS: Final = {
+    "deactivate": (
+        "Deactivate",
+        "The user can no longer log in; their API tokens and sessions stop working "
+        "at once. You can reactivate them later.",
+    ),
+    "reactivate": ("Reactivate", "The user can log in again with their password."),
+    "reset-password": (
+        "Reset the password of",
+        "Their current password stops working, and so do all their API tokens and "
+        "sessions. They set a new password through “Forgot your password?” on the "
+        "login page (or an administrator sets one).",
+    ),
+}
+DETAIL_FIELDS: Final = ("email", "username", "timezone")
+NEW_USER_FIELDS: Final = ("email", "username")  # shown next to their inputs
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+HTTP_DATE_RE: Final = re.compile(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
+
+
+# --- reading the API's JSON ---------------------------------------------------
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def when(value: object) -> dt.datetime | None:
+    """A time of the API (naive UTC ISO, or an HTTP date) as an aware datetime."""
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        if HTTP_DATE_RE.fullmatch(text):
+            moment = dt.datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT")
+        else:
+            moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def role_names(raw: object) -> list[str]:
+    """Role names of a user or account (names, or `{"name": ...}` objects)."""
+    names: list[str] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            names.append(item["name"])
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """Where a paged list is: page number, count, total."""
+
+    number: int
+    per_page: int
+    total: int
+
+    @property
+    def last(self) -> int:
+        """The number of the last page (1 when empty)."""
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def first_shown(self) -> int:
+        """The position of the page's first item (1-based; 0 when empty)."""
+        return 0 if self.total == 0 else (self.number - 1) * self.per_page + 1
+
+    @property
+    def last_shown(self) -> int:
+        """The position of the page's last item."""
+        return min(self.total, self.number * self.per_page)
+
+
+def _listing(answer: Answer, what: str) -> tuple[list[dict[str, Any]], int]:
+    """The items and total of a paged API answer (PageError if refused)."""
+    if answer.status != 200:
+        raise refusal(answer, what)
+    body = answer.body if isinstance(answer.body, dict) else {}
+    data = body.get("data")
+    total = _int(body.get("num-records"))
+    if not isinstance(data, list) or total is None:
+        raise PageError(502, f"The backend gave an unreadable list of {what}.")
+    return [item for item in data if isinstance(item, dict)], total
+
+
+def _record(answer: Answer, what: str) -> dict[str, Any]:
+    if answer.status != 200 or not isinstance(answer.body, dict):
+        raise refusal(answer, what)
+    return answer.body
+
+
+def _members_of(account_id: int) -> str:
+    """The API path listing every user of an account, deactivated ones too."""
+    return "/users?" + urlencode({"account_id": account_id, "include_inactive": "true"})
+
+
+def _link(path: str, **query: object) -> str:
+    kept = {k: v for k, v in query.items() if v not in (None, "", False)}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+# --- accounts -------------------------------------------------------------------
+
+
+async def _accounts(
+    request: web.Request, user: PageUser, number: int, per_page: int
+) -> tuple[list[dict[str, Any]], Pages]:
+    answer = await call(
+        request, user, f"/accounts?{urlencode({'page': number, 'per_page': per_page})}"
+    )
+    items, total = _listing(answer, "accounts")
+    return items, Pages(number, per_page, total)
+
+
+@routes.get("/accounts")
+async def get_accounts(request: web.Request) -> web.Response:
+    """The accounts the user may see (admins: all; others: their own)."""
+    user = await page_user(request)
+    number = int_param(request, "page", 1, most=MAX_PAGE)
+    try:
+        items, pages = await _accounts(request, user, number, PER_PAGE)
+    except PageError as err:
+        return error_page(request, user, err)
+    except ApiError as err:
+        return error_page(request, user, unavailable(err))
+    rows = [
+        {
+            "id": _int(item.get("id")),
+            "name": _text(item.get("name")),
+            "roles": role_names(item.get("account_roles")),
+            "users": _int(item.get("user_count")),
+            "assets": _int(item.get("asset_count")),
+            "consultancy": _int(item.get("consultancy_account_id")),
+        }
+        for item in items
+    ]
+    return render(
+        request,
+        "accounts.html",
+        {"user": user, "rows": rows, "pages": pages, "link": _link},
+    )
+
+
+async def _audit_log(
+    request: web.Request, user: PageUser, target: str, number: int
+) -> dict[str, Any]:
+    """An audit log page: rows, pages, or why it is not shown."""
+    query = {
+        "page": number,
+        "per_page": LOG_PER_PAGE,
+        "sort-by": "event_datetime",
+        "sort-dir": "desc",
+    }
+    answer = await call(request, user, f"{target}?{urlencode(query)}")
+    if answer.status == 403:
+        return {"refused": "You are not allowed to see this audit log."}
+    if answer.status != 200:
+        return {"refused": answer.message() or "The audit log is unavailable."}
+    body = answer.body
+    if isinstance(body, list):  # the account log: every record at once
+        records = sorted(
+            (r for r in body if isinstance(r, dict)),
+            key=lambda r: when(r.get("event_datetime")) or EPOCH,
+            reverse=True,
+        )
+        pages = Pages(number, LOG_PER_PAGE, len(records))
+        start = (number - 1) * LOG_PER_PAGE
+        records = records[start : start + LOG_PER_PAGE]
+    elif isinstance(body, dict) and isinstance(body.get("data"), list):
+        records = [r for r in body["data"] if isinstance(r, dict)]
+        pages = Pages(number, LOG_PER_PAGE, _int(body.get("num-records")) or 0)
+    else:
+        return {"refused": "The audit log is unavailable."}
+    rows = [
+        {
+            "event": _text(r.get("event")),
+            "when": when(r.get("event_datetime")),
+            "actor": _text(r.get("active_user_name")),
+            "actor_id": _int(r.get("active_user_id")),
+        }
+        for r in records
+    ]
+    return {"rows": rows, "pages": pages}
+
+
+@routes.get("/accounts/" + ID)
+async def get_account(request: web.Request) -> web.Response:
+    """An account: its properties, users, number of assets and audit log."""
+    user = await page_user(request)
+    account_id = int(request.match_info["id"])
+    log_page = int_param(request, "log_page", 1, most=MAX_PAGE)
+    try:
+        account = _record(
+            await call(request, user, f"/accounts/{account_id}"),
+            f"account with ID {account_id}",
+        )
+        users_answer = await call(
+            request,
+            user,
+            _members_of(account_id),
+        )
+        members = users_answer.body if users_answer.status == 200 else None
+        assets = await call(
+            request,
+            user,
+            "/assets?"
+            + urlencode({"account_id": account_id, "page": 1, "per_page": 1}),
+        )
+        asset_count = (
+            _int(assets.body.get("num-records"))
+            if assets.status == 200 and isinstance(assets.body, dict)
+            else None
+        )
+        log = await _audit_log(
+            request, user, f"/accounts/{account_id}/auditlog", log_page
+        )
+    except PageError as err:
+        return error_page(request, user, err)
+    except ApiError as err:
+        return error_page(request, user, unavailable(err))
+    users = [
+        _user_row(item)
+        for item in (members if isinstance(members, list) else [])
+        if isinstance(item, dict)
+    ]
+    names = {row["id"]: row["username"] for row in users}
+    for row in log.get("rows", []):  # the account log names no one: its users do
+        row["actor"] = row["actor"] or names.get(row["actor_id"], "")
+    return render(
+        request,
+        "account.html",
+        {
+            "user": user,
+            "account": {
+                "id": account_id,
+                "name": _text(account.get("name")),
+                "roles": role_names(account.get("account_roles")),
+                "consultancy": _int(account.get("consultancy_account_id")),
+                "primary_color": _text(account.get("primary_color")),
+                "secondary_color": _text(account.get("secondary_color")),
+            },
+            "users": users,
+            "users_refused": members is None,
+            "asset_count": asset_count,
+            "log": log,
+            "link": _link,
+            "may_create": _manages(user, account_id),
+        },
+    )
+
+
+# --- users ------------------------------------------------------------------------
+
+
+def _user_row(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _int(item.get("id")),
+        "email": _text(item.get("email")),
+        "username": _text(item.get("username")),
+        "active": item.get("active") is True,
+        "timezone": _text(item.get("timezone")),
+        "roles": role_names(item.get("flexmeasures_roles")),
+        "last_login": when(item.get("last_login_at")),
+        "last_seen": when(item.get("last_seen_at")),
+    }
+
+
+def _manages(user: PageUser, account_id: int) -> bool:
+    """Whether the page offers user management in an account (the API decides)."""
+    roles = set(user.record.roles)
+    return "admin" in roles or (
+        account_id == user.record.account_id
+        and bool(roles & {"account-admin", "consultant"})
+    )
+
+
+@routes.get("/users")
+async def get_users(request: web.Request) -> web.Response:
+    """The users of an account (the user's own; admins may choose another)."""
+    user = await page_user(request)
+    account_id = int_param(request, "account_id", user.record.account_id, most=10**9)
+    include_inactive = request.query.get("include_inactive") == "on"
+    number = int_param(request, "page", 1, most=MAX_PAGE)
+    query: dict[str, object] = {
+        "account_id": account_id,
+        "page": number,
+        "per_page": PER_PAGE,
+    }
+    if include_inactive:
+        query["include_inactive"] = "true"
+    try:
+        items, total = _listing(
+            await call(request, user, f"/users?{urlencode(query)}"),
+            f"users of account {account_id}",
+        )
+        accounts: list[dict[str, Any]] = []
+        if set(user.record.roles) & MANAGERS - {"account-admin"}:
+            accounts, _ = await _accounts(request, user, 1, 1000)
+    except PageError as err:
+        return error_page(request, user, err)
+    except ApiError as err:
+        return error_page(request, user, unavailable(err))
+    account_name = next(
+        (
+            _text(item["account"].get("name"))
+            for item in items
+            if isinstance(item.get("account"), dict)
+        ),
+        "",
+    )
+    choices = [(_int(a.get("id")), _text(a.get("name"))) for a in accounts]
+    if not account_name:
+        account_name = next((n for i, n in choices if i == account_id), "")
+    return render(
+        request,
+        "users.html",
+        {
+            "user": user,
+            "rows": [_user_row(item) for item in items],
+            "pages": Pages(number, PER_PAGE, total),
+            "account_id": account_id,
+            "account_name": account_name,
+            "accounts": choices if len(choices) > 1 else [],
+            "include_inactive": include_inactive,
+            "link": _link,
+            "may_create": _manages(user, account_id),
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewUserForm:
+    """What was entered in the new-user form, and the API's messages by field."""
+
+    email: str = ""
+    username: str = ""
+    roles: tuple[str, ...] = ()
+    errors: tuple[tuple[str, str], ...] = ()
+
+    def error(self, field: str) -> str:
+        """The message for a field ("" if none)."""
+        return dict(self.errors).get(field, "")
+
+
+def grantable(user: PageUser) -> list[str]:
+    """The roles a page offers this user to give (the API decides in the end)."""
+    held = set(user.record.roles)
+    if "admin" in held:
+        return list(ROLES)
+    return [role for role in ROLES if role in held and role not in ADMIN_ROLES]
+
+
+def _new_user_page(
+    request: web.Request,
+    user: PageUser,
+    account_id: int,
+    form: NewUserForm,
+    *,
+    problem: str = "",
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        "user_new.html",
+        {
+            "user": user,
+            "account_id": account_id,
+            "form": form,
+            "problem": problem,
+            "roles": {role: ROLES[role] for role in grantable(user)},
+        },
+        status=status,
+    )
+
+
+async def welcome(request: web.Request, user_id: int, email: str) -> str:
+    """What follows the creation of a user; the key of the notice then shown.
+
+    The new user has no password yet. For now the notice ("created") tells how
+    they get one; the invitation mail with a one-time link to set a password
+    (#13, with the password reset by mail) is to be sent from here.
+    """
+    return "created"
+
+
+@routes.get("/users/new")
+async def get_new_user(request: web.Request) -> web.Response:
+    """The form for a new user of an account (default: the user's own)."""
+    user = await page_user(request)
+    account_id = int_param(request, "account_id", user.record.account_id, most=10**9)
+    return _new_user_page(request, user, account_id, NewUserForm())
+
+
+@routes.post("/users/new")
+async def post_new_user(request: web.Request) -> web.Response:
+    """Create the user with the API (`POST /users`); its messages by field."""
+    user = await page_user(request)
+    form = await checked_form(request, user)
+    raw_account = text_field(form, "account_id", 12)
+    account_id = (
+        int(raw_account)
+        if raw_account.isascii() and raw_account.isdigit()
+        else user.record.account_id
+    )
+    entered = NewUserForm(
+        email=text_field(form, "email", 300).strip(),
+        username=text_field(form, "username", 300).strip(),
+        roles=tuple(
+            role
+            for role in form.getall("roles", [])
+            if isinstance(role, str) and role in ROLES
+        ),
+    )
+    errors = []
+    if not entered.email:
+        errors.append(("email", "Please enter the user's email address."))
+    if not entered.username:
+        errors.append(("username", "Please enter a name for the user."))
+    if errors:
+        return _new_user_page(
+            request,
+            user,
+            account_id,
+            NewUserForm(entered.email, entered.username, entered.roles, tuple(errors)),
+            status=422,
+        )
+    body: dict[str, Any] = {
+        "email": entered.email,
+        "username": entered.username,
+        "account_id": account_id,
+    }
+    if entered.roles:
+        body["flexmeasures_roles"] = list(entered.roles)
+    try:
+        answer = await call(request, user, "/users", method="POST", body=body)
+    except ApiError as err:
+        return _new_user_page(
+            request, user, account_id, entered, problem=err.message, status=err.status
+        )
+    created = answer.body if isinstance(answer.body, dict) else {}
+    new_id = _int(created.get("id"))
+    if answer.status == 201 and new_id is not None:
+        notice = await welcome(request, new_id, _text(created.get("email")))
+        return redirect(f"/users/{new_id}?notice={notice}")
+    if answer.status == 422:
+        fields = answer.field_errors()
+        shown = tuple(
+            (name, text)
+            for name, text in fields.items()
+            if name in ("email", "username")
+        )
+        rest = " ".join(
+            f"{name}: {text}"
+            for name, text in fields.items()
+            if name not in dict(shown)
+        )
+        return _new_user_page(
+            request,
+            user,
+            account_id,
+            NewUserForm(entered.email, entered.username, entered.roles, shown),
+            problem=rest or ("" if shown else answer.message()),
+            status=422,
+        )
+    if answer.status == 403:
+        problem = (
+            "You are not allowed to create this user: the API refused (403). "
+            "Account-admins create users in their own account, and nobody gives a "
+            "role they do not hold."
+        )
+    elif answer.status == 404:
+        problem = f"There is no account with ID {account_id}."
+    else:
+        problem = answer.message() or "The user could not be created."
+    return _new_user_page(
+        request, user, account_id, entered, problem=problem, status=answer.status
+    )
+
+
+async def _user_details(
+    request: web.Request, user: PageUser, user_id: int
+) -> dict[str, Any]:
+    """The user as the API shows them, with role names (from their account's list)."""
+    found = _record(
+        await call(request, user, f"/users/{user_id}"), f"user with ID {user_id}"
+    )
+    row = _user_row(found)
+    account_id = _int(found.get("account_id"))
+    row["account_id"] = account_id
+    row["account_name"] = ""
+    role_ids = found.get("flexmeasures_roles")
+    row["roles"] = []
+    if account_id is not None:
+        listing = await call(
+            request,
+            user,
+            _members_of(account_id),
+        )
+        for item in listing.body if isinstance(listing.body, list) else []:
+            if isinstance(item, dict) and item.get("id") == user_id:
+                row["roles"] = role_names(item.get("flexmeasures_roles"))
+                account = item.get("account")
+                if isinstance(account, dict):
+                    row["account_name"] = _text(account.get("name"))
+    if not row["roles"] and isinstance(role_ids, list) and role_ids:
+        row["roles"] = [f"role {r}" for r in role_ids]
+    return row
+
+
+async def _user_page(
+    request: web.Request,
+    user: PageUser,
+    user_id: int,
+    *,
+    problem: str = "",
+    status: int = 200,
+    details: DetailsForm | None = None,
+) -> web.Response:
+    log_page = int_param(request, "log_page", 1, most=MAX_PAGE)
+    try:
+        shown = await _user_details(request, user, user_id)
+        log = await _audit_log(request, user, f"/users/{user_id}/auditlog", log_page)
+    except PageError as err:
+        return error_page(request, user, err)
+    except ApiError as err:
+        return error_page(request, user, unavailable(err))
+    account_id = shown["account_id"]
+    manages = account_id is not None and _manages(user, account_id)
+    offered = grantable(user)
+    return render(
+        request,
+        "user.html",
+        {
+            "user": user,
+            "shown": shown,
+            "log": log,
+            "link": _link,
+            "notice": NOTICES.get(request.query.get("notice", ""), ""),
+            "problem": problem,
+            "itself": user_id == user.user_id,
+            "manages": manages,
+            "roles": {role: ROLES[role] for role in offered},
+            "kept_roles": [r for r in shown["roles"] if r not in offered],
+            "details": details
+            or DetailsForm(shown["email"], shown["username"], shown["timezone"]),
+        },
+        status=status,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DetailsForm:
+    """A user's email, name and time zone as entered, and the API's messages."""
+
+    email: str = ""
+    username: str = ""
+    timezone: str = ""
+    errors: tuple[tuple[str, str], ...] = ()
+
+    def error(self, field: str) -> str:
+        """The message for a field ("" if none)."""
+        return dict(self.errors).get(field, "")
+
+
+@routes.post("/users/" + ID + "/details")
+async def post_user_details(request: web.Request) -> web.Response:
+    """Change a user's email, name or time zone (`PATCH /users/<id>`)."""
+    user = await page_user(request)
+    form = await checked_form(request, user)
+    user_id = int(request.match_info["id"])
+    email, username, timezone = (
+        text_field(form, name, 300).strip() for name in DETAIL_FIELDS
+    )
+    entered = DetailsForm(email, username, timezone)
+    given = {"email": email, "username": username, "timezone": timezone}
+    body = {name: value for name, value in given.items() if value}
+    try:
+        answer = await call(
+            request, user, f"/users/{user_id}", method="PATCH", body=body
+        )
+    except ApiError as err:
+        return await _user_page(
+            request,
+            user,
+            user_id,
+            problem=err.message,
+            status=err.status,
+            details=entered,
+        )
+    if answer.ok:
+        return redirect(f"/users/{user_id}?notice=details")
+    fields = answer.field_errors()
+    if answer.status == 400 and not fields:  # FlexMeasures' 400: a taken email
+        fields = {"email": answer.message()}
+    shown = tuple((k, v) for k, v in fields.items() if k in DETAIL_FIELDS)
+    if answer.status == 403:
+        problem = "You are not allowed to edit this user: the API refused (403)."
+    else:
+        problem = "" if shown else answer.message()
+    return await _user_page(
+        request,
+        user,
+        user_id,
+        problem=problem,
+        status=answer.status,
+        details=DetailsForm(entered.email, entered.username, entered.timezone, shown),
+    )
+
+
+@routes.get("/users/" + ID)
+async def get_user(request: web.Request) -> web.Response:
+    """A user: properties, roles, active flag, actions and audit log."""
+    user = await page_user(request)
+    return await _user_page(request, user, int(request.match_info["id"]))
+
+
+@routes.get("/users/" + ID + "/{action:deactivate|reactivate|reset-password}")
+async def get_user_action(request: web.Request) -> web.Response:
+    """Confirm an action on a user before it is done."""
+    user = await page_user(request)
+    user_id = int(request.match_info["id"])
+    action = request.match_info["action"]
+    try:
+        shown = await _user_details(request, user, user_id)
+    except PageError as err:
+        return error_page(request, user, err)
+    except ApiError as err:
+        return error_page(request, user, unavailable(err))
+    verb, consequence = ACTIONS[action]
+    return render(
+        request,
+        "user_confirm.html",
+        {
+            "user": user,
+            "shown": shown,
+            "action": action,
+            "verb": verb,
+            "consequence": consequence,
+        },
+    )
+
+
+def _action_problem(answer: Answer, verb: str) -> str:
+    if answer.status == 403:
+        return (
+            f"You are not allowed to {verb.lower()} this user: the API refused (403)."
+            " Nobody changes their own active flag or roles, nor a user holding a "
+            "role they do not hold themselves."
+        )
+    return answer.message() or f"The API answered {answer.status}."
+
+
+@routes.post("/users/" + ID + "/{action:deactivate|reactivate|reset-password}")
+async def post_user_action(request: web.Request) -> web.Response:
+    """Deactivate, reactivate or reset the password of a user (confirmed)."""
+    user = await page_user(request)
+    await checked_form(request, user)
+    user_id = int(request.match_info["id"])
+    action = request.match_info["action"]
+    if action == "reset-password":
+        target, body, notice = (
+            f"/users/{user_id}/password-reset",
+            None,
+            "password-reset",
+        )
+    else:
+        active = action == "reactivate"
+        target, body = f"/users/{user_id}", {"active": active}
+        notice = "reactivated" if active else "deactivated"
+    try:
+        answer = await call(request, user, target, method="PATCH", body=body)
+    except ApiError as err:
+        return await _user_page(
+            request, user, user_id, problem=err.message, status=err.status
+        )
+    if answer.ok:
+        return redirect(f"/users/{user_id}?notice={notice}")
+    return await _user_page(
+        request,
+        user,
+        user_id,
+        problem=_action_problem(answer, ACTIONS[action][0]),
+        status=answer.status,
+    )
+
+
+@routes.post("/users/" + ID + "/roles")
+async def post_user_roles(request: web.Request) -> web.Response:
+    """Set a user's roles (`PATCH /users/<id>` with `flexmeasures_roles`)."""
+    user = await page_user(request)
+    form = await checked_form(request, user)
+    user_id = int(request.match_info["id"])
+    wanted = sorted(
+        {
+            role[:100]
+            for role in form.getall("roles", [])
+            if isinstance(role, str) and role.strip()
+        }
+    )
+    try:
+        answer = await call(
+            request,
+            user,
+            f"/users/{user_id}",
+            method="PATCH",
+            body={"flexmeasures_roles": wanted},
+        )
+    except ApiError as err:
+        return await _user_page(
+            request, user, user_id, problem=err.message, status=err.status
+        )
+    if answer.ok:
+        return redirect(f"/users/{user_id}?notice=roles")
+    if answer.status == 403:
+        problem = (
+            "You are not allowed to give these roles: the API refused (403). "
+            "Admins and the account-admins of the user's account edit roles; nobody "
+            "gives a role they do not hold, nor changes their own roles."
+        )
+    else:
+        problem = answer.message() or f"The API answered {answer.status}."
+    return await _user_page(
+        request, user, user_id, problem=problem, status=answer.status
+    )
