@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.errors import ApiError
 from gateway.web import render
 from gateway.web.calls import (
@@ -33,6 +34,7 @@ from gateway.web.calls import (
     text_field,
     unavailable,
 )
+from gateway.web.reset import mail_password_link
 from gateway.web.sessions import PageUser
 
 routes = web.RouteTableDef()
@@ -54,6 +56,8 @@ NOTICES: Final = {
     "created": "The user has been created. They have no password yet: the user "
     "sets one through “Forgot your password?” on the login page, or an "
     "administrator sets one with `flexhost admin set-password`.",
+    "invited": "The user has been created and mailed a link to set their password "
+    "(it works once, for a few days; “Send a new invitation” mails another).",
     "deactivated": "The user has been deactivated and logged out everywhere; "
     "their API tokens no longer work.",
     "reactivated": "The user has been reactivated.",
@@ -450,10 +454,14 @@ def _new_user_page(
 async def welcome(request: web.Request, user_id: int, email: str) -> str:
     """What follows the creation of a user; the key of the notice then shown.
 
-    The new user has no password yet. For now the notice ("created") tells how
-    they get one; the invitation mail with a one-time link to set a password
-    (#13, with the password reset by mail) is to be sent from here.
+    The new user has no usable password: where mail is set up they are mailed a
+    one-time link to set one (the invitation), else the notice tells how they get
+    one.
     """
+    if email and mail_password_link(
+        request, request[keys.TENANT], user_id=user_id, email=email
+    ):
+        return "invited"
     return "created"
 
 
@@ -613,6 +621,7 @@ async def _user_page(
             "problem": problem,
             "itself": user_id == user.user_id,
             "manages": manages,
+            "mail": request.app[keys.SETTINGS].mail_configured,
             "roles": {role: ROLES[role] for role in offered},
             "kept_roles": [r for r in shown["roles"] if r not in offered],
             "details": details

@@ -559,3 +559,36 @@ async def test_reset_mail_over_tls(
             assert not box.messages
     finally:
         controller.stop()
+
+
+async def test_a_user_created_on_the_users_page_is_mailed_an_invitation(
+    make_site: SiteFactory, inbox: Inbox
+) -> None:
+    site = await make_site(**mail_settings(inbox))
+    client = site.client
+    csrf = await logged_in(client, "admin@company.test")
+    response = await client.post(
+        "/users/new",
+        data={
+            "csrf_token": csrf,
+            "email": "newcomer@company.test",
+            "username": "newcomer",
+            "account_id": str(site.account_id),
+        },
+        headers=page_headers(),
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    location = response.headers["Location"]
+    assert re.fullmatch(r"/users/\d+\?notice=invited", location), location
+    page = await client.get(location, headers={"Host": COMPANY})
+    assert "mailed a link to set their password" in await page.text()
+    message = await inbox.wait()
+    assert message["To"] == "newcomer@company.test"
+    assert str(message["Subject"]).startswith("Set your password at ")
+    token = token_of(message)
+    status, text = await set_new(client, token, NEW_PASSWORD)
+    assert status == 200, text
+    assert (
+        await post_login(client, "newcomer@company.test", NEW_PASSWORD)
+    ).status == 303
