@@ -24,6 +24,7 @@ from gateway.errors import ApiError, FormRejectedError
 from gateway.proxy import BackendAnswer, fetch
 from gateway.signing import identity_for
 from gateway.web import render
+from gateway.web.charts import chart_context
 from gateway.web.dashboard import (
     API,
     BackendAnswerError,
@@ -302,6 +303,7 @@ async def get_asset(request: web.Request) -> web.Response:
                 parent = await _object(request, user, "asset", parent_id)
             except PageError:
                 parent = {"id": parent_id, "name": f"Asset {parent_id}"}
+        charts = await chart_context(request, user, asset)
     except PageError as err:
         return _page_error(request, user, err)
     except BackendAnswerError as err:
@@ -337,6 +339,7 @@ async def get_asset(request: web.Request) -> web.Response:
                 c for c in asset.get("child_assets") or () if isinstance(c, dict)
             ],
             "sensors": rows,
+            "charts": charts,
             "attributes": _json_text(asset.get("attributes"), default="{}"),
             "flex_model": _json_text(asset.get("flex_model"), default="{}"),
             "flex_context": _json_text(asset.get("flex_context"), default="{}"),

@@ -102,7 +102,15 @@ async def _controls(page: Page) -> list[str]:
                 if (style.visibility === "hidden" || style.display === "none") {
                     return false;
                 }
-                // (the content of a closed <details> has no boxes)
+                // The content of a closed <details> is skipped by Tab, though
+                // Chromium keeps its boxes (content-visibility: hidden).
+                for (let d = el.closest("details"); d;
+                     d = d.parentElement && d.parentElement.closest("details")) {
+                    const summary = el.closest("summary");
+                    if (!d.open && !(summary && summary.parentElement === d)) {
+                        return false;
+                    }
+                }
                 return el.getClientRects().length > 0;
             };
             // A radio group is one Tab stop: its checked (or else first) radio.

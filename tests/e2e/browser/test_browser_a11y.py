@@ -77,6 +77,7 @@ async def test_browser_asset_pages_are_accessible(
         for name, path in (
             ("assets", "/assets"),
             ("asset", f"/assets/{seeded.asset_id}"),
+            ("asset-charts", f"/assets/{seeded.asset_id}/charts"),
             ("asset-new", "/assets/new"),
             ("asset-edit", f"/assets/{seeded.asset_id}/edit"),
             ("asset-delete", f"/assets/{seeded.asset_id}/delete"),
@@ -88,6 +89,11 @@ async def test_browser_asset_pages_are_accessible(
             await page.goto(f"{stack.origin}{path}")
             await page.wait_for_load_state("networkidle")
             await check(page, shots, name)
+        # the charts' actions, folded away until asked for
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}/charts")
+        await page.wait_for_load_state("networkidle")
+        await page.locator("#act > summary").click()
+        await check(page, shots, "asset-charts-actions")
         assert errors == []
     finally:
         await context.close()

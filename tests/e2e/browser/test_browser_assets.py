@@ -84,8 +84,15 @@ async def test_browser_assets_search_edit_sensor_and_delete(
 
         # 2. The asset page: properties, its sensor, the controls.
         await page.get_by_role("link", name=ASSET, exact=True).click()
-        await expect(page).to_have_url(f"{stack.origin}/assets/{seeded.asset_id}")
-        await expect(page.get_by_role("link", name=SENSOR, exact=True)).to_be_visible()
+        # the charts keep their time range in the page's query
+        await expect(page).to_have_url(
+            re.compile(rf"{re.escape(stack.origin)}/assets/{seeded.asset_id}(\?|$)")
+        )
+        # its sensors table (the charts below link each sensor too)
+        sensors_table = page.get_by_role("rowheader")
+        await expect(
+            sensors_table.get_by_role("link", name=SENSOR, exact=True)
+        ).to_be_visible()
         await expect(page.locator("dl.facts")).to_contain_text("battery")
         await shots.take(page, "asset")
 
@@ -105,7 +112,7 @@ async def test_browser_assets_search_edit_sensor_and_delete(
         await page.get_by_label("Latitude").fill("52.37")
         await page.get_by_label("Longitude").fill("4.89")
         await page.get_by_role("button", name="Save changes").click()
-        await expect(page.get_by_role("status")).to_have_text(
+        await expect(page.locator("p.notice[role=status]")).to_have_text(
             "Your changes have been saved."
         )
         await expect(page.locator("dl.facts")).to_contain_text("52.37, 4.89")
@@ -118,10 +125,14 @@ async def test_browser_assets_search_edit_sensor_and_delete(
         await page.get_by_label(re.compile("^Resolution")).fill("PT5M")
         await shots.take(page, "sensor-new")
         await page.get_by_role("button", name="Create sensor").click()
-        await expect(page.get_by_role("status")).to_have_text(
+        await expect(page.locator("p.notice[role=status]")).to_have_text(
             "The sensor has been created."
         )
-        await page.get_by_role("link", name="battery state of charge").click()
+        await (
+            page.get_by_role("table")
+            .get_by_role("link", name="battery state of charge")
+            .click()
+        )
         await expect(page.locator("dl.facts")).to_contain_text("5 minutes")
         await shots.take(page, "sensor")
         await page.get_by_role("link", name="Edit sensor").click()
