@@ -169,6 +169,20 @@ async def _object(
     return body
 
 
+async def _asset_or_error_page(
+    request: web.Request, user: PageUser, asset_id: int
+) -> dict[str, Any] | web.Response:
+    """The asset, or the page that says why it cannot be shown."""
+    try:
+        return await _object(request, user, "asset", asset_id)
+    except PageError as err:
+        return _page_error(request, user, err)
+    except ApiError as err:
+        return _error_page(
+            request, user, err.status, "The asset is unavailable", err.message
+        )
+
+
 async def _user(request: web.Request) -> PageUser:
     user = await _signed_in(request)
     if user is None:
@@ -570,14 +584,9 @@ async def get_edit_asset(request: web.Request) -> web.Response:
     """The asset's edit form."""
     user = await _user(request)
     asset_id = int(request.match_info["id"])
-    try:
-        asset = await _object(request, user, "asset", asset_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    asset = await _asset_or_error_page(request, user, asset_id)
+    if isinstance(asset, web.Response):
+        return asset
     return await _asset_form_page(request, user, asset_form_of(asset), asset=asset)
 
 
@@ -587,14 +596,9 @@ async def post_edit_asset(request: web.Request) -> web.Response:
     user = await _user(request)
     asset_id = int(request.match_info["id"])
     form_data = await _checked_form(request, user)
-    try:
-        asset = await _object(request, user, "asset", asset_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    asset = await _asset_or_error_page(request, user, asset_id)
+    if isinstance(asset, web.Response):
+        return asset
     form, body = asset_body(form_data)
     if body["parent_asset_id"] == asset.get("parent_asset_id"):
         del body["parent_asset_id"]  # unchanged: no parent checks needed
@@ -767,14 +771,9 @@ async def get_new_sensor(request: web.Request) -> web.Response:
     """A form for a new sensor of the asset."""
     user = await _user(request)
     asset_id = int(request.match_info["id"])
-    try:
-        asset = await _object(request, user, "asset", asset_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    asset = await _asset_or_error_page(request, user, asset_id)
+    if isinstance(asset, web.Response):
+        return asset
     form = SensorForm(
         {
             "name": "",
@@ -793,14 +792,9 @@ async def post_new_sensor(request: web.Request) -> web.Response:
     user = await _user(request)
     asset_id = int(request.match_info["id"])
     form_data = await _checked_form(request, user)
-    try:
-        asset = await _object(request, user, "asset", asset_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    asset = await _asset_or_error_page(request, user, asset_id)
+    if isinstance(asset, web.Response):
+        return asset
     form, body = sensor_body(form_data)
     body["generic_asset_id"] = asset_id
     try:
