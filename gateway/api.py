@@ -8,6 +8,7 @@ import hmac
 import html
 import json
 import logging
+import re
 from typing import Any, Final
 
 from aiohttp import web
@@ -39,6 +40,7 @@ from .login import verify_login
 from .proxy import forward
 from .signing import identity_for
 from .tenants_file import SUNSET_VERSIONS, TenantConfig
+from .web.reset import mail_reset_link
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -54,6 +56,7 @@ UNREADABLE: Final = (
 LOGIN_BODY_LIMIT: Final = 64 * 1024
 AUTH_TOKEN: Final = "auth_token"  # FlexMeasures' query parameter of a token
 SUNSET_DATE: Final = "Mon, 01 May 2023 00:00:00 GMT"
+PASSWORD_RESET_RE: Final = re.compile(r"users/(\d{1,18})/password-reset")
 SUNSET_LINK: Final = "https://flexmeasures.readthedocs.io/en/latest/api/change_log.html"
 
 
@@ -272,7 +275,18 @@ async def _proxy(
         except (ValueError, TokenStoreUnavailableError):
             # The backend refuses the old tokens by itself (tokens_valid_after).
             logger.exception("could not revoke tokens of user %r", revoke)
+        if response.status == 200 and _reset_of(request) == revoke:
+            # FlexMeasures mails reset instructions; here a one-time link.
+            mail_reset_link(request, tenant, int(revoke))
     return response
+
+
+def _reset_of(request: web.Request) -> str | None:
+    """The user id of a `PATCH /api/v3_0/users/<id>/password-reset` (else None)."""
+    if request.method != "PATCH" or request.match_info.get("version") != "v3_0":
+        return None
+    found = PASSWORD_RESET_RE.fullmatch(request.match_info.get("tail", ""))
+    return str(int(found.group(1))) if found else None
 
 
 @routes.route("*", "/api/ops/{tail:.*}")

@@ -4,8 +4,9 @@ A link carries a random token (secrets.token_urlsafe); Redis keeps only its
 sha256 as `<prefix>:reset:<hex>` -> "<tenant> <user id>" with the link's life as
 TTL. Using a link takes it away in one atomic step (GETDEL in a script), so a
 link works once even when two requests race. The backend is asked with the
-gateway's service identity: `POST /internal/users/lookup` (who has this email)
-and `POST /internal/users/<id>/password` (set it, audited as "Password reset").
+gateway's service identity: `POST /internal/users/lookup` (who has this email),
+`GET /internal/users/<id>` (whose address this is) and
+`POST /internal/users/<id>/password` (set it, audited as "Password reset").
 """
 
 from __future__ import annotations
@@ -229,6 +230,21 @@ async def find_user(
     status, body = await call_backend(
         request, tenant, "/internal/users/lookup", {"email": email}
     )
+    return _account(tenant, status, body)
+
+
+async def user_by_id(
+    request: web.Request, tenant: TenantConfig, user_id: int
+) -> Account | None:
+    """The user with this id, their address as the backend has it (None if nobody)."""
+    status, body = await call_backend(
+        request, tenant, f"/internal/users/{user_id}", None, method="GET"
+    )
+    return _account(tenant, status, body)
+
+
+def _account(tenant: TenantConfig, status: int, body: dict[str, Any]) -> Account | None:
+    """A lookup's answer: the user, None on 404; UpstreamUnavailableError else."""
     if status == 404:
         return None
     try:

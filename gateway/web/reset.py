@@ -45,7 +45,15 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 from gateway.mail import MailError, build_message, send_mail
-from gateway.reset import ResetLinks, call_backend, find_user, keep, set_password
+from gateway.reset import (
+    Account,
+    ResetLinks,
+    call_backend,
+    find_user,
+    keep,
+    set_password,
+    user_by_id,
+)
 from gateway.signing import identity_for
 from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle, wait_words
@@ -215,6 +223,13 @@ async def _send_link(
     if account is None or not account.active:
         logger.info("password reset asked for an unknown or inactive address")
         return
+    await _deliver_reset(request, tenant, account, origin)
+
+
+async def _deliver_reset(
+    request: web.Request, tenant: TenantConfig, account: Account, origin: str
+) -> None:
+    """Mail a found user the reset link (to the address the backend has)."""
     await _deliver(
         request,
         tenant,
@@ -248,6 +263,35 @@ def mail_password_link(
         kind="invite",
     )
     keep(request.app, asyncio.create_task(_guarded(work, "invite")))
+    return True
+
+
+async def _send_reset_of(
+    request: web.Request, tenant: TenantConfig, user_id: int, origin: str
+) -> None:
+    """Look the user up by id and mail them a reset link if they are active."""
+    account = await user_by_id(request, tenant, user_id)
+    if account is None or not account.active:
+        logger.info(
+            "password reset mail not sent: unknown or inactive user",
+            extra={"user_id": user_id},
+        )
+        return
+    await _deliver_reset(request, tenant, account, origin)
+
+
+def mail_reset_link(request: web.Request, tenant: TenantConfig, user_id: int) -> bool:
+    """Mail a user whose password was just reset a reset link (after the answer).
+
+    For `PATCH /api/v3_0/users/<id>/password-reset` answered 200 (the backend
+    decided who may): the address is the backend's (`GET /internal/users/<id>`),
+    never the client's; the mail is the one "Forgot your password?" sends. False
+    if mail is not set up (nothing is sent). A failure is logged, never raised.
+    """
+    if not request.app[keys.SETTINGS].mail_configured:
+        return False
+    work = _send_reset_of(request, tenant, user_id, _origin(request))
+    keep(request.app, asyncio.create_task(_guarded(work, "reset")))
     return True
 
 

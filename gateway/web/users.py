@@ -34,7 +34,7 @@ from gateway.web.calls import (
     text_field,
     unavailable,
 )
-from gateway.web.reset import mail_password_link
+from gateway.web.reset import mail_password_link, mail_reset_link
 from gateway.web.sessions import PageUser
 
 routes = web.RouteTableDef()
@@ -65,6 +65,9 @@ NOTICES: Final = {
     "API tokens and sessions no longer work. The user sets a new password through "
     "“Forgot your password?” on the login page, or an administrator sets one with "
     "`flexhost admin set-password`.",
+    "password-reset-mailed": "The user's password has been reset: their old "
+    "password, API tokens and sessions no longer work. They have been mailed a link "
+    "to set a new one (it works once, for a short while).",
     "roles": "The user's roles have been saved.",
     "details": "The user's details have been saved.",
 }
@@ -78,8 +81,9 @@ ACTIONS: Final = {
     "reset-password": (
         "Reset the password of",
         "Their current password stops working, and so do all their API tokens and "
-        "sessions. They set a new password through “Forgot your password?” on the "
-        "login page (or an administrator sets one).",
+        "sessions. Where mail is set up they are mailed a link to set a new one; "
+        "else they use “Forgot your password?” on the login page (or an "
+        "administrator sets one).",
     ),
 }
 DETAIL_FIELDS: Final = ("email", "username", "timezone")
@@ -757,6 +761,10 @@ async def post_user_action(request: web.Request) -> web.Response:
             request, user, user_id, problem=err.message, status=err.status
         )
     if answer.ok:
+        if action == "reset-password" and mail_reset_link(
+            request, request[keys.TENANT], user_id
+        ):
+            notice = "password-reset-mailed"  # as the API's reset does
         return redirect(f"/users/{user_id}?notice={notice}")
     return await _user_page(
         request,

@@ -103,6 +103,24 @@ async def find_user(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/internal/users/{id}")
+async def get_user(request: web.Request) -> web.Response:
+    """A user's address by id (the gateway mails a reset link); 404 if nobody."""
+    user_id = parse_path_id(request.match_info["id"])
+    async with request.app[keys.ENGINE].connect() as conn:
+        user = await user_store.get_user(conn, user_id)
+    if user is None:
+        raise UnknownUserError("No such user.")
+    return respond(
+        {
+            "user_id": user.id,
+            "account_id": user.account_id,
+            "email": user.email,
+            "active": user.active,
+        }
+    )
+
+
 @routes.post("/internal/users/{id}/password")
 async def set_user_password(request: web.Request) -> web.Response:
     """Set a user's password (a reset by mail, proven by its link); audited.

@@ -338,6 +338,18 @@ async def test_reset_bad_email_message(make_site: SiteFactory, inbox: Inbox) -> 
         assert message in text
 
 
+async def assert_logged_not_sent(caplog: pytest.LogCaptureFixture) -> None:
+    """Wait for the log of a reset mail not sent; it names no link nor secret."""
+    for _ in range(100):
+        if any("not sent" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "password reset mail not sent" in logged
+    assert "token=" not in logged
+    assert SMTP_PASSWORD not in logged
+
+
 async def test_reset_mail_failure_logged_without_link(
     make_site: SiteFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -347,14 +359,7 @@ async def test_reset_mail_failure_logged_without_link(
         status, text = await ask_reset(site.client, MEMBER)
         assert status == 200
         assert SENT in text
-        for _ in range(100):
-            if any("not sent" in r.getMessage() for r in caplog.records):
-                break
-            await asyncio.sleep(0.05)
-    logged = " ".join(r.getMessage() for r in caplog.records)
-    assert "password reset mail not sent" in logged
-    assert "token=" not in logged
-    assert SMTP_PASSWORD not in logged
+        await assert_logged_not_sent(caplog)
 
 
 async def test_reset_off_without_smtp(make_site: SiteFactory) -> None:
@@ -592,3 +597,97 @@ async def test_a_user_created_on_the_users_page_is_mailed_an_invitation(
     assert (
         await post_login(client, "newcomer@company.test", NEW_PASSWORD)
     ).status == 303
+
+
+async def api_reset(client: Client, token: str, user_id: int) -> tuple[int, object]:
+    response = await client.patch(
+        f"/api/v3_0/users/{user_id}/password-reset",
+        headers={"Host": COMPANY, "Authorization": token},
+    )
+    return response.status, await response.json()
+
+
+async def admin_token(client: Client) -> str:
+    return await fresh_token(client, await logged_in(client, "admin@company.test"))
+
+
+async def test_api_password_reset_mails_the_user_a_link(
+    make_site: SiteFactory, inbox: Inbox
+) -> None:
+    site = await make_site(**mail_settings(inbox))
+    client = site.client
+    token = await admin_token(client)
+    status, body = await api_reset(client, token, site.member_id)
+    assert (status, body) == (200, {"status": 200})
+    message = await inbox.wait()
+    assert inbox.messages[0][0] == [MEMBER]
+    assert message["From"] == "Company <noreply@company.test>"
+    assert str(message["Subject"]).startswith("Reset your password at ")
+    assert (await post_login(client, MEMBER, PASSWORD)).status == 401
+    status, text = await set_new(client, token_of(message), NEW_PASSWORD)
+    assert status == 200, text
+    assert (await post_login(client, MEMBER, NEW_PASSWORD)).status == 303
+
+
+async def test_api_password_reset_refused_or_inactive_mails_nobody(
+    make_site: SiteFactory, inbox: Inbox
+) -> None:
+    site = await make_site(**mail_settings(inbox))
+    client = site.client
+    member_token = await fresh_token(client, await logged_in(client, MEMBER))
+    status, _ = await api_reset(client, member_token, site.admin_id)
+    assert status == 403
+    token = await admin_token(client)
+    status, _ = await api_reset(client, token, 999999)
+    assert status in (404, 422)
+    response = await client.patch(
+        f"/api/v3_0/users/{site.member_id}",
+        json={"active": False},
+        headers={"Host": COMPANY, "Authorization": token},
+    )
+    assert response.status == 200  # revokes too, but is no password reset
+    status, _ = await api_reset(client, token, site.member_id)
+    assert status == 200  # the member is inactive now: no mail
+    await asyncio.sleep(0.5)
+    assert not inbox.messages
+
+
+async def test_api_password_reset_without_mail_or_with_mail_down(
+    make_site: SiteFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = await make_site()
+    status, body = await api_reset(
+        plain.client, await admin_token(plain.client), plain.member_id
+    )
+    assert (status, body) == (200, {"status": 200})
+    closed = Inbox(free_port())  # nobody listens there
+    site = await make_site(**mail_settings(closed))
+    token = await admin_token(site.client)
+    with caplog.at_level(logging.INFO):
+        status, body = await api_reset(site.client, token, site.member_id)
+        assert (status, body) == (200, {"status": 200})
+        await assert_logged_not_sent(caplog)
+
+
+async def test_reset_on_the_user_page_mails_the_user_a_link(
+    make_site: SiteFactory, inbox: Inbox
+) -> None:
+    site = await make_site(**mail_settings(inbox))
+    client = site.client
+    csrf = await logged_in(client, "admin@company.test")
+    response = await client.post(
+        f"/users/{site.member_id}/reset-password",
+        data={"csrf_token": csrf},
+        headers=page_headers(),
+        allow_redirects=False,
+    )
+    assert response.status == 303, await response.text()
+    location = response.headers["Location"]
+    assert location == f"/users/{site.member_id}?notice=password-reset-mailed"
+    page = await client.get(location, headers={"Host": COMPANY})
+    assert "mailed a link to set a new one" in await page.text()
+    message = await inbox.wait()
+    assert message["To"] == MEMBER
+    status, text = await set_new(client, token_of(message), NEW_PASSWORD)
+    assert status == 200, text
+    assert (await post_login(client, MEMBER, NEW_PASSWORD)).status == 303

@@ -101,3 +101,20 @@ async def test_set_password_unknown_user_and_user_identity(
         status, _ = await _post(client, path, body, user=world.member)
         assert status == 403
     assert await _login(client, PASSWORD) == 200
+
+
+async def test_user_by_id_for_the_service_only(client: Client, world: World) -> None:
+    path = f"/internal/users/{world.account_admin}"
+    resp = await client.get(path, headers=identity())
+    assert resp.status == 200
+    assert await resp.json() == {
+        "user_id": world.account_admin,
+        "account_id": world.acme,
+        "email": "boss@acme.test",
+        "active": True,
+        "status": 200,
+    }
+    resp = await client.get("/internal/users/999999", headers=identity())
+    assert (resp.status, await resp.json()) == (404, {"status": "UNKNOWN_USER"})
+    resp = await client.get(path, headers=identity(world.member))
+    assert resp.status == 403

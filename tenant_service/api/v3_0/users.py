@@ -312,8 +312,10 @@ async def reset_user_password(request: web.Request) -> web.Response:
     """Password reset
 
     Makes the user's current password unusable and revokes all their tokens.
-    No mail is sent: an operator sets a new password with the admin CLI
-    (`flexhost admin set-password --email ...`).
+    Where the gateway has mail set up (GATEWAY_SMTP_*), it then mails the user
+    a one-time link to set a new password (as FlexMeasures mails reset
+    instructions); without mail, an operator sets a new password with the
+    admin CLI (`flexhost admin set-password --email ...`).
     """
     user_id = parse_path_id(request.match_info["id"])
     who = principal(request)
