@@ -42,6 +42,7 @@ routes = web.RouteTableDef()
 PER_PAGE: Final = 25
 LOG_PER_PAGE: Final = 20
 MAX_PAGE: Final = 100_000
+SEARCH_MAX: Final = 200  # characters of a users search
 ID: Final = r"{id:\d{1,9}}"
 # Roles a page offers (FlexMeasures' own); the API decides who may grant which.
 ROLES: Final = {
@@ -265,11 +266,68 @@ async def _audit_log(
     return {"rows": rows, "pages": pages}
 
 
+ACCOUNT_FIELDS: Final = (
+    "name",
+    "primary_color",
+    "secondary_color",
+    "logo_url",
+    "consultancy_account_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountForm:
+    """An account's editable fields as entered, and the API's messages by field."""
+
+    values: tuple[tuple[str, str], ...] = ()
+    errors: tuple[tuple[str, str], ...] = ()
+
+    def __getitem__(self, field: str) -> str:
+        return dict(self.values).get(field, "")
+
+    def error(self, field: str) -> str:
+        """The message for a field ("" if none)."""
+        return dict(self.errors).get(field, "")
+
+
+def _account_form(account: dict[str, Any]) -> AccountForm:
+    """The form filled with an account as the API shows it."""
+    return AccountForm(
+        tuple(
+            (name, "" if account.get(name) is None else str(account.get(name)))
+            for name in ACCOUNT_FIELDS
+        )
+    )
+
+
+def _edits_account(user: PageUser, account_id: int, consultancy: int | None) -> bool:
+    """Whether the page offers editing an account: as `PATCH /accounts/<id>` allows
+    (admins, its members, consultants of its consultancy; the API decides)."""
+    roles = set(user.record.roles)
+    own = user.record.account_id
+    return (
+        "admin" in roles
+        or account_id == own
+        or ("consultant" in roles and consultancy == own)
+    )
+
+
 @routes.get("/accounts/" + ID)
 async def get_account(request: web.Request) -> web.Response:
     """An account: its properties, users, number of assets and audit log."""
     user = await page_user(request)
-    account_id = int(request.match_info["id"])
+    return await _account_page(request, user, int(request.match_info["id"]))
+
+
+async def _account_page(
+    request: web.Request,
+    user: PageUser,
+    account_id: int,
+    *,
+    form: AccountForm | None = None,
+    problem: str = "",
+    status: int = 200,
+) -> web.Response:
     log_page = int_param(request, "log_page", 1, most=MAX_PAGE)
     try:
         account = _record(
@@ -308,6 +366,7 @@ async def get_account(request: web.Request) -> web.Response:
     names = {row["id"]: row["username"] for row in users}
     for row in log.get("rows", []):  # the account log names no one: its users do
         row["actor"] = row["actor"] or names.get(row["actor_id"], "")
+    consultancy = _int(account.get("consultancy_account_id"))
     return render(
         request,
         "account.html",
@@ -317,9 +376,10 @@ async def get_account(request: web.Request) -> web.Response:
                 "id": account_id,
                 "name": _text(account.get("name")),
                 "roles": role_names(account.get("account_roles")),
-                "consultancy": _int(account.get("consultancy_account_id")),
+                "consultancy": consultancy,
                 "primary_color": _text(account.get("primary_color")),
                 "secondary_color": _text(account.get("secondary_color")),
+                "logo_url": _text(account.get("logo_url")),
             },
             "users": users,
             "users_refused": members is None,
@@ -327,7 +387,99 @@ async def get_account(request: web.Request) -> web.Response:
             "log": log,
             "link": _link,
             "may_create": _manages(user, account_id),
+            "may_edit": _edits_account(user, account_id, consultancy),
+            "form": form or _account_form(account),
+            "notice": ACCOUNT_NOTICES.get(request.query.get("notice", ""), ""),
+            "problem": problem,
         },
+        status=status,
+    )
+
+
+ACCOUNT_NOTICES: Final = {"saved": "The account has been saved."}
+
+
+def _account_changes(entered: AccountForm, before: AccountForm) -> dict[str, object]:
+    """What the form changes, as `PATCH /accounts/<id>` takes it.
+
+    Only changed fields are sent (a member who renames the account does not
+    "set" its consultancy, which needs more rights); an emptied field is null,
+    an emptied name is sent as it is (the API names the problem), and so is an
+    account ID that is not a number.
+    """
+    changes: dict[str, object] = {}
+    for name in ACCOUNT_FIELDS:
+        value = entered[name]
+        if value == before[name]:
+            continue
+        if name == "name":
+            changes[name] = value
+        elif not value:
+            changes[name] = None
+        elif name == "consultancy_account_id" and value.isascii() and value.isdigit():
+            changes[name] = int(value)
+        else:
+            changes[name] = value
+    return changes
+
+
+@routes.post("/accounts/" + ID)
+async def post_account(request: web.Request) -> web.Response:
+    """Edit an account (`PATCH /accounts/<id>`); the API's messages by field."""
+    user = await page_user(request)
+    form = await checked_form(request, user)
+    account_id = int(request.match_info["id"])
+    entered = AccountForm(
+        tuple((name, text_field(form, name, 300).strip()) for name in ACCOUNT_FIELDS)
+    )
+    try:
+        current = _record(
+            await call(request, user, f"/accounts/{account_id}"),
+            f"account with ID {account_id}",
+        )
+    except PageError as err:
+        return error_page(request, user, err)
+    except ApiError as err:
+        return error_page(request, user, unavailable(err))
+    changes = _account_changes(entered, _account_form(current))
+    if not changes:
+        return redirect(f"/accounts/{account_id}?notice=saved")
+    try:
+        answer = await call(
+            request, user, f"/accounts/{account_id}", method="PATCH", body=changes
+        )
+    except ApiError as err:
+        return await _account_page(
+            request,
+            user,
+            account_id,
+            form=entered,
+            problem=err.message,
+            status=err.status,
+        )
+    if answer.ok:
+        return redirect(f"/accounts/{account_id}?notice=saved")
+    fields = answer.field_errors()
+    shown = tuple((k, v) for k, v in fields.items() if k in ACCOUNT_FIELDS)
+    if answer.status == 403:
+        problem = " ".join(
+            filter(
+                None,
+                (
+                    "You may not make this change: the API refused (403).",
+                    answer.message(),
+                ),
+            )
+        )
+    else:
+        problem = "" if shown else answer.message()
+    return await _account_page(
+        request,
+        user,
+        account_id,
+        form=AccountForm(entered.values, shown),
+        problem=problem,
+        status=answer.status,
     )
 
 
@@ -362,6 +514,7 @@ async def get_users(request: web.Request) -> web.Response:
     user = await page_user(request)
     account_id = int_param(request, "account_id", user.record.account_id, most=10**9)
     include_inactive = request.query.get("include_inactive") == "on"
+    search = request.query.get("q", "").strip()[:SEARCH_MAX]
     number = int_param(request, "page", 1, most=MAX_PAGE)
     query: dict[str, object] = {
         "account_id": account_id,
@@ -370,10 +523,15 @@ async def get_users(request: web.Request) -> web.Response:
     }
     if include_inactive:
         query["include_inactive"] = "true"
+    if search:
+        query["filter"] = search  # the API's search in names and emails
     try:
-        items, total = _listing(
-            await call(request, user, f"/users?{urlencode(query)}"),
-            f"users of account {account_id}",
+        answer = await call(request, user, f"/users?{urlencode(query)}")
+        items, total = _listing(answer, f"users of account {account_id}")
+        found = (
+            _int(answer.body.get("filtered-records"))
+            if search and isinstance(answer.body, dict)
+            else None
         )
         accounts: list[dict[str, Any]] = []
         if set(user.record.roles) & MANAGERS - {"account-admin"}:
@@ -399,7 +557,9 @@ async def get_users(request: web.Request) -> web.Response:
         {
             "user": user,
             "rows": [_user_row(item) for item in items],
-            "pages": Pages(number, PER_PAGE, total),
+            "pages": Pages(number, PER_PAGE, total if found is None else found),
+            "total": total,
+            "search": search,
             "account_id": account_id,
             "account_name": account_name,
             "accounts": choices if len(choices) > 1 else [],

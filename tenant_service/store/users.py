@@ -19,10 +19,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from tenant_service.store import audit
 from tenant_service.store.tables import accounts, roles, users, users_roles
@@ -164,13 +166,24 @@ async def list_users(
     include_inactive: bool,
     offset: int = 0,
     limit: int | None = None,
+    terms: Sequence[str] = (),
 ) -> tuple[list[UserRecord], int]:
-    """Users of the given accounts (all when None), ordered by id, and their total."""
-    conditions = []
+    """Users of the given accounts (all when None), ordered by id, and their total.
+
+    Each of `terms` must be in the user's name or email (any case).
+    """
+    conditions: list[ColumnElement[bool]] = []
     if account_ids is not None:
         conditions.append(users.c.account_id.in_(list(account_ids)))
     if not include_inactive:
         conditions.append(users.c.active.is_(True))
+    for term in terms:
+        conditions.append(
+            or_(
+                users.c.username.icontains(term, autoescape=True),
+                users.c.email.icontains(term, autoescape=True),
+            )
+        )
     where = and_(True, *conditions)
     total = (
         await conn.execute(select(func.count()).select_from(users).where(where))

@@ -32,35 +32,33 @@ class People:
     outsider: base.User  # account-admin of "Other Co."
 
 
-@pytest.fixture
-async def people(make_dash: base.DashFactory, sqlite_database_url: str) -> People:
-    dash = await make_dash()
-    engine = create_engine(sqlite_database_url)
+async def add_user(url: str, email: str, account_id: int, *roles: str) -> base.User:
+    """A user without a password, named after their email address."""
+    engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            admin = await user_store.create_user(
+            user_id = await user_store.create_user(
                 conn,
-                email="root@company.test",
-                username="root",
-                account_id=dash.admin.account_id,
+                email=email,
+                username=email.split("@")[0],
+                account_id=account_id,
                 password_hash=None,
-                role_names=["admin"],
-            )
-            member = await user_store.create_user(
-                conn,
-                email="member@company.test",
-                username="member",
-                account_id=dash.admin.account_id,
-                password_hash=None,
+                role_names=list(roles),
             )
     finally:
         await engine.dispose()
+    return base.User(user_id, account_id, roles, email)
+
+
+@pytest.fixture
+async def people(make_dash: base.DashFactory, sqlite_database_url: str) -> People:
+    dash = await make_dash()
     company = dash.admin.account_id
     return People(
         dash,
-        base.User(admin, company, ("admin",), "root@company.test"),
+        await add_user(sqlite_database_url, "root@company.test", company, "admin"),
         dash.admin,
-        base.User(member, company, (), "member@company.test"),
+        await add_user(sqlite_database_url, "member@company.test", company),
         dash.outsider,
     )
 
@@ -143,6 +141,87 @@ async def test_users_pages_account_page(people: People) -> None:
     assert "There is no account with ID 999999." in body
 
 
+async def test_users_pages_account_edit(people: People) -> None:
+    company = people.admin.account_id
+    path = f"/accounts/{company}"
+    _, body = await page(people, people.account_admin, path)
+    assert 'id="edit-title">Edit account' in body
+    form = {
+        "name": "Company Renamed",
+        "primary_color": "#1a5fb4",
+        "secondary_color": "",
+        "logo_url": "",
+        "consultancy_account_id": "",
+    }
+    status, body, location = await submit(people, people.account_admin, path, form)
+    assert (status, location) == (303, f"{path}?notice=saved"), body
+    _, body = await page(people, people.account_admin, location)
+    assert "<h1>Company Renamed</h1>" in body
+    assert "The account has been saved." in body
+    assert 'value="#1a5fb4"' in body
+    assert "name (Company Inc. -&gt; Company Renamed)" in body  # the audit log
+    assert "primary_color (None -&gt; #1a5fb4)" in body
+
+
+async def test_users_pages_account_edit_bad_input(people: People) -> None:
+    path = f"/accounts/{people.admin.account_id}"
+    form = {
+        "name": "",
+        "primary_color": "blue",
+        "secondary_color": "",
+        "logo_url": "not a url",
+        "consultancy_account_id": "",
+    }
+    status, body, _ = await submit(people, people.account_admin, path, form)
+    assert status == 422
+    assert "#blue is not a valid hex color code." in body
+    assert 'id="account-primary_color" name="primary_color" value="blue"' in body
+    assert 'aria-describedby="account-primary_color-error account-primary_color' in (
+        body
+    )
+    assert "Account name cannot be empty." in body
+    assert "&#39;not a url&#39; is not a valid URL." in body
+    _, body = await page(people, people.account_admin, path)
+    assert "<h1>Company Inc.</h1>" in body  # nothing changed
+    status, body, _ = await submit(people, people.account_admin, path, form, csrf="x")
+    assert status == 403
+
+
+async def test_users_pages_account_edit_not_allowed(
+    people: People, sqlite_database_url: str
+) -> None:
+    company = people.admin.account_id
+    path = f"/accounts/{company}"
+    form = {"name": "Taken Over"}
+    status, body, _ = await submit(people, people.outsider, path, form)
+    assert status == 403
+    assert "not allowed to see account with ID" in body
+    # A member may rename their account (FlexMeasures' rule), but not give it
+    # a consultancy: that needs the Consultancy account role.
+    form = {"name": "Company Inc.", "consultancy_account_id": "1"}
+    status, body, _ = await submit(people, people.member, path, form)
+    assert status == 403
+    assert "You may not make this change: the API refused (403)." in body
+    assert "Consultancy" in body
+    # An admin-reader reads every account but edits none but their own.
+    reader = await add_user(
+        sqlite_database_url,
+        "reader@other.test",
+        people.outsider.account_id,
+        "admin-reader",
+    )
+    status, body = await page(people, reader, path)
+    assert status == 200
+    assert "Edit account" not in body
+    status, body, _ = await submit(people, reader, path, {"name": "Read Only"})
+    assert status == 403
+    assert "You may not make this change" in body
+    _, body = await page(
+        people, people.admin, f"/accounts/{people.outsider.account_id}"
+    )
+    assert "Edit account" in body  # an admin edits every account
+
+
 async def test_users_pages_users_list_and_account_picker(people: People) -> None:
     status, body = await page(people, people.account_admin, "/users")
     assert status == 200
@@ -162,6 +241,24 @@ async def test_users_pages_users_list_and_account_picker(people: People) -> None
     status, body = await page(people, people.member, "/users")
     assert status == 200
     assert "Create a user" not in body
+
+
+async def test_users_pages_users_search(people: People) -> None:
+    status, body = await page(people, people.account_admin, "/users?q=MEMBER")
+    assert status == 200
+    assert 'name="q" value="MEMBER"' in body
+    assert "member@company.test" in body
+    assert "root@company.test" not in body
+    assert "1 of 3 users match “MEMBER”" in body
+    status, body = await page(people, people.account_admin, "/users?q=company+root")
+    assert "root@company.test" in body
+    assert "member@company.test" not in body
+    status, body = await page(people, people.account_admin, "/users?q=%3Cnobody%25")
+    assert status == 200
+    assert "No users match “&lt;nobody%”" in body
+    assert "<nobody" not in body
+    assert "member@company.test" not in body
+    assert 'href="/users?account_id=' in body  # "Show all"
 
 
 async def test_users_pages_nav_for_managers(people: People) -> None:

@@ -146,6 +146,31 @@ async def test_list_paginated(client: Client, world: World) -> None:
     assert (await resp.json())["data"] == []
 
 
+async def test_list_filter_by_name_or_email(client: Client, world: World) -> None:
+    async def emails(query: str) -> tuple[list[str], int, int]:
+        resp = await client.get(
+            f"/api/v3_0/users?page=1&{query}", headers=identity(world.member)
+        )
+        assert resp.status == 200
+        body = await resp.json()
+        found = sorted(u["email"] for u in body["data"])
+        return found, body["num-records"], body["filtered-records"]
+
+    assert await emails("filter=BOSS") == (["boss@acme.test"], 5, 1)
+    assert await emails("filter=acme.test%20mem") == (["member@acme.test"], 5, 1)
+    assert await emails("filter=gone") == ([], 5, 0)  # inactive: not listed
+    assert await emails("filter=gone&include_inactive=true") == (
+        ["gone@acme.test"],
+        6,
+        1,
+    )
+    assert await emails("filter=%25") == ([], 5, 0)  # a wildcard is a character
+    resp = await client.get(
+        "/api/v3_0/users?filter=boss", headers=identity(world.member)
+    )
+    assert [u["email"] for u in await resp.json()] == ["boss@acme.test"]
+
+
 async def test_get_user(client: Client, world: World) -> None:
     resp = await client.get(
         f"/api/v3_0/users/{world.admin}", headers=identity(world.member)

@@ -45,6 +45,7 @@ from tenant_service.errors import (
 )
 from tenant_service.identity import ADMIN_ROLES, Principal
 from tenant_service.passwords import random_password_hash
+from tenant_service.schemas.fields import search_terms
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.accounts import AccountRecord
@@ -127,17 +128,24 @@ async def get_users(request: web.Request) -> web.Response:
         raise NotFoundError(f"Account {account_id} not found")
     if not who.may_read_account(account.id, account.consultancy_account_id):
         raise ForbiddenError()
-    records, total = await user_store.list_users(
+    terms = search_terms(query["filter"]) if "filter" in query else []
+    records, filtered = await user_store.list_users(
         conn,
         [account.id],
         include_inactive=include_inactive,
         offset=page.offset,
         limit=page.limit,
+        terms=terms,
     )
     data = [dump_listed_user(user, account) for user in records]
     if page.number is None:
         return respond(data)
-    return respond({"data": data, "num-records": total, "filtered-records": total})
+    total = filtered
+    if terms:
+        _, total = await user_store.list_users(
+            conn, [account.id], include_inactive=include_inactive, limit=0
+        )
+    return respond({"data": data, "num-records": total, "filtered-records": filtered})
 
 
 @routes.get(PREFIX + "/users/{id}")

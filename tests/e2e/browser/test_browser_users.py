@@ -3,7 +3,8 @@
 The whole local stack as in test_browser.py. The flow: the nav's Users link, a new
 user (the API's message next to a bad email first), the user's page, deactivate
 and reactivate (each confirmed), a password reset, roles, then the accounts list
-and the account's page. Every page is checked by axe-core and by keyboard, on a
+and the account's page, edited (the API's message next to a bad colour first).
+The users list is searched first. Every page is checked by axe-core and by keyboard, on a
 desktop and on a 375 px phone, with a screenshot under artifacts/screenshots/.
 """
 
@@ -41,6 +42,20 @@ async def test_browser_users_and_accounts(
         await expect(page).to_have_url(f"{stack.origin}/users")
         await expect(page.get_by_role("cell", name=base.EMAIL)).to_be_visible()
         await check(page, shots, "users")
+
+        # Search by name or email, by keyboard: nothing, then the admin.
+        search = page.get_by_label("Search by name or email")
+        await search.fill("nobody-here")
+        await search.press("Enter")
+        await expect(page.get_by_role("status")).to_contain_text(
+            "No users match “nobody-here”"
+        )
+        await check(page, shots, "users-no-match")
+        await page.get_by_label("Search by name or email").fill("ADMIN@company")
+        await page.get_by_label("Search by name or email").press("Enter")
+        await expect(page.get_by_role("cell", name=base.EMAIL)).to_be_visible()
+        await expect(page.get_by_role("heading", level=2)).to_contain_text("match")
+        await page.get_by_role("link", name="Show all").click()
 
         # A new user: the API's 422 next to the email field, then created.
         await page.get_by_role("link", name="Create a user").click()
@@ -98,6 +113,24 @@ async def test_browser_users_and_accounts(
         await expect(page.get_by_role("heading", name="Company demo")).to_be_visible()
         await expect(page.get_by_role("cell", name=NEW_EMAIL)).to_be_visible()
         await check(page, shots, "account")
+
+        # Edit the account: the API's message next to a bad colour, then saved.
+        account_url = page.url
+        await page.get_by_label("Primary colour").fill("blue")
+        await page.get_by_role("button", name="Save account").click()
+        await expect(page.locator("#account-primary_color-error")).to_have_text(
+            "#blue is not a valid hex color code."
+        )
+        await expect(page.get_by_label("Primary colour")).to_have_attribute(
+            "aria-invalid", "true"
+        )
+        expected(errors, 422, account_url.removeprefix(stack.origin))
+        await check(page, shots, "account-invalid")
+        await page.get_by_label("Primary colour").fill("#1a5fb4")
+        await page.get_by_role("button", name="Save account").click()
+        await expect(page.get_by_role("status")).to_contain_text("has been saved")
+        await expect(page.locator("table.log")).to_contain_text("#1a5fb4")
+        await check(page, shots, "account-saved")
 
         # Not allowed: the demo admin's own roles and flags are not offered.
         await page.goto(user_url)
