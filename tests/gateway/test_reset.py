@@ -390,6 +390,11 @@ async def test_reset_internal_routes_not_reachable_from_clients(
             headers={"Host": COMPANY},
         )
         assert response.status == 404
+    response = await site.client.get(
+        f"/internal/users/{site.member_id}", headers={"Host": COMPANY}
+    )
+    assert response.status == 404
+    assert MEMBER not in await response.text()
     assert (await post_login(site.client, MEMBER, PASSWORD)).status == 303
 
 
