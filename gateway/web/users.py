@@ -323,6 +323,9 @@ async def get_account(request: web.Request) -> web.Response:
             "log": log,
             "link": _link,
             "may_create": _manages(user, account_id),
+            "notice": "The account has been created."
+            if request.query.get("notice") == "created"
+            else None,
         },
     )
 
