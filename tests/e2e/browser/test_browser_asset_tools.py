@@ -9,12 +9,19 @@ a phone, with a screenshot under artifacts/screenshots/<test>/.
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Final
 
 import pytest
 from playwright.async_api import Browser, expect
 
+from tenant_service.passwords import hash_password
+from tenant_service.store import users as user_store
+from tenant_service.store.db import create_engine
 from tests.e2e.browser import conftest as base
 from tests.e2e.browser.a11y import VIEWPORTS, check, expected
+
+ROOT: Final = "root@company.test"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -77,6 +84,75 @@ async def test_browser_asset_status_auditlog_copy_and_sensor_delete(
             "You may not create accounts"
         )
         await check(page, shots, "account-new-refused")
+        assert errors == []
+    finally:
+        await context.close()
+
+
+def company_database(workdir: Path) -> Path:
+    """company's SQLite file of the stack running in `workdir`."""
+    (database,) = workdir.rglob("company.sqlite3")
+    return database
+
+
+async def add_admin(database: Path) -> None:
+    """An admin (role "admin") in company's database of the running stack."""
+    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        async with engine.begin() as conn:
+            await user_store.create_user(
+                conn,
+                email=ROOT,
+                username="root",
+                account_id=1,
+                password_hash=hash_password(base.PASSWORD),
+                role_names=["admin"],
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+async def test_browser_admin_creates_an_account(
+    browser: Browser,
+    stack: base.Stack,
+    shots: base.Shots,
+    tmp_path: Path,
+    viewport: str,
+) -> None:
+    await add_admin(company_database(tmp_path))
+    context, page, errors = await base.new_page(browser, **VIEWPORTS[viewport])
+    try:
+        await page.goto(f"{stack.origin}/login")
+        await page.get_by_label("Email address", exact=True).fill(ROOT)
+        await page.get_by_label("Password", exact=True).fill(base.PASSWORD)
+        await page.get_by_role("button", name="Log in", exact=True).click()
+        await expect(page).to_have_url(f"{stack.origin}/logged-in-user")
+        await page.get_by_role("link", name="Accounts", exact=True).click()
+        await page.get_by_role("link", name="Create an account").click()
+        await check(page, shots, "account-new")
+
+        # No name: the API's message next to the field.
+        await page.get_by_role("button", name="Create account").click()
+        await expect(page.locator("#new-name-error")).to_contain_text("name")
+        await expect(page.get_by_label("Name", exact=True)).to_have_attribute(
+            "aria-invalid", "true"
+        )
+        expected(errors, 422, "/accounts/new")
+        await check(page, shots, "account-new-invalid")
+
+        # A client account of the demo account.
+        await page.get_by_label("Name", exact=True).fill("Client <b>B</b>")
+        await page.get_by_label("Consultancy account").select_option(
+            label="Company demo (ID 1)"
+        )
+        await page.get_by_role("button", name="Create account").click()
+        await expect(page).to_have_url(re.compile(r"/accounts/\d+\?notice=created$"))
+        await expect(page.locator("p.notice")).to_contain_text("has been created")
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Client <b>B</b>"
+        )
+        await check(page, shots, "account-created")
         assert errors == []
     finally:
         await context.close()
