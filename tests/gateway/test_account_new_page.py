@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from tenant_service.store import accounts as account_store
+from tenant_service.store.db import create_engine
 from tests.helpers.dashboard import Dash, api
 from tests.helpers.forms import add_user, page, submit
 
@@ -97,3 +99,24 @@ async def test_account_form_not_allowed(dash: Dash) -> None:
         "/api/v3_0/accounts?page=1&per_page=50", headers=await api(dash, dash.admin)
     )
     assert "X" not in {a["name"] for a in (await response.json())["data"]}
+
+
+async def test_consultancy_page_offers_a_client_account(
+    dash: Dash, sqlite_database_url: str
+) -> None:
+    admin = await add_user(
+        sqlite_database_url, dash.admin.account_id, "root", ("admin",)
+    )
+    engine = create_engine(sqlite_database_url)
+    try:
+        async with engine.begin() as conn:
+            consultancy = await account_store.create_account(
+                conn, name="Advisers", role_names=["consultancy"]
+            )
+    finally:
+        await engine.dispose()
+    status, text = await page(dash, admin, f"/accounts/{consultancy}")
+    assert status == 200
+    assert f'href="/accounts/new?consultancy={consultancy}"' in text
+    status, text = await page(dash, admin, f"/accounts/{dash.admin.account_id}")
+    assert "/accounts/new?consultancy=" not in text  # not a consultancy
