@@ -31,7 +31,9 @@ from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .tenants_file import TenantsConfig, load_tenants
 from .web import (
+    account_new,
     acting,
+    asset_tools,
     assets,
     charts,
     dashboard,
@@ -212,6 +214,8 @@ def create_app(
             charts.routes,
             acting.routes,
             users.routes,
+            asset_tools.routes,
+            account_new.routes,
         ],
     )
     return app

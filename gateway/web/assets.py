@@ -371,6 +371,9 @@ NOTICES: Final = {
     "sensor-created": "The sensor has been created.",
     "sensor-saved": "The sensor's changes have been saved.",
     "deleted": "The asset has been deleted.",
+    "sensor-deleted": "The sensor and its data have been deleted.",
+    "copied": "This is the copy of the asset (with copies of its children and "
+    "sensors, without their data).",
 }
 
 

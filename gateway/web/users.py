@@ -396,7 +396,10 @@ async def _account_page(
     )
 
 
-ACCOUNT_NOTICES: Final = {"saved": "The account has been saved."}
+ACCOUNT_NOTICES: Final = {
+    "saved": "The account has been saved.",
+    "created": "The account has been created.",
+}
 
 
 def _account_changes(entered: AccountForm, before: AccountForm) -> dict[str, object]:
