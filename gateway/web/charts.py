@@ -4,25 +4,34 @@ The page (`/assets/<id>/charts`, or the `asset_charts.html` include of another
 page) lists the asset's sensors (and those of its `sensors_to_show`); the browser
 then asks `/dashboard/api/sensors/<id>/series` for each sensor in parallel, at a
 resolution that fits the chart's width. That endpoint reads the backend's API as
-the session's user: which sources have data in the window (`/sensors/<id>/stats`),
-then each source's values (`GET /sensors/<id>/data?source=...&resolution=...`,
-downsampled by the backend), so measurements, forecasts and schedules are
-distinct series. Annotations come from `/assets/<id>/chart_annotations`.
+the session's user: which sources have data in the window
+(`/sensors/<id>/sources`, an index probe per source), then each source's values
+(`GET /sensors/<id>/data?source=...&resolution=...`, downsampled by the backend),
+so measurements, forecasts and schedules are distinct series. Annotations come
+from `/assets/<id>/chart_annotations` (the asset's and its account's, shaded on
+every chart) and `/sensors/<id>/chart_annotations` (each sensor's own, marked on
+its chart only).
+
+`sensors_to_show` decides the charts: each entry is one chart (a list of ids or a
+{"title", "sensors"} object: those sensors as distinct series with a legend);
+sensors the user may not read, or that do not exist, are left out; without it (or
+none left), one chart per sensor of the asset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from contract.sensors_to_show import parse_plots
 from gateway.errors import (
     ApiError,
     UnauthorizedError,
@@ -51,7 +60,6 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 ID: Final = r"{id:\d{1,18}}"
-STATS_KEY_RE: Final = re.compile(r"\(ID: (\d+)\)$")
 # At most this many sensors are charted on one page (each chart is one request).
 MAX_CHARTS: Final = 50
 # Sources are drawn in this order: measurements first, then forecasts, schedules.
@@ -76,29 +84,19 @@ def source_kind(raw_type: str) -> str:
     return raw_type or "other"
 
 
+def sensors_to_show_groups(raw: object) -> list[dict[str, Any]]:
+    """An asset's `sensors_to_show` as charts: [{"title", "sensors": [ids]}], each
+    chart's ids once (see contract.sensors_to_show)."""
+    return [
+        {"title": plot["title"], "sensors": list(dict.fromkeys(plot["sensors"]))}
+        for plot in parse_plots(raw)
+    ]
+
+
 def sensors_to_show_ids(raw: object) -> list[int]:
     """Sensor ids named by an asset's `sensors_to_show` (any of its shapes)."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw or "[]")
-        except ValueError:
-            return []
-    found: list[int] = []
-
-    def walk(value: object) -> None:
-        if isinstance(value, bool):
-            return
-        if isinstance(value, int):
-            found.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for key in ("sensor", "sensors", "plots"):
-                walk(value.get(key))
-
-    walk(raw)
-    return list(dict.fromkeys(found))
+    ids = [i for group in sensors_to_show_groups(raw) for i in group["sensors"]]
+    return list(dict.fromkeys(ids))
 
 
 def _sensor_json(row: SensorRow) -> dict[str, Any]:
@@ -112,6 +110,41 @@ def _sensor_json(row: SensorRow) -> dict[str, Any]:
 
 
 # --- the page ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One chart of the page: its sensors drawn together."""
+
+    key: str
+    title: str
+    sensors: list[SensorRow]
+
+    @property
+    def units(self) -> str:
+        """The distinct units of its sensors, in order, as text."""
+        units = dict.fromkeys(row.unit or "no unit" for row in self.sensors)
+        return ", ".join(units)
+
+
+def _charts(rows: list[SensorRow], groups: list[dict[str, Any]]) -> list[Chart]:
+    """The page's charts: the groups of `sensors_to_show` (sensors the user may not
+    read, or that do not exist, left out), or without any, one per sensor."""
+    by_id = {row.id: row for row in rows}
+    charts: list[Chart] = []
+    seen: set[tuple[int, ...]] = set()
+    for group in groups:
+        members = [by_id[i] for i in group["sensors"] if i in by_id]
+        ids = tuple(row.id for row in members)
+        if not members or ids in seen:
+            continue
+        seen.add(ids)
+        title = group["title"] or " and ".join(row.name for row in members)
+        key = f"sensor-chart-{ids[0]}" if len(ids) == 1 else f"chart-{len(charts)}"
+        charts.append(Chart(key, title, members))
+    if not charts:
+        charts = [Chart(f"sensor-chart-{row.id}", row.name, [row]) for row in rows]
+    return charts
 
 
 async def chart_context(
@@ -134,6 +167,7 @@ async def chart_context(
             rows.append(row)
             known.add(row.id)
     rows = rows[:MAX_CHARTS]
+    charts = _charts(rows, sensors_to_show_groups(asset.get("sensors_to_show")))
     preset = request.query.get("range", DEFAULT_RANGE)
     if preset not in (*RANGES, "custom"):
         preset = DEFAULT_RANGE
@@ -142,11 +176,16 @@ async def chart_context(
         "asset_id": asset_id,
         "asset_name": str(asset.get("name") or f"Asset {asset_id}"),
         "sensors": rows,
+        "charts": charts,
         "config": {
             "asset": asset_id,
             "sensors": [_sensor_json(row) for row in rows],
+            "charts": [
+                {"key": c.key, "sensors": [row.id for row in c.sensors]} for c in charts
+            ],
             "seriesUrl": "/dashboard/api/sensors/{id}/series",
             "annotationsUrl": f"/dashboard/api/assets/{asset_id}/annotations",
+            "sensorAnnotationsUrl": "/dashboard/api/sensors/{id}/annotations",
         },
         "ranges": RANGES,
         "range": preset,
@@ -257,44 +296,25 @@ async def get_sensor_series(request: web.Request) -> web.Response:
     sensor_id = int(request.match_info["id"])
     start, duration, start_ms, end_ms = _window(request)
     resolution = request.query.get("resolution", "")
-    stats_query = urlencode(
-        {"event_start_time": _iso(start_ms), "event_end_time": _iso(end_ms)}
+    sources_query = urlencode({"start": _iso(start_ms), "end": _iso(end_ms)})
+    answer = await _get(
+        request, user, f"{API}/sensors/{sensor_id}/sources?{sources_query}"
     )
-    stats, sources = await asyncio.gather(
-        _get(request, user, f"{API}/sensors/{sensor_id}/stats?{stats_query}"),
-        _get(request, user, f"{API}/sources"),
-    )
-    if stats.status != 200:
-        return _relay(request, stats)
-    stats_body = _json_of(request, stats)
-    source_ids = []
-    if isinstance(stats_body, dict):
-        for key in stats_body:
-            match = STATS_KEY_RE.search(key)
-            if match:
-                source_ids.append(int(match[1]))
+    if answer.status != 200:
+        return _relay(request, answer)
+    body = _json_of(request, answer)
     described: dict[int, dict[str, Any]] = {}
-    sources_body = _json_of(request, sources) if sources.status == 200 else None
-    if isinstance(sources_body, dict) and isinstance(sources_body.get("sources"), list):
-        for raw in sources_body["sources"]:
-            if isinstance(raw, dict) and isinstance(raw.get("id"), int):
-                raw_type = str(raw.get("type") or "")
-                described[raw["id"]] = {
-                    "id": raw["id"],
-                    "name": str(raw.get("name") or ""),
-                    "type": source_kind(raw_type),
-                    "description": str(raw.get("description") or raw.get("name")),
-                }
-    for source_id in source_ids:
-        described.setdefault(
-            source_id,
-            {
-                "id": source_id,
-                "name": f"Source {source_id}",
-                "type": "other",
-                "description": f"Source {source_id}",
-            },
-        )
+    listed = body.get("sources") if isinstance(body, dict) else None
+    for raw in listed if isinstance(listed, list) else []:
+        if isinstance(raw, dict) and isinstance(raw.get("id"), int):
+            raw_type = str(raw.get("type") or "")
+            described[raw["id"]] = {
+                "id": raw["id"],
+                "name": str(raw.get("name") or ""),
+                "type": source_kind(raw_type),
+                "description": str(raw.get("description") or raw.get("name")),
+            }
+    source_ids = list(described)
     source_ids.sort(key=lambda s: (TYPE_ORDER.get(described[s]["type"], 0), s))
     # The page knows the sensor's unit; without it, the sensor is read for it.
     unit = request.query.get("unit")
@@ -341,18 +361,30 @@ async def get_sensor_series(request: web.Request) -> web.Response:
     )
 
 
-@routes.get(rf"/dashboard/api/assets/{ID}/annotations")
-@_json_endpoint
-async def get_asset_annotations(request: web.Request) -> web.Response:
-    """`GET /api/v3_0/assets/<id>/chart_annotations` (start, end) as the user."""
+async def _annotations(request: web.Request, kind: str) -> web.Response:
+    """`GET /api/v3_0/<kind>/<id>/chart_annotations` (start, end) as the user."""
     user = await _signed_in(request)
     if user is None:
         raise UnauthorizedError()
-    asset_id = int(request.match_info["id"])
+    target = int(request.match_info["id"])
     query = {k: request.query[k] for k in ("start", "end") if k in request.query}
     answer = await _get(
         request,
         user,
-        f"{API}/assets/{asset_id}/chart_annotations?{urlencode(query)}",
+        f"{API}/{kind}/{target}/chart_annotations?{urlencode(query)}",
     )
     return _relay(request, answer)
+
+
+@routes.get(rf"/dashboard/api/assets/{ID}/annotations")
+@_json_endpoint
+async def get_asset_annotations(request: web.Request) -> web.Response:
+    """`GET /api/v3_0/assets/<id>/chart_annotations` (start, end) as the user."""
+    return await _annotations(request, "assets")
+
+
+@routes.get(rf"/dashboard/api/sensors/{ID}/annotations")
+@_json_endpoint
+async def get_sensor_annotations(request: web.Request) -> web.Response:
+    """`GET /api/v3_0/sensors/<id>/chart_annotations` (start, end) as the user."""
+    return await _annotations(request, "sensors")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     select,
     text,
@@ -745,3 +746,34 @@ async def latest_event_per_source_type(
         .group_by(data_sources.c.type)
     )
     return {str(kind): int(start) for kind, start in rows}
+
+
+async def sources_with_data(
+    conn: AsyncConnection,
+    sensor_id: int,
+    resolution_ms: int,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> list[SourceRecord]:
+    """The sources with beliefs about events of the sensor overlapping
+    [start, end), by id: one probe of ix_timed_beliefs_source_sensor_start per
+    source, however many values there are."""
+    conditions = [
+        timed_beliefs.c.source_id == data_sources.c.id,
+        timed_beliefs.c.sensor_id == sensor_id,
+    ]
+    if start_ms is not None:
+        conditions.append(
+            timed_beliefs.c.event_start > start_ms - resolution_ms
+            if resolution_ms
+            else timed_beliefs.c.event_start >= start_ms
+        )
+    if end_ms is not None:
+        conditions.append(timed_beliefs.c.event_start < end_ms)
+    rows = await conn.execute(
+        select(data_sources)
+        .where(exists().where(and_(*conditions)))
+        .order_by(data_sources.c.id)
+    )
+    return [source_record(row) for row in rows]

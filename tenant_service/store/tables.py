@@ -292,7 +292,6 @@ timed_beliefs = Table(
         Integer,
         ForeignKey("data_sources.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     # knowledge time - belief time, ms; > 0 forecast, <= 0 measurement
     Column("belief_horizon", BigInteger, nullable=False),
@@ -310,6 +309,14 @@ timed_beliefs = Table(
         "source_id",
         "belief_horizon",
         "cumulative_probability",
+    ),
+    # A source's beliefs (deleting it), and whether it has data for a sensor in a
+    # window: one probe per source (the charts' source lookup).
+    Index(
+        "ix_timed_beliefs_source_sensor_start",
+        "source_id",
+        "sensor_id",
+        "event_start",
     ),
     sqlite_with_rowid=False,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,12 +11,14 @@ import aiohttp
 import pytest
 
 from gateway import keys
-from gateway.web.charts import sensors_to_show_ids, source_kind
+from gateway.web.charts import sensors_to_show_groups, sensors_to_show_ids, source_kind
 from gateway.web.sessions import COOKIE
 from tenant_service.store import accounts as account_store
+from tenant_service.store import assets as asset_store
+from tenant_service.store import sensors as sensor_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
-from tests.helpers.stack import COMPANY, Stack, login, seed_asset_and_sensor
+from tests.helpers.stack import ACME, COMPANY, Stack, login, seed_asset_and_sensor
 
 START = "2026-01-15T00:00:00+00:00"
 CSRF = {"X-CSRF-Token": "csrf-secret", "Origin": "http://company.flexmeasures.io"}
@@ -89,6 +93,16 @@ def test_source_kind_and_sensors_to_show() -> None:
     ]
     assert sensors_to_show_ids([{"plots": [{"sensors": [5, 5, True]}]}]) == [5]
     assert sensors_to_show_ids("not json") == []
+    assert sensors_to_show_groups(
+        [1, [2, 3], {"title": "Prices", "sensors": [4, 4]}, {"title": 5}, "x", []]
+    ) == [
+        {"title": None, "sensors": [1]},
+        {"title": None, "sensors": [2, 3]},
+        {"title": "Prices", "sensors": [4]},
+    ]
+    assert sensors_to_show_groups(
+        '[{"title": "Both", "plots": [{"sensor": 6}, {"sensors": [7]}]}]'
+    ) == [{"title": "Both", "sensors": [6, 7]}]
 
 
 async def test_charts_page_lists_sensors(stack: Stack) -> None:
@@ -297,3 +311,160 @@ async def test_schedule_trigger_relay_passes_the_apis_messages(stack: Stack) -> 
     body = await response.json()
     assert body["status"] == "UNPROCESSABLE_ENTITY"
     assert "start" in str(body["message"])
+
+
+async def foreign_sensor(database_url: str, account_id: int) -> int:
+    """A sensor on an asset of another account (inserted with SQL); its id."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            asset_id = await asset_store.create_asset(
+                conn,
+                {
+                    "name": "Their site",
+                    "account_id": account_id,
+                    "generic_asset_type_id": 5,
+                },
+            )
+            return await sensor_store.create_sensor(
+                conn,
+                {
+                    "name": "their secret meter",
+                    "unit": "kW",
+                    "timezone": "UTC",
+                    "event_resolution": 900_000,
+                    "generic_asset_id": asset_id,
+                },
+            )
+    finally:
+        await engine.dispose()
+
+
+def chart_config(page: str) -> dict[str, Any]:
+    """The JSON settings block of a charts page."""
+    match = re.search(
+        r'<script type="application/json" id="asset-charts-config">(.*?)</script>',
+        page,
+        re.S,
+    )
+    assert match, page
+    config: dict[str, Any] = json.loads(match[1])
+    return config
+
+
+async def test_charts_page_follows_sensors_to_show(
+    stack: Stack, database_url: str
+) -> None:
+    asset_id, power, auth = await seeded(stack)
+    more = {}
+    for name, unit in (("power 2", "kW"), ("price", "EUR/MWh")):
+        response = await stack.gateway.post(
+            "/api/v3_0/sensors",
+            json={
+                "name": name,
+                "unit": unit,
+                "event_resolution": "PT15M",
+                "generic_asset_id": asset_id,
+                "timezone": "Europe/Amsterdam",
+            },
+            headers=auth,
+        )
+        assert response.status == 201, await response.text()
+        more[name] = (await response.json())["id"]
+    headers = await session(stack, stack.admin_id, stack.account_id)
+    # Without sensors_to_show: one chart per sensor.
+    response = await stack.gateway.get(f"/assets/{asset_id}/charts", headers=headers)
+    assert [c["sensors"] for c in chart_config(await response.text())["charts"]] == [
+        [power],
+        [more["power 2"]],
+        [more["price"]],
+    ]
+    _, account = await outsider(database_url)
+    theirs = await foreign_sensor(database_url, account)
+    shown = [
+        [power, more["power 2"]],
+        {"title": "Prices", "sensors": [more["price"], 99999, theirs]},
+        theirs,
+        [99999],
+    ]
+    response = await stack.gateway.patch(
+        f"/api/v3_0/assets/{asset_id}",
+        json={"sensors_to_show": json.dumps(shown)},
+        headers=auth,
+    )
+    assert response.status == 200, await response.text()
+    response = await stack.gateway.get(f"/assets/{asset_id}/charts", headers=headers)
+    assert response.status == 200, await response.text()
+    page = await response.text()
+    config = chart_config(page)
+    # The group drawn together; unknown and unreadable ids left out, no error.
+    assert config["charts"] == [
+        {"key": "chart-0", "sensors": [power, more["power 2"]]},
+        {"key": f"sensor-chart-{more['price']}", "sensors": [more["price"]]},
+    ]
+    assert 'id="chart-0"' in page
+    assert "power and power 2" in page
+    assert "MW, kW" in page  # the group's units
+    assert "Prices" in page
+    assert "EUR/MWh" in page
+    assert "their secret meter" not in page
+    assert theirs not in [s["id"] for s in config["sensors"]]
+    assert config["sensorAnnotationsUrl"] == "/dashboard/api/sensors/{id}/annotations"
+
+
+async def test_sensor_annotations_route_and_relay(
+    stack: Stack, database_url: str
+) -> None:
+    _, sensor_id, auth = await seeded(stack)
+    note = {
+        "content": "Meter replaced",
+        "start": "2026-01-15T06:00:00+00:00",
+        "end": "2026-01-15T08:00:00+00:00",
+    }
+    response = await stack.gateway.post(
+        f"/api/v3_0/sensors/{sensor_id}/annotations", json=note, headers=auth
+    )
+    assert response.status == 201, await response.text()
+    window = {"start": START, "end": "2026-01-16T00:00:00+00:00"}
+    response = await stack.gateway.get(
+        f"/api/v3_0/sensors/{sensor_id}/chart_annotations", params=window, headers=auth
+    )
+    assert response.status == 200, await response.text()
+    assert await response.json() == [
+        {
+            "index": 0,
+            "start": 1768456800000,
+            "end": 1768464000000,
+            "belief_time": None,
+            "source": "admin",
+            "type": "label",
+            "content": ["Meter replaced"],
+        }
+    ]
+    headers = await session(stack, stack.admin_id, stack.account_id)
+    url = f"/dashboard/api/sensors/{sensor_id}/annotations"
+    response = await stack.gateway.get(url, params=window, headers=headers)
+    assert response.status == 200, await response.text()
+    [relayed] = await response.json()
+    assert relayed["content"] == ["Meter replaced"]
+    # Another account's user: FlexMeasures' 403; no session: 401.
+    user, account = await outsider(database_url)
+    response = await stack.gateway.get(
+        url, params=window, headers=await session(stack, user, account)
+    )
+    assert response.status == 403
+    assert (await response.json())["status"] == "INVALID_SENDER"
+    response = await stack.gateway.get(url, headers=COMPANY)
+    assert response.status == 401
+    # Unknown here, and in another tenant (its own database): 404.
+    response = await stack.gateway.get(
+        "/api/v3_0/sensors/99999/chart_annotations", headers=auth
+    )
+    assert response.status == 404
+    assert await response.json() == {"message": "Sensor 99999 not found", "status": 404}
+    acme = {**ACME, "Authorization": await login(stack, "admin@acme.test", ACME)}
+    response = await stack.gateway.get(
+        f"/api/v3_0/sensors/{sensor_id}/chart_annotations", headers=acme
+    )
+    assert response.status == 404
+    assert (await response.json())["message"] == f"Sensor {sensor_id} not found"

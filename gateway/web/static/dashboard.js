@@ -2,82 +2,27 @@
  * the sensor's data as JSON from /dashboard/api/sensors/<id>/data (the session
  * cookie authenticates) and draws it with uPlot, plus a text summary and a table.
  * Parameters come from data- attributes of #chart (no inline scripts: CSP).
- * Times are shown in the browser's time zone and sent as aware ISO 8601 datetimes.
+ * Times are shown in the browser's time zone and sent as aware ISO 8601 datetimes
+ * (the helpers of timekit.js).
  */
 (function () {
   "use strict";
 
   var MAX_POINTS = 5000; // coarser read resolutions beyond this many values
   var TABLE_ROWS = 1000;
-  var MINUTE = 60e3;
-  var DAY = 864e5;
+  var time = window.flexhostTime; // timekit.js, loaded first
+  var MINUTE = time.MINUTE;
+  var DAY = time.DAY;
   var PRESETS = { "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY };
-  var STEPS = [MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, 60 * MINUTE, 120 * MINUTE,
-    180 * MINUTE, 360 * MINUTE, 720 * MINUTE, DAY, 7 * DAY];
-
-  function pad(number, width) {
-    return String(number).padStart(width || 2, "0");
-  }
-
-  /* 2026-01-15T00:00:00+01:00: an aware datetime in the browser's time zone. */
-  function isoLocal(date) {
-    var offset = -date.getTimezoneOffset();
-    var sign = offset >= 0 ? "+" : "-";
-    var abs = Math.abs(offset);
-    return pad(date.getFullYear(), 4) + "-" + pad(date.getMonth() + 1) + "-" +
-      pad(date.getDate()) + "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) +
-      ":" + pad(date.getSeconds()) + sign + pad(Math.floor(abs / 60)) + ":" + pad(abs % 60);
-  }
-
-  /* The value of a datetime-local input: 2026-01-15T00:00 (local time). */
-  function inputValue(date) {
-    return isoLocal(date).slice(0, 16);
-  }
-
-  function isoDuration(ms) {
-    return "PT" + ms / 1000 + "S";
-  }
-
-  /* Milliseconds of an ISO 8601 duration such as PT15M or P1DT2H (NaN if other). */
-  function parseDuration(text) {
-    var match = /^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(text || "");
-    if (!match) {
-      return NaN;
-    }
-    var days = +(match[1] || 0);
-    var hours = +(match[2] || 0);
-    var minutes = +(match[3] || 0);
-    var seconds = +(match[4] || 0);
-    return (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000;
-  }
+  var isoLocal = time.isoLocal;
+  var inputValue = time.inputValue;
+  var isoDuration = time.isoDuration;
+  var parseDuration = time.parseDuration;
+  var messageOf = time.messageOf;
 
   /* A read resolution giving at most MAX_POINTS values (null: the sensor's own). */
   function chooseResolution(durationMs, sensorMs) {
-    if (!(sensorMs > 0) || durationMs / sensorMs <= MAX_POINTS) {
-      return null; // the backend picks one for instantaneous sensors
-    }
-    for (var i = 0; i < STEPS.length; i++) {
-      var step = STEPS[i];
-      if (step > sensorMs && step % sensorMs === 0 && durationMs / step <= MAX_POINTS) {
-        return step;
-      }
-    }
-    return sensorMs * Math.ceil(durationMs / sensorMs / MAX_POINTS);
-  }
-
-  /* The text of a FlexMeasures error body: {"message": "..." | {...}} or {"errors": []}. */
-  function messageOf(body) {
-    var parts = [];
-    (function walk(value) {
-      if (typeof value === "string") {
-        parts.push(value);
-      } else if (Array.isArray(value)) {
-        value.forEach(walk);
-      } else if (value && typeof value === "object") {
-        Object.keys(value).forEach(function (key) { walk(value[key]); });
-      }
-    })(body && (body.message !== undefined ? body.message : body.errors));
-    return parts.join(" ");
+    return time.chooseResolution(durationMs, sensorMs, MAX_POINTS);
   }
 
   function start() {

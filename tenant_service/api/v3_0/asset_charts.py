@@ -11,7 +11,8 @@ Decisions: the chart draws the asset's `sensors_to_show` that the caller may rea
 FlexMeasures' (compared side by side: single sensors, groups of sensors with shared
 units, combine-legend, annotation layers); `chart-type` is ignored.
 chart_annotations are the asset's and its account's annotations, as FlexMeasures'
-(not its sensors').
+(not its sensors'). GET /sensors/<id>/chart_annotations (ours; FlexMeasures has it
+as /api/dev/sensor/<id>/chart_annotations) answers a sensor's in the same records.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from contract.sensors_to_show import parse_plots
 from tenant_service import acl, keys
 from tenant_service import units as units_module
 from tenant_service.api import NOT_BOOLEAN, FieldError, parse_bool, parse_path_id
 from tenant_service.api.v3_0 import PREFIX, load_asset, principal
 from tenant_service.api.v3_0.annotation_layers import add_annotation_layers
-from tenant_service.errors import ForbiddenError, ValidationError
+from tenant_service.errors import ForbiddenError, NotFoundError, ValidationError
 from tenant_service.store import annotations as annotation_store
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import charts as chart_store
@@ -134,38 +136,6 @@ def _json_list(text: str) -> list[Any]:
     except ValueError:
         return []
     return value if isinstance(value, list) else []
-
-
-def _ids(value: Any) -> list[int]:
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
-    return []
-
-
-def parse_plots(sensors_to_show: str) -> list[dict[str, Any]]:
-    """sensors_to_show in its latest form: rows of {title, sensors}."""
-    plots: list[dict[str, Any]] = []
-    for entry in _json_list(sensors_to_show):
-        if isinstance(entry, dict):
-            ids: list[int] = []
-            for plot in entry.get("plots") or [entry]:
-                if isinstance(plot, dict):
-                    ids += _ids(plot.get("sensor")) + _ids(plot.get("sensors"))
-            title = entry.get("title")
-            plots.append(
-                {
-                    "title": title if isinstance(title, str) else None,
-                    "sensors": ids,
-                    "y-axis": entry.get("y-axis"),
-                }
-            )
-        else:
-            plots.append({"title": None, "sensors": _ids(entry)})
-    return [plot for plot in plots if plot["sensors"]]
 
 
 async def _chart_sensors(
@@ -680,10 +650,10 @@ def _wrapped(content: str) -> list[str]:
     return textwrap.wrap(content, 60) or [""]
 
 
-@routes.get(PREFIX + r"/assets/{id:\d+}/chart_annotations")
-async def get_asset_chart_annotations(request: web.Request) -> web.Response:
-    """Download annotations for use in charts"""
-    asset = await _readable_asset(request)
+async def _chart_annotations(
+    request: web.Request, links: list[tuple[Any, int]]
+) -> web.Response:
+    """FlexMeasures' chart_annotations records of the annotations linked to `links`."""
     errors: dict[str, list[str]] = {}
     window = parse_window(request.query, errors)
     clip = True
@@ -694,9 +664,6 @@ async def get_asset_chart_annotations(request: web.Request) -> web.Response:
             errors["clip"] = [NOT_BOOLEAN]
     if errors:
         raise ValidationError("query", errors)
-    links: list[tuple[Any, int]] = [(annotation_store.ASSET, asset.id)]
-    if asset.account_id is not None:
-        links.append((annotation_store.ACCOUNT, asset.account_id))
     found = await annotation_store.for_chart(
         request[keys.CONN],
         links,
@@ -741,6 +708,29 @@ async def get_asset_chart_annotations(request: web.Request) -> web.Response:
             }
         )
     return web.json_response(answer)
+
+
+@routes.get(PREFIX + r"/assets/{id:\d+}/chart_annotations")
+async def get_asset_chart_annotations(request: web.Request) -> web.Response:
+    """Download annotations for use in charts"""
+    asset = await _readable_asset(request)
+    links: list[tuple[Any, int]] = [(annotation_store.ASSET, asset.id)]
+    if asset.account_id is not None:
+        links.append((annotation_store.ACCOUNT, asset.account_id))
+    return await _chart_annotations(request, links)
+
+
+@routes.get(PREFIX + r"/sensors/{id:\d+}/chart_annotations")
+async def get_sensor_chart_annotations(request: web.Request) -> web.Response:
+    """Download a sensor's annotations for use in charts"""
+    conn = request[keys.CONN]
+    sensor_id = parse_path_id(request.match_info["id"])
+    sensor = await sensor_store.get_sensor(conn, sensor_id)
+    if sensor is None:
+        raise NotFoundError(f"Sensor {sensor_id} not found")
+    if not acl.may_read(principal(request), sensor.owner):
+        raise ForbiddenError()
+    return await _chart_annotations(request, [(annotation_store.SENSOR, sensor.id)])
 
 
 @routes.get(PREFIX + r"/assets/{id:\d+}/kpis")

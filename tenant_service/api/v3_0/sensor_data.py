@@ -520,19 +520,66 @@ async def get_sources(request: web.Request) -> web.Response:
     return respond(
         {
             "types": sorted({r.type for r in visible}),
-            "sources": [
-                {
-                    "id": r.id,
-                    "name": r.name,
-                    "type": r.type,
-                    "description": r.description
-                    or (f"{r.name} ({r.type})" if r.type else r.name),
-                    "model": r.model,
-                    "version": r.version,
-                    "user_id": r.user_id,
-                    "account_id": r.account_id,
-                }
-                for r in visible
-            ],
+            "sources": [_source_json(r) for r in visible],
         }
     )
+
+
+def _source_json(r: source_store.SourceRecord) -> dict[str, Any]:
+    """A source as GET /sources lists it."""
+    return {
+        "id": r.id,
+        "name": r.name,
+        "type": r.type,
+        "description": r.description or (f"{r.name} ({r.type})" if r.type else r.name),
+        "model": r.model,
+        "version": r.version,
+        "user_id": r.user_id,
+        "account_id": r.account_id,
+    }
+
+
+@routes.get(PREFIX + "/sensors/{id}/sources")
+async def get_sensor_sources(request: web.Request) -> web.Response:
+    """The sources with data for a sensor (optionally: events overlapping
+    [start, end)); a source of another account shows only its id and type."""
+    sensor_id = sensor_id_of(request)
+    conn = request[keys.CONN]
+    sensor = await load_data_sensor(conn, sensor_id)
+    who = principal(request)
+    if not may_read(who, sensor.owner):
+        raise ForbiddenError()
+    errors: dict[str, list[str]] = {}
+    bounds: dict[str, int | None] = {}
+    for name in ("start", "end"):
+        bounds[name] = None
+        if request.query.get(name):
+            try:
+                bounds[name] = to_epoch_ms(parse_datetime_utc(request.query[name]))
+            except TimingError:
+                errors[name] = [NOT_A_DATETIME]
+    if errors:
+        raise ValidationError("query", errors)
+    records = await belief_store.sources_with_data(
+        conn,
+        sensor.id,
+        sensor.event_resolution_ms,
+        start_ms=bounds["start"],
+        end_ms=bounds["end"],
+    )
+    sources = []
+    for r in records:
+        if _may_see_source(who, r):
+            sources.append(_source_json(r))
+        else:
+            name = f"Source {r.id}"
+            sources.append(
+                {
+                    **dict.fromkeys(_source_json(r)),
+                    "id": r.id,
+                    "name": name,
+                    "type": r.type,
+                    "description": name,
+                }
+            )
+    return respond({"sources": sources})

@@ -9,6 +9,7 @@ measures from navigation to every chart drawn (the section's data-rendered).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import sqlite3
@@ -19,9 +20,11 @@ from typing import Final
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests.e2e.browser.a11y import assert_accessible
 from tests.e2e.browser.conftest import (
     DAY_START,
     PHONE,
+    SENSOR,
     WAIT_MS,
     Shots,
     Stack,
@@ -304,10 +307,8 @@ async def test_browser_asset_charts_upload_then_forecast(
         await context.close()
 
 
-async def test_browser_asset_charts_schedule_a_battery(
-    browser: Browser, stack: Stack, shots: Shots
-) -> None:
-    seeded = await seed(stack)
+async def add_price_sensor(stack: Stack, asset_id: int) -> int:
+    """An hourly EUR/MWh sensor named "price" on the asset; its id."""
     status, price = await stack.call(
         "POST",
         "/api/v3_0/sensors",
@@ -316,14 +317,23 @@ async def test_browser_asset_charts_schedule_a_battery(
             "name": "price",
             "unit": "EUR/MWh",
             "event_resolution": "PT1H",
-            "generic_asset_id": seeded.asset_id,
+            "generic_asset_id": asset_id,
         },
     )
     assert status == 201, price
+    price_id: int = price["id"]
+    return price_id
+
+
+async def test_browser_asset_charts_schedule_a_battery(
+    browser: Browser, stack: Stack, shots: Shots
+) -> None:
+    seeded = await seed(stack)
+    price = await add_price_sensor(stack, seeded.asset_id)
     today = int(time.time()) // 86400 * 86400
     status, body = await stack.call(
         "POST",
-        f"/api/v3_0/sensors/{price['id']}/data",
+        f"/api/v3_0/sensors/{price}/data",
         stack.token,
         {
             "values": [40.0 + 30 * math.sin(h / 24 * 2 * math.pi) for h in range(72)],
@@ -345,7 +355,7 @@ async def test_browser_asset_charts_schedule_a_battery(
                 "soc-max": "40 kWh",
                 "power-capacity": "20 kW",
             },
-            "flex_context": {"consumption-price": {"sensor": price["id"]}},
+            "flex_context": {"consumption-price": {"sensor": price}},
         },
     )
     assert status == 200, body
@@ -367,6 +377,90 @@ async def test_browser_asset_charts_schedule_a_battery(
             "(scheduler)", timeout=WAIT_MS
         )
         await shots.take(page, "schedule-charted")
+        assert errors == []
+    finally:
+        await context.close()
+
+
+async def test_browser_asset_charts_groups_and_sensor_annotations(
+    browser: Browser, stack: Stack, shots: Shots
+) -> None:
+    """sensors_to_show draws a group in one chart (a legend, a unit per axis); a
+    sensor's own annotation is marked on its chart and read by keyboard and hover."""
+    seeded = await seed(stack)
+    price = await add_price_sensor(stack, seeded.asset_id)
+    status, body = await stack.call(
+        "POST",
+        f"/api/v3_0/sensors/{price}/data",
+        stack.token,
+        {
+            "values": [40.0 + h for h in range(24)],
+            "start": DAY_START,
+            "duration": "P1D",
+            "unit": "EUR/MWh",
+        },
+    )
+    assert status == 200, body
+    shown = [{"title": "Power and price", "sensors": [seeded.sensor_id, price]}]
+    status, body = await stack.call(
+        "PATCH",
+        f"/api/v3_0/assets/{seeded.asset_id}",
+        stack.token,
+        {"sensors_to_show": json.dumps([*shown, 999999])},
+    )
+    assert status == 200, body
+    status, body = await stack.call(
+        "POST",
+        f"/api/v3_0/sensors/{price}/annotations",
+        stack.token,
+        {
+            "content": "Price feed outage",
+            "start": "2026-01-15T10:00:00+00:00",
+            "end": "2026-01-15T12:00:00+00:00",
+        },
+    )
+    assert status in (200, 201), body
+    context, page, errors = await new_page(browser)
+    try:
+        await log_in(page, stack)
+        await page.goto(
+            f"{stack.origin}/assets/{seeded.asset_id}/charts?range=custom"
+            "&start=2026-01-15T00:00&end=2026-01-16T00:00"
+        )
+        section = page.locator("#asset-charts")
+        await expect(section).to_have_attribute("data-rendered", "true")
+        # One chart for the group (the unknown id left out, no error).
+        await expect(page.locator(".plot canvas")).to_have_count(1)
+        chart = page.locator("#chart-0")
+        await expect(chart.get_by_role("heading", level=3)).to_contain_text(
+            "Power and price"
+        )
+        legend = chart.locator(".u-legend")
+        await expect(legend).to_contain_text(f"{SENSOR} (kW)")
+        await expect(legend).to_contain_text("price (EUR/MWh)")
+        await expect(chart.locator(".u-axis")).to_have_count(3)  # time, kW, EUR/MWh
+        await expect(page.locator("#charts-status")).not_to_have_class(
+            re.compile("error")
+        )
+        # The sensor's annotation: under its chart, not among the asset's.
+        notes = chart.locator(".sensor-annotations")
+        await expect(notes).to_be_visible()
+        await expect(notes).to_contain_text("price: Price feed outage")
+        await expect(page.locator("#annotations")).to_be_hidden()
+        await notes.get_by_role("button", name="Zoom to it").focus()
+        await page.keyboard.press("Enter")
+        hover = page.locator("#annotation-hover")
+        await expect(hover).to_have_text("price: Price feed outage")
+        await shots.take(page, "asset-charts-group-annotation")
+        # Hovering the band (the chart now spans the annotation) names it too.
+        await page.evaluate(
+            "() => { document.getElementById('annotation-hover').textContent = ''; }"
+        )
+        box = await chart.locator(".u-over").bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 4)
+        await expect(hover).to_have_text("price: Price feed outage")
+        await assert_accessible(page, "asset-charts-group")
         assert errors == []
     finally:
         await context.close()
