@@ -26,6 +26,7 @@ from tests.helpers.dashboard import (
     Seeded,
     User,
     api,
+    page,
     queued_job,
     seed,
     session,
@@ -43,13 +44,6 @@ BAD_CSV = (
 )
 START = "2026-01-15T00:00:00+01:00"
 BATTERY_MODEL = {"soc-at-start": "0 kWh", "soc-max": "10 kWh", "power-capacity": "5 kW"}
-
-
-async def page(dash: Dash, user: User, path: str) -> tuple[int, str]:
-    response = await dash.gateway.get(
-        path, headers=await session(dash, user), allow_redirects=False
-    )
-    return response.status, await response.text()
 
 
 async def post_form(
