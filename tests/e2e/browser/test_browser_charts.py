@@ -19,7 +19,7 @@ from typing import Final
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
-from tests.e2e.browser.a11y import check
+from tests.e2e.browser.a11y import check, expected
 from tests.e2e.browser.conftest import (
     DAY_START,
     PHONE,
@@ -433,6 +433,52 @@ async def test_browser_asset_page_schedules_the_whole_asset(
         await expect(page.locator("h2#job-status-title")).to_have_text("Finished")
         assert await page.locator('meta[http-equiv="refresh"]').count() == 0
         await check(page, shots, "asset-schedule-job")
+        assert errors == []
+    finally:
+        await context.close()
+
+
+async def test_browser_asset_page_acts_without_javascript(
+    browser: Browser, stack: Stack, shots: Shots, tmp_path: Path
+) -> None:
+    """The forms as plain forms: a page of what was refused; the job's own page,
+    reloading itself until the job has ended.
+
+    Submitted with form.submit(), which fires no submit event: the page's script
+    stays out as if there were none (axe-core needs script to check the pages).
+    """
+    seeded = await priced_battery(stack)
+    bad = tmp_path / "broken.csv"
+    await asyncio.to_thread(
+        bad.write_text, "event_start,value\n2026-01-15T00:00:00+00:00,high\n"
+    )
+    context, page, errors = await new_page(browser)
+    try:
+        await log_in(page, stack)
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}")
+        await page.locator("#act > summary").click()
+        await page.get_by_label("CSV file").set_input_files(bad)
+        await page.locator("#upload-form").evaluate("form => form.submit()")
+        await expect(page).to_have_url(
+            f"{stack.origin}/assets/{seeded.asset_id}/upload"
+        )
+        outcome = page.locator("#outcome")
+        await expect(outcome).to_contain_text("Nothing was stored; broken.csv")
+        await expect(outcome.locator("li")).to_contain_text("'high' is not a number")
+        expected(errors, 422, f"/assets/{seeded.asset_id}/upload")
+        await check(page, shots, "no-script-upload-refused")
+
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}")
+        await page.locator("#asset-schedule-form").evaluate("form => form.submit()")
+        await expect(page).to_have_url(
+            re.compile(rf"/jobs/[0-9a-f-]+\?asset={seeded.asset_id}$")
+        )
+        # The page reloads itself (no script) until the job has ended.
+        await expect(page.locator("h2#job-status-title")).to_have_text(
+            "Finished", timeout=60_000
+        )
+        assert await page.locator('meta[http-equiv="refresh"]').count() == 0
+        await check(page, shots, "no-script-job-finished")
         assert errors == []
     finally:
         await context.close()
