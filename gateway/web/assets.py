@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -53,6 +54,7 @@ ASSET_JSON_FIELDS: Final = ("attributes", "flex_model", "flex_context")
 ASSET_LIST_FIELDS: Final = ("sensors_to_show",)
 SENSOR_FIELDS: Final = ("name", "unit", "event_resolution", "timezone", "attributes")
 Form = MultiDictProxy[Any]
+Loaded = TypeVar("Loaded")
 
 
 # --- who may do what (mirrors tenant_service/acl.py; the API decides anyway) -----
@@ -169,18 +171,28 @@ async def _object(
     return body
 
 
+async def _or_error_page(
+    request: web.Request, user: PageUser, title: str, load: Awaitable[Loaded]
+) -> Loaded | web.Response:
+    """What `load` reads, or the page that says why it cannot be (`title`)."""
+    try:
+        return await load
+    except PageError as err:
+        return _page_error(request, user, err)
+    except (BackendAnswerError, ApiError) as err:
+        return _error_page(request, user, err.status, title, err.message)
+
+
 async def _asset_or_error_page(
     request: web.Request, user: PageUser, asset_id: int
 ) -> dict[str, Any] | web.Response:
     """The asset, or the page that says why it cannot be shown."""
-    try:
-        return await _object(request, user, "asset", asset_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    return await _or_error_page(
+        request,
+        user,
+        "The asset is unavailable",
+        _object(request, user, "asset", asset_id),
+    )
 
 
 async def _user(request: web.Request) -> PageUser:
@@ -302,32 +314,37 @@ async def get_assets(request: web.Request) -> web.Response:
 # --- an asset's page -----------------------------------------------------------------
 
 
+async def _asset_page_parts(
+    request: web.Request, user: PageUser, asset_id: int
+) -> tuple[dict[str, Any], list[object], dict[str, Any] | None, dict[str, Any]]:
+    """The asset, its sensors, its parent (if any) and its charts."""
+    asset = await _object(request, user, "asset", asset_id)
+    sensors, _ = await _listing(request, user, f"assets/{asset_id}/sensors", {})
+    parent = None
+    parent_id = _int(asset.get("parent_asset_id"))
+    if parent_id is not None:
+        try:
+            parent = await _object(request, user, "asset", parent_id)
+        except PageError:
+            parent = {"id": parent_id, "name": f"Asset {parent_id}"}
+    charts = await chart_context(request, user, asset)
+    return asset, sensors, parent, charts
+
+
 @routes.get("/assets/" + ID)
 async def get_asset(request: web.Request) -> web.Response:
     """An asset's properties, its sensors and child assets (and its charts)."""
     user = await _user(request)
     asset_id = int(request.match_info["id"])
-    try:
-        asset = await _object(request, user, "asset", asset_id)
-        sensors, _ = await _listing(request, user, f"assets/{asset_id}/sensors", {})
-        parent = None
-        parent_id = _int(asset.get("parent_asset_id"))
-        if parent_id is not None:
-            try:
-                parent = await _object(request, user, "asset", parent_id)
-            except PageError:
-                parent = {"id": parent_id, "name": f"Asset {parent_id}"}
-        charts = await chart_context(request, user, asset)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except BackendAnswerError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    loaded = await _or_error_page(
+        request,
+        user,
+        "The asset is unavailable",
+        _asset_page_parts(request, user, asset_id),
+    )
+    if isinstance(loaded, web.Response):
+        return loaded
+    asset, sensors, parent, charts = loaded
     rows = [
         {
             "id": raw.get("id"),
@@ -489,18 +506,15 @@ async def _asset_form_page(
     asset: dict[str, Any] | None,
     status: int = 200,
 ) -> web.Response:
-    try:
-        types, parents = await _form_choices(
-            request, user, None if asset is None else _int(asset.get("id"))
-        )
-    except BackendAnswerError as err:
-        return _error_page(
-            request, user, err.status, "Assets are unavailable", err.message
-        )
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "Assets are unavailable", err.message
-        )
+    choices = await _or_error_page(
+        request,
+        user,
+        "Assets are unavailable",
+        _form_choices(request, user, None if asset is None else _int(asset.get("id"))),
+    )
+    if isinstance(choices, web.Response):
+        return choices
+    types, parents = choices
     return render(
         request,
         "asset_form.html",
@@ -638,29 +652,34 @@ async def _data_count(
     return total
 
 
+async def _asset_and_below(
+    request: web.Request, user: PageUser, asset_id: int
+) -> tuple[dict[str, Any], list[object]]:
+    """The asset, and the assets of its subtree (itself too) with their sensors."""
+    asset = await _object(request, user, "asset", asset_id)
+    below, _ = await _listing(
+        request,
+        user,
+        "assets",
+        {"root": str(asset_id), "fields": "id,name,sensors,parent_asset_id"},
+    )
+    return asset, below
+
+
 @routes.get(f"/assets/{ID}/delete")
 async def get_delete_asset(request: web.Request) -> web.Response:
     """What deleting the asset deletes (child assets, sensors, data), to confirm."""
     user = await _user(request)
     asset_id = int(request.match_info["id"])
-    try:
-        asset = await _object(request, user, "asset", asset_id)
-        below, _ = await _listing(
-            request,
-            user,
-            "assets",
-            {"root": str(asset_id), "fields": "id,name,sensors,parent_asset_id"},
-        )
-    except PageError as err:
-        return _page_error(request, user, err)
-    except BackendAnswerError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The asset is unavailable", err.message
-        )
+    loaded = await _or_error_page(
+        request,
+        user,
+        "The asset is unavailable",
+        _asset_and_below(request, user, asset_id),
+    )
+    if isinstance(loaded, web.Response):
+        return loaded
+    asset, below = loaded
     children = []
     sensors: list[dict[str, Any]] = []
     for raw in below:
@@ -828,19 +847,27 @@ async def _sensor_and_asset(
     return sensor, asset
 
 
+async def _sensor_or_error_page(
+    request: web.Request, user: PageUser, sensor_id: int
+) -> tuple[dict[str, Any], dict[str, Any] | None] | web.Response:
+    """The sensor and its asset, or the page that says why it cannot be shown."""
+    return await _or_error_page(
+        request,
+        user,
+        "The sensor is unavailable",
+        _sensor_and_asset(request, user, sensor_id),
+    )
+
+
 @routes.get("/sensors/" + ID)
 async def get_sensor(request: web.Request) -> web.Response:
     """A sensor's properties (its chart is on the dashboard's sensor page)."""
     user = await _user(request)
     sensor_id = int(request.match_info["id"])
-    try:
-        sensor, asset = await _sensor_and_asset(request, user, sensor_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The sensor is unavailable", err.message
-        )
+    loaded = await _sensor_or_error_page(request, user, sensor_id)
+    if isinstance(loaded, web.Response):
+        return loaded
+    sensor, asset = loaded
     return render(
         request,
         "sensor.html",
@@ -862,14 +889,10 @@ async def get_edit_sensor(request: web.Request) -> web.Response:
     """The sensor's edit form."""
     user = await _user(request)
     sensor_id = int(request.match_info["id"])
-    try:
-        sensor, asset = await _sensor_and_asset(request, user, sensor_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The sensor is unavailable", err.message
-        )
+    loaded = await _sensor_or_error_page(request, user, sensor_id)
+    if isinstance(loaded, web.Response):
+        return loaded
+    sensor, asset = loaded
     form = SensorForm(
         {
             name: str(sensor.get(name) or "")
@@ -886,14 +909,10 @@ async def post_edit_sensor(request: web.Request) -> web.Response:
     user = await _user(request)
     sensor_id = int(request.match_info["id"])
     form_data = await _checked_form(request, user)
-    try:
-        sensor, asset = await _sensor_and_asset(request, user, sensor_id)
-    except PageError as err:
-        return _page_error(request, user, err)
-    except ApiError as err:
-        return _error_page(
-            request, user, err.status, "The sensor is unavailable", err.message
-        )
+    loaded = await _sensor_or_error_page(request, user, sensor_id)
+    if isinstance(loaded, web.Response):
+        return loaded
+    sensor, asset = loaded
     form, body = sensor_body(form_data)
     try:
         answer = await _send(request, user, "PATCH", f"{API}/sensors/{sensor_id}", body)

@@ -72,6 +72,14 @@ RANGES: Final = {
 }
 DEFAULT_RANGE: Final = "week"
 LOCAL_DATETIME_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+# Units of a device's power sensor: the asset-wide schedule form ticks these.
+POWER_UNITS: Final = frozenset({"W", "kW", "MW", "GW"})
+
+
+def quarter_now() -> str:
+    """Now, floored to the quarter hour, in UTC (a schedule's default start)."""
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    return (now - dt.timedelta(minutes=now.minute % 15)).isoformat()
 
 
 def source_kind(raw_type: str) -> str:
@@ -191,6 +199,8 @@ async def chart_context(
         "range": preset,
         "start": start if LOCAL_DATETIME_RE.fullmatch(start) else "",
         "end": end if LOCAL_DATETIME_RE.fullmatch(end) else "",
+        "power_units": POWER_UNITS,
+        "schedule_start": quarter_now(),
     }
 
 

@@ -13,10 +13,7 @@ from typing import Any
 
 from rq.job import JobStatus
 
-from contract.config import Secret
 from gateway.web.assets import _number_or_text, field_errors, name_matches
-from tenant_service.config import Settings as BackendSettings
-from tenant_service.scheduling import jobs
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
 from tests.helpers.dashboard import (
@@ -26,18 +23,13 @@ from tests.helpers.dashboard import (
     User,
     api,
     asset_type,
+    page,
     seed,
     session,
+    set_job_status,
 )
 
 ORIGIN = {"Origin": "http://company.localhost"}
-
-
-async def page(dash: Dash, user: User, path: str) -> tuple[int, str]:
-    response = await dash.gateway.get(
-        path, headers=await session(dash, user), allow_redirects=False
-    )
-    return response.status, await response.text()
 
 
 async def submit(
@@ -470,22 +462,13 @@ async def test_jobs_page_lists_pending_and_failed_jobs(
     assert '<meta http-equiv="refresh" content="5">' in text
     listing = await get_json(dash, dash.admin, "/api/v3_0/jobs")  # via the proxy too
     assert [job["job_id"] for job in listing["jobs"]] == [job_id]
-    settings = BackendSettings(
-        name="company",
-        database_url="sqlite+aiosqlite:///unused.sqlite3",
-        secret=Secret("x" * 32),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
+    set_job_status(
+        redis_url,
+        redis_prefix,
+        job_id,
+        JobStatus.FAILED,
+        {"type": "ValueError", "message": "no <b>prices</b>"},
     )
-    connection = jobs.connect(settings)
-    try:
-        job = jobs.fetch(connection, settings, job_id)
-        assert job is not None
-        job.meta["exception"] = {"type": "ValueError", "message": "no <b>prices</b>"}
-        job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
-        job.set_status(JobStatus.FAILED)
-    finally:
-        jobs.close(connection)
     status, text = await page(dash, dash.admin, "/jobs")
     assert "Failed" in text
     assert "Scheduling job failed with ValueError: no &lt;b&gt;prices&lt;/b&gt;" in text

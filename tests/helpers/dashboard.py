@@ -6,7 +6,8 @@ serve the dashboard, asset-page and jobs-page tests.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -14,6 +15,7 @@ from typing import Any, Final
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from rq.job import Job, JobStatus
 
 from contract.config import Secret
 from gateway import keys
@@ -22,6 +24,7 @@ from gateway.config import Settings as GatewaySettings
 from gateway.web.sessions import COOKIE
 from tenant_service.app import create_app as create_backend
 from tenant_service.config import Settings as BackendSettings
+from tenant_service.scheduling import jobs
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
@@ -175,6 +178,14 @@ async def session(dash: Dash, user: User, tenant: str = "company") -> dict[str, 
     return {**host, "Cookie": f"{COOKIE}={session_id}"}
 
 
+async def page(dash: Dash, user: User, path: str) -> tuple[int, str]:
+    """GET a page as `user` (redirects not followed): status, body."""
+    response = await dash.gateway.get(
+        path, headers=await session(dash, user), allow_redirects=False
+    )
+    return response.status, await response.text()
+
+
 async def api(dash: Dash, user: User) -> dict[str, str]:
     """Headers with an API token of `user`."""
     token, _ = await dash.gateway.app[keys.TOKENS].issue(
@@ -263,3 +274,37 @@ async def seed(dash: Dash) -> Seeded:
 
 
 # --- pages ---------------------------------------------------------------------------
+
+
+@contextmanager
+def queued_job(redis_url: str, redis_prefix: str, job_id: str) -> Iterator[Job]:
+    """Company's job as the queue keeps it (no worker runs in these tests)."""
+    settings = BackendSettings(
+        name="company",
+        database_url="sqlite+aiosqlite:///unused.sqlite3",
+        secret=Secret("x" * 32),
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    connection = jobs.connect(settings)
+    try:
+        job = jobs.fetch(connection, settings, job_id)
+        assert job is not None, job_id
+        yield job
+    finally:
+        jobs.close(connection)
+
+
+def set_job_status(
+    redis_url: str,
+    redis_prefix: str,
+    job_id: str,
+    status: JobStatus,
+    exception: dict[str, str] | None = None,
+) -> None:
+    """Mark company's queued job as a worker would leave it."""
+    with queued_job(redis_url, redis_prefix, job_id) as job:
+        if exception is not None:
+            job.meta["exception"] = exception
+            job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it untyped
+        job.set_status(status)

@@ -1,8 +1,11 @@
 /* Acting from an asset's charts (asset_charts.html): upload a CSV file to a sensor
- * with a progress bar, trigger a forecast or a schedule and watch its job to the
- * end; then the charts reload (event "charts:reload") over the job's window, where
- * the result is a series of its own (its data source). POSTs carry the session's
- * CSRF secret in X-CSRF-Token. No inline scripts (CSP).
+ * with a progress bar, trigger a forecast or a schedule (of a sensor, or of the
+ * whole asset) and watch its job to the end; then the charts reload (event
+ * "charts:reload") over the job's window, where the result is a series of its own
+ * (its data source). The forms work without this script too (they post to pages);
+ * it intercepts their submits. POSTs carry the session's CSRF secret (the upload
+ * and sensor trigger in X-CSRF-Token; the asset-wide form posts its own fields with
+ * Accept: application/json). No inline scripts (CSP).
  */
 (function () {
   "use strict";
@@ -10,13 +13,24 @@
   var POLL_MS = 1000;
   var QUARTER = 15 * 60e3;
 
+  // Keys that name no field: the whole object, the upload's files (named anyway).
+  var UNNAMED = ["_schema", "uploaded-files"];
+
+  // Every message of an error body, each with the field it is about (as the
+  // pages' reasons() in gateway/web/acting.py): a 422's message is
+  // {location: {field: [texts]}}; list indexes are no names.
   function messages(body) {
     var parts = [];
-    (function walk(v) {
-      if (typeof v === "string") { parts.push(v); }
-      else if (Array.isArray(v)) { v.forEach(walk); }
-      else if (v && typeof v === "object") { Object.keys(v).forEach(function (k) { walk(v[k]); }); }
-    })(body && (body.message !== undefined ? body.message : body.errors));
+    (function walk(v, name, depth) {
+      if (typeof v === "string") { parts.push(name ? name + ": " + v : v); }
+      else if (Array.isArray(v)) { v.forEach(function (item) { walk(item, name, depth); }); }
+      else if (v && typeof v === "object") {
+        Object.keys(v).forEach(function (k) {
+          var named = depth > 0 && UNNAMED.indexOf(k) < 0 && !/^\d+$/.test(k);
+          walk(v[k], named ? k : name, depth + 1);
+        });
+      }
+    })(body && (body.message !== undefined ? body.message : body.errors), "", 0);
     return parts;
   }
 
@@ -145,6 +159,42 @@
         show(result, "The server is not reachable.", true);
       });
     });
+
+    var assetForm = document.getElementById("asset-schedule-form");
+    if (assetForm) {
+      assetForm.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var result = document.getElementById("asset-schedule-result");
+        var button = assetForm.querySelector("button[type=submit]");
+        var start = Date.parse(document.getElementById("asset-schedule-start").value);
+        var from = isNaN(start) ? Math.floor(Date.now() / QUARTER) * QUARTER : start;
+        var until = from + durationMs(document.getElementById("asset-schedule-duration").value);
+        button.disabled = true;
+        show(result, "Starting the schedule…");
+        fetch(assetForm.action, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+          body: new URLSearchParams(new FormData(assetForm))
+        }).then(function (r) {
+          return r.json().then(function (b) { return { status: r.status, body: b }; },
+            function () { return { status: r.status, body: null }; });
+        }).then(function (answer) {
+          var job = answer.body && answer.body.job;
+          if (answer.status >= 300 || !job) {
+            button.disabled = false;
+            show(result, "The schedule was refused:", true,
+              messages(answer.body).length ? messages(answer.body) : ["error " + answer.status]);
+            return;
+          }
+          show(result, "Job " + job + " accepted; waiting for it…");
+          watch(job, "schedule", result, button, from, until);
+        }).catch(function () {
+          button.disabled = false;
+          show(result, "The server is not reachable.", true);
+        });
+      });
+    }
 
     function watch(job, kind, result, button, from, until) {
       fetch("/dashboard/api/jobs/" + encodeURIComponent(job), {

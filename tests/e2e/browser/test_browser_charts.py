@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
-from tests.e2e.browser.a11y import assert_accessible
+from tests.e2e.browser.a11y import assert_accessible, check, expected
 from tests.e2e.browser.conftest import (
     DAY_START,
     PHONE,
     SENSOR,
     WAIT_MS,
+    Seeded,
     Shots,
     Stack,
     horizontal_scroll,
@@ -252,6 +253,17 @@ def history_csv(days: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def open_actions(page: Page, stack: Stack, path: str) -> Locator:
+    """Logged in, on `path` with its charts drawn and their actions unfolded; the
+    charts' section."""
+    await log_in(page, stack)
+    await page.goto(f"{stack.origin}{path}")
+    section = page.locator("#asset-charts")
+    await expect(section).to_have_attribute("data-rendered", "true")
+    await page.locator("#act > summary").click()
+    return section
+
+
 async def test_browser_asset_charts_upload_then_forecast(
     browser: Browser, stack: Stack, shots: Shots, tmp_path: Path
 ) -> None:
@@ -264,11 +276,9 @@ async def test_browser_asset_charts_upload_then_forecast(
     )
     context, page, errors = await new_page(browser)
     try:
-        await log_in(page, stack)
-        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}/charts?range=week")
-        section = page.locator("#asset-charts")
-        await expect(section).to_have_attribute("data-rendered", "true")
-        await page.get_by_text("Upload data, forecast or schedule").click()
+        section = await open_actions(
+            page, stack, f"/assets/{seeded.asset_id}/charts?range=week"
+        )
 
         # A refused file: nothing stored, the line and the reason named.
         await page.get_by_label("CSV file").set_input_files(bad)
@@ -325,9 +335,9 @@ async def add_price_sensor(stack: Stack, asset_id: int) -> int:
     return price_id
 
 
-async def test_browser_asset_charts_schedule_a_battery(
-    browser: Browser, stack: Stack, shots: Shots
-) -> None:
+async def priced_battery(stack: Stack) -> Seeded:
+    """The seeded asset with hourly prices from today on, and the flex-model and
+    flex-context stored on it (what the page's schedule triggers rely on)."""
     seeded = await seed(stack)
     price = await add_price_sensor(stack, seeded.asset_id)
     today = int(time.time()) // 86400 * 86400
@@ -343,7 +353,6 @@ async def test_browser_asset_charts_schedule_a_battery(
         },
     )
     assert status == 200, body
-    # The asset's flex-model and flex-context: what the page's trigger relies on.
     status, body = await stack.call(
         "PATCH",
         f"/api/v3_0/assets/{seeded.asset_id}",
@@ -359,13 +368,18 @@ async def test_browser_asset_charts_schedule_a_battery(
         },
     )
     assert status == 200, body
+    return seeded
+
+
+async def test_browser_asset_charts_schedule_a_battery(
+    browser: Browser, stack: Stack, shots: Shots
+) -> None:
+    seeded = await priced_battery(stack)
     context, page, errors = await new_page(browser)
     try:
-        await log_in(page, stack)
-        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}/charts?range=day")
-        section = page.locator("#asset-charts")
-        await expect(section).to_have_attribute("data-rendered", "true")
-        await page.get_by_text("Upload data, forecast or schedule").click()
+        section = await open_actions(
+            page, stack, f"/assets/{seeded.asset_id}/charts?range=day"
+        )
         await page.locator("#job-sensor").select_option(str(seeded.sensor_id))
         await page.get_by_label("Schedule it", exact=False).check()
         await page.get_by_role("button", name="Start", exact=True).click()
@@ -461,6 +475,102 @@ async def test_browser_asset_charts_groups_and_sensor_annotations(
         await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 4)
         await expect(hover).to_have_text("price: Price feed outage")
         await assert_accessible(page, "asset-charts-group")
+        assert errors == []
+    finally:
+        await context.close()
+
+
+async def test_browser_asset_page_schedules_the_whole_asset(
+    browser: Browser, stack: Stack, shots: Shots
+) -> None:
+    """The asset-wide trigger with script: watched to the end, then charted."""
+    seeded = await priced_battery(stack)
+    context, page, errors = await new_page(browser)
+    try:
+        section = await open_actions(
+            page, stack, f"/assets/{seeded.asset_id}?range=day"
+        )
+        form = page.locator("#asset-schedule-form")
+        # The power sensor is ticked; the rest comes from the asset's stored JSON.
+        await expect(form.get_by_label(SENSOR, exact=False)).to_be_checked()
+        await expect(form.get_by_label("Duration")).to_have_value("P1D")
+        await check(page, shots, "asset-schedule-form")
+
+        # Bad input: the API's message, in the page; nothing started.
+        start = form.get_by_label("Start")
+        good_start = await start.input_value()
+        await start.fill("soon")
+        await form.get_by_role("button", name="Schedule the asset").click()
+        result = page.locator("#asset-schedule-result")
+        await expect(result).to_contain_text("The schedule was refused:")
+        await expect(result.locator("li")).to_contain_text("start: ")
+        errors[:] = [e for e in errors if not ("422" in e and "/schedules/" in e)]
+        await shots.take(page, "asset-schedule-refused")
+
+        await start.fill(good_start)
+        await form.get_by_role("button", name="Schedule the asset").click()
+        await expect(result).to_contain_text("Job ", timeout=WAIT_MS)
+        await expect(result).to_contain_text("finished", timeout=60_000)
+        await expect(section).to_have_attribute("data-rendered", "true")
+        chart = page.locator(f"#sensor-chart-{seeded.sensor_id}")
+        await expect(chart.locator(".u-legend")).to_contain_text(
+            "(scheduler)", timeout=WAIT_MS
+        )
+        await check(page, shots, "asset-schedule-charted")
+        job = re.search(r"Job ([0-9a-f-]+)", await result.inner_text())
+        assert job, await result.inner_text()
+
+        # The job's own page (where the form leads without script): ended, no reload.
+        await page.goto(f"{stack.origin}/jobs/{job[1]}?asset={seeded.asset_id}")
+        await expect(page.locator("h2#job-status-title")).to_have_text("Finished")
+        assert await page.locator('meta[http-equiv="refresh"]').count() == 0
+        await check(page, shots, "asset-schedule-job")
+        assert errors == []
+    finally:
+        await context.close()
+
+
+async def test_browser_asset_page_acts_without_javascript(
+    browser: Browser, stack: Stack, shots: Shots, tmp_path: Path
+) -> None:
+    """The forms as plain forms: a page of what was refused; the job's own page,
+    reloading itself until the job has ended.
+
+    Submitted with form.submit(), which fires no submit event: the page's script
+    stays out as if there were none (axe-core needs script to check the pages).
+    """
+    seeded = await priced_battery(stack)
+    bad = tmp_path / "broken.csv"
+    await asyncio.to_thread(
+        bad.write_text, "event_start,value\n2026-01-15T00:00:00+00:00,high\n"
+    )
+    context, page, errors = await new_page(browser)
+    try:
+        await log_in(page, stack)
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}")
+        await page.locator("#act > summary").click()
+        await page.get_by_label("CSV file").set_input_files(bad)
+        await page.locator("#upload-form").evaluate("form => form.submit()")
+        await expect(page).to_have_url(
+            f"{stack.origin}/assets/{seeded.asset_id}/upload"
+        )
+        outcome = page.locator("#outcome")
+        await expect(outcome).to_contain_text("Nothing was stored; broken.csv")
+        await expect(outcome.locator("li")).to_contain_text("'high' is not a number")
+        expected(errors, 422, f"/assets/{seeded.asset_id}/upload")
+        await check(page, shots, "no-script-upload-refused")
+
+        await page.goto(f"{stack.origin}/assets/{seeded.asset_id}")
+        await page.locator("#asset-schedule-form").evaluate("form => form.submit()")
+        await expect(page).to_have_url(
+            re.compile(rf"/jobs/[0-9a-f-]+\?asset={seeded.asset_id}$")
+        )
+        # The page reloads itself (no script) until the job has ended.
+        await expect(page.locator("h2#job-status-title")).to_have_text(
+            "Finished", timeout=60_000
+        )
+        assert await page.locator('meta[http-equiv="refresh"]').count() == 0
+        await check(page, shots, "no-script-job-finished")
         assert errors == []
     finally:
         await context.close()
