@@ -146,9 +146,10 @@ async def test_sensor_page_has_chart_container(dash: Dash) -> None:
     assert 'role="img"' in tag
     # Only external scripts (CSP), the vendored chart library and ours.
     scripts = re.findall(r"<script[^>]*>", page)
-    assert len(scripts) == 2
+    assert len(scripts) == 3
     assert all(" src=" in script for script in scripts)
     assert "/static/vendor/uplot/uPlot.iife.min.js" in page
+    assert "/static/timekit.js" in page
     assert "/static/dashboard.js" in page
     # The window form: presets and labelled start/end.
     for preset in ("24h", "7d", "30d", "custom"):
