@@ -186,6 +186,12 @@ class Processes:
                 child.kill()
 
 
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def new_secret() -> str:
     """A tenant secret."""
     return secrets.token_urlsafe(32)

@@ -43,6 +43,7 @@ from bench._harness import (
     PYTHON,
     Processes,
     free_port,
+    load_average,
     local_redis,
     new_secret,
     wait_port,
@@ -209,6 +210,9 @@ class Pacer:
         self.url = url + PROXIED
         self.every = every
         self.samples: list[tuple[float, float]] = []  # (planned start, latency)
+        # This process's own event loop lag (ms), to tell its stalls from the
+        # gateway's: (when, how late a 1 ms sleep woke up).
+        self.lags: list[tuple[float, float]] = []
         self.failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -223,7 +227,15 @@ class Pacer:
             self.failures += 1
         self.samples.append((planned, time.perf_counter() - planned))
 
+    async def _tick(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.lags.append((before, 1000 * (now - before - 0.001)))
+
     async def run(self, stop: asyncio.Event) -> None:
+        ticker = asyncio.create_task(self._tick(stop))
         planned = time.perf_counter()
         while not stop.is_set():
             task = asyncio.create_task(self._one(planned))
@@ -231,7 +243,11 @@ class Pacer:
             task.add_done_callback(self._tasks.discard)
             planned += self.every
             await asyncio.sleep(max(0.0, planned - time.perf_counter()))
-        await asyncio.gather(*self._tasks)
+        await asyncio.gather(*self._tasks, ticker)
+
+    def lag(self, start: float, end: float) -> float:
+        """The worst lag (ms) of this process's loop within [start, end)."""
+        return max((lag for at, lag in self.lags if start <= at < end), default=0.0)
 
     def window(self, start: float, end: float) -> list[float]:
         """Latencies (ms) of the requests planned within [start, end)."""
@@ -248,6 +264,7 @@ class Reload:
     p99_ms: float
     calm_worst_ms: float
     calm_p99_ms: float
+    client_lag_ms: float  # the bench's own worst loop lag during the reload
     requests: int
     failures: int
 
@@ -294,6 +311,7 @@ async def reload_under_load(
         p99(during),
         calm[-1],
         p99(calm),
+        pacer.lag(written, swapped),
         len(pacer.samples),
         pacer.failures,
     )
@@ -309,7 +327,8 @@ class Figures:
     scrape_bytes: int
     series: int
     idle_cpu: float  # share of one CPU
-    probes_per_round: float
+    probes: int  # in the idle window
+    probes_per_round: float  # per worker
     reloads: list[Reload]
 
 
@@ -360,7 +379,7 @@ async def measure(
             wall = time.perf_counter() - wall_before
             async with session.get(stub_url + "/_probes") as response:
                 probes = sum((await response.json()).values()) - probes_before
-            rounds_seen = wall / args.health_interval
+            rounds_seen = args.workers * wall / args.health_interval
             reloads = []
             for round_no in range(1, args.rounds + 1):
                 reloads.append(
@@ -385,6 +404,7 @@ async def measure(
         scrapes[-1][1],
         scrapes[-1][2],
         cpu / wall,
+        probes,
         probes / rounds_seen,
         reloads,
     )
@@ -403,9 +423,19 @@ def report(args: argparse.Namespace, by_mode: dict[str, Figures]) -> None:
             for figures in modes
         ]
 
+    def med_max(pick: str) -> list[str]:
+        """Median of the rounds (and the worst one)."""
+        return [
+            f"{statistics.median(values):.1f} ({max(values):.0f})"
+            for values in (
+                [getattr(r, pick) for r in figures.reloads] for figures in modes
+            )
+        ]
+
     print(
         f"\nflexhost gateway at {args.tenants} tenants on {args.pools} pool addresses, "
-        f"{args.workers} worker(s); medians of {args.rounds} reloads and scrapes"
+        f"{args.workers} worker(s); medians of {args.rounds} reloads and scrapes "
+        "(the worst round in brackets)"
     )
     print(_row("", list(by_mode)))
     rows: list[tuple[str, list[str]]] = [
@@ -424,16 +454,20 @@ def report(args: argparse.Namespace, by_mode: dict[str, Figures]) -> None:
         ),
         (
             f"worst request during reload (ms; one per {args.every:g} ms)",
-            [f"{v:.1f}" for v in med("worst_ms")],
+            med_max("worst_ms"),
         ),
         ("p99 request during reload (ms)", [f"{v:.1f}" for v in med("p99_ms")]),
         (
             "worst request, as long before it (ms)",
-            [f"{v:.1f}" for v in med("calm_worst_ms")],
+            med_max("calm_worst_ms"),
         ),
         (
             "p99 request, as long before it (ms)",
             [f"{v:.1f}" for v in med("calm_p99_ms")],
+        ),
+        (
+            "the bench's own worst loop lag in reload (ms)",
+            med_max("client_lag_ms"),
         ),
         ("/metrics scrape (ms)", [f"{1000 * f.scrape_s:.1f}" for f in modes]),
         ("/metrics size (bytes)", [f"{f.scrape_bytes:,}" for f in modes]),
@@ -443,7 +477,11 @@ def report(args: argparse.Namespace, by_mode: dict[str, Figures]) -> None:
             [f"{100 * f.idle_cpu:.1f}" for f in modes],
         ),
         (
-            "probes per health round (all workers)",
+            f"probes in those {args.idle:g} s (a round per {args.health_interval:g} s)",
+            [f"{f.probes}" for f in modes],
+        ),
+        (
+            "probes per round and worker",
             [f"{f.probes_per_round:.1f}" for f in modes],
         ),
     ]
@@ -458,12 +496,14 @@ def report(args: argparse.Namespace, by_mode: dict[str, Figures]) -> None:
     scrape_ms = 1000 * by_mode["by pool"].scrape_s
     print(f"default scrape: {scrape_ms:.1f} ms (goal: under 1 s)")
     print(
-        f"probes expected per round: {args.pools} addresses x {args.workers} "
-        "worker(s), whatever the number of tenants"
+        f"probes expected per round and worker: {args.pools} (one per address), "
+        "whatever the number of tenants"
     )
+    print(f"load average: {load_average()} (on {os.cpu_count()} CPUs)")
 
 
 async def run(args: argparse.Namespace) -> None:
+    print(f"load average at start: {load_average()}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="flexhost-scale-"))
     processes = Processes()
     try:
