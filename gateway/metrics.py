@@ -257,7 +257,8 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text format of every metric (of all workers in multiprocess mode).
 
-        Reads files in multiprocess mode: call it off the event loop there.
+        Reads files in multiprocess mode, and takes a while per tenant: call it off
+        the event loop.
         """
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 RETRY_FACTOR: Final = 10.0
 # Seconds between GIL hand-overs while a reload runs in its thread (default 0.005).
 RELOAD_SWITCH_INTERVAL: Final = 0.0005
+_PROCESS_SETTINGS: Final = threading.Lock()
 # Tenant names a reload's log line lists (added, removed) at most.
 LOGGED_NAMES: Final = 50
 
@@ -170,6 +172,11 @@ def _yielding() -> Iterator[None]:
     instead of every 5 ms, as each wake-up of the loop (a request's bytes, a
     backend's answer) waits that long for it.
     """
+    # Both are the process's: only one reload at a time changes them (several
+    # gateway apps in one process, as in tests, may reload at once).
+    if not _PROCESS_SETTINGS.acquire(blocking=False):
+        yield
+        return
     enabled = gc.isenabled()
     interval = sys.getswitchinterval()
     gc.disable()
@@ -180,6 +187,7 @@ def _yielding() -> Iterator[None]:
         sys.setswitchinterval(interval)
         if enabled:
             gc.enable()
+        _PROCESS_SETTINGS.release()
 
 
 class ConfigWatcher:

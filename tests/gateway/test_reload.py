@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -190,6 +192,7 @@ async def test_big_reload_runs_in_a_thread_while_requests_are_served(
         return found
 
     monkeypatch.setattr(watcher, "look", look)
+    interval = sys.getswitchinterval()
     names = [f"t{i:04d}" for i in range(2000)]
     for name in names:
         write_secret(secrets_dir, name)
@@ -220,3 +223,6 @@ async def test_big_reload_runs_in_a_thread_while_requests_are_served(
     assert (
         await client.get("/api/", headers={"Host": "t1999.localhost"})
     ).status == 200
+    # What the reload changed for the process while it ran is back.
+    assert gc.isenabled()
+    assert sys.getswitchinterval() == interval
