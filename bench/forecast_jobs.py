@@ -35,6 +35,7 @@ from typing import Any, Final
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench._harness import load_average
 from bench.forecast import (
     CASES,
     DAY_MS,
@@ -44,7 +45,6 @@ from bench.forecast import (
     Case,
     anchor_dir,
     fm_figures,
-    load_average,
     load_generator,
 )
 from bench.gateway_bench import _drop_postgres, _postgres_database

@@ -378,12 +378,9 @@ async def get_metrics(request: web.Request) -> web.Response:
             denied = UnauthorizedError()
             denied.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
             raise denied
-    metrics = request.app[keys.METRICS]
-    body = (
-        await asyncio.to_thread(metrics.exposition)  # reads the workers' files
-        if metrics.multiprocess_dir is not None
-        else metrics.exposition()
-    )
+    # In a thread: it reads the workers' files, and per tenant it is megabytes
+    # (prometheus-client's values and registry take their own locks).
+    body = await asyncio.to_thread(request.app[keys.METRICS].exposition)
     return web.Response(
         body=body,
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},

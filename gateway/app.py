@@ -162,7 +162,12 @@ def create_app(
     # middlewares.front). Token checks happen per route: FlexMeasures' public
     # routes (contract.routes.PUBLIC) are known only after routing.
     drain = Drain()
-    metrics = Metrics(multiprocess_dir=os.environ.get(MULTIPROCESS_ENV) or None)
+    registry = TenantRegistry(config)
+    metrics = Metrics(
+        multiprocess_dir=os.environ.get(MULTIPROCESS_ENV) or None,
+        per_tenant=settings.metrics_per_tenant,
+        pool_of=registry.pool,
+    )
     app = web.Application(
         middlewares=[
             drain.middleware(),
@@ -174,7 +179,6 @@ def create_app(
         ],
         client_max_size=64 * 1024,
     )
-    registry = TenantRegistry(config)
     app[keys.SETTINGS] = settings
     app[keys.REGISTRY] = registry
     app[keys.METRICS] = metrics

@@ -63,6 +63,9 @@ class Settings:
     # and a bearer token /metrics asks for (none: ops keep /metrics off the internet).
     metrics_dir: Path | None = None
     metrics_token: Secret | None = None
+    # Metrics labelled by tenant instead of by pool (backend addresses): series grow
+    # with the tenants, so for a few hundred, not ten thousand.
+    metrics_per_tenant: bool = False
     # When the rate-limit counters in Redis cannot be reached: "open" counts in each
     # process instead (the same limits per process), "closed" answers 503.
     rate_limit_failure: Literal["open", "closed"] = "open"
@@ -246,6 +249,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         shutdown_grace=env.number("SHUTDOWN_GRACE", 15.0),
         metrics_dir=Path(given["METRICS_DIR"]) if given.get("METRICS_DIR") else None,
         metrics_token=Secret(metrics_token) if metrics_token else None,
+        metrics_per_tenant=env.flag("METRICS_PER_TENANT", False),
         rate_limit_failure="closed" if failure == "closed" else "open",
         redis_sentinels=sentinels,
         redis_sentinel_master=given.get("REDIS_SENTINEL_MASTER", "").strip(),

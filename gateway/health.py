@@ -4,7 +4,8 @@ Each gateway process keeps its own view, as nginx workers and Envoy's outlier
 detection do: nothing is shared, so a worker learns of a dead replica from its own
 first failure or its next probe. A replica is skipped while it is ejected, but
 when every replica of a tenant is ejected they are all tried anyway: the gateway
-never answers 502 without having tried.
+never answers 502 without having tried. A replica is a backend address: the
+tenants that name the same address (a pool) share its probe and its state.
 """
 
 from __future__ import annotations
@@ -178,12 +179,14 @@ async def probe(
 async def probe_forever(
     registry: TenantRegistry, health: ReplicaHealth, interval: float
 ) -> None:
-    """Probe every replica of every tenant every `interval` seconds.
+    """Probe every distinct backend address every `interval` seconds.
 
-    The first round comes after one interval (until then failed requests eject
-    replicas). The replicas are read from the registry each round, so a reloaded
-    tenants.yaml is followed. Probes use fresh connections: a replica whose
-    listener is closed fails even while old keep-alive connections still answer.
+    One probe per address, however many tenants name it (a pool): its outcome is
+    the state of that replica for all of them. The first round comes after one
+    interval (until then failed requests eject replicas). The addresses are read
+    from the registry each round, so a reloaded tenants.yaml is followed. Probes
+    use fresh connections: a replica whose listener is closed fails even while old
+    keep-alive connections still answer.
     """
     timeout = aiohttp.ClientTimeout(total=min(interval, PROBE_TIMEOUT_S))
     # The semaphore, not the connector, bounds the probes: a probe's timeout then
@@ -198,7 +201,7 @@ async def probe_forever(
     ) as session:
         while True:
             await asyncio.sleep(interval)
-            backends = {b for t in registry.config.tenants for b in t.backends}
+            backends = registry.backends
             health.retain(backends)
             try:
                 await asyncio.gather(

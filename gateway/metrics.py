@@ -5,8 +5,12 @@ points PROMETHEUS_MULTIPROC_DIR at a directory before it forks: each worker writ
 its values to files there and GET /metrics on any worker reads all of them
 (prometheus-client's multiprocess mode). A single process keeps them in memory.
 
-Label values are bounded: the tenant's subdomain ("-" when there is none), a route
-name (never a path), a status class, a known method; no user ids, no tokens.
+Label values are bounded: the tenant's pool (the backend addresses it names in
+tenants.yaml, shared by the tenants there; "-" when there is no tenant), a route
+name (never a path), a status class, a known method; no user ids, no tokens. The
+pool label keeps the number of series flat in the number of tenants; with
+GATEWAY_METRICS_PER_TENANT the label is the tenant's subdomain instead (about 18
+series per tenant and route: for a few hundred tenants, not ten thousand).
 """
 
 from __future__ import annotations
@@ -89,56 +93,74 @@ def _use_files() -> None:
         values.ValueClass = _file_values()
 
 
-class Metrics:
-    """The gateway's metrics, with label children cached for the per-request path."""
+def _no_pools(subdomain: str) -> str | None:
+    return None
 
-    def __init__(self, multiprocess_dir: str | None = None) -> None:
+
+class Metrics:
+    """The gateway's metrics, with label children cached for the per-request path.
+
+    Every method takes the tenant's subdomain; the first label of each metric is
+    its pool (`pool_of(subdomain)`, "-" when unknown) or, `per_tenant`, the
+    subdomain itself (label `tenant`).
+    """
+
+    def __init__(
+        self,
+        multiprocess_dir: str | None = None,
+        *,
+        per_tenant: bool = False,
+        pool_of: Callable[[str], str | None] = _no_pools,
+    ) -> None:
         self.multiprocess_dir = multiprocess_dir
         if multiprocess_dir is not None:
             _use_files()
+        self.per_tenant = per_tenant
+        self.pool_of = pool_of
+        who = "tenant" if per_tenant else "pool"
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.requests = Counter(
             "flexhost_gateway_requests",
-            "Requests answered, by tenant, method, status class and route.",
-            ("tenant", "method", "status", "route"),
+            "Requests answered, by pool (or tenant), method, status class and route.",
+            (who, "method", "status", "route"),
             registry=registry,
         )
         self.duration = Histogram(
             "flexhost_gateway_request_duration_seconds",
-            "Time from request to answer, by tenant and route.",
-            ("tenant", "route"),
+            "Time from request to answer, by pool (or tenant) and route.",
+            (who, "route"),
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
         self.upstream_errors = Counter(
             "flexhost_gateway_upstream_errors",
             "Backend failures answered 502/504: unreachable, timeout or failed.",
-            ("tenant", "kind"),
+            (who, "kind"),
             registry=registry,
         )
         self.tokens_issued = Counter(
             "flexhost_gateway_tokens_issued",
             "Tokens minted: api (requestAuthToken, profile page), api-key, session.",
-            ("tenant", "kind"),
+            (who, "kind"),
             registry=registry,
         )
         self.login_failures = Counter(
             "flexhost_gateway_login_failures",
             "Token requests and page logins refused, by reason.",
-            ("tenant", "reason"),
+            (who, "reason"),
             registry=registry,
         )
         self.login_throttled = Counter(
             "flexhost_gateway_login_throttled",
             "Logins refused with 429 by the failed-login throttle.",
-            ("tenant",),
+            (who,),
             registry=registry,
         )
         self.rate_limited = Counter(
             "flexhost_gateway_rate_limited",
             "API requests refused with 429 by a rate limit, by scope (token, tenant).",
-            ("tenant", "scope"),
+            (who, "scope"),
             registry=registry,
         )
         self.rate_limit_store_errors = Counter(
@@ -178,39 +200,47 @@ class Metrics:
             name = self._routes[resource] = route_name(canonical)
         return name
 
+    def label(self, tenant: str) -> str:
+        """The first label value for a tenant's subdomain ("-": none)."""
+        if self.per_tenant or tenant == NO_TENANT:
+            return tenant
+        return self.pool_of(tenant) or NO_TENANT
+
     def request_done(
         self, tenant: str, method: str, status: int, route: str, seconds: float
     ) -> None:
         """Count one answered request and its duration."""
         if method not in METHODS:
             method = "OTHER"
-        key = (tenant, method, status, route)
+        who = self.label(tenant)
+        key = (who, method, status, route)
         children = self._per_request.get(key)
         if children is None:
             status_class = (
                 STATUS_CLASSES[status // 100] if 100 <= status < 600 else "other"
             )
             children = self._per_request[key] = (
-                self.requests.labels(tenant, method, status_class, route),
-                self.duration.labels(tenant, route),
+                self.requests.labels(who, method, status_class, route),
+                self.duration.labels(who, route),
             )
         children[0].inc()
         children[1].observe(seconds)
 
     def upstream_error(self, tenant: str, kind: str) -> None:
         """A backend was unreachable, too slow ("timeout") or broke ("failed")."""
-        self.upstream_errors.labels(tenant, kind).inc()
+        self.upstream_errors.labels(self.label(tenant), kind).inc()
 
     def token_issued(self, tenant: str, kind: str) -> None:
-        self.tokens_issued.labels(tenant, kind).inc()
+        self.tokens_issued.labels(self.label(tenant), kind).inc()
 
     def login_failed(self, tenant: str, reason: str) -> None:
-        self.login_failures.labels(tenant, reason).inc()
+        who = self.label(tenant)
+        self.login_failures.labels(who, reason).inc()
         if reason == "throttled":
-            self.login_throttled.labels(tenant).inc()
+            self.login_throttled.labels(who).inc()
 
     def rate_limit_hit(self, tenant: str, scope: str) -> None:
-        self.rate_limited.labels(tenant, scope).inc()
+        self.rate_limited.labels(self.label(tenant), scope).inc()
 
     def config_reloaded(self) -> None:
         self.config_reloads.inc()
@@ -227,7 +257,8 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text format of every metric (of all workers in multiprocess mode).
 
-        Reads files in multiprocess mode: call it off the event loop there.
+        Reads files in multiprocess mode, and takes a while per tenant: call it off
+        the event loop.
         """
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)

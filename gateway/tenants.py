@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from yarl import URL
+
 from contract.config import ConfigError
 
 from .metrics import Metrics
-from .tenants_file import TenantConfig, TenantsConfig, load_tenants
+from .tenants_file import TenantConfig, TenantsConfig, parse_tenants
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,13 @@ AUTHORITY_RE: Final = re.compile(
     r"(?P<host>[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
 )
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# A rejected file is checked again after this many times its check took.
+RETRY_FACTOR: Final = 10.0
+# Seconds between GIL hand-overs while a reload runs in its thread (default 0.005).
+RELOAD_SWITCH_INTERVAL: Final = 0.0005
+_PROCESS_SETTINGS: Final = threading.Lock()
+# Tenant names a reload's log line lists (added, removed) at most.
+LOGGED_NAMES: Final = 50
 
 
 def public_authority(raw: str, scheme: str, port: str | None = None) -> str:
@@ -56,13 +71,25 @@ def public_authority(raw: str, scheme: str, port: str | None = None) -> str:
     return f"{host}:{number}"
 
 
+def pool_label(backends: tuple[str, ...]) -> str:
+    """The metrics label of the backend addresses a tenant names (its pool).
+
+    Tenants naming the same addresses share it; a password in a URL is left out.
+    """
+    return ",".join(str(URL(b).with_user(None)) if "@" in b else b for b in backends)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One validated config with its host index."""
+    """One validated config with its host index, its addresses and pools."""
 
     config: TenantsConfig
     by_host: dict[str, TenantConfig] = field(default_factory=dict)
     by_subdomain: dict[str, TenantConfig] = field(default_factory=dict)
+    # Every distinct backend address (probed once each, whatever the tenants there).
+    backends: frozenset[str] = frozenset()
+    # Subdomain -> pool_label of its backends.
+    pools: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: TenantsConfig) -> Snapshot:
@@ -74,7 +101,20 @@ class Snapshot:
         for tenant in config.tenants:
             for alias in tenant.aliases:
                 by_host[alias] = tenant
-        return cls(config, by_host, {t.subdomain: t for t in config.tenants})
+        labels: dict[tuple[str, ...], str] = {}
+        pools: dict[str, str] = {}
+        for tenant in config.tenants:
+            label = labels.get(tenant.backends)
+            if label is None:
+                label = labels[tenant.backends] = pool_label(tenant.backends)
+            pools[tenant.subdomain] = label
+        return cls(
+            config,
+            by_host,
+            {t.subdomain: t for t in config.tenants},
+            frozenset(b for backends in labels for b in backends),
+            pools,
+        )
 
 
 class TenantRegistry:
@@ -87,6 +127,11 @@ class TenantRegistry:
     def config(self) -> TenantsConfig:
         return self._snapshot.config
 
+    @property
+    def backends(self) -> frozenset[str]:
+        """Every distinct backend address of the tenants in force."""
+        return self._snapshot.backends
+
     def resolve(self, host: str) -> TenantConfig | None:
         """The tenant for a (normalized) host, or None."""
         return self._snapshot.by_host.get(host)
@@ -94,12 +139,65 @@ class TenantRegistry:
     def get(self, subdomain: str) -> TenantConfig | None:
         return self._snapshot.by_subdomain.get(subdomain)
 
-    def swap(self, config: TenantsConfig) -> None:
-        self._snapshot = Snapshot.build(config)
+    def pool(self, subdomain: str) -> str | None:
+        """The pool label of a tenant in force (None: no such tenant)."""
+        return self._snapshot.pools.get(subdomain)
+
+    def swap(self, snapshot: Snapshot) -> Snapshot:
+        """Put `snapshot` in force (built off the event loop); the one it replaces."""
+        old, self._snapshot = self._snapshot, snapshot
+        return old
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What a look at a changed tenants file found (made in a worker thread)."""
+
+    digest: str | None
+    snapshot: Snapshot | None = None
+    problems: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    seconds: float = 0.0  # how long reading and checking it took
+
+
+@contextmanager
+def _yielding() -> Iterator[None]:
+    """Run a long computation in a thread so that the event loop barely notices.
+
+    The cyclic garbage collector is paused (parsing makes no cycles): a big file
+    makes millions of short-lived objects, which set off full collections, each
+    walking every object of the process while holding the GIL (about 100 ms at
+    10,000 tenants). And the GIL changes hands every RELOAD_SWITCH_INTERVAL
+    instead of every 5 ms, as each wake-up of the loop (a request's bytes, a
+    backend's answer) waits that long for it.
+    """
+    # Both are the process's: only one reload at a time changes them (several
+    # gateway apps in one process, as in tests, may reload at once).
+    if not _PROCESS_SETTINGS.acquire(blocking=False):
+        yield
+        return
+    enabled = gc.isenabled()
+    interval = sys.getswitchinterval()
+    gc.disable()
+    sys.setswitchinterval(min(interval, RELOAD_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        if enabled:
+            gc.enable()
+        _PROCESS_SETTINGS.release()
 
 
 class ConfigWatcher:
-    """Polls tenants.yaml: a valid change is swapped in, a broken one only logged."""
+    """Polls tenants.yaml: a valid change is swapped in, a broken one only logged.
+
+    Only a stat of the file happens on the event loop; reading, hashing and
+    parsing a changed file and indexing the new config run in a worker thread,
+    and the new snapshot is swapped in at once (`check`). The first load (at start,
+    in create_app) is synchronous.
+    """
 
     def __init__(
         self,
@@ -117,8 +215,10 @@ class ConfigWatcher:
         self._stamp: tuple[int, int, int] | None = self._stat()
         self._digest = self._hash()
         self._rejected: tuple[str, ...] = ()
+        self._retry_at = 0.0
         self.reloads = 0
         self.failures = 0
+        self.last_reload_seconds = 0.0
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -133,42 +233,91 @@ class ConfigWatcher:
         except OSError:
             return None
 
-    def check(self) -> bool:
+    def look(self) -> Look:
+        """Read the file; parse and index it unless it is the config in force.
+
+        Runs in a worker thread: it reads only what the event loop does not change
+        while it runs (`check` awaits it).
+        """
+        started = time.perf_counter()
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            return Look(None, problems=(f"{self.path}: cannot read: {err}",))
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._digest:
+            return Look(digest)
+        with _yielding():
+            try:
+                config = parse_tenants(
+                    data.decode("utf-8"),
+                    source=str(self.path),
+                    secrets_dir=self.secrets_dir,
+                )
+            except UnicodeDecodeError as err:
+                problems = (f"{self.path}: cannot read: {err}",)
+                return Look(digest, problems=problems)
+            except ConfigError as err:
+                seconds = time.perf_counter() - started
+                return Look(digest, problems=tuple(err.problems), seconds=seconds)
+            snapshot = Snapshot.build(config)
+        new = snapshot.pools.keys()
+        old = {t.subdomain for t in self.registry.config.tenants}
+        return Look(
+            digest,
+            snapshot,
+            added=tuple(name for name in new if name not in old),
+            removed=tuple(sorted(old - new)),
+            seconds=time.perf_counter() - started,
+        )
+
+    async def check(self) -> bool:
         """Reload when the file changed; True when a new config was swapped in.
 
         A rejected file is tried again at every poll (a secret it names may appear
-        later), but its problems are logged only when they change.
+        later), but its problems are logged only when they change; a file that takes
+        long to check is tried again only after ten times as long as it took (a
+        tenth of a CPU at most).
         """
+        loop = asyncio.get_running_loop()
         stamp = self._stat()
-        if stamp == self._stamp and not self._rejected:
+        if stamp == self._stamp and not (
+            self._rejected and loop.time() >= self._retry_at
+        ):
             return False
         self._stamp = stamp
         if stamp is None:
             self._reject([f"{self.path}: the file is gone"])
             return False
-        digest = self._hash()
-        if digest == self._digest:
+        found = await asyncio.to_thread(self.look)
+        if found.problems:
+            self._retry_at = loop.time() + RETRY_FACTOR * found.seconds
+            self._reject(list(found.problems))
+            return False
+        if found.snapshot is None:  # the config in force
             if self._rejected:
                 logger.info("tenants file %s is back to the config in force", self.path)
                 self._rejected = ()
                 if self.metrics is not None:
                     self.metrics.config_restored()
             return False
-        try:
-            config = load_tenants(self.path, secrets_dir=self.secrets_dir)
-        except ConfigError as err:
-            self._reject(err.problems)
-            return False
-        self._digest = digest
+        self._digest = found.digest
         self._rejected = ()
-        self.registry.swap(config)
+        self.registry.swap(found.snapshot)
         self.reloads += 1
+        self.last_reload_seconds = found.seconds
         if self.metrics is not None:
             self.metrics.config_reloaded()
         logger.info(
-            "tenants config reloaded: %d tenant(s)",
-            len(config.tenants),
-            extra={"tenants": [t.subdomain for t in config.tenants]},
+            "tenants config reloaded in %.2f s: %d tenant(s), %d added, %d removed",
+            found.seconds,
+            len(found.snapshot.config.tenants),
+            len(found.added),
+            len(found.removed),
+            extra={
+                "added": list(found.added[:LOGGED_NAMES]),
+                "removed": list(found.removed[:LOGGED_NAMES]),
+            },
         )
         return True
 
@@ -193,6 +342,6 @@ class ConfigWatcher:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                self.check()
+                await self.check()
             except Exception:
                 logger.exception("tenants reload failed unexpectedly")

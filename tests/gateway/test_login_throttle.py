@@ -179,7 +179,9 @@ async def errors(responses: list[ClientResponse]) -> list[str]:
 def login_failures(client: Client, reason: str) -> float:
     text = client.app[keys.METRICS].exposition().decode()
     name = "flexhost_gateway_login_failures_total"
-    return metric(text, name, tenant="company", reason=reason)
+    pool = client.app[keys.REGISTRY].pool("company")  # the label by default
+    assert pool is not None
+    return metric(text, name, pool=pool, reason=reason)
 
 
 async def failures(redis: Redis, prefix: str) -> dict[str, dict[str, int]]:

@@ -1,4 +1,8 @@
-"""GET /metrics: what the gateway counts, per tenant, summed over its workers."""
+"""GET /metrics: what the gateway counts, per pool or tenant, summed over its workers.
+
+By default the first label is the tenant's pool (its backend addresses); the tests
+that count per tenant opt in with metrics_per_tenant (GATEWAY_METRICS_PER_TENANT).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract.config import ConfigError, Secret
 from gateway.config import load_settings
@@ -69,7 +74,8 @@ async def two_tenants(
                 {"subdomain": "company", "backends": [url]},
                 {"subdomain": "acme", "backends": [acme_url]},
             ]
-        )
+        ),
+        metrics_per_tenant=True,
     )
     return client, backend, secret
 
@@ -125,6 +131,52 @@ async def test_metrics_count_requests_per_tenant_route_and_status(
         assert leak not in text
 
 
+def series(text: str, name: str) -> list[dict[str, str]]:
+    """The label sets of the samples of `name` in an exposition."""
+    return [
+        sample.labels
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+@pytest.mark.parametrize("per_tenant", [False, True])
+async def test_metrics_by_pool_stay_flat_in_the_number_of_tenants(
+    make_gateway: GatewayFactory, secrets_dir: Path, per_tenant: bool
+) -> None:
+    pools = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    names = [f"t{i:03d}" for i in range(120)]
+    for name in names:
+        write_secret(secrets_dir, name)
+    entries: list[dict[str, object]] = [
+        {"subdomain": name, "backends": [pools[i % 2]]} for i, name in enumerate(names)
+    ]
+    client = await make_gateway(tenants_text(entries), metrics_per_tenant=per_tenant)
+    for name in names:
+        response = await client.get("/api/", headers={"Host": f"{name}.localhost"})
+        assert response.status == 200
+    assert (await client.get("/api/", headers={"Host": "no.localhost"})).status == 404
+
+    text = await scrape(client)
+    found = series(text, REQUESTS)
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    print(
+        f"\n{len(names)} tenants on {len(pools)} pools, per_tenant={per_tenant}: "
+        f"{len(lines)} series, {len(text)} bytes; {REQUESTS}: {len(found)} series"
+    )
+    assert metric(text, REQUESTS, route="api_versions", status="2xx") == len(names)
+    if per_tenant:
+        assert {labels["tenant"] for labels in found} == {*names, "-"}
+        assert metric(text, REQUESTS, tenant="t007", route="api_versions") == 1
+    else:
+        # One series per pool (and "-": no tenant), whatever the number of tenants.
+        assert all("tenant" not in labels for labels in found)
+        assert {labels["pool"] for labels in found} == {*pools, "-"}
+        assert metric(text, REQUESTS, pool=pools[1], status="2xx") == len(names) / 2
+        assert not any(f'"{name}"' in text for name in names)
+
+
 async def test_metrics_count_login_failures_and_throttle(
     make_gateway: GatewayFactory, aiohttp_server: Server, secrets_dir: Path
 ) -> None:
@@ -134,6 +186,7 @@ async def test_metrics_count_login_failures_and_throttle(
     client = await make_gateway(
         tenants_text([{"subdomain": "company", "backends": [url]}]),
         login_failures_per_email=2,
+        metrics_per_tenant=True,
     )
     verdicts = iter([404, 401])
 
@@ -236,7 +289,8 @@ async def test_metrics_count_upstream_errors_by_kind(
                 {"subdomain": "broken", "backends": [broken_url]},
                 {"subdomain": "down", "backends": [f"http://127.0.0.1:{free_port()}"]},
             ]
-        )
+        ),
+        metrics_per_tenant=True,
     )
     for tenant, status in (("slow", 504), ("broken", 502), ("down", 502)):
         response = await client.get(
@@ -313,7 +367,9 @@ def test_load_settings_metrics() -> None:
     assert settings.metrics_token == Secret("t" * 20)
     assert repr(settings.metrics_token) == "Secret('***')"
     assert settings.metrics_dir == Path("/run/metrics")
+    assert not settings.metrics_per_tenant
     assert load_settings({}).metrics_dir is None
+    assert load_settings({"GATEWAY_METRICS_PER_TENANT": "true"}).metrics_per_tenant
     with pytest.raises(ConfigError, match="GATEWAY_METRICS_TOKEN"):
         load_settings({"GATEWAY_METRICS_TOKEN": "short"})
 
@@ -369,6 +425,7 @@ async def test_metrics_sum_over_worker_processes(
         "GATEWAY_TENANTS_PATH": str(tenants),
         "GATEWAY_SECRETS_DIR": str(secrets_dir),
         "GATEWAY_METRICS_DIR": str(metrics_dir),
+        "GATEWAY_METRICS_PER_TENANT": "true",
         "GATEWAY_ACCESS_LOG": "false",
         "GATEWAY_SHUTDOWN_GRACE": "1",
     }

@@ -111,7 +111,7 @@ async def test_rate_limit_exact_under_concurrency(
         metric(
             text,
             "flexhost_gateway_rate_limited_total",
-            tenant="company",
+            pool=url,  # by default by pool: the tenant's backend addresses
             scope="token",
         )
         == 30
@@ -120,7 +120,7 @@ async def test_rate_limit_exact_under_concurrency(
         metric(
             text,
             "flexhost_gateway_requests_total",
-            tenant="company",
+            pool=url,
             route="api_proxy",
             status="4xx",
         )
@@ -198,7 +198,7 @@ async def test_rate_limit_per_tenant_counts_every_token_but_not_bad_ones(
         metric(
             text,
             "flexhost_gateway_rate_limited_total",
-            tenant="company",
+            pool=url,
             scope="tenant",
         )
         == 6

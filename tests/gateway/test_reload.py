@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import keys
+from gateway.tenants import Look
 from tests.gateway.conftest import (
     GatewayFactory,
     start_echo,
@@ -162,3 +167,62 @@ async def test_request_in_flight_survives_reload(
     response = await pending
     assert response.status == 200
     assert await response.json() == {"done": True}
+
+
+async def test_big_reload_runs_in_a_thread_while_requests_are_served(
+    setup: tuple[Client, Path, str],
+    secrets_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, path, url = setup
+    watcher = client.app[keys.WATCHER]
+    reloads = watcher.reloads
+    started = threading.Event()
+    served = threading.Event()
+    threads: list[int] = []
+    real_look = watcher.look
+
+    def look() -> Look:
+        """The real reload, held until a request has been answered meanwhile."""
+        threads.append(threading.get_ident())
+        started.set()
+        found = real_look()
+        # On the event loop no request could be answered now: the wait times out.
+        served.wait(30)
+        return found
+
+    monkeypatch.setattr(watcher, "look", look)
+    interval = sys.getswitchinterval()
+    names = [f"t{i:04d}" for i in range(2000)]
+    for name in names:
+        write_secret(secrets_dir, name)
+    entries: list[dict[str, object]] = [
+        {"subdomain": name, "backends": [url]} for name in ["company", *names]
+    ]
+    path.write_text(tenants_text(entries))
+    latencies: list[float] = []
+    began = time.perf_counter()
+    while watcher.reloads == reloads:
+        sent = time.perf_counter()
+        response = await client.get("/api/", headers={"Host": "company.localhost"})
+        assert response.status == 200
+        if started.is_set():
+            latencies.append(time.perf_counter() - sent)
+            served.set()
+        await asyncio.sleep(0.005)
+    print(
+        f"\nreload of {len(entries)} tenants: {watcher.last_reload_seconds:.2f} s "
+        f"in its thread, {time.perf_counter() - began:.2f} s from the write; "
+        f"{len(latencies)} requests answered meanwhile, the slowest in "
+        f"{1000 * max(latencies):.1f} ms"
+    )
+    assert served.is_set()
+    assert threads
+    assert threading.get_ident() not in threads
+    assert watcher.reloads == reloads + 1
+    assert (
+        await client.get("/api/", headers={"Host": "t1999.localhost"})
+    ).status == 200
+    # What the reload changed for the process while it ran is back.
+    assert gc.isenabled()
+    assert sys.getswitchinterval() == interval

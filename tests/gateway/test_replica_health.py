@@ -504,3 +504,41 @@ async def test_probes_follow_a_reloaded_tenants_file(
     assert health.is_up(url)
     path.write_text(tenants_text([{"subdomain": "company", "backends": [url]}]))
     await _wait_for(lambda: added not in health.ejected(), 3.0)
+
+
+async def test_probes_go_once_per_address_whatever_the_tenants_there(
+    make_gateway: GatewayFactory, aiohttp_server: Server, secrets_dir: Path
+) -> None:
+    # Two pools: 40 tenants on one address, 10 on another, 5 naming both.
+    probes: dict[str, int] = {}
+    enough = asyncio.Event()
+
+    async def count(request: web.Request) -> web.Response:
+        if request.path == PROBE_PATH:
+            probes[request.host] = probes.get(request.host, 0) + 1
+            if min(probes.values()) >= 5 and len(probes) == 2:
+                enough.set()
+        return web.json_response({"status": "ok"})
+
+    urls = []
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", count)
+        server = await aiohttp_server(app)
+        urls.append(f"http://127.0.0.1:{server.port}")
+    big, small = urls
+    entries: list[dict[str, object]] = []
+    for i in range(55):
+        name = f"t{i:02d}"
+        write_secret(secrets_dir, name)
+        backends = [big] if i < 40 else [small] if i < 50 else [small, big]
+        entries.append({"subdomain": name, "backends": backends})
+    client = await make_gateway(tenants_text(entries), health_interval=0.05)
+    assert client.app[keys.REGISTRY].backends == {big, small}
+    async with asyncio.timeout(30):
+        await enough.wait()
+    await client.close()  # no more probes
+    counts = {url: probes[url.removeprefix("http://")] for url in urls}
+    print(f"\nprobes of 55 tenants on 2 addresses: {counts}")
+    # Per tenant, the big pool would get 45 probes a round to the small one's 15.
+    assert abs(counts[big] - counts[small]) <= 1
