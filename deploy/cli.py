@@ -167,7 +167,7 @@ def _positive(text: str) -> int:
 def check_tenants(path: Path, secrets_dir: Path | None) -> int:
     """Print the problems of a tenants file (exit 1) or a one-line summary (exit 0)."""
     from contract.config import ConfigError
-    from gateway.tenants_file import load_tenants
+    from contract.tenants_file import load_tenants
 
     try:
         config = load_tenants(

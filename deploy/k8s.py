@@ -15,7 +15,7 @@ from typing import Any, Final
 import yaml
 
 from contract.config import ConfigError
-from gateway.tenants_file import TenantConfig, TenantsConfig, load_tenants
+from contract.tenants_file import TenantConfig, TenantsConfig, load_tenants
 
 DEFAULT_NAMESPACE: Final = "flexhost"
 DEFAULT_GATEWAY_REPLICAS: Final = 2

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from contract.config import ConfigError
-from gateway.tenants_file import TenantConfig, TenantsConfig, load_tenants
+from contract.tenants_file import TenantConfig, TenantsConfig, load_tenants
 
 logger = logging.getLogger("flexhost")
 

@@ -21,6 +21,7 @@ from contract.routes import (
     is_public_path,
     is_public_tail,
 )
+from contract.tenants_file import SUNSET_VERSIONS, TenantConfig
 
 from . import keys
 from .auth import REDIS_ERRORS
@@ -38,7 +39,6 @@ from .forwarded import through_proxy
 from .login import verify_login
 from .proxy import forward
 from .signing import identity_for
-from .tenants_file import SUNSET_VERSIONS, TenantConfig
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -35,6 +35,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from contract.identity import Caller
+from contract.tenants_file import TenantConfig
 from gateway import keys
 from gateway.errors import (
     ApiError,
@@ -47,7 +48,6 @@ from gateway.errors import (
 from gateway.mail import MailError, build_message, send_mail
 from gateway.reset import ResetLinks, call_backend, find_user, keep, set_password
 from gateway.signing import identity_for
-from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle, wait_words
 
 from . import error_page, render, sessions

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 
 from contract.config import ConfigError
 from contract.config import Secret as TenantSecret
+from contract.tenants_file import parse_tenants
 from deploy.cli import _parser, main
 from deploy.k8s import (
     SECRETS_DIR,
@@ -38,7 +39,6 @@ from deploy.k8s import (
 )
 from gateway.config import Settings as GatewaySettings
 from gateway.config import load_settings
-from gateway.tenants_file import parse_tenants
 from tenant_service.app import create_app as create_tenant_app
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.config import load_settings as load_tenant_settings
