@@ -276,6 +276,11 @@ class Directory:
     def __len__(self) -> int:
         return len(self._tenants)
 
+    def names(self) -> list[str]:
+        """The names of the tenants served, sorted (a pool's worker takes their
+        queues)."""
+        return sorted(self._tenants)
+
     @property
     def open_engines(self) -> int:
         """How many tenants' engines are open."""

@@ -123,16 +123,25 @@ async def wait_for_job(client: Client, user: int, job: str) -> tuple[int, Any]:
 
 @contextmanager
 def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """A real scheduling worker process on the tenant's queue, stopped afterwards."""
-    env = {
-        **os.environ,
-        "TENANT_NAME": settings.name,
-        "TENANT_SECRET": SECRET,  # the worker checks no identities
+    """A real scheduling worker process on the tenant's queue (or, for a pool's
+    settings, on the queues of the pool's tenants), stopped afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_")}
+    env |= {
         "TENANT_DATABASE_URL": settings.database_url,
         "TENANT_REDIS_URL": settings.redis_url or "",
         "TENANT_REDIS_PREFIX": settings.redis_prefix,
         "TENANT_JOB_TIMEOUT": str(settings.job_timeout),
     }
+    if settings.tenants_file is not None:
+        env |= {
+            "TENANT_TENANTS_FILE": str(settings.tenants_file),
+            "TENANT_ADDRESS": settings.address,
+            "TENANT_SECRETS_DIR": str(settings.secrets_dir),
+            "TENANT_RELOAD_INTERVAL": str(settings.reload_interval),
+        }
+    else:
+        # The worker checks no identities; the secret only satisfies the settings.
+        env |= {"TENANT_NAME": settings.name, "TENANT_SECRET": SECRET}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tenant_service.scheduling.worker"], env=env
     )
