@@ -414,7 +414,11 @@ UNIT_COMMANDS: Final = {
     "flexhost-gateway.service": ("gateway", "/etc/flexhost/gateway.env"),
     "flexhost-tenant@.service": ("tenant", "/etc/flexhost/tenant-%i.env"),
     "flexhost-worker@.service": ("worker", "/etc/flexhost/tenant-%i.env"),
+    "flexhost-pool@.service": ("pool", "/etc/flexhost/pool-%i.env"),
+    "flexhost-pool-worker@.service": ("pool-worker", "/etc/flexhost/pool-%i.env"),
 }
+# Pools take their address from the env file: the instance names the file only.
+POOL_COMMANDS: Final = frozenset({"pool", "pool-worker"})
 
 
 def _unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -458,7 +462,8 @@ def test_systemd_unit_has_required_settings(name: str) -> None:
     }.items():
         assert service[key] == value, key
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
-    # ExecStart is an existing `flexhost` command (the %i instance: a tenant name)
+    # ExecStart is an existing `flexhost` command (the %i instance: a tenant name,
+    # or a pool's, whose address is in its env file)
     program, *args = shlex.split(service["ExecStart"])
     assert Path(program).name == "flexhost"
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
@@ -466,7 +471,9 @@ def test_systemd_unit_has_required_settings(name: str) -> None:
     assert args[0] == command
     parsed = _parser().parse_args([a.replace("%i", "company") for a in args])
     assert parsed.command == command
-    assert ("%i" in args) == name.endswith("@.service")
+    assert ("%i" in args) == (
+        name.endswith("@.service") and command not in POOL_COMMANDS
+    )
 
 
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -858,9 +865,10 @@ def test_k8s_refuses_an_invalid_tenants_file_as_check_does(
 def test_k8s_refuses_tenants_whose_objects_share_names(
     subdomains: list[str], clash: str
 ) -> None:
+    # Each on its own address: dedicated (tenants sharing one are a pool).
     text = "tenants:\n" + "".join(
-        f"  - subdomain: {s}\n    backends: [http://127.0.0.1:8101]\n"
-        for s in subdomains
+        f"  - subdomain: {s}\n    backends: [http://127.0.0.1:{8101 + i}]\n"
+        for i, s in enumerate(subdomains)
     )
     config = parse_tenants(text, check_secrets=False)
     with pytest.raises(ConfigError) as caught:
