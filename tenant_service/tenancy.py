@@ -152,6 +152,10 @@ class TenantState:
 
     def __init__(self, settings: Settings, *, migrated: bool = False) -> None:
         self.settings = settings
+        # A pool's tenant takes turns for its requests (Directory.using).
+        self.turns = (
+            asyncio.Semaphore(settings.requests_per_tenant) if settings.pooled else None
+        )
         self.principals = PrincipalCache()
         self.sources = KnownSources()
         self.write_queue = WriteQueue()
@@ -347,15 +351,21 @@ class Directory:
 
     @contextlib.asynccontextmanager
     async def using(self, state: TenantState) -> AsyncIterator[TenantState]:
-        """Use a tenant for one request: its engine open, never closed meanwhile."""
+        """Use a tenant for one request: its engine open, never closed meanwhile.
+
+        In a pool a tenant has at most TENANT_REQUESTS_PER_TENANT requests running
+        at once; the others wait their turn (holding nothing), so one tenant's
+        burst leaves the process's event loop to the other tenants' requests.
+        """
         state.in_flight += 1
         state.last_used = time.monotonic()
         try:
-            if state._engine is None:
-                async with state._opening:
-                    if state._engine is None:
-                        await self._open(state)
-            yield state
+            async with state.turns or contextlib.nullcontext():
+                if state._engine is None:
+                    async with state._opening:
+                        if state._engine is None:
+                            await self._open(state)
+                yield state
         finally:
             state.in_flight -= 1
             state.last_used = time.monotonic()

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -659,3 +660,39 @@ async def test_pool_process_migrates_each_database_at_its_first_request(
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+async def test_pool_noisy_neighbour(pool_factory: Any) -> None:
+    """Acme at full load (16 clients in another process, each sending its next
+    request at once); beta's p50 alone and beside it, printed (figures only)."""
+    pool = await pool_factory()
+    world, client = pool.world, pool.client
+    path = "/api/v3_0/assets"
+
+    async def beta_p50(count: int = 100) -> float:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            response = await client.get(path, headers=as_beta(world.member))
+            await response.read()
+            assert response.status == 200
+            times.append(time.perf_counter() - started)
+        return 1000 * statistics.median(times)
+
+    await beta_p50(10)  # engines open, caches warm
+    quiet = await beta_p50()
+    url = str(client.make_url(path))
+    load = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.helpers.load",
+        *(url, "acme", SECRET, str(world.member), "16", "4"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    await asyncio.sleep(1.0)  # the load process started and running
+    loaded = await beta_p50()
+    out, _ = await load.communicate()
+    print(
+        f"beta p50 alone {quiet:.1f} ms, beside acme at full load {loaded:.1f} ms "
+        f"({loaded / quiet:.1f}x; acme: {out.decode().strip()} requests in 4 s)"
+    )
