@@ -42,7 +42,7 @@ from contract.tenants_file import load_tenants, resolve_database
 from tenant_service.config import MIN_SECRET_BYTES, Settings, tenant_database_url
 from tenant_service.errors import DatabaseBusyError, ServiceUnavailableError
 from tenant_service.principals import PrincipalCache
-from tenant_service.store.db import alembic_config, create_engine, migrate_engine
+from tenant_service.store.db import alembic_config, create_engine, migrate
 from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
 from tenant_service.writes import WriteQueue
@@ -387,8 +387,7 @@ class Directory:
             if not state.migrated:
                 async with self._migrations:
                     if not await self._at_head(engine):
-                        logger.info("tenant %s: migrating its database", state.name)
-                        await migrate_engine(engine)
+                        await self._migrate(state)
                 state.migrated = True
         except (DBAPIError, OSError) as err:
             await engine.dispose()
@@ -399,6 +398,19 @@ class Directory:
             raise
         state._engine = engine
         logger.info("tenant %s: engine open", state.name)
+
+    async def _migrate(self, state: TenantState) -> None:
+        """Upgrade the tenant's schema in a thread of its own (alembic's work
+        would hold up every tenant's requests on the event loop), counting its
+        connection against the budget."""
+        logger.info("tenant %s: migrating its database", state.name)
+        if self.budget is not None:
+            await self.budget.acquire()
+        try:
+            await asyncio.to_thread(asyncio.run, migrate(state.settings.database_url))
+        finally:
+            if self.budget is not None:
+                self.budget.release()
 
     async def _at_head(self, engine: AsyncEngine) -> bool:
         """Whether the database's schema is the newest (no migration needed)."""

@@ -30,14 +30,22 @@ import jwt
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from contract.config import Secret
 from contract.identity import HEADER
 from tenant_service import keys
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tenant_service.store.db import create_engine
 from tenant_service.tenancy import Directory
-from tests.helpers.databases import Drops, Template, Templates, asyncpg_url
+from tests.helpers.databases import (
+    Drops,
+    Template,
+    Templates,
+    asyncpg_url,
+    pg_admin,
+)
 from tests.helpers.net import free_port
 from tests.helpers.schedules import battery, make_site, trigger
 from tests.helpers.wait import until
@@ -610,12 +618,42 @@ def start_pool(tmp_path: Path, port: int, template: str) -> subprocess.Popen[byt
         )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_databases(
+    request: pytest.FixtureRequest, tmp_path: Path, drops: Drops
+) -> AsyncIterator[str]:
+    """A TENANT_DATABASE_URL ({tenant}) of empty databases for acme and beta."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/db/{{tenant}}.sqlite3"
+        return
+    admin: str = request.getfixturevalue("pg_admin_url")
+    prefix = f"fhtest_{uuid.uuid4().hex[:12]}"
+    for tenant in ("acme", "beta"):
+        await pg_admin(admin, f'CREATE DATABASE "{prefix}_{tenant}"')
+    yield asyncpg_url(admin, f"{prefix}_{{tenant}}")
+    for tenant in ("acme", "beta"):
+        drops.drop(admin, f"{prefix}_{tenant}")
+
+
+async def schema_revision(url: str) -> str | None:
+    """The database's alembic revision (None: no schema)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return found.scalar()
+    except DBAPIError:
+        return None
+    finally:
+        await engine.dispose()
+
+
 async def test_pool_process_migrates_each_database_at_its_first_request(
-    tmp_path: Path,
+    tmp_path: Path, empty_databases: str
 ) -> None:
     """`python -m tenant_service` as a pool on fresh, empty databases: /readyz
     opens none; each tenant's first request creates its schema."""
-    template = f"sqlite+aiosqlite:///{tmp_path}/db/{{tenant}}.sqlite3"
+    template = empty_databases
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "acme").write_text(SECRET)
@@ -637,6 +675,7 @@ async def test_pool_process_migrates_each_database_at_its_first_request(
 
             await until(ready, 30, "the pool's /readyz")
             assert not (tmp_path / "db").exists(), "no database opened by a probe"
+            assert await schema_revision(template.replace("{tenant}", "acme")) is None
             for tenant, headers in (("acme", identity()), ("beta", as_beta())):
                 started = time.perf_counter()
                 async with session.post(
@@ -649,7 +688,8 @@ async def test_pool_process_migrates_each_database_at_its_first_request(
                 print(f"{tenant}: first request, migrating its database: {took:.0f} ms")
                 assert response.status == 404, body
                 assert body["status"] == "UNKNOWN_USER"
-                assert (tmp_path / "db" / f"{tenant}.sqlite3").exists()
+                url = template.replace("{tenant}", tenant)
+                assert await schema_revision(url) is not None
             async with session.get(f"{base}/readyz") as response:
                 assert await response.json() == {
                     "status": "ok",
