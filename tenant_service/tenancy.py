@@ -252,7 +252,9 @@ class Directory:
         self.settings = settings
         self.budget: ConnectionBudget | None = None
         self._tenants: dict[str, TenantState] = {}
-        self._retired: list[TenantState] = []
+        # Tenants whose engine is open: served ones, and replaced or removed ones
+        # (closed once their last request has ended).
+        self._engines_open: set[TenantState] = set()
         self._migrations = asyncio.Semaphore(PARALLEL_MIGRATIONS)
         self._head: str | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -283,7 +285,7 @@ class Directory:
     @property
     def open_engines(self) -> int:
         """How many tenants' engines are open."""
-        return sum(state.is_open for state in self._all())
+        return len(self._engines_open)
 
     async def lookup(self, name: str) -> TenantState | None:
         """The tenant of this name; an unknown one re-reads the file (rate-limited)."""
@@ -333,11 +335,10 @@ class Directory:
                 added += 1
             else:
                 changed += 1
-                self._retired.append(old)
             self._tenants[name] = TenantState(settings)
         gone = [name for name in self._tenants if name not in found]
         for name in gone:
-            self._retired.append(self._tenants.pop(name))
+            del self._tenants[name]
         if added or changed or gone:
             logger.info(
                 "tenants: %d served (%d added, %d changed, %d removed)",
@@ -397,6 +398,7 @@ class Directory:
             await engine.dispose()
             raise
         state._engine = engine
+        self._engines_open.add(state)
         logger.info("tenant %s: engine open", state.name)
 
     async def _migrate(self, state: TenantState) -> None:
@@ -432,6 +434,7 @@ class Directory:
         state.closing = True
         try:
             state._engine = None
+            self._engines_open.discard(state)
             await state.seen.drain()
             await engine.dispose()
             state.forget()
@@ -443,8 +446,8 @@ class Directory:
         """Close the least recently used idle engine (to make room); any closed?"""
         idle = [
             state
-            for state in self._all()
-            if state.is_open and state.in_flight == 0 and not state.closing
+            for state in self._engines_open
+            if state.in_flight == 0 and not state.closing
         ]
         if not idle:
             return False
@@ -454,23 +457,17 @@ class Directory:
     async def close_idle(self) -> None:
         """Close the engines idle for TENANT_IDLE_CLOSE, and retired ones at once."""
         now = time.monotonic()
-        for state in self._all():
-            retired = state not in self._tenants.values()
-            if (
-                state.is_open
-                and state.in_flight == 0
-                and (retired or now - state.last_used >= self.settings.idle_close)
+        for state in list(self._engines_open):
+            retired = self._tenants.get(state.name) is not state
+            if state.in_flight == 0 and (
+                retired or now - state.last_used >= self.settings.idle_close
             ):
                 await self._close(state)
-        self._retired = [s for s in self._retired if s.is_open or s.in_flight]
 
     async def close_all(self) -> None:
         """Close every engine (at shutdown)."""
-        for state in self._all():
+        for state in list(self._engines_open):
             await self._close(state)
-
-    def _all(self) -> list[TenantState]:
-        return [*self._tenants.values(), *self._retired]
 
     # The process's lifetime
 
