@@ -99,7 +99,9 @@ class ConnectionBudget:
             future: asyncio.Future[None] = loop.create_future()
             self._waiting.append(future)
             try:
-                await asyncio.wait_for(asyncio.shield(future), min(remaining, 0.05))
+                await asyncio.wait_for(
+                    asyncio.shield(future), min(remaining, ROOM_POLL_S)
+                )
             except TimeoutError:
                 pass
             except asyncio.CancelledError:
@@ -163,7 +165,6 @@ class TenantState:
         self.migrated = migrated
         self.in_flight = 0
         self.last_used = time.monotonic()
-        self.closing = False
         self._engine: AsyncEngine | None = None
         self._opening = asyncio.Lock()
 
@@ -255,6 +256,7 @@ class Directory:
         # Tenants whose engine is open: served ones, and replaced or removed ones
         # (closed once their last request has ended).
         self._engines_open: set[TenantState] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self._migrations = asyncio.Semaphore(PARALLEL_MIGRATIONS)
         self._head: str | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -428,27 +430,31 @@ class Directory:
         return found == self._head
 
     async def _close(self, state: TenantState) -> None:
+        """Close the tenant's engine: the next request opens a new one.
+
+        The disposal runs as a task of its own (awaited by close_all at the
+        end), so a cancelled caller cannot leave the connections open.
+        """
         engine = state._engine
-        if engine is None or state.closing:
+        if engine is None:
             return
-        state.closing = True
-        try:
-            state._engine = None
-            self._engines_open.discard(state)
-            await state.seen.drain()
-            await engine.dispose()
-            state.forget()
-        finally:
-            state.closing = False
+        state._engine = None
+        self._engines_open.discard(state)
+        closing = asyncio.create_task(self._dispose(state, engine))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.shield(closing)
+
+    async def _dispose(self, state: TenantState, engine: AsyncEngine) -> None:
+        seen = state.seen
+        state.forget()  # a new engine starts with empty caches
+        await seen.drain()  # last-seen writes still on this engine
+        await engine.dispose()
         logger.info("tenant %s: engine closed", state.name)
 
     async def _close_least_recent(self) -> bool:
         """Close the least recently used idle engine (to make room); any closed?"""
-        idle = [
-            state
-            for state in self._engines_open
-            if state.in_flight == 0 and not state.closing
-        ]
+        idle = [state for state in self._engines_open if state.in_flight == 0]
         if not idle:
             return False
         await self._close(min(idle, key=lambda state: state.last_used))
@@ -468,6 +474,8 @@ class Directory:
         """Close every engine (at shutdown)."""
         for state in list(self._engines_open):
             await self._close(state)
+        # Closes begun elsewhere (an idle sweep cancelled at shutdown) end too.
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     # The process's lifetime
 
