@@ -56,6 +56,9 @@ DEFAULT_IDLE_CLOSE: Final = 300.0
 DEFAULT_DB_CONNECTIONS: Final = 20
 DEFAULT_DB_CONNECTION_WAIT: Final = 2.0
 DEFAULT_RELOAD_INTERVAL: Final = 2.0
+# A pool tenant's requests running at once (the rest wait): one event loop serves
+# every tenant of a pool, and each request in flight takes its share of it.
+DEFAULT_REQUESTS_PER_TENANT: Final = 2
 TENANT_PLACEHOLDER: Final = "{tenant}"
 MIN_SECRET_BYTES: Final = 32  # HS256 wants a key of at least its output size
 
@@ -113,6 +116,7 @@ class Settings:
     db_connections: int = DEFAULT_DB_CONNECTIONS
     db_connection_wait: float = DEFAULT_DB_CONNECTION_WAIT
     reload_interval: float = DEFAULT_RELOAD_INTERVAL
+    requests_per_tenant: int = DEFAULT_REQUESTS_PER_TENANT
 
     @property
     def pooled(self) -> bool:
@@ -219,6 +223,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         "DB_CONNECTION_WAIT", DEFAULT_DB_CONNECTION_WAIT, high=60
     )
     reload_interval = env.number("RELOAD_INTERVAL", DEFAULT_RELOAD_INTERVAL, high=3600)
+    requests_per_tenant = env.integer(
+        "REQUESTS_PER_TENANT", DEFAULT_REQUESTS_PER_TENANT
+    )
 
     host = get("HOST") or DEFAULT_HOST
     default_port = DEFAULT_PORT
@@ -331,4 +338,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         db_connections=db_connections,
         db_connection_wait=db_connection_wait,
         reload_interval=reload_interval,
+        requests_per_tenant=requests_per_tenant,
     )

@@ -42,7 +42,7 @@ from contract.tenants_file import load_tenants, resolve_database
 from tenant_service.config import MIN_SECRET_BYTES, Settings, tenant_database_url
 from tenant_service.errors import DatabaseBusyError, ServiceUnavailableError
 from tenant_service.principals import PrincipalCache
-from tenant_service.store.db import alembic_config, create_engine, migrate_engine
+from tenant_service.store.db import alembic_config, create_engine, migrate
 from tenant_service.store.sources import KnownSources
 from tenant_service.store.users import SeenTracker
 from tenant_service.writes import WriteQueue
@@ -99,7 +99,9 @@ class ConnectionBudget:
             future: asyncio.Future[None] = loop.create_future()
             self._waiting.append(future)
             try:
-                await asyncio.wait_for(asyncio.shield(future), min(remaining, 0.05))
+                await asyncio.wait_for(
+                    asyncio.shield(future), min(remaining, ROOM_POLL_S)
+                )
             except TimeoutError:
                 pass
             except asyncio.CancelledError:
@@ -152,6 +154,10 @@ class TenantState:
 
     def __init__(self, settings: Settings, *, migrated: bool = False) -> None:
         self.settings = settings
+        # A pool's tenant takes turns for its requests (Directory.using).
+        self.turns = (
+            asyncio.Semaphore(settings.requests_per_tenant) if settings.pooled else None
+        )
         self.principals = PrincipalCache()
         self.sources = KnownSources()
         self.write_queue = WriteQueue()
@@ -159,7 +165,6 @@ class TenantState:
         self.migrated = migrated
         self.in_flight = 0
         self.last_used = time.monotonic()
-        self.closing = False
         self._engine: AsyncEngine | None = None
         self._opening = asyncio.Lock()
 
@@ -248,7 +253,10 @@ class Directory:
         self.settings = settings
         self.budget: ConnectionBudget | None = None
         self._tenants: dict[str, TenantState] = {}
-        self._retired: list[TenantState] = []
+        # Tenants whose engine is open: served ones, and replaced or removed ones
+        # (closed once their last request has ended).
+        self._engines_open: set[TenantState] = set()
+        self._closing: set[asyncio.Task[None]] = set()
         self._migrations = asyncio.Semaphore(PARALLEL_MIGRATIONS)
         self._head: str | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -284,7 +292,7 @@ class Directory:
     @property
     def open_engines(self) -> int:
         """How many tenants' engines are open."""
-        return sum(state.is_open for state in self._all())
+        return len(self._engines_open)
 
     async def lookup(self, name: str) -> TenantState | None:
         """The tenant of this name; an unknown one re-reads the file (rate-limited)."""
@@ -334,11 +342,10 @@ class Directory:
                 added += 1
             else:
                 changed += 1
-                self._retired.append(old)
             self._tenants[name] = TenantState(settings)
         gone = [name for name in self._tenants if name not in found]
         for name in gone:
-            self._retired.append(self._tenants.pop(name))
+            del self._tenants[name]
         if added or changed or gone:
             logger.info(
                 "tenants: %d served (%d added, %d changed, %d removed)",
@@ -352,15 +359,21 @@ class Directory:
 
     @contextlib.asynccontextmanager
     async def using(self, state: TenantState) -> AsyncIterator[TenantState]:
-        """Use a tenant for one request: its engine open, never closed meanwhile."""
+        """Use a tenant for one request: its engine open, never closed meanwhile.
+
+        In a pool a tenant has at most TENANT_REQUESTS_PER_TENANT requests running
+        at once; the others wait their turn (holding nothing), so one tenant's
+        burst leaves the process's event loop to the other tenants' requests.
+        """
         state.in_flight += 1
         state.last_used = time.monotonic()
         try:
-            if state._engine is None:
-                async with state._opening:
-                    if state._engine is None:
-                        await self._open(state)
-            yield state
+            async with state.turns or contextlib.nullcontext():
+                if state._engine is None:
+                    async with state._opening:
+                        if state._engine is None:
+                            await self._open(state)
+                yield state
         finally:
             state.in_flight -= 1
             state.last_used = time.monotonic()
@@ -382,8 +395,7 @@ class Directory:
             if not state.migrated:
                 async with self._migrations:
                     if not await self._at_head(engine):
-                        logger.info("tenant %s: migrating its database", state.name)
-                        await migrate_engine(engine)
+                        await self._migrate(state)
                 state.migrated = True
         except (DBAPIError, OSError) as err:
             await engine.dispose()
@@ -393,7 +405,21 @@ class Directory:
             await engine.dispose()
             raise
         state._engine = engine
+        self._engines_open.add(state)
         logger.info("tenant %s: engine open", state.name)
+
+    async def _migrate(self, state: TenantState) -> None:
+        """Upgrade the tenant's schema in a thread of its own (alembic's work
+        would hold up every tenant's requests on the event loop), counting its
+        connection against the budget."""
+        logger.info("tenant %s: migrating its database", state.name)
+        if self.budget is not None:
+            await self.budget.acquire()
+        try:
+            await asyncio.to_thread(asyncio.run, migrate(state.settings.database_url))
+        finally:
+            if self.budget is not None:
+                self.budget.release()
 
     async def _at_head(self, engine: AsyncEngine) -> bool:
         """Whether the database's schema is the newest (no migration needed)."""
@@ -409,26 +435,31 @@ class Directory:
         return found == self._head
 
     async def _close(self, state: TenantState) -> None:
+        """Close the tenant's engine: the next request opens a new one.
+
+        The disposal runs as a task of its own (awaited by close_all at the
+        end), so a cancelled caller cannot leave the connections open.
+        """
         engine = state._engine
-        if engine is None or state.closing:
+        if engine is None:
             return
-        state.closing = True
-        try:
-            state._engine = None
-            await state.seen.drain()
-            await engine.dispose()
-            state.forget()
-        finally:
-            state.closing = False
+        state._engine = None
+        self._engines_open.discard(state)
+        closing = asyncio.create_task(self._dispose(state, engine))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        await asyncio.shield(closing)
+
+    async def _dispose(self, state: TenantState, engine: AsyncEngine) -> None:
+        seen = state.seen
+        state.forget()  # a new engine starts with empty caches
+        await seen.drain()  # last-seen writes still on this engine
+        await engine.dispose()
         logger.info("tenant %s: engine closed", state.name)
 
     async def _close_least_recent(self) -> bool:
         """Close the least recently used idle engine (to make room); any closed?"""
-        idle = [
-            state
-            for state in self._all()
-            if state.is_open and state.in_flight == 0 and not state.closing
-        ]
+        idle = [state for state in self._engines_open if state.in_flight == 0]
         if not idle:
             return False
         await self._close(min(idle, key=lambda state: state.last_used))
@@ -437,23 +468,19 @@ class Directory:
     async def close_idle(self) -> None:
         """Close the engines idle for TENANT_IDLE_CLOSE, and retired ones at once."""
         now = time.monotonic()
-        for state in self._all():
-            retired = state not in self._tenants.values()
-            if (
-                state.is_open
-                and state.in_flight == 0
-                and (retired or now - state.last_used >= self.settings.idle_close)
+        for state in list(self._engines_open):
+            retired = self._tenants.get(state.name) is not state
+            if state.in_flight == 0 and (
+                retired or now - state.last_used >= self.settings.idle_close
             ):
                 await self._close(state)
-        self._retired = [s for s in self._retired if s.is_open or s.in_flight]
 
     async def close_all(self) -> None:
         """Close every engine (at shutdown)."""
-        for state in self._all():
+        for state in list(self._engines_open):
             await self._close(state)
-
-    def _all(self) -> list[TenantState]:
-        return [*self._tenants.values(), *self._retired]
+        # Closes begun elsewhere (an idle sweep cancelled at shutdown) end too.
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     # The process's lifetime
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -488,3 +489,20 @@ def test_resolve_database_reads_env_and_file(
     monkeypatch.delenv("FH_DB_A")
     with pytest.raises(ValueError, match="unset or empty"):
         resolve_database("env:FH_DB_A")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=120))
+def test_parse_tenants_arbitrary_database_raises_only_config_error(
+    value: str,
+) -> None:
+    """Any `database` is kept (a URL or a reference) or refused by ConfigError."""
+    text = "tenants:\n  - subdomain: a\n    backends: [http://127.0.0.1:8101]\n"
+    text += f"    database: {json.dumps(value)}\n"
+    try:
+        (tenant,) = parse_tenants(text, check_secrets=False).tenants
+    except ConfigError:
+        return
+    assert tenant.database.startswith(
+        ("env:", "file:", "sqlite+aiosqlite://", "postgresql+asyncpg://")
+    )

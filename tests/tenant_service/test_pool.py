@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -29,14 +30,22 @@ import jwt
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from contract.config import Secret
 from contract.identity import HEADER
 from tenant_service import keys
 from tenant_service.app import create_app
 from tenant_service.config import Settings
+from tenant_service.store.db import create_engine
 from tenant_service.tenancy import Directory
-from tests.helpers.databases import Drops, Template, Templates, asyncpg_url
+from tests.helpers.databases import (
+    Drops,
+    Template,
+    Templates,
+    asyncpg_url,
+    pg_admin,
+)
 from tests.helpers.net import free_port
 from tests.helpers.schedules import battery, make_site, trigger
 from tests.helpers.wait import until
@@ -442,8 +451,9 @@ async def test_pool_idle_engine_closes_and_reopens(pool_factory: Any) -> None:
     await until(lambda: not acme.is_open, 10, "idle close")
     took = time.monotonic() - started
     print(f"engine closed {took:.2f} s after the request (idle close 0.3 s)")
-    assert pool.directory.budget is not None
-    assert pool.directory.budget.held == 0
+    budget = pool.directory.budget
+    assert budget is not None
+    await until(lambda: budget.held == 0, 10, "its connections closed")
     if postgres:
         await until(lambda: _none_left(pool, "acme"), 10, "no connection left")
     started = time.perf_counter()
@@ -609,12 +619,42 @@ def start_pool(tmp_path: Path, port: int, template: str) -> subprocess.Popen[byt
         )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_databases(
+    request: pytest.FixtureRequest, tmp_path: Path, drops: Drops
+) -> AsyncIterator[str]:
+    """A TENANT_DATABASE_URL ({tenant}) of empty databases for acme and beta."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/db/{{tenant}}.sqlite3"
+        return
+    admin: str = request.getfixturevalue("pg_admin_url")
+    prefix = f"fhtest_{uuid.uuid4().hex[:12]}"
+    for tenant in ("acme", "beta"):
+        await pg_admin(admin, f'CREATE DATABASE "{prefix}_{tenant}"')
+    yield asyncpg_url(admin, f"{prefix}_{{tenant}}")
+    for tenant in ("acme", "beta"):
+        drops.drop(admin, f"{prefix}_{tenant}")
+
+
+async def schema_revision(url: str) -> str | None:
+    """The database's alembic revision (None: no schema)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return found.scalar()
+    except DBAPIError:
+        return None
+    finally:
+        await engine.dispose()
+
+
 async def test_pool_process_migrates_each_database_at_its_first_request(
-    tmp_path: Path,
+    tmp_path: Path, empty_databases: str
 ) -> None:
     """`python -m tenant_service` as a pool on fresh, empty databases: /readyz
     opens none; each tenant's first request creates its schema."""
-    template = f"sqlite+aiosqlite:///{tmp_path}/db/{{tenant}}.sqlite3"
+    template = empty_databases
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "acme").write_text(SECRET)
@@ -636,6 +676,7 @@ async def test_pool_process_migrates_each_database_at_its_first_request(
 
             await until(ready, 30, "the pool's /readyz")
             assert not (tmp_path / "db").exists(), "no database opened by a probe"
+            assert await schema_revision(template.replace("{tenant}", "acme")) is None
             for tenant, headers in (("acme", identity()), ("beta", as_beta())):
                 started = time.perf_counter()
                 async with session.post(
@@ -648,7 +689,8 @@ async def test_pool_process_migrates_each_database_at_its_first_request(
                 print(f"{tenant}: first request, migrating its database: {took:.0f} ms")
                 assert response.status == 404, body
                 assert body["status"] == "UNKNOWN_USER"
-                assert (tmp_path / "db" / f"{tenant}.sqlite3").exists()
+                url = template.replace("{tenant}", tenant)
+                assert await schema_revision(url) is not None
             async with session.get(f"{base}/readyz") as response:
                 assert await response.json() == {
                     "status": "ok",
@@ -659,3 +701,39 @@ async def test_pool_process_migrates_each_database_at_its_first_request(
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+async def test_pool_noisy_neighbour(pool_factory: Any) -> None:
+    """Acme at full load (16 clients in another process, each sending its next
+    request at once); beta's p50 alone and beside it, printed (figures only)."""
+    pool = await pool_factory()
+    world, client = pool.world, pool.client
+    path = "/api/v3_0/assets"
+
+    async def beta_p50(count: int = 100) -> float:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            response = await client.get(path, headers=as_beta(world.member))
+            await response.read()
+            assert response.status == 200
+            times.append(time.perf_counter() - started)
+        return 1000 * statistics.median(times)
+
+    await beta_p50(10)  # engines open, caches warm
+    quiet = await beta_p50()
+    url = str(client.make_url(path))
+    load = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.helpers.load",
+        *(url, "acme", SECRET, str(world.member), "16", "4"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    await asyncio.sleep(1.0)  # the load process started and running
+    loaded = await beta_p50()
+    out, _ = await load.communicate()
+    print(
+        f"beta p50 alone {quiet:.1f} ms, beside acme at full load {loaded:.1f} ms "
+        f"({loaded / quiet:.1f}x; acme: {out.decode().strip()} requests in 4 s)"
+    )
