@@ -98,3 +98,26 @@ async def test_up_runs_pools_not_a_process_per_tenant(
         assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()
+
+
+async def test_up_reports_a_failing_backend_and_serves_the_rest(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A backend that cannot start (its database path is a directory) is reported
+    and restarted with backoff; the stack comes up and serves the others."""
+    gw, good, bad = (free_port() for _ in range(3))
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n" + entry("good", good, demo=True) + entry("bad", bad)
+    )
+    (tmp_path / ".flexhost" / "bad.sqlite3").mkdir(parents=True)
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 90)
+        output = up.output()
+        assert "bad exited unexpectedly" in output
+        assert re.search(r"bad not listening on 127\.0\.0\.1:\d+ after \d+ s", output)
+        await eventually_login(http, gw, "good", PASSWORD, 15)
+        assert await up.interrupt() == 0, up.output()
+    finally:
+        await up.kill()
