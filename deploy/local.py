@@ -627,17 +627,23 @@ def _grace_from_env(name: str) -> float:
     return value if 0 <= value <= 3600 else CHILD_GRACE_S
 
 
-async def _jobs_in_progress(client: aioredis.Redis, tenant: str) -> list[str]:
-    """Ids of the jobs a tenant's worker is running (RQ's started registry)."""
+async def _jobs_in_progress(
+    client: aioredis.Redis, tenants: Sequence[str]
+) -> list[str]:
+    """Ids of the jobs running on these tenants' queues (RQ's started registries)."""
     prefix = os.environ.get("TENANT_REDIS_PREFIX") or "flexhost"
-    key = f"rq:wip:{prefix}:{tenant}:scheduling"
     try:
-        members = await client.zrange(key, 0, -1)
+        async with client.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.zrange(f"rq:wip:{prefix}:{tenant}:scheduling", 0, -1)
+            answers = await pipe.execute()
     except (redis.exceptions.RedisError, OSError):
         return []
     # Members are "<job id>:<execution id>".
     found = [
-        m.decode(errors="replace") if isinstance(m, bytes) else str(m) for m in members
+        m.decode(errors="replace") if isinstance(m, bytes) else str(m)
+        for members in answers
+        for m in members
     ]
     return [member.split(":")[0] for member in found[:3]]
 
@@ -660,7 +666,7 @@ class Stack:
         # Workers of removed or changed backends, finishing their job in the
         # background: a warm RQ shutdown may take its grace, and following
         # tenants.yaml edits must not wait for it.
-        self.retiring: list[tuple[str, Child]] = []  # (tenant or "", worker)
+        self.retiring: list[tuple[tuple[str, ...], Child]] = []  # (tenants, worker)
         # Demo tenants: whether seeded (False: provisioning failed); the ones
         # being provisioned; at most PARALLEL_PROVISIONS at once.
         self.provisioned: dict[str, bool] = {}
@@ -922,8 +928,10 @@ class Stack:
             spec, child = self.workers.pop(key)
             logger.info("stopping the scheduling worker of %s", key)
             child.begin_stop()
-            self.retiring.append((spec.tenant, child))
+            self.retiring.append((spec.tenants, child))
         self.retiring = [(t, c) for t, c in self.retiring if c.running]
+        for key, (_old, child) in list(self.workers.items()):
+            self.workers[key] = (per_key[key], child)  # a pool's tenants, as of now
         for key, spec in per_key.items():
             if key not in self.workers and self._startable(spec):
                 child_spec = dataclasses.replace(
@@ -1112,15 +1120,15 @@ class Stack:
                 await reporter
         logger.info("stopped in %.1f s", time.monotonic() - started)
 
-    def _stopping(self) -> list[tuple[str | None, Child]]:
-        """The children being stopped and not gone yet (with a worker's tenant)."""
-        found: list[tuple[str | None, Child]] = []
+    def _stopping(self) -> list[tuple[tuple[str, ...], Child]]:
+        """The children being stopped and not gone yet (with a worker's tenants)."""
+        found: list[tuple[tuple[str, ...], Child]] = []
         for child in (self.gateway, self.redis):
             if child is not None:
-                found.append((None, child))
-        found += [(None, child) for _spec, child in self.backends.values()]
-        found += [(spec.tenant or None, child) for spec, child in self.workers.values()]
-        found += [(tenant or None, child) for tenant, child in self.retiring]
+                found.append(((), child))
+        found += [((), child) for _spec, child in self.backends.values()]
+        found += [(spec.tenants, child) for spec, child in self.workers.values()]
+        found += self.retiring
         return [(t, c) for t, c in found if c.running and c.stopping]
 
     async def _report_waiting(self) -> None:
@@ -1137,10 +1145,10 @@ class Stack:
             while True:
                 await asyncio.sleep(REPORT_EVERY_S)
                 waiting = []
-                for tenant, child in self._stopping():
+                for tenants, child in self._stopping():
                     text = child.describe()
-                    if tenant is not None and client is not None:
-                        jobs = await _jobs_in_progress(client, tenant)
+                    if tenants and client is not None:
+                        jobs = await _jobs_in_progress(client, tenants)
                         if jobs:
                             text += f" (job {', '.join(jobs)})"
                     waiting.append(text)

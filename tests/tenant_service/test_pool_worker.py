@@ -26,6 +26,7 @@ from contract.config import Secret
 from tenant_service.app import create_app
 from tenant_service.config import Settings
 from tenant_service.scheduling import jobs
+from tenant_service.scheduling.worker import queue_tenant
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import timed_beliefs
 from tests.helpers.databases import Template, Templates
@@ -240,3 +241,21 @@ async def test_pool_worker_serves_a_tenant_added_to_the_file(pool: Pool) -> None
     assert await belief_times(database(pool, "beta"), pool.site.power) == (
         result_times([record])
     )
+
+
+@pytest.mark.parametrize(
+    ("queue", "tenant"),
+    [
+        ("flexhost:acme:scheduling", "acme"),
+        ("flexhost:xn--caf-dma:scheduling", "xn--caf-dma"),
+        ("flexhost:acme:forecasting", None),
+        ("other:acme:scheduling", None),
+        ("flexhost:a:b:scheduling", None),
+        ("flexhost::scheduling", None),
+    ],
+)
+def test_a_job_s_tenant_is_its_queue_s(queue: str, tenant: str | None) -> None:
+    settings = Settings(
+        name="", database_url="sqlite+aiosqlite:///x", secret=Secret("")
+    )
+    assert queue_tenant(settings, queue) == tenant
