@@ -30,7 +30,14 @@ from tenant_service.scheduling.worker import queue_tenant
 from tenant_service.store.db import create_engine
 from tenant_service.store.tables import timed_beliefs
 from tests.helpers.databases import Template, Templates
-from tests.helpers.schedules import Site, battery, make_site, worker_process
+from tests.helpers.schedules import (
+    DAY,
+    STEPS,
+    Site,
+    battery,
+    make_batteries,
+    worker_process,
+)
 from tests.helpers.wait import until
 from tests.tenant_service.conftest import (
     QUARTER,
@@ -42,6 +49,10 @@ from tests.tenant_service.conftest import (
 )
 
 ADDRESS: Final = "http://127.0.0.1:8301"
+# Short, so that a killed worker's job is retried soon (as test_schedule_faults).
+JOB_TIMEOUT: Final = 8
+HEARTBEAT_GRACE: Final = 2
+SWEEP_INTERVAL: Final = 3
 SECRET_B: Final = "beta-secret-0123456789abcdef-0123456789"
 BURST: Final = 20
 
@@ -75,6 +86,7 @@ class Pool:
     settings: Settings
     tenants_file: Path
     site: Site
+    batteries: list[int]  # power sensors of the site (the first: site.power)
     world: World
 
 
@@ -108,18 +120,20 @@ async def pool(
         reload_interval=0.2,
         redis_url=redis_url,
         redis_prefix=redis_prefix,
-        job_timeout=20,
+        job_timeout=JOB_TIMEOUT,
+        job_heartbeat_grace=HEARTBEAT_GRACE,
+        job_sweep_interval=SWEEP_INTERVAL,
         trigger_limit=BURST + 5,
         trigger_period=300,
     )
     client = await aiohttp_client(create_app(settings))
-    site = await make_site(client, world)
+    site, power = await make_batteries(client, world)  # a site and more batteries
     await asyncio.to_thread(
         copy_database,
         sqlite_file(acme_url),
         sqlite_file(template.replace("{tenant}", "beta")),
     )
-    return Pool(client, settings, tenants_file, site, world)
+    return Pool(client, settings, tenants_file, site, power, world)
 
 
 def as_tenant(tenant: str, user: int) -> dict[str, str]:
@@ -241,6 +255,49 @@ async def test_pool_worker_serves_a_tenant_added_to_the_file(pool: Pool) -> None
     assert await belief_times(database(pool, "beta"), pool.site.power) == (
         result_times([record])
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_pool_worker_killed_mid_job_does_not_lose_the_job(pool: Pool) -> None:
+    """RQ's sweep of abandoned jobs (skipped for queues that never had a job)
+    still retries a job of a pool's queue whose worker was killed."""
+    pool.tenants_file.write_text(tenants_yaml("acme", "beta"))  # two queues
+    site, power = pool.site, pool.batteries
+    model = battery(site)["flex-model"]
+    response = await pool.client.post(
+        f"/api/v3_0/assets/{site.asset}/schedules/trigger",
+        json={
+            "start": DAY,
+            "duration": f"PT{STEPS // 4}H",
+            "flex-model": [{**model, "sensor": sensor} for sensor in power],
+            "flex-context": {"consumption-price": {"sensor": site.price}},
+        },
+        headers=as_tenant("acme", pool.world.member),
+    )
+    answer = await response.json()
+    assert response.status == 202, answer
+    job_id = answer["job"]
+
+    async def status() -> JobStatus | None:
+        found = await asyncio.to_thread(fetch_jobs, pool.settings, [job_id])
+        return found[0].get_status(refresh=False) if found else None
+
+    with worker_process(pool.settings) as first:
+
+        async def started() -> bool:
+            return await status() == JobStatus.STARTED
+
+        await until(started, 30, "the job started")
+        first.kill()
+        await asyncio.to_thread(first.wait, 5)
+    killed = time.monotonic()
+    assert await status() == JobStatus.STARTED  # else this proves nothing
+    with worker_process(pool.settings):  # as a supervisor restarts it
+        [record] = await ended(pool.settings, [job_id], 60)
+    print(f"job {record.get_status()} {time.monotonic() - killed:.1f} s after the kill")
+    assert record.get_status(refresh=False) == JobStatus.FINISHED
+    assert record.retries_left == jobs.RETRIES - 1
 
 
 @pytest.mark.parametrize(

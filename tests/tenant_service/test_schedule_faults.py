@@ -27,10 +27,9 @@ from tenant_service.scheduling import jobs
 from tenant_service.scheduling.worker import make_worker
 from tests.helpers.schedules import (
     DAY,
-    PRICES,
-    Site,
+    STEPS,
     battery,
-    make_sensor,
+    make_batteries,
     make_site,
     trigger,
     wait_for_job,
@@ -48,9 +47,6 @@ from tests.tenant_service.conftest import (
 # Short, so an abandoned job's heartbeat lapses soon; the solver gets 5 s less
 # (at least 1 s), enough for the job below (about 1 s, 0.7 s of it solving).
 JOB_TIMEOUT: Final = 8
-# Six batteries over the longest window: a job that stays STARTED for about a second.
-BATTERIES: Final = 6
-STEPS: Final = 2520
 # An abandoned job's heartbeat lapses this long past the job timeout, and workers
 # sweep for such jobs this often (shorter than the defaults, 10 s and 15 s, which
 # would make a test of recovery wait half a minute).
@@ -131,31 +127,6 @@ async def wait_for_status(
         if status in wanted or time.monotonic() > deadline:
             return status
         await asyncio.sleep(0.05)
-
-
-async def make_batteries(client: Client, world: World) -> tuple[Site, list[int]]:
-    """A site with prices over the longest window and BATTERIES power sensors."""
-    site = await make_site(client, world)  # prices of DAY
-    days = -(-STEPS // 96)
-    response = await client.post(
-        f"/api/v3_0/sensors/{site.price}/data",
-        json={
-            "start": "2026-03-03T00:00:00+00:00",
-            "duration": f"PT{24 * days}H",
-            "unit": "EUR/MWh",
-            "values": PRICES * days,
-        },
-        headers=identity(world.member),
-    )
-    assert response.status == 200, await response.text()
-    power = [site.power]
-    for index in range(1, BATTERIES):
-        power.append(
-            await make_sensor(
-                client, world.account_admin, site.asset, f"power {index}", unit="MW"
-            )
-        )
-    return site, power
 
 
 def job_and_worker_counts(
