@@ -109,6 +109,17 @@ async def make_batteries(client: Client, world: World) -> tuple[Site, list[int]]
     return site, power
 
 
+def batteries_trigger(site: Site, power: list[int]) -> dict[str, Any]:
+    """An asset trigger body for all the batteries of make_batteries (a long job)."""
+    model = battery(site)["flex-model"]
+    return {
+        "start": DAY,
+        "duration": f"PT{STEPS // 4}H",
+        "flex-model": [{**model, "sensor": sensor} for sensor in power],
+        "flex-context": {"consumption-price": {"sensor": site.price}},
+    }
+
+
 def battery(site: Site, **extra: Any) -> dict[str, Any]:
     """A trigger body for a 2 MWh / 1 MW battery starting empty."""
     return {

@@ -31,9 +31,8 @@ from tenant_service.store.db import create_engine
 from tenant_service.store.tables import timed_beliefs
 from tests.helpers.databases import Template, Templates
 from tests.helpers.schedules import (
-    DAY,
-    STEPS,
     Site,
+    batteries_trigger,
     battery,
     make_batteries,
     worker_process,
@@ -264,15 +263,9 @@ async def test_a_pool_worker_killed_mid_job_does_not_lose_the_job(pool: Pool) ->
     still retries a job of a pool's queue whose worker was killed."""
     pool.tenants_file.write_text(tenants_yaml("acme", "beta"))  # two queues
     site, power = pool.site, pool.batteries
-    model = battery(site)["flex-model"]
     response = await pool.client.post(
         f"/api/v3_0/assets/{site.asset}/schedules/trigger",
-        json={
-            "start": DAY,
-            "duration": f"PT{STEPS // 4}H",
-            "flex-model": [{**model, "sensor": sensor} for sensor in power],
-            "flex-context": {"consumption-price": {"sensor": site.price}},
-        },
+        json=batteries_trigger(site, power),
         headers=as_tenant("acme", pool.world.member),
     )
     answer = await response.json()

@@ -28,6 +28,7 @@ from tenant_service.scheduling.worker import make_worker
 from tests.helpers.schedules import (
     DAY,
     STEPS,
+    batteries_trigger,
     battery,
     make_batteries,
     make_site,
@@ -167,16 +168,10 @@ async def test_worker_killed_mid_job_does_not_lose_the_job(
 ) -> None:
     client = await aiohttp_client(create_app(fault_settings))
     site, power = await make_batteries(client, world)
-    model = battery(site)["flex-model"]
     first = start_worker(workers, fault_settings)
     response = await client.post(
         f"/api/v3_0/assets/{site.asset}/schedules/trigger",
-        json={
-            "start": DAY,
-            "duration": f"PT{STEPS // 4}H",
-            "flex-model": [{**model, "sensor": sensor} for sensor in power],
-            "flex-context": {"consumption-price": {"sensor": site.price}},
-        },
+        json=batteries_trigger(site, power),
         headers=identity(world.member),
     )
     answer = await response.json()
