@@ -674,6 +674,7 @@ class Stack:
         self._provisions = asyncio.Semaphore(PARALLEL_PROVISIONS)
         self.demo: set[str] = set()  # the demo tenants
         self.closing = False
+        self.reconciling = False
         self.wanted: dict[str, BackendSpec] = {}
         self.logins: list[str] = []
         self.started = time.monotonic()
@@ -741,12 +742,15 @@ class Stack:
         await self.wait_listening(started, time.monotonic() + BANNER_WAIT_S)
         return config
 
-    def _not_listening(self) -> list[tuple[str, BackendSpec, Child]]:
-        return [
-            (name, spec, child)
-            for name, (spec, child) in self.backends.items()
-            if not _tcp_open(spec.host, spec.port)
+    async def _not_listening(self) -> list[tuple[str, BackendSpec, Child]]:
+        backends = [
+            (name, spec, child) for name, (spec, child) in self.backends.items()
         ]
+
+        def closed() -> list[tuple[str, BackendSpec, Child]]:
+            return [b for b in backends if not _tcp_open(b[1].host, b[1].port)]
+
+        return await asyncio.to_thread(closed)
 
     async def wait_listening(self, started: float, until: float | None) -> None:
         """Report the backends' progress until all listen (or until the monotonic
@@ -754,7 +758,7 @@ class Stack:
         shown: tuple[int, int] | None = None
         slow_at = started + SLOW_REPORT_S
         while True:
-            waiting = await asyncio.to_thread(self._not_listening)
+            waiting = await self._not_listening()
             total = len(self.backends)
             now = time.monotonic()
             if not waiting:
@@ -883,10 +887,16 @@ class Stack:
         """
         self.demo = {t.subdomain for t in config.tenants if t.demo}
         wanted = self.wanted = backend_specs(config, self.options.data_dir)
-        for name in [n for n, (s, _c) in self.backends.items() if wanted.get(n) != s]:
-            _spec, child = self.backends.pop(name)
-            logger.info("stopping backend %s", name)
-            await child.stop()
+        self.reconciling = True  # a seeding that ends meanwhile starts nothing yet
+        try:
+            for name in [
+                n for n, (s, _c) in self.backends.items() if wanted.get(n) != s
+            ]:
+                _spec, child = self.backends.pop(name)
+                logger.info("stopping backend %s", name)
+                await child.stop()
+        finally:
+            self.reconciling = False
         tenants = {t.subdomain: t for t in config.tenants}
         for name in set(self.provisioned) - set(tenants):
             del self.provisioned[name]
@@ -914,7 +924,7 @@ class Stack:
     def _start_wanted(self) -> None:
         """Start the wanted backends and workers not running yet (as far as they
         may start), stop the workers of backends no longer wanted."""
-        if self.closing:
+        if self.closing or self.reconciling:
             return
         wanted = self.wanted
         for name, spec in wanted.items():

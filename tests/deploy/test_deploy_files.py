@@ -538,6 +538,10 @@ def test_env_examples_are_valid_settings(tmp_path: Path) -> None:
     load_tenant_settings(
         {**tenant, "TENANT_NAME": "company", "TENANT_SECRET_FILE": str(secret)}
     )
+    pool, _text = _env_file(UNITS / "pool.env.example")
+    settings = load_tenant_settings(pool)
+    assert settings.pooled
+    assert settings.port == 8201  # TENANT_ADDRESS's
 
 
 # --- container ------------------------------------------------------------------
