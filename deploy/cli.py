@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print Kubernetes manifests for a tenants file",
         description="Print multi-document YAML: namespace, the gateway's tenants.yaml "
         "(backends rewritten to the tenants' Services), the gateways, and per tenant "
-        "its backends, Service and worker. A tenants file with problems is refused as "
+        "its backends, Service and worker (one set per pool for tenants with the same "
+        "backends). A tenants file with problems is refused as "
         "`flexhost tenants check` refuses it. Secrets are referenced, never rendered.",
     )
     k8s.add_argument(
