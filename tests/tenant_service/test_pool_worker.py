@@ -20,7 +20,7 @@ from typing import Any, Final
 import pytest
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from contract.config import Secret
 from tenant_service.app import create_app
@@ -199,6 +199,22 @@ async def belief_times(url: str, sensor: int) -> set[int]:
         await engine.dispose()
 
 
+async def beliefs_of(url: str, sensor: int, source: int) -> int:
+    """How many beliefs of a sensor a data source has."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                select(func.count()).where(
+                    timed_beliefs.c.sensor_id == sensor,
+                    timed_beliefs.c.source_id == source,
+                )
+            )
+            return int(found.scalar_one())
+    finally:
+        await engine.dispose()
+
+
 def database(pool: Pool, tenant: str) -> str:
     """A tenant's database URL in the pool."""
     return pool.settings.database_url.replace("{tenant}", tenant)
@@ -291,6 +307,35 @@ async def test_a_pool_worker_killed_mid_job_does_not_lose_the_job(pool: Pool) ->
     print(f"job {record.get_status()} {time.monotonic() - killed:.1f} s after the kill")
     assert record.get_status(refresh=False) == JobStatus.FINISHED
     assert record.retries_left == jobs.RETRIES - 1
+
+
+async def test_pool_worker_runs_a_forecast_on_its_tenant_s_database(
+    pool: Pool,
+) -> None:
+    """Forecasting jobs share the queues: beta's forecast is stored in beta's
+    database only (acme's has the same sensor, and no forecast)."""
+    pool.tenants_file.write_text(tenants_yaml("acme", "beta"))
+    response = await pool.client.post(
+        f"/api/v3_0/sensors/{pool.site.price}/forecasts/trigger",
+        json={
+            "start": "2026-03-20T00:00:00+00:00",
+            "duration": "P1D",
+            "prior": "2027-01-01T00:00:00+00:00",  # after the prices were posted
+            "config": {"train-period": "P13D"},
+        },
+        headers=as_tenant("beta", pool.world.member),
+    )
+    answer = await response.json()
+    assert response.status == 202, answer
+    with worker_process(pool.settings):
+        [record] = await ended(pool.settings, [answer["job"]], 90)
+    assert record.get_status(refresh=False) == JobStatus.FINISHED, record.meta
+    result: Any = record.return_value()
+    stored = [
+        await beliefs_of(database(pool, tenant), pool.site.price, result["source_id"])
+        for tenant in ("beta", "acme")
+    ]
+    assert stored == [result["num-beliefs"], 0]
 
 
 @pytest.mark.parametrize(
