@@ -121,3 +121,30 @@ async def test_up_reports_a_failing_backend_and_serves_the_rest(
         assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()
+
+
+async def test_a_second_tenant_on_an_address_turns_it_into_a_pool(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A dedicated backend's address shared by a new tenant: the pool takes over,
+    with the first tenant's data (the same database file)."""
+    gw, port = free_port(), free_port()
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("tenants:\n" + entry("first", port, demo=True))
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 90)
+        await eventually_login(http, gw, "first", PASSWORD, 15)
+        tenants.write_text(
+            "tenants:\n" + entry("first", port, demo=True) + entry("second", port)
+        )
+        await up.wait_for(rf"started pool:{port} \(pid \d+\)", 30)
+        await up.wait_for(rf"started pool:{port}-worker \(pid \d+\)", 5)
+        assert "stopping backend first" in up.output()
+        await eventually_login(http, gw, "first", PASSWORD, 30)
+        status, answer = await login_answer(http, gw, "second")
+        assert status == 404, answer  # the pool serves the new tenant too
+        assert await up.interrupt() == 0, up.output()
+    finally:
+        await up.kill()
