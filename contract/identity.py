@@ -86,6 +86,21 @@ def sign_identity(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def claimed_tenant(token: str) -> str:
+    """The audience an assertion names, NOT verified ("" if it names none).
+
+    Only for choosing whose secret verifies it: a backend serving several tenants
+    verifies the assertion with that tenant's secret and audience next, so the
+    tenant a request reaches is always its verified audience.
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    aud = claims.get("aud")
+    return aud if isinstance(aud, str) else ""
+
+
 def verify_identity(token: str, *, secret: str, tenant: str) -> Identity:
     """Check signature, issuer, audience and lifetime; return the identity."""
     try:

@@ -93,6 +93,25 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--secret-file", type=Path, help="TENANT_SECRET_FILE")
     worker.add_argument("--redis-url", help="TENANT_REDIS_URL")
 
+    for command, what in (
+        ("pool", "run a pool backend (the tenants at ADDRESS) in the foreground"),
+        ("pool-worker", "run a pool's scheduling worker in the foreground"),
+    ):
+        pool = commands.add_parser(command, help=what)
+        pool.add_argument(
+            "address",
+            metavar="ADDRESS",
+            nargs="?",
+            help="TENANT_ADDRESS: the backend URL as the tenants file writes it",
+        )
+        pool.add_argument("--tenants", type=Path, help="TENANT_TENANTS_FILE")
+        pool.add_argument("--database-url", help="TENANT_DATABASE_URL ({tenant})")
+        pool.add_argument("--secrets-dir", type=Path, help="TENANT_SECRETS_DIR")
+        pool.add_argument("--redis-url", help="TENANT_REDIS_URL")
+        if command == "pool":
+            pool.add_argument("--host", help="TENANT_HOST")
+            pool.add_argument("--port", type=int, help="TENANT_PORT")
+
     deploy = commands.add_parser("deploy", help="render production deployment files")
     deploy_commands = deploy.add_subparsers(
         dest="deploy_command", required=True, metavar="TARGET"
@@ -102,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print Kubernetes manifests for a tenants file",
         description="Print multi-document YAML: namespace, the gateway's tenants.yaml "
         "(backends rewritten to the tenants' Services), the gateways, and per tenant "
-        "its backends, Service and worker. A tenants file with problems is refused as "
+        "its backends, Service and worker (one set per pool for tenants with the same "
+        "backends). A tenants file with problems is refused as "
         "`flexhost tenants check` refuses it. Secrets are referenced, never rendered.",
     )
     k8s.add_argument(
@@ -167,7 +187,7 @@ def _positive(text: str) -> int:
 def check_tenants(path: Path, secrets_dir: Path | None) -> int:
     """Print the problems of a tenants file (exit 1) or a one-line summary (exit 0)."""
     from contract.config import ConfigError
-    from gateway.tenants_file import load_tenants
+    from contract.tenants_file import load_tenants
 
     try:
         config = load_tenants(
@@ -294,6 +314,20 @@ def main(argv: list[str] | None = None) -> int:
                 "TENANT_DATABASE_URL": args.database_url,
                 "TENANT_SECRET_FILE": _path(args.secret_file),
                 "TENANT_REDIS_URL": args.redis_url,
+            },
+        )
+    if args.command in ("pool", "pool-worker"):
+        pool = args.command == "pool"
+        return _exec_module(
+            "tenant_service" if pool else "tenant_service.scheduling.worker",
+            {
+                "TENANT_ADDRESS": args.address,
+                "TENANT_TENANTS_FILE": _path(args.tenants),
+                "TENANT_DATABASE_URL": args.database_url,
+                "TENANT_SECRETS_DIR": _path(args.secrets_dir),
+                "TENANT_REDIS_URL": args.redis_url,
+                "TENANT_HOST": args.host if pool else None,
+                "TENANT_PORT": _text(args.port) if pool else None,
             },
         )
     return 2  # argparse rejects unknown commands before this

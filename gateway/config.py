@@ -13,11 +13,10 @@ from typing import Final, Literal
 from yarl import URL
 
 from contract.config import ConfigError, Env, Secret
+from contract.rates import DEFAULT_TOKENS_PER_USER, Rate, parse_rate
 from contract.redis import SCHEMES as REDIS_SCHEMES
 from contract.redis import RedisSettings, parse_sentinels
-
-from .rates import DEFAULT_TOKENS_PER_USER, Rate, parse_rate
-from .tenants_file import DEFAULT_SECRETS_DIR
+from contract.tenants_file import DEFAULT_SECRETS_DIR
 
 PREFIX: Final = "GATEWAY_"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"

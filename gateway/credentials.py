@@ -9,11 +9,11 @@ from aiohttp import web
 
 from contract.identity import HEADER as IDENTITY_HEADER
 from contract.identity import SERVICE
+from contract.tenants_file import TenantConfig
 
 from . import keys
 from .errors import LoginBusyError, UpstreamUnavailableError
 from .signing import identity_for
-from .tenants_file import TenantConfig
 from .upstream import ReplicaBusy, attempt, client_timeout
 
 Outcome = Literal["ok", "unknown-user", "wrong-password", "inactive"]

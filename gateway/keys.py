@@ -8,6 +8,7 @@ from typing import Final
 from aiohttp import ClientSession, web
 
 from contract.drain import Drain
+from contract.tenants_file import TenantConfig
 
 from .auth import RedisClient, TokenStore
 from .capacity import Capacity
@@ -17,7 +18,6 @@ from .identity import IdentityCache
 from .limits import RateLimiter
 from .metrics import Metrics
 from .tenants import ConfigWatcher, TenantRegistry
-from .tenants_file import TenantConfig
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REGISTRY: Final = web.AppKey("registry", TenantRegistry)

@@ -28,11 +28,12 @@ import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from contract.rates import Rate
+from contract.tenants_file import TenantConfig
+
 from .auth import REDIS_ERRORS, RedisClient, token_hash
 from .errors import RateLimitedError, RateLimitUnavailableError
 from .metrics import Metrics
-from .rates import Rate
-from .tenants_file import TenantConfig
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ from typing import Final
 
 from aiohttp import web
 
+from contract.tenants_file import TenantConfig
+
 from . import keys
 from .credentials import Login, ask_backend
 from .errors import (
@@ -20,7 +22,6 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .tenants_file import TenantConfig
 from .throttle import LoginThrottle
 
 # How long a check in flight counts beyond the tenant's upstream timeout (so the

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Middleware
 
 from contract.logs import REQUEST_ID, TENANT
 from contract.routes import PREFLIGHT, preflight_response
+from contract.tenants_file import DEFAULT_FM_VERSION
 
 from . import keys
 from .errors import (
@@ -32,7 +33,6 @@ from .errors import (
 from .forwarded import proxy_networks, resolve_forwarded
 from .logs import AccessLog
 from .metrics import NO_TENANT, Metrics
-from .tenants_file import DEFAULT_FM_VERSION
 from .web import error_page
 
 logger = logging.getLogger(__name__)

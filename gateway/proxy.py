@@ -18,6 +18,7 @@ from yarl import URL
 from contract.identity import HEADER as IDENTITY_HEADER
 from contract.identity import REVOKE_HEADER
 from contract.routes import TASK_TOKEN_HEADER
+from contract.tenants_file import TenantConfig
 
 from . import keys
 from .errors import (
@@ -29,7 +30,6 @@ from .errors import (
     UpstreamUnavailableError,
 )
 from .server import close_after_answer
-from .tenants_file import TenantConfig
 from .upstream import attempt, client_timeout
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from contract.identity import HEADER as IDENTITY_HEADER
 from contract.identity import SERVICE
+from contract.tenants_file import TenantConfig
 
 from . import keys
 
@@ -29,7 +30,6 @@ from . import keys
 from .auth import _REMEMBER, REDIS_ERRORS, RedisClient
 from .errors import TokenStoreUnavailableError, UpstreamUnavailableError
 from .signing import identity_for
-from .tenants_file import TenantConfig
 from .upstream import attempt, client_timeout
 
 logger = logging.getLogger(__name__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from contract.identity import Caller
+from contract.tenants_file import TenantConfig
 
 from . import keys
 from .errors import UpstreamUnavailableError
-from .tenants_file import TenantConfig
 
 
 def tenant_secret(tenant: TenantConfig) -> str:

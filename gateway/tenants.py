@@ -21,7 +21,7 @@ from yarl import URL
 from contract.config import ConfigError
 
 from .metrics import Metrics
-from .tenants_file import TenantConfig, TenantsConfig, parse_tenants
+from contract.tenants_file import TenantConfig, TenantsConfig, parse_tenants
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from contract.rates import Rate
+
 from .auth import REDIS_ERRORS, RedisClient
 from .config import Settings
 from .errors import (
@@ -38,7 +40,6 @@ from .errors import (
     TokenStoreUnavailableError,
     TooManyRequestsError,
 )
-from .rates import Rate
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,11 @@ from typing import Final, Literal, TypeVar
 import aiohttp
 from aiohttp import web
 
+from contract.tenants_file import TenantConfig
+
 from . import keys
 from .capacity import Capacity
 from .errors import ApiError, UpstreamTimeoutError, UpstreamUnavailableError
-from .tenants_file import TenantConfig
 
 logger = logging.getLogger(__name__)
 

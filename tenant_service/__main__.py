@@ -20,20 +20,24 @@ logger = logging.getLogger("tenant_service")
 
 
 async def serve(settings: Settings) -> None:
-    """Migrate, serve until SIGTERM/SIGINT, then drain within the grace.
+    """Migrate (a dedicated backend; a pool migrates each tenant's database on its
+    first request), serve until SIGTERM/SIGINT, then drain within the grace.
 
     The drain (contract.drain): answers get `Connection: close` and /readyz 503,
     the listening socket closes (so the gateway tries another replica), requests
     in flight get TENANT_SHUTDOWN_GRACE seconds, then the database pool and the
     other resources close.
     """
-    await migrate(settings.database_url)
+    if not settings.pooled:
+        await migrate(settings.database_url)
     app = create_app(settings)
     await serve_and_drain(
         app,
         app[keys.DRAIN],
         runner=QuietRunner,  # parser errors as JSON, no request bytes in the log
-        name=f"tenant {settings.name}",
+        name=f"pool {settings.address}"
+        if settings.pooled
+        else f"tenant {settings.name}",
         host=settings.host,
         port=settings.port,
         grace=settings.shutdown_grace,
@@ -42,14 +46,17 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    """Load settings, migrate the schema and serve until SIGTERM/SIGINT (exit 0)."""
+    """Load settings, migrate the schema and serve until SIGTERM/SIGINT (exit 0).
+
+    A bad configuration, or a pool's unusable tenants file at start, exits 2.
+    """
     setup_logging()
     try:
         settings = load_settings(os.environ)
+        run(serve(settings))
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    run(serve(settings))
     return 0
 
 

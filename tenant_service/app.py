@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -31,20 +32,31 @@ from tenant_service.config import Settings
 from tenant_service.identity import VerifiedIdentities
 from tenant_service.middlewares import identity, request_id_and_errors
 from tenant_service.passwords import PasswordChecker
-from tenant_service.principals import PrincipalCache
 from tenant_service.scheduling import jobs
-from tenant_service.store.db import database_ctx
-from tenant_service.store.sources import KnownSources
-from tenant_service.store.users import SeenTracker
-from tenant_service.writes import WriteQueue
+from tenant_service.tenancy import Directory
 
 
-async def seen_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Track last-seen writes; wait for pending ones at shutdown."""
-    tracker = SeenTracker()
-    app[keys.SEEN] = tracker
-    yield
-    await tracker.drain()
+async def tenants_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The tenants: a pool reads its tenants file (and follows it, closing idle
+    engines), a dedicated backend opens its engine; all engines close at the end
+    (after their last-seen writes)."""
+    directory = app[keys.TENANTS]
+    try:
+        await directory.start()
+    except BaseException:
+        await directory.close_all()
+        raise
+    upkeep = (
+        asyncio.create_task(directory.watch()) if app[keys.SETTINGS].pooled else None
+    )
+    try:
+        yield
+    finally:
+        if upkeep is not None:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+        await directory.close_all()
 
 
 async def job_queue_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -78,14 +90,10 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PASSWORDS] = PasswordChecker(
         settings.password_checks, settings.password_check_wait
     )
-    app[keys.PRINCIPALS] = PrincipalCache()
     app[keys.IDENTITIES] = VerifiedIdentities()
-    app[keys.SOURCES] = KnownSources()
-    app[keys.WRITE_QUEUE] = WriteQueue()
+    app[keys.TENANTS] = Directory(settings)
     app[keys.DRAIN] = drain
-    # database first: the seen tracker writes to it and must drain before it closes
-    app.cleanup_ctx.append(database_ctx)
-    app.cleanup_ctx.append(seen_ctx)
+    app.cleanup_ctx.append(tenants_ctx)
     app.cleanup_ctx.append(docs.openapi_ctx)
     app.cleanup_ctx.append(job_queue_ctx)
     for module in (

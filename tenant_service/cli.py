@@ -14,7 +14,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from tenant_service import data_cli
 from tenant_service.api import FieldError, check_email
-from tenant_service.config import default_database_url
+from tenant_service.config import (
+    TENANT_PLACEHOLDER,
+    default_database_url,
+    tenant_database_url,
+)
 from tenant_service.identity import ACCOUNT_ADMIN
 from tenant_service.passwords import MIN_PASSWORD_LENGTH, hash_password
 from tenant_service.store import accounts as account_store
@@ -81,11 +85,18 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
 
 
 def database_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    """--database-url, else TENANT_DATABASE_URL, else the tenant's SQLite file."""
-    if args.database_url:
-        return str(args.database_url)
-    if environ.get("TENANT_DATABASE_URL"):
-        return environ["TENANT_DATABASE_URL"]
+    """--database-url, else TENANT_DATABASE_URL, else the tenant's SQLite file.
+
+    A URL with `{tenant}` (a pool's TENANT_DATABASE_URL) needs --tenant.
+    """
+    given = args.database_url or environ.get("TENANT_DATABASE_URL")
+    if given:
+        url = str(given)
+        if TENANT_PLACEHOLDER not in url:
+            return url
+        if not args.tenant:
+            raise CliError(f"the database URL has {TENANT_PLACEHOLDER}: give --tenant")
+        return tenant_database_url(url, args.tenant)
     if args.tenant:
         return default_database_url(args.tenant)
     raise CliError("give --database-url, TENANT_DATABASE_URL or --tenant")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from contract.config import ConfigError, Env, Secret
 from contract.names import valid_tenant_name
 from contract.redis import SCHEMES as REDIS_SCHEMES
 from contract.redis import RedisSettings, parse_sentinels
+from contract.tenants_file import DEFAULT_SECRETS_DIR, database_url_problem
 
 PREFIX: Final = "TENANT_"
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -46,6 +48,19 @@ DEFAULT_PASSWORD_CHECK_WAIT: Final = 1.0
 # The job queue's Redis: seconds per command, and per connect (or sentinel query).
 REDIS_TIMEOUT: Final = 5.0
 REDIS_CONNECT_TIMEOUT: Final = 2.0
+# Pool backends (TENANT_TENANTS_FILE): a tenant's engine closes after this many
+# seconds without requests; all engines together hold at most this many database
+# connections; a request waits this long for one before it is answered 503; the
+# tenants file is checked for changes this often (seconds).
+DEFAULT_IDLE_CLOSE: Final = 300.0
+DEFAULT_DB_CONNECTIONS: Final = 20
+DEFAULT_DB_CONNECTION_WAIT: Final = 2.0
+DEFAULT_RELOAD_INTERVAL: Final = 2.0
+# A pool tenant's requests running at once (the rest wait): one event loop serves
+# every tenant of a pool, and each request in flight takes its share of it.
+DEFAULT_REQUESTS_PER_TENANT: Final = 2
+TENANT_PLACEHOLDER: Final = "{tenant}"
+MIN_SECRET_BYTES: Final = 32  # HS256 wants a key of at least its output size
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,22 @@ class Settings:
     task_check_auth_token: Secret | None = None
     # FlexMeasures' FLEXMEASURES_MODE, echoed as `server` by getLatestTaskRun.
     mode: str = ""
+    # A pool backend: every tenant of this tenants file whose `backends` contain
+    # `address` (None: the dedicated backend of `name`). Its `database_url` is a
+    # template ({tenant}) unless a tenant has its own `database`.
+    tenants_file: Path | None = None
+    address: str = ""
+    secrets_dir: Path = DEFAULT_SECRETS_DIR
+    idle_close: float = DEFAULT_IDLE_CLOSE
+    db_connections: int = DEFAULT_DB_CONNECTIONS
+    db_connection_wait: float = DEFAULT_DB_CONNECTION_WAIT
+    reload_interval: float = DEFAULT_RELOAD_INTERVAL
+    requests_per_tenant: int = DEFAULT_REQUESTS_PER_TENANT
+
+    @property
+    def pooled(self) -> bool:
+        """Whether this process serves the tenants of a tenants file."""
+        return self.tenants_file is not None
 
     @property
     def job_queue(self) -> bool:
@@ -120,35 +151,87 @@ def default_database_url(tenant: str) -> str:
     return f"sqlite+aiosqlite:///./.flexhost/{tenant}.sqlite3"
 
 
+def tenant_database_url(template: str, tenant: str) -> str:
+    """A TENANT_DATABASE_URL with `{tenant}` replaced by the tenant's name."""
+    return template.replace(TENANT_PLACEHOLDER, tenant)
+
+
+def _address_problem(address: str) -> str | None:
+    try:
+        parsed = urlsplit(address)
+        port = parsed.port
+    except ValueError:
+        return f"not a URL: {address!r}"
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
+        return f"must be a backend URL as tenants.yaml writes it, got {address!r}"
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        return f"must be a base URL without path, got {address!r}"
+    return None
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Settings from `TENANT_*` variables; one ConfigError names every problem."""
     env = Env(environ, PREFIX)
     problems = env.problems
     get = env.text
 
+    raw_file = get("TENANTS_FILE")
+    tenants_file = Path(raw_file) if raw_file else None
+    address = (get("ADDRESS") or "").strip().rstrip("/")
     name = get("NAME") or ""
-    if not name:
-        problems.append(f"{PREFIX}NAME: required")
+    if tenants_file is not None:
+        # A pool: the tenants, their secrets and databases come from the file.
+        if not address:
+            problems.append(f"{PREFIX}ADDRESS: required with {PREFIX}TENANTS_FILE")
+        elif (problem := _address_problem(address)) is not None:
+            problems.append(f"{PREFIX}ADDRESS: {problem}")
+        for key in ("NAME", "SECRET", "SECRET_FILE"):
+            if get(key) is not None:
+                problems.append(
+                    f"{PREFIX}{key}: not with {PREFIX}TENANTS_FILE (a pool's tenants "
+                    "and secrets come from the file)"
+                )
+    elif not name:
+        problems.append(f"{PREFIX}NAME: required (or {PREFIX}TENANTS_FILE)")
     elif not valid_tenant_name(name):
         problems.append(f"{PREFIX}NAME: {name!r} is not a valid subdomain label")
+    elif address:
+        problems.append(f"{PREFIX}ADDRESS: only with {PREFIX}TENANTS_FILE")
 
-    database_url = get("DATABASE_URL") or default_database_url(name or "tenant")
-    if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-        problems.append(
-            f"{PREFIX}DATABASE_URL: must start with sqlite+aiosqlite:// or "
-            "postgresql+asyncpg://"
-        )
+    database_url = get("DATABASE_URL") or default_database_url(
+        TENANT_PLACEHOLDER if tenants_file is not None else name or "tenant"
+    )
+    problem = database_url_problem(tenant_database_url(database_url, "x"))
+    if problem is not None:
+        problems.append(f"{PREFIX}DATABASE_URL: {problem}")
+    elif tenants_file is None:
+        database_url = tenant_database_url(database_url, name or "tenant")
 
-    before = len(problems)
-    secret = env.secret("SECRET")
-    if secret is None:
-        if len(problems) == before:
-            problems.append(f"{PREFIX}SECRET or {PREFIX}SECRET_FILE: required")
-    elif len(secret.get().encode()) < 32:
-        problems.append(f"{PREFIX}SECRET: must be at least 32 bytes (HS256)")
+    secret: Secret | None = None
+    if tenants_file is None:
+        before = len(problems)
+        secret = env.secret("SECRET")
+        if secret is None:
+            if len(problems) == before:
+                problems.append(f"{PREFIX}SECRET or {PREFIX}SECRET_FILE: required")
+        elif len(secret.get().encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{PREFIX}SECRET: must be at least 32 bytes (HS256)")
+    secrets_dir = Path(get("SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+    idle_close = env.number("IDLE_CLOSE", DEFAULT_IDLE_CLOSE, high=7 * 24 * 3600)
+    db_connections = env.integer("DB_CONNECTIONS", DEFAULT_DB_CONNECTIONS)
+    db_connection_wait = env.number(
+        "DB_CONNECTION_WAIT", DEFAULT_DB_CONNECTION_WAIT, high=60
+    )
+    reload_interval = env.number("RELOAD_INTERVAL", DEFAULT_RELOAD_INTERVAL, high=3600)
+    requests_per_tenant = env.integer(
+        "REQUESTS_PER_TENANT", DEFAULT_REQUESTS_PER_TENANT
+    )
 
     host = get("HOST") or DEFAULT_HOST
-    port = env.integer("PORT", DEFAULT_PORT)
+    default_port = DEFAULT_PORT
+    if address and _address_problem(address) is None:
+        default_port = urlsplit(address).port or DEFAULT_PORT
+    port = env.integer("PORT", default_port)
     if port > 65535:
         problems.append(f"{PREFIX}PORT: {port} is not in 1..65535")
 
@@ -248,4 +331,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         password_check_wait=password_check_wait,
         task_check_auth_token=(Secret(raw_task_token) if raw_task_token else None),
         mode=mode,
+        tenants_file=tenants_file,
+        address=address,
+        secrets_dir=secrets_dir,
+        idle_close=idle_close,
+        db_connections=db_connections,
+        db_connection_wait=db_connection_wait,
+        reload_interval=reload_interval,
+        requests_per_tenant=requests_per_tenant,
     )

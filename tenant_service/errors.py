@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from tenant_service.beliefs import SCHEMA, timedelta_text
 
@@ -104,6 +105,15 @@ class PasswordChecksBusyError(ServiceUnavailableError):
 
     default_message = (
         "Too many password checks are in progress; please try again in a second."
+    )
+    default_headers = RETRY_SOON
+
+
+class DatabaseBusyError(ServiceUnavailableError):
+    """A pool backend's database connections are all taken (TENANT_DB_CONNECTIONS)."""
+
+    default_message = (
+        "All database connections are in use; please try again in a second."
     )
     default_headers = RETRY_SOON
 
@@ -316,6 +326,10 @@ def out_of_range(err: BaseException) -> bool:
 
 def from_exception(err: Exception) -> ApiError:
     """The error to answer for an exception that is no ApiError; logs it."""
+    if isinstance(err, PoolTimeoutError):
+        # The tenant's own connections were all taken for the whole wait.
+        logger.warning("no database connection free: %s", err)
+        return DatabaseBusyError()
     if isinstance(err, OperationalError | InterfaceError | OSError):
         # The database is down, restarting or (SQLite) locked by another
         # process: nothing was stored; clients retry on 503 + Retry-After.

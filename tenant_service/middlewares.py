@@ -12,7 +12,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from contract.identity import HEADER, IdentityError
+from contract.identity import HEADER, Identity, IdentityError, claimed_tenant
 from contract.logs import REQUEST_ID, TENANT
 from contract.routes import PREFLIGHT, is_public_path, preflight_response
 from tenant_service import keys
@@ -27,6 +27,7 @@ from tenant_service.identity import Principal
 from tenant_service.logs import write_access
 from tenant_service.store import users as user_store
 from tenant_service.store.users import to_ms
+from tenant_service.tenancy import TenantState
 from tenant_service.writes import WriteTurn
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ async def request_id_and_errors(
     request_id = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
     request[keys.REQUEST_ID] = request_id
     id_token = REQUEST_ID.set(request_id)
-    tenant_token = TENANT.set(request.app[keys.SETTINGS].name)
+    # A dedicated backend's tenant; a pool's is known once the identity is.
+    tenant_token = TENANT.set(request.app[keys.SETTINGS].name or None)
     started = time.perf_counter()
     try:
         response: web.StreamResponse
@@ -83,11 +85,13 @@ async def request_id_and_errors(
         _add_headers(request, response, request_id)
         # Passing probes (every few seconds from each gateway worker) are not logged.
         if response.status != 200 or request.path not in PROBE_PATHS:
+            tenant = request.get(keys.TENANT)
             write_access(
                 method=request.method,
                 path=request.path,
                 status=response.status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                tenant=tenant.name if tenant is not None else None,
             )
         return response
     finally:
@@ -101,7 +105,9 @@ def _add_headers(
     response.headers[REQUEST_ID_HEADER] = request_id
     path = request.path
     if path == "/api" or path.startswith("/api/"):
-        version = request.app[keys.SETTINGS].flexmeasures_version
+        tenant = request.get(keys.TENANT)
+        settings = tenant.settings if tenant is not None else request.app[keys.SETTINGS]
+        version = settings.flexmeasures_version
         response.headers["FlexMeasures-Version"] = version
         if path == "/api/v3_0" or path.startswith("/api/v3_0/"):
             response.headers["API-Version"] = "v3_0"
@@ -113,22 +119,50 @@ def _guarded(path: str) -> bool:
 
 @web.middleware
 async def identity(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require a valid gateway identity on /api and /internal; load the user."""
+    """Require a valid gateway identity on /api and /internal; pick its tenant and
+    load the user.
+
+    The assertion's audience, read unverified, only names whose secret to verify
+    it with; verified with that tenant's secret and audience, it makes that the
+    request's tenant. An unknown audience is a 401 like any bad assertion.
+    """
     path = request.path
     if not _guarded(path):
         return await handler(request)
     token = request.headers.get(HEADER)
     if not token:
         raise UnauthorizedError()
-    settings = request.app[keys.SETTINGS]
+    directory = request.app[keys.TENANTS]
+    tenant = await directory.lookup(claimed_tenant(token))
+    if tenant is None:
+        logger.warning("identity refused: not for a tenant of this backend")
+        raise UnauthorizedError()
+    settings = tenant.settings
     try:
         verified = request.app[keys.IDENTITIES].verify(
-            token, secret=settings.secret.get(), tenant=settings.name
+            token, secret=settings.secret.get(), tenant=tenant.name
         )
     except IdentityError as err:
         logger.warning("identity refused: %s", err)
         raise UnauthorizedError() from err
+    request[keys.TENANT] = tenant
     request[keys.IDENTITY] = verified
+    log_token = TENANT.set(tenant.name)
+    try:
+        async with directory.using(tenant):
+            return await _identified(request, handler, tenant, verified)
+    finally:
+        TENANT.reset(log_token)
+
+
+async def _identified(
+    request: web.Request,
+    handler: Handler,
+    tenant: TenantState,
+    verified: Identity,
+) -> web.StreamResponse:
+    """Serve a request of a verified identity: the service's, or a user's."""
+    path = request.path
     internal = path == "/internal" or path.startswith("/internal/")
     method = "GET" if request.method == "HEAD" else request.method
     if verified.is_service:
@@ -139,13 +173,13 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
         raise ForbiddenError()
     if verified.user_id is None or verified.auth_time_ms is None:
         raise UnauthorizedError()
-    engine = request.app[keys.ENGINE]
-    principals = request.app[keys.PRINCIPALS]
+    engine = tenant.engine
+    principals = tenant.principals
     # SQLite has one writer at a time: this process's writes take turns (fairly
     # across accounts) rather than fail with "database is locked". A handler takes
     # its turn only for its write transaction, never while it reads a body.
     serialize = method != "GET" and engine.dialect.name == "sqlite"
-    turn = WriteTurn(request.app[keys.WRITE_QUEUE] if serialize else None, 0)
+    turn = WriteTurn(tenant.write_queue if serialize else None, 0)
     try:
         async with engine.connect() as conn:
             if method == "GET":
@@ -175,7 +209,7 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
             request[keys.CONN] = conn
             turn.account_id = user.account_id
             request[keys.WRITE_TURN] = turn
-            request.app[keys.SEEN].seen(engine, user.id)
+            tenant.seen.seen(engine, user.id)
             try:
                 return await handler(request)
             finally:

@@ -25,6 +25,7 @@ from contract.identity import (
 )
 from contract.names import valid_tenant_name
 from contract.routes import PUBLIC, PUBLIC_OPS, VERSION_PREFIX
+from contract.tenants_file import parse_tenants
 from deploy.k8s import K8sOptions, render_file
 from deploy.local import Stack, UpOptions, backend_specs
 from gateway import proxy
@@ -32,7 +33,6 @@ from gateway.app import create_app as create_gateway
 from gateway.config import Settings as GatewaySettings
 from gateway.config import load_settings as load_gateway_settings
 from gateway.identity import IdentityCache
-from gateway.tenants_file import parse_tenants
 from tenant_service.app import create_app as create_backend
 from tenant_service.config import Settings as BackendSettings
 from tenant_service.config import load_settings as load_backend_settings

@@ -35,6 +35,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from contract.identity import Caller
+from contract.tenants_file import TenantConfig
 from gateway import keys
 from gateway.errors import (
     ApiError,
@@ -55,7 +56,6 @@ from gateway.reset import (
     user_by_id,
 )
 from gateway.signing import identity_for
-from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle, wait_words
 
 from . import error_page, render, sessions

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from contract.tenants_file import TenantConfig
 from gateway import keys
 from gateway.auth import TokenRecord
 from gateway.tenants import DEFAULT_PORTS
-from gateway.tenants_file import TenantConfig
 
 COOKIE: Final = "flexhost_session"
 SESSION_KIND: Final = "session"

@@ -21,6 +21,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from contract.identity import Caller
+from contract.tenants_file import TenantConfig
 from gateway import keys
 from gateway.auth import token_hash
 from gateway.errors import (
@@ -36,7 +37,6 @@ from gateway.errors import (
 from gateway.login import verify_login
 from gateway.proxy import fetch
 from gateway.signing import identity_for
-from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle
 
 from . import render, sessions

@@ -52,7 +52,7 @@ def parse_credentials(data: dict[str, object]) -> tuple[str, str]:
 async def check_credentials(request: web.Request) -> web.Response:
     """Check an email and password; report who it is (and count the login)."""
     email, password = parse_credentials(await read_json_object(request))
-    engine = request.app[keys.ENGINE]
+    engine = request[keys.TENANT].engine
     checker = request.app[keys.PASSWORDS]
     async with engine.connect() as conn:
         creds = await user_store.get_credentials(conn, email)
@@ -89,7 +89,7 @@ async def check_credentials(request: web.Request) -> web.Response:
 async def find_user(request: web.Request) -> web.Response:
     """Who has this email (a password reset by mail); 404 UNKNOWN_USER if nobody."""
     email = parse_strings(await read_json_object(request), "email")["email"]
-    async with request.app[keys.ENGINE].connect() as conn:
+    async with request[keys.TENANT].engine.connect() as conn:
         user = await user_store.get_user_by_email(conn, email)
     if user is None:
         raise UnknownUserError()
@@ -134,7 +134,7 @@ async def set_user_password(request: web.Request) -> web.Response:
     problems = password_problems(password)
     if problems:
         raise ValidationError("json", {"password": problems})
-    engine = request.app[keys.ENGINE]
+    engine = request[keys.TENANT].engine
     async with engine.connect() as conn:
         user = await user_store.get_user(conn, user_id)
     if user is None:
@@ -148,6 +148,6 @@ async def set_user_password(request: web.Request) -> web.Response:
             actor=audit.Actor(user.id, user.username),
             event=user_store.PASSWORD_RESET,
         )
-    request.app[keys.PRINCIPALS].evict(user.id)
+    request[keys.TENANT].principals.evict(user.id)
     logger.info("password reset by mail link", extra={"user_id": user.id})
     return respond({"user_id": user.id})

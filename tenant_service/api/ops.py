@@ -60,7 +60,7 @@ def _task_answer(
             "lastrun": last_run.isoformat(),
             "process": "FlexMeasures",
             "reason": reason,
-            "server": request.app[keys.SETTINGS].mode,
+            "server": request[keys.TENANT].settings.mode,
             "status": status,
         },
         status=code,
@@ -76,7 +76,7 @@ async def get_latest_task_run(request: web.Request) -> web.Response:
         return _task_answer(
             request, "ERROR", "Not authenticated to check task status.", NEVER, 401
         )
-    expected = request.app[keys.SETTINGS].task_check_auth_token
+    expected = request[keys.TENANT].settings.task_check_auth_token
     if expected is None or not hmac.compare_digest(
         given.encode(), expected.get().encode()
     ):
@@ -85,7 +85,7 @@ async def get_latest_task_run(request: web.Request) -> web.Response:
         )
     if not name:
         return _task_answer(request, "ERROR", "No task name given.", NEVER, 400)
-    async with request.app[keys.ENGINE].connect() as conn:
+    async with request[keys.TENANT].engine.connect() as conn:
         row = (
             await conn.execute(
                 select(latest_task_run.c.datetime, latest_task_run.c.status).where(
@@ -172,10 +172,25 @@ async def get_healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def get_readyz(request: web.Request) -> web.Response:
-    """Readiness: not draining, and the database answers `SELECT 1`."""
+    """Readiness: not draining, and the database answers `SELECT 1`.
+
+    A pool backend answers for the process: it opens no tenant's database for a
+    probe (its tenants' databases are checked by their own first requests).
+    """
     if request.app[keys.DRAIN].started:
         return respond({"status": "DRAINING"}, status=503)
-    if not await ping(request.app[keys.ENGINE]):
+    directory = request.app[keys.TENANTS]
+    if request.app[keys.SETTINGS].pooled:
+        budget = directory.budget
+        return respond(
+            {
+                "status": "ok",
+                "tenants": len(directory),
+                "open_engines": directory.open_engines,
+                "database_connections": budget.held if budget is not None else 0,
+            }
+        )
+    if not await ping(directory.only().engine):
         return respond(
             {"status": "DATABASE_UNAVAILABLE", "database_sql": False}, status=503
         )

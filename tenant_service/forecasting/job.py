@@ -1,7 +1,7 @@
 """The forecasting job function: read history, forecast, store the forecast.
 
 RQ runs `run_forecast_job` on the tenant's scheduling queue, in the scheduling
-worker (it shares that worker's event loop and database engine, `RUNTIME`). Per
+worker (on the engine of the tenant whose queue it came from, `run_for_tenant`). Per
 viewpoint (one, unless `forecast-frequency` asks for more) the job reads, as known
 at the viewpoint's belief time (belief time <= it), the target sensor's history
 (latest belief per event, on its own resolution, in its own unit), the past
@@ -33,7 +33,11 @@ from tenant_service.forecasting.model import (
     Series,
     forecast,
 )
-from tenant_service.scheduling.job import RUNTIME, read_series, remember_failure
+from tenant_service.scheduling.job import (
+    read_series,
+    remember_failure,
+    run_for_tenant,
+)
 from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
@@ -52,9 +56,8 @@ LAG_MARGIN_MS: Final = 8 * DAY_MS
 
 def run_forecast_job(request: dict[str, Any]) -> dict[str, Any]:
     """The job function: make and store one forecast (see the module docstring)."""
-    runtime = RUNTIME.get()
     try:
-        return runtime.loop.run_until_complete(compute(runtime.engine, request))
+        return run_for_tenant(compute, request)
     except ForecastError as err:
         # The same inputs would fail again: no retry.
         remember_failure(err, retry=False)

@@ -1,11 +1,12 @@
 """The scheduling job function: compute and store one schedule.
 
 RQ runs `run_schedule_job` in a worker process (worker.py), which sets RUNTIME: its
-one event loop, database engine and settings. A job reads the sensors and series its
-flex-model and flex-context name (as of its belief time), solves the linear program
-and stores each device's power as beliefs of its power sensor under the scheduler
-data source, in one transaction. Failures keep their reason in the job's meta
-(`exception`), which the API reports as FlexMeasures does.
+one event loop and the tenants it serves, and JOB_TENANT per job: the tenant whose
+queue the job was taken from. A job works on that tenant's database only. It reads
+the sensors and series its flex-model and flex-context name (as of its belief
+time), solves the linear program and stores each device's power as beliefs of its
+power sensor under the scheduler data source, in one transaction. Failures keep their
+reason in the job's meta (`exception`), which the API reports as FlexMeasures does.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from rq import get_current_job
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenant_service.beliefs import Belief, reindex_columns
-from tenant_service.config import Settings
 from tenant_service.scheduling import flexmodel, grid
 from tenant_service.scheduling.problem import InfeasibleError
 from tenant_service.scheduling.storage import solve
@@ -32,6 +32,9 @@ from tenant_service.store import beliefs as belief_store
 from tenant_service.store import sources as source_store
 from tenant_service.store.sensors import SensorRecord, get_sensor
 from tenant_service.units import conversion
+
+if TYPE_CHECKING:  # the directory's module serves requests too (aiohttp)
+    from tenant_service.tenancy import Directory
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +45,19 @@ SCHEDULER_VERSION: Final = "1"
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """What jobs of this worker process share."""
+    """What jobs of this worker process share: its event loop, and the tenants it
+    serves with their lazily opened engines (one tenant, or a pool's)."""
 
     loop: asyncio.AbstractEventLoop
-    engine: AsyncEngine
-    settings: Settings
+    directory: Directory
 
 
 RUNTIME: Final[contextvars.ContextVar[Runtime]] = contextvars.ContextVar("runtime")
+# The tenant whose queue the running job was taken from, set by the worker around
+# each job: it alone chooses the database (never the job's arguments).
+JOB_TENANT: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("job_tenant")
+
+Compute = Callable[[AsyncEngine, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class SchedulingError(Exception):
@@ -58,9 +66,8 @@ class SchedulingError(Exception):
 
 def run_schedule_job(request: dict[str, Any]) -> dict[str, Any]:
     """The job function: compute and store one schedule (see the module docstring)."""
-    runtime = RUNTIME.get()
     try:
-        return runtime.loop.run_until_complete(compute(runtime.engine, request))
+        return run_for_tenant(compute, request)
     except (SchedulingError, InfeasibleError) as err:
         # The same inputs would fail again: no retry.
         remember_failure(err, retry=False)
@@ -68,6 +75,25 @@ def run_schedule_job(request: dict[str, Any]) -> dict[str, Any]:
     except Exception as err:
         remember_failure(err, retry=True)
         raise
+
+
+def run_for_tenant(work: Compute, request: dict[str, Any]) -> dict[str, Any]:
+    """Run `work` on the engine of the job's tenant (JOB_TENANT) in the worker's
+    event loop."""
+    runtime = RUNTIME.get()
+    return runtime.loop.run_until_complete(
+        _with_engine(runtime.directory, JOB_TENANT.get(), work, request)
+    )
+
+
+async def _with_engine(
+    directory: Directory, tenant: str, work: Compute, request: dict[str, Any]
+) -> dict[str, Any]:
+    state = directory.get(tenant)
+    if state is None:  # removed from the pool since its job was taken: retried
+        raise LookupError(f"tenant {tenant} is not served by this worker")
+    async with directory.using(state) as used:
+        return await work(used.engine, request)
 
 
 def remember_failure(err: Exception, *, retry: bool) -> None:

@@ -1,20 +1,16 @@
-"""Engine creation, schema migration and the database cleanup context."""
+"""Engine creation and schema migration."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import web
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from tenant_service import keys
 
 logger = logging.getLogger(__name__)
 
@@ -34,23 +30,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 # (each new PostgreSQL connection costs a TLS attempt and a handshake).
 POOL_SIZE: Final = 20
 POOL_OVERFLOW: Final = 20
+POOL_TIMEOUT: Final = 30.0  # SQLAlchemy's default wait for a pooled connection
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = POOL_OVERFLOW,
+    pool_timeout: float = POOL_TIMEOUT,
+) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
     parsed = make_url(url)
+    pool = {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout,
+    }
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(
-            url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
-        )
+        engine = create_async_engine(url, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        url, pool_recycle=1800, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
-    )
+    return create_async_engine(url, pool_recycle=1800, **pool)
 
 
 def alembic_config() -> Config:
@@ -90,21 +94,3 @@ async def ping(engine: AsyncEngine) -> bool:
         logger.warning("database ping failed", exc_info=True)
         return False
     return True
-
-
-async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the engine, check it with SELECT 1, and dispose of it at shutdown."""
-    settings = app[keys.SETTINGS]
-    engine = create_engine(settings.database_url)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception:
-        await engine.dispose()
-        raise
-    app[keys.ENGINE] = engine
-    logger.info("database ready", extra={"dialect": engine.dialect.name})
-    try:
-        yield
-    finally:
-        await engine.dispose()

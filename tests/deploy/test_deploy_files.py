@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 
 from contract.config import ConfigError
 from contract.config import Secret as TenantSecret
+from contract.tenants_file import parse_tenants
 from deploy.cli import _parser, main
 from deploy.k8s import (
     SECRETS_DIR,
@@ -38,7 +39,6 @@ from deploy.k8s import (
 )
 from gateway.config import Settings as GatewaySettings
 from gateway.config import load_settings
-from gateway.tenants_file import parse_tenants
 from tenant_service.app import create_app as create_tenant_app
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.config import load_settings as load_tenant_settings
@@ -414,7 +414,11 @@ UNIT_COMMANDS: Final = {
     "flexhost-gateway.service": ("gateway", "/etc/flexhost/gateway.env"),
     "flexhost-tenant@.service": ("tenant", "/etc/flexhost/tenant-%i.env"),
     "flexhost-worker@.service": ("worker", "/etc/flexhost/tenant-%i.env"),
+    "flexhost-pool@.service": ("pool", "/etc/flexhost/pool-%i.env"),
+    "flexhost-pool-worker@.service": ("pool-worker", "/etc/flexhost/pool-%i.env"),
 }
+# Pools take their address from the env file: the instance names the file only.
+POOL_COMMANDS: Final = frozenset({"pool", "pool-worker"})
 
 
 def _unit(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -458,7 +462,8 @@ def test_systemd_unit_has_required_settings(name: str) -> None:
     }.items():
         assert service[key] == value, key
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
-    # ExecStart is an existing `flexhost` command (the %i instance: a tenant name)
+    # ExecStart is an existing `flexhost` command (the %i instance: a tenant name,
+    # or a pool's, whose address is in its env file)
     program, *args = shlex.split(service["ExecStart"])
     assert Path(program).name == "flexhost"
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
@@ -466,7 +471,9 @@ def test_systemd_unit_has_required_settings(name: str) -> None:
     assert args[0] == command
     parsed = _parser().parse_args([a.replace("%i", "company") for a in args])
     assert parsed.command == command
-    assert ("%i" in args) == name.endswith("@.service")
+    assert ("%i" in args) == (
+        name.endswith("@.service") and command not in POOL_COMMANDS
+    )
 
 
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -531,6 +538,10 @@ def test_env_examples_are_valid_settings(tmp_path: Path) -> None:
     load_tenant_settings(
         {**tenant, "TENANT_NAME": "company", "TENANT_SECRET_FILE": str(secret)}
     )
+    pool, _text = _env_file(UNITS / "pool.env.example")
+    settings = load_tenant_settings(pool)
+    assert settings.pooled
+    assert settings.port == 8201  # TENANT_ADDRESS's
 
 
 # --- container ------------------------------------------------------------------
@@ -858,9 +869,10 @@ def test_k8s_refuses_an_invalid_tenants_file_as_check_does(
 def test_k8s_refuses_tenants_whose_objects_share_names(
     subdomains: list[str], clash: str
 ) -> None:
+    # Each on its own address: dedicated (tenants sharing one are a pool).
     text = "tenants:\n" + "".join(
-        f"  - subdomain: {s}\n    backends: [http://127.0.0.1:8101]\n"
-        for s in subdomains
+        f"  - subdomain: {s}\n    backends: [http://127.0.0.1:{8101 + i}]\n"
+        for i, s in enumerate(subdomains)
     )
     config = parse_tenants(text, check_secrets=False)
     with pytest.raises(ConfigError) as caught:

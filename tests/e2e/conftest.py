@@ -38,6 +38,15 @@ class LoopbackResolver(AbstractResolver):
 
 
 @pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session with short timeouts (for a `flexhost up` on loopback)."""
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10)
+    ) as session:
+        yield session
+
+
+@pytest.fixture
 async def fm_session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session that resolves every host to 127.0.0.1."""
     session = aiohttp.ClientSession(

@@ -29,15 +29,6 @@ from tests.helpers.wait import INTERVAL
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A client session with short timeouts."""
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=10)
-    ) as session:
-        yield session
-
-
 async def wait_closed(port: int, seconds: float) -> bool:
     """Whether 127.0.0.1:port stops accepting connections within `seconds`."""
     deadline = time.monotonic() + seconds

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract.identity import HEADER, ISSUER
+from contract.tenants_file import TenantsConfig, parse_tenants
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.health import PROBE_PATH
-from gateway.tenants_file import TenantsConfig, parse_tenants
 from tests.helpers.net import free_port
 
 # Re-exported: many gateway tests import these two from here.

@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from contract.config import Secret
+from contract.tenants_file import DEFAULT_MAX_BODY_BYTES
 from gateway.app import create_app as create_gateway
 from gateway.config import Settings as GatewaySettings
 from gateway.proxy import BUFFER_LIMIT, CHUNK
-from gateway.tenants_file import DEFAULT_MAX_BODY_BYTES
 from tenant_service.app import create_app as create_backend
 from tenant_service.config import DEFAULT_MAX_DATA_BYTES
 from tenant_service.config import Settings as BackendSettings

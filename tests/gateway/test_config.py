@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,10 @@ from hypothesis import strategies as st
 
 from contract.config import ConfigError, Secret
 from contract.redis import parse_sentinels
+from contract.tenants_file import load_tenants, parse_tenants, resolve_database
 from gateway.app import redis_target
 from gateway.config import Settings, load_settings
 from gateway.tenants import normalize_host
-from gateway.tenants_file import load_tenants, parse_tenants
 
 FULL = """\
 base_domains: [flexmeasures.io, localhost]
@@ -423,3 +424,85 @@ def test_normalize_host_ignores_port_case_and_trailing_dot(
     raw = host.upper() + ("." if dot else "") + f":{port}"
     assert normalize_host(raw) == host.rstrip(".")
     assert normalize_host(f"[::1]:{port}") == "::1"
+
+
+def _with_database(value: str) -> str:
+    return (
+        "tenants:\n  - subdomain: a\n    backends: [http://127.0.0.1:8101]\n"
+        f"    database: {value}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/fh_a",
+        "sqlite+aiosqlite:///./.flexhost/a.sqlite3",
+        "env:FH_DB_A",
+    ],
+)
+def test_parse_tenants_database_kept_as_given(value: str) -> None:
+    (tenant,) = parse_tenants(_with_database(value), check_secrets=False).tenants
+    assert tenant.database == value
+
+
+def test_parse_tenants_database_file_reference_made_absolute(tmp_path: Path) -> None:
+    text = _with_database(f"file:{tmp_path}/db-url")
+    (tenant,) = parse_tenants(text, check_secrets=False).tenants
+    assert tenant.database == f"file:{tmp_path / 'db-url'}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("mysql://h/db", "must start with sqlite+aiosqlite:// or postgresql"),
+        ("postgresql+asyncpg://h:port/db", "not a database URL"),
+        ("postgresql+asyncpg://h", "must name a database"),
+        ("postgresql+asyncpg://u:hunter2hunter2@h/db", "must not hold a password"),
+        ("env:1X", "env: needs a variable name"),
+        ("'file:'", "file: needs a path"),
+        ("5", "must be a database URL"),
+    ],
+)
+def test_parse_tenants_database_rejects(value: str, expected: str) -> None:
+    found = problems_of(_with_database(value), check_secrets=False)
+    assert len(found) == 1
+    assert expected in found[0]
+    assert "hunter2" not in found[0]
+
+
+def test_resolve_database_reads_env_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql+asyncpg://u:pw@127.0.0.1/fh_a"
+    monkeypatch.setenv("FH_DB_A", url)
+    (tmp_path / "db").write_text(url + "\n")
+    assert resolve_database("env:FH_DB_A") == url
+    assert resolve_database(f"file:{tmp_path / 'db'}") == url
+    assert resolve_database("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    monkeypatch.setenv("FH_DB_A", "mysql://u:pw@h/db")
+    with pytest.raises(ValueError, match="must start with") as info:
+        resolve_database("env:FH_DB_A")
+    assert "pw" not in str(info.value)
+    with pytest.raises(ValueError, match="cannot read"):
+        resolve_database(f"file:{tmp_path / 'none'}")
+    monkeypatch.delenv("FH_DB_A")
+    with pytest.raises(ValueError, match="unset or empty"):
+        resolve_database("env:FH_DB_A")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=120))
+def test_parse_tenants_arbitrary_database_raises_only_config_error(
+    value: str,
+) -> None:
+    """Any `database` is kept (a URL or a reference) or refused by ConfigError."""
+    text = "tenants:\n  - subdomain: a\n    backends: [http://127.0.0.1:8101]\n"
+    text += f"    database: {json.dumps(value)}\n"
+    try:
+        (tenant,) = parse_tenants(text, check_secrets=False).tenants
+    except ConfigError:
+        return
+    assert tenant.database.startswith(
+        ("env:", "file:", "sqlite+aiosqlite://", "postgresql+asyncpg://")
+    )

@@ -21,9 +21,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from contract.config import ConfigError
+from contract.rates import Rate
 from gateway import keys
 from gateway.config import load_settings
-from gateway.rates import Rate
 from tests.gateway.conftest import GatewayFactory, metric, tenants_text, write_secret
 from tests.helpers.net import free_port
 

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from contract.config import ConfigError
+from contract.rates import Rate, RateLimits, parse_rate
+from contract.tenants_file import parse_tenants
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.limits import Bucket, LocalBuckets
-from gateway.rates import Rate, RateLimits, parse_rate
-from gateway.tenants_file import parse_tenants
 from tests.gateway.conftest import (
     EchoBackend,
     GatewayFactory,

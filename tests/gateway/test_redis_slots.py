@@ -26,13 +26,13 @@ from redis.exceptions import ResponseError
 from rq import Queue
 
 from contract.config import Secret as TenantSecret
+from contract.rates import Rate, RateLimits
+from contract.tenants_file import TenantConfig
 from gateway import auth, limits, reset
 from gateway import throttle as login_throttle
 from gateway.auth import TokenStore
 from gateway.errors import TooManyRequestsError
 from gateway.limits import RateLimiter
-from gateway.rates import Rate, RateLimits
-from gateway.tenants_file import TenantConfig
 from gateway.throttle import LoginThrottle
 from tenant_service.config import Settings as TenantSettings
 from tenant_service.scheduling import jobs

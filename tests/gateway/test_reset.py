@@ -22,9 +22,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from redis.asyncio import Redis
 
 from contract.config import ConfigError, Secret
+from contract.tenants_file import parse_tenants
 from gateway.config import load_settings
 from gateway.reset import link_hash
-from gateway.tenants_file import parse_tenants
 from tests.helpers.net import free_port
 from tests.helpers.pages import (
     COMPANY,

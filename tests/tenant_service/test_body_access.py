@@ -145,7 +145,7 @@ async def test_a_slow_body_holds_no_database_connection(
     sensor = await make_sensor(client, world.admin, asset["id"], "power")
     app = client.app
     assert app is not None
-    pool = app[keys.ENGINE].sync_engine.pool
+    pool = app[keys.TENANTS].only().engine.sync_engine.pool
     assert isinstance(pool, QueuePool)
     writers = []
     for index in range(3):

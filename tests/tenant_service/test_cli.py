@@ -147,6 +147,16 @@ def test_cli_database_url_from_env_and_tenant(
     assert main(["migrate"], {}) == 1
 
 
+def test_cli_database_url_template_needs_the_tenant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"TENANT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/{{tenant}}.db"}
+    assert main(["migrate"], env) == 1
+    assert "give --tenant" in capsys.readouterr().err
+    assert main(["--tenant", "acme", "migrate"], env) == 0
+    assert (tmp_path / "acme.db").exists()
+
+
 async def test_ensure_demo_account(sqlite_database_url: str) -> None:
     assert await ensure_demo_account(sqlite_database_url, "acme", "demo-password")
     assert not await ensure_demo_account(sqlite_database_url, "acme", "other")

@@ -85,3 +85,69 @@ def test_load_settings_job_queue_problems() -> None:
         "TENANT_REDIS_SENTINEL_MASTER",
         "TENANT_REDIS_URL, TENANT_REDIS_SENTINELS",
     ]
+
+
+def test_load_settings_pool(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "TENANT_TENANTS_FILE": str(tmp_path / "tenants.yaml"),
+            "TENANT_ADDRESS": "http://127.0.0.1:8201/",
+            "TENANT_DATABASE_URL": "postgresql+asyncpg://fh@127.0.0.1/fh_{tenant}",
+            "TENANT_IDLE_CLOSE": "30",
+            "TENANT_DB_CONNECTIONS": "8",
+        }
+    )
+    assert settings.pooled
+    assert settings.address == "http://127.0.0.1:8201"
+    assert settings.port == 8201, "the address's port"
+    assert settings.database_url.endswith("/fh_{tenant}"), "a template"
+    assert (settings.idle_close, settings.db_connections) == (30.0, 8)
+    default = load_settings(
+        {
+            "TENANT_TENANTS_FILE": "t.yaml",
+            "TENANT_ADDRESS": "http://127.0.0.1:8201",
+        }
+    )
+    assert default.database_url == "sqlite+aiosqlite:///./.flexhost/{tenant}.sqlite3"
+
+
+def test_load_settings_dedicated_fills_the_tenant_into_the_url() -> None:
+    settings = load_settings(
+        {
+            "TENANT_NAME": "acme",
+            "TENANT_SECRET": SECRET,
+            "TENANT_DATABASE_URL": "sqlite+aiosqlite:///./data/{tenant}.db",
+        }
+    )
+    assert settings.database_url == "sqlite+aiosqlite:///./data/acme.db"
+    assert not settings.pooled
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"TENANT_ADDRESS": ""}, "TENANT_ADDRESS: required with TENANT_TENANTS_FILE"),
+        ({"TENANT_ADDRESS": "127.0.0.1:8201"}, "TENANT_ADDRESS: must be a backend URL"),
+        ({"TENANT_ADDRESS": "http://h:1/x"}, "TENANT_ADDRESS: must be a base URL"),
+        ({"TENANT_NAME": "acme"}, "TENANT_NAME: not with TENANT_TENANTS_FILE"),
+        ({"TENANT_SECRET": SECRET}, "TENANT_SECRET: not with TENANT_TENANTS_FILE"),
+        ({"TENANT_DB_CONNECTIONS": "0"}, "TENANT_DB_CONNECTIONS: must be at least 1"),
+        ({"TENANT_IDLE_CLOSE": "-1"}, "TENANT_IDLE_CLOSE: must be more than 0"),
+    ],
+)
+def test_load_settings_pool_problems(env: dict[str, str], expected: str) -> None:
+    base = {"TENANT_TENANTS_FILE": "t.yaml", "TENANT_ADDRESS": "http://h:8201"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**base, **env})
+    assert any(expected in problem for problem in caught.value.problems), caught.value
+
+
+def test_load_settings_address_only_in_a_pool() -> None:
+    with pytest.raises(ConfigError, match="TENANT_ADDRESS: only with"):
+        load_settings(
+            {
+                "TENANT_NAME": "acme",
+                "TENANT_SECRET": SECRET,
+                "TENANT_ADDRESS": "http://h:1",
+            }
+        )

@@ -27,10 +27,10 @@ from tenant_service.scheduling import jobs
 from tenant_service.scheduling.worker import make_worker
 from tests.helpers.schedules import (
     DAY,
-    PRICES,
-    Site,
+    STEPS,
+    batteries_trigger,
     battery,
-    make_sensor,
+    make_batteries,
     make_site,
     trigger,
     wait_for_job,
@@ -48,9 +48,6 @@ from tests.tenant_service.conftest import (
 # Short, so an abandoned job's heartbeat lapses soon; the solver gets 5 s less
 # (at least 1 s), enough for the job below (about 1 s, 0.7 s of it solving).
 JOB_TIMEOUT: Final = 8
-# Six batteries over the longest window: a job that stays STARTED for about a second.
-BATTERIES: Final = 6
-STEPS: Final = 2520
 # An abandoned job's heartbeat lapses this long past the job timeout, and workers
 # sweep for such jobs this often (shorter than the defaults, 10 s and 15 s, which
 # would make a test of recovery wait half a minute).
@@ -133,31 +130,6 @@ async def wait_for_status(
         await asyncio.sleep(0.05)
 
 
-async def make_batteries(client: Client, world: World) -> tuple[Site, list[int]]:
-    """A site with prices over the longest window and BATTERIES power sensors."""
-    site = await make_site(client, world)  # prices of DAY
-    days = -(-STEPS // 96)
-    response = await client.post(
-        f"/api/v3_0/sensors/{site.price}/data",
-        json={
-            "start": "2026-03-03T00:00:00+00:00",
-            "duration": f"PT{24 * days}H",
-            "unit": "EUR/MWh",
-            "values": PRICES * days,
-        },
-        headers=identity(world.member),
-    )
-    assert response.status == 200, await response.text()
-    power = [site.power]
-    for index in range(1, BATTERIES):
-        power.append(
-            await make_sensor(
-                client, world.account_admin, site.asset, f"power {index}", unit="MW"
-            )
-        )
-    return site, power
-
-
 def job_and_worker_counts(
     settings: Settings, job_id: str
 ) -> tuple[int | None, list[tuple[int, int]]]:
@@ -196,16 +168,10 @@ async def test_worker_killed_mid_job_does_not_lose_the_job(
 ) -> None:
     client = await aiohttp_client(create_app(fault_settings))
     site, power = await make_batteries(client, world)
-    model = battery(site)["flex-model"]
     first = start_worker(workers, fault_settings)
     response = await client.post(
         f"/api/v3_0/assets/{site.asset}/schedules/trigger",
-        json={
-            "start": DAY,
-            "duration": f"PT{STEPS // 4}H",
-            "flex-model": [{**model, "sensor": sensor} for sensor in power],
-            "flex-context": {"consumption-price": {"sensor": site.price}},
-        },
+        json=batteries_trigger(site, power),
         headers=identity(world.member),
     )
     answer = await response.json()

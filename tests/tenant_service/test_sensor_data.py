@@ -765,7 +765,7 @@ def test_sensor_data_routes_registered(settings: Settings) -> None:
 async def test_sensor_data_source_id_remembered_only_once_committed(
     client: Client, world: World, data_sensors: Sensors
 ) -> None:
-    sources = client.app[keys.SOURCES]
+    sources = client.app[keys.TENANTS].only().sources
     assert world.member not in sources._ids
     assert (await post(client, data_sensors.power, body(), world.member))[0] == 200
     assert world.member not in sources._ids  # created in that request's transaction

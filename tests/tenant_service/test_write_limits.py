@@ -242,7 +242,7 @@ async def test_writes_wait_for_their_turn_and_repeats_take_none(
         pytest.skip("PostgreSQL has concurrent writers: no write turns")
     app = client.app
     assert app is not None
-    queue = app[keys.WRITE_QUEUE]
+    queue = app[keys.TENANTS].only().write_queue
     asset = await make_asset(client, world.admin, name="Site", account_id=world.acme)
     sensor = await make_sensor(client, world.member, asset["id"], "PT15M")
     series = [1.0] * 96

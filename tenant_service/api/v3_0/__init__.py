@@ -89,7 +89,7 @@ async def without_connection(
         return await read()
     await conn.close()
     body = await read()
-    fresh = request.app[keys.ENGINE].connect()
+    fresh = request[keys.TENANT].engine.connect()
     await fresh.start()
     request[keys.CONN] = fresh  # the identity middleware closes it
     if request.method in ("GET", "HEAD"):

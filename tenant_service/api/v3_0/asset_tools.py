@@ -200,7 +200,7 @@ async def get_asset_jobs(request: web.Request) -> web.Response:
     connection = request.app.get(keys.JOB_REDIS)
     if connection is None:
         return respond({"jobs": [], "redis_connection_err": "Redis not configured"})
-    settings: Settings = request.app[keys.SETTINGS]
+    settings: Settings = request[keys.TENANT].settings
     try:
         found = await asyncio.to_thread(
             jobs.entity_jobs,

@@ -14,5 +14,5 @@ routes = web.RouteTableDef()
 @routes.get(PREFIX + "/health/ready")
 async def get_health_ready(request: web.Request) -> web.Response:
     """Get readiness status"""
-    ok = await ping(request.app[keys.ENGINE])
+    ok = await ping(request[keys.TENANT].engine)
     return respond({"database_sql": ok}, status=200 if ok else 503)

@@ -67,7 +67,7 @@ def connection(request: web.Request) -> redis.Redis:
 
 async def accept(request: web.Request, **kwargs: Any) -> jobs.Accepted:
     """`jobs.accept_trigger` off the event loop; 429 past the account's limit."""
-    settings: Settings = request.app[keys.SETTINGS]
+    settings: Settings = request[keys.TENANT].settings
     client = connection(request)
     with redis_errors():
         try:
@@ -92,7 +92,7 @@ def _period_text(seconds: int) -> str:
 
 async def fetch_job(request: web.Request, job_id: str) -> Job | None:
     """This tenant's job with that id, or None."""
-    settings: Settings = request.app[keys.SETTINGS]
+    settings: Settings = request[keys.TENANT].settings
     client = connection(request)
     with redis_errors():
         return await asyncio.to_thread(jobs.fetch, client, settings, job_id)
@@ -210,7 +210,7 @@ async def get_account_jobs(request: web.Request) -> web.Response:
     client = request.app.get(keys.JOB_REDIS)
     if client is None:
         return respond({"jobs": [], "redis_connection_err": "Redis not configured"})
-    settings: Settings = request.app[keys.SETTINGS]
+    settings: Settings = request[keys.TENANT].settings
     try:
         found = await asyncio.to_thread(
             jobs.jobs_of, client, settings, set(assets), set(sensor_rows)

@@ -129,7 +129,7 @@ async def _trigger(
     asset: Any,
     target: str,
 ) -> web.Response:
-    settings = request.app[keys.SETTINGS]
+    settings = request[keys.TENANT].settings
     conn = request[keys.CONN]
     who = principal(request)
     start_ms, _ = fields.datetime_ms("start", required=True)
@@ -337,7 +337,7 @@ async def get_schedule(request: web.Request) -> web.Response:
         raise UnknownScheduleError(job_api.failure_message(job))
     if status != JobStatus.FINISHED:
         message = job_api.pending_message(job, status)
-        if request.app[keys.SETTINGS].pending_schedule_accepted:
+        if request[keys.TENANT].settings.pending_schedule_accepted:
             return respond(
                 {"status": str(status.value).upper(), "message": message}, status=202
             )

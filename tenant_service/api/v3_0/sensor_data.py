@@ -102,7 +102,7 @@ DEPRECATION: Final = "true"
 
 async def read_body(request: web.Request) -> bytes:
     """The body, refused with 413 above the limit (by Content-Length and as read)."""
-    limit = request.app[keys.SETTINGS].max_data_bytes
+    limit = request[keys.TENANT].settings.max_data_bytes
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLargeError(limit)
@@ -151,7 +151,7 @@ async def _post_data(
     Rows are built before this request takes its turn at the tenant's writer,
     which it then holds only for the insert.
     """
-    settings = request.app[keys.SETTINGS]
+    settings = request[keys.TENANT].settings
     post = parse_post(data, extra=extra)
     count = beliefs_to_store(post, sensor)
     if count > settings.max_beliefs_per_request:
@@ -177,8 +177,8 @@ async def _store_rows(
     FlexMeasures 1.0.1 answers an upload).
     """
     who = principal(request)
-    settings = request.app[keys.SETTINGS]
-    sources = request.app[keys.SOURCES]
+    settings = request[keys.TENANT].settings
+    sources = request[keys.TENANT].sources
     conn = request[keys.CONN]
     allow = settings.allow_data_overwrite
     try:
@@ -267,7 +267,7 @@ async def upload_sensor_data(request: web.Request) -> web.Response:
         request.headers.get(hdrs.CONTENT_TYPE, ""),
         body,
         sensor,
-        limit=request.app[keys.SETTINGS].max_beliefs_per_request,
+        limit=request[keys.TENANT].settings.max_beliefs_per_request,
         now_ms=int(time.time() * 1000),
     )
     return await _store_rows(request, sensor, rows, partly_known=True)

@@ -266,7 +266,7 @@ async def patch_user(request: web.Request) -> web.Response:
     updated = await _load_user(conn, user.id)
     body = dump_user(updated)
     await conn.commit()
-    request.app[keys.PRINCIPALS].evict(user.id)
+    request[keys.TENANT].principals.evict(user.id)
     response = respond(body)
     if revoked:
         response.headers[REVOKE_HEADER] = str(user.id)
@@ -340,7 +340,7 @@ async def reset_user_password(request: web.Request) -> web.Response:
         event=user_store.PASSWORD_RESET,
     )
     await conn.commit()
-    request.app[keys.PRINCIPALS].evict(user.id)
+    request[keys.TENANT].principals.evict(user.id)
     response = respond({})
     response.headers[REVOKE_HEADER] = str(user.id)
     return response

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 import yaml
 from packaging.version import InvalidVersion, Version
@@ -15,8 +16,13 @@ from yarl import URL
 
 from contract.config import ConfigError, Secret, read_secret_file
 from contract.names import TENANT_NAME_RULE, valid_tenant_name
-
-from .rates import DEFAULT_PER_TOKEN, DEFAULT_RATE_LIMITS, Rate, RateLimits, parse_rate
+from contract.rates import (
+    DEFAULT_PER_TOKEN,
+    DEFAULT_RATE_LIMITS,
+    Rate,
+    RateLimits,
+    parse_rate,
+)
 
 DEFAULT_BASE_DOMAINS: Final = ("flexmeasures.io", "localhost")
 DEFAULT_TOKEN_TTL: Final = 21600
@@ -64,6 +70,10 @@ class TenantConfig:
     rate_limits: RateLimits = DEFAULT_RATE_LIMITS
     # The sender of the tenant's mail (password reset); "": GATEWAY_MAIL_FROM.
     mail_from: str = ""
+    # The tenant's database for its backends (overrides a pool's TENANT_DATABASE_URL
+    # template): a URL without a password, or env:VARIABLE / file:/path holding one
+    # (resolve_database). "": the backend's own setting.
+    database: str = ""
     secret: Secret | None = field(default=None, compare=False)
 
 
@@ -76,6 +86,8 @@ class TenantsConfig:
 
 
 _TOP_KEYS: Final = frozenset({"base_domains", "tenants"})
+
+
 # libyaml's parser when PyYAML has it (ten times faster on a big file); its nodes
 # carry the same line and column marks.
 Loader: TypeAlias = yaml.SafeLoader | yaml.CSafeLoader
@@ -463,6 +475,90 @@ def _secret(entry: _Entry, key: str) -> tuple[str, Secret | None]:
     return ref, Secret(value)
 
 
+DATABASE_SCHEMES: Final = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a tenant database URL (None: nothing)."""
+    if not url.startswith(DATABASE_SCHEMES):
+        return "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return "not a database URL"
+    if not parsed.path.strip("/"):
+        return "must name a database (or a SQLite file)"
+    return None
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+def _database(entry: _Entry, key: str) -> str:
+    """A URL without password, or an env:/file: reference to one (kept as given).
+
+    tenants.yaml is read by every gateway and often kept in git: a password in it
+    would be in clear in both places, so a URL with one must come from the
+    environment or a file, like the identity secret (or from ~/.pgpass, which
+    asyncpg reads for a URL without password).
+    """
+    given = entry.get(key)
+    if given is None:
+        return ""
+    node, raw = given
+    if not isinstance(raw, str) or not raw.strip():
+        entry.add(node, key, "must be a database URL, env:VARIABLE or file:/path")
+        return ""
+    value = raw.strip()
+    kind, _, target = value.partition(":")
+    if kind == "env":
+        if not ENV_NAME_RE.match(target):
+            entry.add(node, key, f"env: needs a variable name, got {value!r}")
+            return ""
+        return value
+    if kind == "file":
+        if not target:
+            entry.add(node, key, "file: needs a path")
+            return ""
+        return f"file:{Path(target).expanduser().absolute()}"
+    problem = database_url_problem(value)
+    if problem is None and _has_password(value):
+        problem = (
+            "must not hold a password (tenants.yaml is no secret store): "
+            "use env:VARIABLE or file:/path, or ~/.pgpass"
+        )
+    if problem is not None:
+        # Not the value itself: it may hold a password.
+        entry.add(node, key, problem)
+        return ""
+    return value
+
+
+def resolve_database(ref: str) -> str:
+    """The URL behind a tenant's `database` (ValueError naming the reference)."""
+    kind, _, target = ref.partition(":")
+    if kind == "env":
+        url = os.environ.get(target, "").strip()
+        if not url:
+            raise ValueError(f"database {ref}: the variable is unset or empty")
+    elif kind == "file":
+        try:
+            url = read_secret_file(target)
+        except OSError as err:
+            raise ValueError(f"database {ref}: cannot read: {err.strerror}") from err
+    else:
+        return ref
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise ValueError(f"database {ref}: {problem}")
+    return url
+
+
 # Each field of a tenant and its reader, in the order problems are reported.
 _READERS: Final[dict[str, _Reader]] = {
     "subdomain": _subdomain,
@@ -482,6 +578,7 @@ _READERS: Final[dict[str, _Reader]] = {
     "upstream_timeout": _upstream_timeout,
     "flexmeasures_version": _flexmeasures_version,
     "mail_from": _mail_from,
+    "database": _database,
     "secret": _secret,
 }
 
