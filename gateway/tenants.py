@@ -19,9 +19,9 @@ from typing import Final
 from yarl import URL
 
 from contract.config import ConfigError
+from contract.tenants_file import TenantConfig, TenantsConfig, parse_tenants
 
 from .metrics import Metrics
-from contract.tenants_file import TenantConfig, TenantsConfig, parse_tenants
 
 logger = logging.getLogger(__name__)
 

@@ -93,6 +93,11 @@ async def find_user(request: web.Request) -> web.Response:
         user = await user_store.get_user_by_email(conn, email)
     if user is None:
         raise UnknownUserError()
+    return _user_answer(user)
+
+
+def _user_answer(user: user_store.UserRecord) -> web.Response:
+    """Who a lookup found: ids, address and whether they are active."""
     return respond(
         {
             "user_id": user.id,
@@ -107,18 +112,11 @@ async def find_user(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     """A user's address by id (the gateway mails a reset link); 404 if nobody."""
     user_id = parse_path_id(request.match_info["id"])
-    async with request.app[keys.ENGINE].connect() as conn:
+    async with request[keys.TENANT].engine.connect() as conn:
         user = await user_store.get_user(conn, user_id)
     if user is None:
         raise UnknownUserError("No such user.")
-    return respond(
-        {
-            "user_id": user.id,
-            "account_id": user.account_id,
-            "email": user.email,
-            "active": user.active,
-        }
-    )
+    return _user_answer(user)
 
 
 @routes.post("/internal/users/{id}/password")
