@@ -27,7 +27,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from alembic.script import ScriptDirectory
@@ -192,19 +192,30 @@ class TenantState:
         self.seen = SeenTracker()
 
 
-def _pool_tenants(settings: Settings) -> dict[str, Settings]:
+@dataclass(frozen=True, slots=True)
+class PoolTenants:
+    """The tenants of the file at a pool's address: served, and named but not
+    served (no usable secret or database yet)."""
+
+    served: dict[str, Settings]
+    skipped: frozenset[str] = frozenset()
+
+
+def _pool_tenants(settings: Settings) -> PoolTenants:
     """The tenants of the tenants file at this pool's address (runs in a thread)."""
     if settings.tenants_file is None:
-        return {}
+        return PoolTenants({})
     config = load_tenants(
         settings.tenants_file, secrets_dir=settings.secrets_dir, check_secrets=False
     )
     address = settings.address.lower()
     found: dict[str, Settings] = {}
+    skipped: set[str] = set()
     for tenant in config.tenants:
         if address not in (backend.lower() for backend in tenant.backends):
             continue
         name = tenant.subdomain
+        skipped.add(name)
         if tenant.secret is None:
             logger.warning(
                 "tenant %s not served: no secret at %s", name, tenant.secret_ref
@@ -232,7 +243,8 @@ def _pool_tenants(settings: Settings) -> dict[str, Settings]:
                 tenant.pending_schedule_accepted or settings.pending_schedule_accepted
             ),
         )
-    return found
+        skipped.discard(name)
+    return PoolTenants(found, frozenset(skipped))
 
 
 def _file_stamp(settings: Settings) -> tuple[int, int, int] | None:
@@ -262,6 +274,10 @@ class Directory:
         self._stamp: tuple[int, int, int] | None = None
         self._refresh: asyncio.Task[None] | None = None
         self._last_unknown = -math.inf
+        # Named at this address but not served at the last reading (e.g. its secret
+        # file was written after the tenants file): an assertion for one of them
+        # re-reads the file even if it has not changed.
+        self._skipped: frozenset[str] = frozenset()
         if settings.pooled:
             self.budget = ConnectionBudget(
                 settings.db_connections,
@@ -284,6 +300,11 @@ class Directory:
     def __len__(self) -> int:
         return len(self._tenants)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether the file names tenants here that could not be served yet."""
+        return bool(self._skipped)
+
     def names(self) -> list[str]:
         """The names of the tenants served, sorted (a pool's worker takes their
         queues)."""
@@ -302,24 +323,25 @@ class Directory:
         now = time.monotonic()
         if now - self._last_unknown >= UNKNOWN_TENANT_RELOAD_S:
             self._last_unknown = now
-            await self.refresh()
+            await self.refresh(reread=name in self._skipped)
         return self._tenants.get(name)
 
     # The tenants file
 
-    async def refresh(self, *, force: bool = False) -> None:
-        """Re-read the tenants file if it changed (one reading at a time)."""
+    async def refresh(self, *, force: bool = False, reread: bool = False) -> None:
+        """Re-read the tenants file if it changed, or anyway with `reread` (one
+        reading at a time); `force` also raises a rejected file's ConfigError."""
         if self._refresh is None:
-            self._refresh = asyncio.create_task(self._reload(force))
+            self._refresh = asyncio.create_task(self._reload(force, reread))
             self._refresh.add_done_callback(self._refreshed)
         await asyncio.shield(self._refresh)
 
     def _refreshed(self, _task: asyncio.Task[None]) -> None:
         self._refresh = None
 
-    async def _reload(self, force: bool) -> None:
+    async def _reload(self, force: bool, reread: bool = False) -> None:
         stamp = await asyncio.to_thread(_file_stamp, self.settings)
-        if stamp == self._stamp and not force:
+        if stamp == self._stamp and not (force or reread):
             return
         try:
             found = await asyncio.to_thread(_pool_tenants, self.settings)
@@ -330,7 +352,8 @@ class Directory:
             self._stamp = stamp
             return
         self._stamp = stamp
-        self._apply(found)
+        self._skipped = found.skipped
+        self._apply(found.served)
 
     def _apply(self, found: dict[str, Settings]) -> None:
         added = changed = 0

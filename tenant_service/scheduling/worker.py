@@ -171,9 +171,12 @@ class ScheduleWorker(SimpleWorker):
             return
         self._next_follow = now + self.settings.reload_interval
         runtime = RUNTIME.get()
-        runtime.loop.run_until_complete(runtime.directory.refresh())
-        runtime.loop.run_until_complete(runtime.directory.close_idle())
-        self.serve(runtime.directory.names())
+        directory = runtime.directory
+        # A tenant named in the file but not served yet (its secret written after
+        # the file) is looked for again at each turn, even if the file is unchanged.
+        runtime.loop.run_until_complete(directory.refresh(reread=directory.waiting))
+        runtime.loop.run_until_complete(directory.close_idle())
+        self.serve(directory.names())
 
     def serve(self, tenants: Sequence[str]) -> None:
         """Take jobs from these tenants' queues (in their round-robin order so far,

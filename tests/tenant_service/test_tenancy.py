@@ -135,3 +135,25 @@ async def test_directory_start_refuses_a_bad_file_then_keeps_the_last_good(
     (tmp_path / "tenants.yaml").write_text("tenants: [\n")
     await directory.refresh()
     assert directory.get("a") is not None
+
+
+async def test_directory_serves_a_tenant_whose_secret_appears_after_the_file(
+    tmp_path: Path,
+) -> None:
+    """The file names the tenant before its secret file exists (a launcher writes
+    them in that order): the tenant's first assertion re-reads the unchanged file."""
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "a").write_text(LONG)
+    text = (
+        f'tenants: [{{subdomain: a, backends: ["{ADDRESS}"]}},'
+        f' {{subdomain: late, backends: ["{ADDRESS}"]}}]\n'
+    )
+    directory = Directory(pool(tmp_path, text))
+    await directory.start()
+    assert directory.get("late") is None
+    assert directory.waiting
+    (tmp_path / "secrets" / "late").write_text(LONG)
+    late = await directory.lookup("late")
+    assert late is not None
+    assert late.settings.secret == Secret(LONG)
+    assert not directory.waiting
