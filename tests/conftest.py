@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.helpers.databases import Drops, Template, Templates, asyncpg_url, pg_admin
+from tests.helpers.databases import (
+    Drops,
+    Template,
+    Templates,
+    asyncpg_url,
+    drop_orphans,
+    fresh_db_name,
+    pg_admin,
+)
 from tests.helpers.net import free_port, tcp_open, wait_tcp
 
 # The e2e stack and the pages' test sites (their fixtures serve tests in several
@@ -115,6 +123,8 @@ def pg_admin_url() -> str:
             pytest.fail(
                 "PostgreSQL is not reachable on 127.0.0.1:5432 and did not start"
             )
+    # Databases of earlier runs that were killed before they could drop them.
+    asyncio.run(drop_orphans(url))
     return url
 
 
@@ -151,7 +161,7 @@ async def pg_database_url(
     database_template: Template[Any] | None,
 ) -> AsyncIterator[str]:
     """SQLAlchemy URL of a fresh PostgreSQL database of this test only."""
-    name = f"fhtest_{uuid.uuid4().hex[:16]}"
+    name = fresh_db_name()
     if database_template is None:
         await pg_admin(pg_admin_url, f'CREATE DATABASE "{name}"')
     else:

@@ -8,6 +8,8 @@ costs about what creating an empty database costs, instead of a migration and a 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,6 +46,48 @@ def sqlite_path(url: str) -> Path:
     return Path(database)
 
 
+# Test databases are named after the pytest process that made them, so that a run
+# that was killed (and never dropped its databases) is cleaned up by the next one.
+TEST_DB_RE = re.compile(r"^(?:fhtest|fhtpl)_p(\d+)_[0-9a-f]+")
+
+
+def fresh_db_name(kind: str = "fhtest") -> str:
+    """A fresh database name of this process: `<kind>_p<pid>_<random>`."""
+    return f"{kind}_p{os.getpid()}_{uuid.uuid4().hex[:12]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+async def drop_orphans(admin_url: str) -> list[str]:
+    """Drop the test databases whose pytest process is gone; their names."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database"
+            " WHERE datname LIKE 'fhtest%' OR datname LIKE 'fhtpl%'"
+        )
+    finally:
+        await conn.close()
+    orphans = []
+    for row in rows:
+        match = TEST_DB_RE.match(row["datname"])
+        if match is not None and not _alive(int(match[1])):
+            orphans.append(row["datname"])
+    for name in orphans:
+        await _drop(admin_url, name)
+    return orphans
+
+
 def asyncpg_url(admin_url: str, name: str) -> str:
     """SQLAlchemy URL of database `name` on the server of libpq URL `admin_url`."""
     base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
@@ -78,7 +122,7 @@ class Templates:
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
-        self._prefix = f"fhtpl_{uuid.uuid4().hex[:12]}"
+        self._prefix = fresh_db_name("fhtpl")
         self._files: dict[str, tuple[Path, object]] = {}
         self._databases: dict[str, tuple[str, object]] = {}
         self._admin_url: str | None = None

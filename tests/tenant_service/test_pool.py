@@ -44,6 +44,7 @@ from tests.helpers.databases import (
     Template,
     Templates,
     asyncpg_url,
+    fresh_db_name,
     pg_admin,
 )
 from tests.helpers.net import free_port
@@ -103,7 +104,7 @@ async def databases(
         yield Databases(template, make_file, None)
         return
     admin: str = request.getfixturevalue("pg_admin_url")
-    prefix = f"fhtest_{uuid.uuid4().hex[:12]}"
+    prefix = fresh_db_name()
     made: list[str] = []
 
     async def make_pg(tenant: str) -> str:
@@ -628,7 +629,7 @@ async def empty_databases(
         yield f"sqlite+aiosqlite:///{tmp_path}/db/{{tenant}}.sqlite3"
         return
     admin: str = request.getfixturevalue("pg_admin_url")
-    prefix = f"fhtest_{uuid.uuid4().hex[:12]}"
+    prefix = fresh_db_name()
     for tenant in ("acme", "beta"):
         await pg_admin(admin, f'CREATE DATABASE "{prefix}_{tenant}"')
     yield asyncpg_url(admin, f"{prefix}_{{tenant}}")
