@@ -99,8 +99,9 @@ async def test_rate_limit_exact_under_concurrency(
         assert int(answer.headers["Retry-After"]) >= 1
     for answer in refused:
         assert answer.headers["X-RateLimit-Remaining"] == "0"
-        # 20 per minute refill one every 3 s.
-        assert answer.headers["Retry-After"] == "3"
+        # 20 per minute refill one every 3 s: at most 3 s to wait (less when the
+        # burst itself took a while on a busy machine).
+        assert 1 <= int(answer.headers["Retry-After"]) <= 3
         assert await answer.json() == {
             "message": "You hit a rate limit. The limit you hit allows 20 per 1 minute.",
             "result": "Rejected",
