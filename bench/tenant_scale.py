@@ -236,9 +236,8 @@ class Figures:
     warm_ms: list[float] = field(default_factory=list)
     pooled: Result | None = None
     dedicated: Result | None = None
-    alone: Result | None = None
-    beside_noisy: Result | None = None
-    noisy: Result | None = None
+    # TENANT_REQUESTS_PER_TENANT ("" = the default) -> (alone, beside, noisy)
+    neighbours: dict[str, tuple[Result, Result, Result]] = field(default_factory=dict)
     burst_s: float = 0.0
     burst_tenants: int = 0
     pg_idle: int | None = None
@@ -279,6 +278,7 @@ class Run:
         self.size = size
         self.run = secrets.token_hex(3)
         self.prefix = f"fhbench_{self.run}_"
+        self.redis_prefix = f"b{secrets.token_hex(4)}"
         self.workdir = Path(tempfile.mkdtemp(prefix="flexhost-tenant-scale-"))
         self.processes = Processes()
         self.names = tenant_names(size)
@@ -333,20 +333,23 @@ class Run:
             Tenant(cold, kept[cold], self.database_url(cold)),
         )
 
-    def start(self, redis_url: str) -> None:
-        """The pools, their workers and the gateway; until all are ready."""
-        gateway_port = free_port()
-        self.gateway = f"http://127.0.0.1:{gateway_port}"
-        prefix = f"b{secrets.token_hex(4)}"
-        pool_env = {
+    def pool_env(self, redis_url: str) -> dict[str, str]:
+        """A pool process's environment, but its address and port."""
+        return {
             "TENANT_TENANTS_FILE": str(self.workdir / "tenants.yaml"),
             "TENANT_SECRETS_DIR": str(self.workdir / "secrets"),
             "TENANT_DATABASE_URL": self.template(),
             "TENANT_REDIS_URL": redis_url,
-            "TENANT_REDIS_PREFIX": prefix,
+            "TENANT_REDIS_PREFIX": self.redis_prefix,
             "TENANT_IDLE_CLOSE": str(IDLE_CLOSE_S),
             "TENANT_SHUTDOWN_GRACE": "2",
         }
+
+    def start(self, redis_url: str) -> None:
+        """The pools, their workers and the gateway; until all are ready."""
+        gateway_port = free_port()
+        self.gateway = f"http://127.0.0.1:{gateway_port}"
+        pool_env = self.pool_env(redis_url)
         logs = self.workdir / "logs"
         logs.mkdir()
         started = time.perf_counter()
@@ -470,9 +473,11 @@ class Run:
         self.figures.pooled = median_result(runs["pooled"])
         self.figures.dedicated = median_result(runs["dedicated"])
 
-    def noisy_neighbour(self, active: Tenant, noisy: Tenant) -> None:
-        """The active tenant's p50 alone and beside the noisy one at full load."""
-        base = self.pools[0]
+    def noisy_neighbour(
+        self, active: Tenant, noisy: Tenant, base: str
+    ) -> tuple[Result, Result, Result]:
+        """The active tenant's p50 alone and beside the noisy one at full load,
+        on the pool process at `base` (serving the first pool's tenants)."""
         seconds = self.args.seconds
         runs: dict[str, list[Result]] = {}
 
@@ -495,9 +500,39 @@ class Run:
                 runs.setdefault("beside", []).append(load(active, "beside", 1, seconds))
                 runs.setdefault("noisy", []).append(loading.result())
                 time.sleep(0.3)
-        self.figures.alone = median_result(runs["alone"])
-        self.figures.beside_noisy = median_result(runs["beside"])
-        self.figures.noisy = median_result(runs["noisy"])
+        return (
+            median_result(runs["alone"]),
+            median_result(runs["beside"]),
+            median_result(runs["noisy"]),
+        )
+
+    def neighbours(self, active: Tenant, noisy: Tenant, redis_url: str) -> None:
+        """The noisy-neighbour figures on the first pool (the default limit), then
+        on a second process of that pool for each of `--limits` (same address and
+        tenants, its own port and TENANT_REQUESTS_PER_TENANT), started and stopped
+        here."""
+        figures = self.figures.neighbours
+        figures[""] = self.noisy_neighbour(active, noisy, self.pools[0])
+        for limit in self.args.limits:
+            port = free_port()
+            child = self.processes.start(
+                [PYTHON, "-m", "tenant_service"],
+                {
+                    **self.pool_env(redis_url),
+                    "TENANT_ADDRESS": self.pools[0],
+                    "TENANT_PORT": str(port),
+                    "TENANT_REQUESTS_PER_TENANT": str(limit),
+                },
+                log=self.workdir / "logs" / f"limit-{limit}.log",
+            )
+            try:
+                wait_port(port)
+                base = f"http://127.0.0.1:{port}"
+                figures[str(limit)] = self.noisy_neighbour(active, noisy, base)
+            finally:
+                child.terminate()
+                child.wait(15)
+                self.processes.children.remove(child)
 
     def burst(self) -> None:
         """GET /api/v3_0/health/ready to the first `--burst` tenants: one client
@@ -554,7 +589,7 @@ class Run:
         print("  pooled vs dedicated", flush=True)
         self.pooled_vs_dedicated(active, redis_url)
         print("  noisy neighbour", flush=True)
-        self.noisy_neighbour(active, noisy)
+        self.neighbours(active, noisy, redis_url)
         print(f"  burst of {min(self.size, self.args.burst)} tenants", flush=True)
         self.burst()
         return self.figures
@@ -591,6 +626,35 @@ def per_tenant_mb(figures: list[Figures]) -> list[str]:
         extra = (f.pss_idle_mb - before.pss_idle_mb) / (f.tenants - before.tenants)
         out.append(f"{extra:.3f}")
     return out
+
+
+def neighbour_rows(
+    args: argparse.Namespace, figures: list[Figures]
+) -> list[tuple[str, list[str]]]:
+    """The noisy-neighbour rows, per TENANT_REQUESTS_PER_TENANT measured."""
+    rows = []
+    for limit in ["", *map(str, args.limits)]:
+        named = f"limit {limit}" if limit else "default limit"
+        runs = [f.neighbours.get(limit) for f in figures]
+        rows += [
+            (
+                f"{named}: active p50 alone @1 (ms)",
+                [f"{r[0].p50_ms:.2f}" if r else "-" for r in runs],
+            ),
+            (
+                f"{named}: beside a noisy tenant @{args.noisy} (ms)",
+                [f"{r[1].p50_ms:.2f}" if r else "-" for r in runs],
+            ),
+            (
+                f"{named}: noisy-neighbour ratio (goal <= 2)",
+                [f"{r[1].p50_ms / r[0].p50_ms:.2f}" if r else "-" for r in runs],
+            ),
+            (
+                f"{named}: the noisy tenant's req/s",
+                [f"{r[2].rps:.0f}" if r else "-" for r in runs],
+            ),
+        ]
+    return rows
 
 
 def report(args: argparse.Namespace, figures: list[Figures], loads: list[str]) -> None:
@@ -647,19 +711,7 @@ def report(args: argparse.Namespace, figures: list[Figures], loads: list[str]) -
                 for f in figures
             ],
         ),
-        ("active tenant p50 alone @1 (ms)", [p50(f.alone) for f in figures]),
-        (
-            f"same, noisy neighbour @{args.noisy} in its pool (ms)",
-            [p50(f.beside_noisy) for f in figures],
-        ),
-        (
-            "noisy-neighbour ratio (goal <= 2)",
-            [ratio(f.beside_noisy, f.alone) for f in figures],
-        ),
-        (
-            "noisy tenant's req/s meanwhile",
-            [f"{f.noisy.rps:.0f}" if f.noisy else "-" for f in figures],
-        ),
+        *neighbour_rows(args, figures),
         (
             "burst: tenants, first request each (s)",
             [f"{f.burst_tenants}: {f.burst_s:.1f}" for f in figures],
@@ -691,12 +743,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--noisy", type=int, default=16, help="noisy connections")
+    parser.add_argument(
+        "--limits",
+        default="1",
+        help="TENANT_REQUESTS_PER_TENANT values to compare with the default "
+        "(comma-separated; empty: none)",
+    )
     parser.add_argument("--cold", type=int, default=5, help="cold requests")
     parser.add_argument("--burst", type=int, default=100, help="tenants in the burst")
     parser.add_argument("--start-limit", type=float, default=600)
     parser.add_argument("--keep", action="store_true", help="keep logs and files")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    args.limits = [int(v) for v in args.limits.split(",") if v.strip()]
     if min(sizes) <= args.pools:
         raise SystemExit("every size needs more tenants than --pools")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
