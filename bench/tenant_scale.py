@@ -19,8 +19,9 @@ pool, a cold one in the second. It prints, side by side (medians):
   its engine is closed (TENANT_IDLE_CLOSE passed) against the same request at once
   after it (warm);
 - the active tenant's p50 on its pool against a dedicated backend of the same
-  tenant (same database, started for this and stopped after), interleaved, both
-  direct with a signed identity assertion (the gateway adds the same to both);
+  tenant (same database, started for this and stopped after), interleaved, at
+  `--connections` and at one connection, both direct with a signed identity
+  assertion (the gateway adds the same to both);
 - the noisy neighbour: the active tenant's p50 (one connection) while the noisy
   tenant of the same pool runs `--noisy` closed-loop connections, against its p50
   unloaded;
@@ -236,6 +237,8 @@ class Figures:
     warm_ms: list[float] = field(default_factory=list)
     pooled: Result | None = None
     dedicated: Result | None = None
+    pooled_1: Result | None = None  # at one connection
+    dedicated_1: Result | None = None
     # TENANT_REQUESTS_PER_TENANT ("" = the default) -> (alone, beside, noisy)
     neighbours: dict[str, tuple[Result, Result, Result]] = field(default_factory=dict)
     burst_s: float = 0.0
@@ -452,16 +455,18 @@ class Run:
         runs: dict[str, list[Result]] = {}
         try:
             for _ in range(self.args.rounds):
-                for label, base in (
-                    ("pooled", self.pools[0]),
-                    ("dedicated", f"http://127.0.0.1:{port}"),
+                for label, base, connections in (
+                    ("pooled", self.pools[0], self.args.connections),
+                    ("dedicated", f"http://127.0.0.1:{port}", self.args.connections),
+                    ("pooled_1", self.pools[0], 1),
+                    ("dedicated_1", f"http://127.0.0.1:{port}", 1),
                 ):
                     runs.setdefault(label, []).append(
                         wrk(
                             base + path,
                             label=label,
                             headers=assertion(active),
-                            connections=self.args.connections,
+                            connections=connections,
                             seconds=self.args.seconds,
                         )
                     )
@@ -472,6 +477,8 @@ class Run:
             self.processes.children.remove(dedicated)
         self.figures.pooled = median_result(runs["pooled"])
         self.figures.dedicated = median_result(runs["dedicated"])
+        self.figures.pooled_1 = median_result(runs["pooled_1"])
+        self.figures.dedicated_1 = median_result(runs["dedicated_1"])
 
     def noisy_neighbour(
         self, active: Tenant, noisy: Tenant, base: str
@@ -702,8 +709,17 @@ def report(args: argparse.Namespace, figures: list[Figures], loads: list[str]) -
             "pooled / dedicated p50 (goal <= 1.10)",
             [ratio(f.pooled, f.dedicated) for f in figures],
         ),
+        ("active tenant p50 on its pool @1 (ms)", [p50(f.pooled_1) for f in figures]),
         (
-            "pooled / dedicated req/s",
+            "same tenant, dedicated backend @1 (ms)",
+            [p50(f.dedicated_1) for f in figures],
+        ),
+        (
+            "pooled / dedicated p50 @1 (goal <= 1.10)",
+            [ratio(f.pooled_1, f.dedicated_1) for f in figures],
+        ),
+        (
+            f"pooled / dedicated req/s @{args.connections}",
             [
                 f"{f.pooled.rps / f.dedicated.rps:.2f}"
                 if f.pooled and f.dedicated
