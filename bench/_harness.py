@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -307,3 +308,32 @@ def start_stack(
         secret,
         redis_url,
     )
+
+
+async def prepare_database(url: str, password: str, email: str) -> None:
+    """Migrate a tenant database and add an account with one account-admin user."""
+    from tenant_service import cli
+    from tenant_service.store.db import migrate
+
+    await migrate(url)
+    os.environ["BENCH_PASSWORD"] = password
+    for argv in (
+        ["--database-url", url, "add-account", "--name", "Bench"],
+        [
+            "--database-url",
+            url,
+            "add-user",
+            "--email",
+            email,
+            "--account",
+            "Bench",
+            "--role",
+            "account-admin",
+            "--password-env",
+            "BENCH_PASSWORD",
+        ],
+    ):
+        if await asyncio.to_thread(cli.main, argv) != 0:
+            raise SystemExit(
+                f"could not prepare the database: flexhost admin {argv[2:]}"
+            )

@@ -36,6 +36,7 @@ from bench._harness import (
     median_result,
     new_secret,
     port_open,
+    prepare_database,
     start_stack,
     wrk,
 )
@@ -43,7 +44,6 @@ from bench.gateway_bench import (
     EMAIL,
     _drop_postgres,
     _postgres_database,
-    _prepare_database,
 )
 
 TENANT: Final = "bench"
@@ -270,7 +270,7 @@ def main() -> None:
     try:
         password = new_secret()
         db_url, pg_name = asyncio.run(_postgres_database())
-        asyncio.run(_prepare_database(db_url, password))
+        asyncio.run(prepare_database(db_url, password, EMAIL))
         gateway = start_stack(
             processes, workdir, db_url, TENANT, replicas=args.replicas
         ).gateway

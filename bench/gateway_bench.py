@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ from bench._harness import (
     median_result,
     new_secret,
     port_open,
+    prepare_database,
     start_stack,
     wrk,
 )
@@ -43,34 +43,6 @@ FM_API_ROOT_RPS = 1661.0  # ../shared/anchor/README.md, wrk 8 connections, 2026-
 TENANT = "bench"
 HOST = f"{TENANT}.localhost"
 EMAIL = "admin@bench.test"
-
-
-async def _prepare_database(url: str, password: str) -> None:
-    from tenant_service import cli
-    from tenant_service.store.db import migrate
-
-    await migrate(url)
-    os.environ["BENCH_PASSWORD"] = password
-    for argv in (
-        ["--database-url", url, "add-account", "--name", "Bench"],
-        [
-            "--database-url",
-            url,
-            "add-user",
-            "--email",
-            EMAIL,
-            "--account",
-            "Bench",
-            "--role",
-            "account-admin",
-            "--password-env",
-            "BENCH_PASSWORD",
-        ],
-    ):
-        if await asyncio.to_thread(cli.main, argv) != 0:
-            raise SystemExit(
-                f"could not prepare the database: flexhost admin {argv[2:]}"
-            )
 
 
 async def _postgres_database() -> tuple[str, str]:
@@ -152,7 +124,7 @@ def main() -> None:
             db_url, pg_name = asyncio.run(_postgres_database())
         else:
             db_url = f"sqlite+aiosqlite:///{workdir / 'bench.sqlite3'}"
-        asyncio.run(_prepare_database(db_url, password))
+        asyncio.run(prepare_database(db_url, password, EMAIL))
 
         stack = start_stack(processes, workdir, db_url, TENANT)
         secret, gateway = stack.secret, stack.gateway
