@@ -53,8 +53,9 @@ logger = logging.getLogger(__name__)
 # most half the process's budget at once (so one busy tenant leaves room).
 KEPT_CONNECTIONS: Final = 2
 # Migrations of tenants' databases running at once (first requests after an
-# upgrade, or new tenants): each is CPU and I/O on a small machine.
-PARALLEL_MIGRATIONS: Final = 2
+# upgrade, or new tenants): alembic runs one at a time per process anyway
+# (store.db._upgrade), so the others wait here, holding no connection.
+PARALLEL_MIGRATIONS: Final = 1
 # An assertion for an unknown tenant re-reads the tenants file at most this often.
 UNKNOWN_TENANT_RELOAD_S: Final = 1.0
 # A connection waiting for room looks for an idle engine to close this often.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,10 +65,17 @@ def alembic_config() -> Config:
     return config
 
 
+# Alembic keeps the migration in progress in module-wide state (its `context` and
+# `op` proxies): two migrations at once in one process, in two threads, run each
+# other's statements on the wrong database. One at a time per process.
+_ALEMBIC: Final = threading.Lock()
+
+
 def _upgrade(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    with _ALEMBIC:
+        command.upgrade(config, "head")
 
 
 async def migrate_engine(engine: AsyncEngine) -> None:

@@ -157,3 +157,37 @@ async def test_directory_serves_a_tenant_whose_secret_appears_after_the_file(
     assert late is not None
     assert late.settings.secret == Secret(LONG)
     assert not directory.waiting
+
+
+async def test_new_tenants_arriving_together_each_get_their_own_schema(
+    tmp_path: Path,
+) -> None:
+    """First requests of six new tenants at once: each database is migrated, by
+    one migration at a time (alembic's state is process-wide: two at once in two
+    threads ran each other's statements on the wrong database)."""
+    names = [f"t{i}" for i in range(6)]
+    (tmp_path / "secrets").mkdir()
+    for name in names:
+        (tmp_path / "secrets" / name).write_text(LONG)
+    entries = ", ".join(f'{{subdomain: {n}, backends: ["{ADDRESS}"]}}' for n in names)
+    directory = Directory(pool(tmp_path, f"tenants: [{entries}]\n"))
+    await directory.start()
+
+    async def first_request(name: str) -> list[str]:
+        state = directory.get(name)
+        assert state is not None
+        async with directory.using(state) as used, used.engine.connect() as conn:
+            rows = await conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+            return sorted(row[0] for row in rows)
+
+    try:
+        tables = await asyncio.wait_for(
+            asyncio.gather(*(first_request(name) for name in names)), 120
+        )
+    finally:
+        await directory.close_all()
+    assert "alembic_version" in tables[0]
+    assert "sensors" in tables[0] or "sensor" in tables[0]
+    assert all(found == tables[0] for found in tables), "every schema complete"
