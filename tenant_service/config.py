@@ -57,8 +57,10 @@ DEFAULT_DB_CONNECTIONS: Final = 20
 DEFAULT_DB_CONNECTION_WAIT: Final = 2.0
 DEFAULT_RELOAD_INTERVAL: Final = 2.0
 # A pool tenant's requests running at once (the rest wait): one event loop serves
-# every tenant of a pool, and each request in flight takes its share of it.
-DEFAULT_REQUESTS_PER_TENANT: Final = 2
+# every tenant of a pool, and each request in flight takes its share of it. With 1
+# a tenant at full load raised a neighbour's p50 1.6-2.6x, with 2 2.5-4.8x
+# (bench.tenant_scale); a tenant that needs more runs on a dedicated backend.
+DEFAULT_REQUESTS_PER_TENANT: Final = 1
 TENANT_PLACEHOLDER: Final = "{tenant}"
 MIN_SECRET_BYTES: Final = 32  # HS256 wants a key of at least its output size
 

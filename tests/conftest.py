@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,10 @@ def pg_admin_url() -> str:
             pytest.fail(
                 "PostgreSQL is not reachable on 127.0.0.1:5432 and did not start"
             )
-    # Databases of earlier runs that were killed before they could drop them.
-    asyncio.run(drop_orphans(url))
+    # Databases of earlier runs that were killed before they could drop them (in a
+    # thread: this fixture may first be asked for from inside a running loop).
+    with ThreadPoolExecutor(max_workers=1) as sweep:
+        sweep.submit(asyncio.run, drop_orphans(url)).result()
     return url
 
 
