@@ -20,6 +20,7 @@ from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
 from tests.e2e.browser import conftest as base
 from tests.e2e.browser.a11y import VIEWPORTS, check, expected
+from tests.helpers.launcher import PASSWORD
 
 ROOT: Final = "root@company.test"
 
@@ -105,7 +106,7 @@ async def add_admin(database: Path) -> None:
                 email=ROOT,
                 username="root",
                 account_id=1,
-                password_hash=hash_password(base.PASSWORD),
+                password_hash=hash_password(PASSWORD),
                 role_names=["admin"],
             )
     finally:
@@ -125,7 +126,7 @@ async def test_browser_admin_creates_an_account(
     try:
         await page.goto(f"{stack.origin}/login")
         await page.get_by_label("Email address", exact=True).fill(ROOT)
-        await page.get_by_label("Password", exact=True).fill(base.PASSWORD)
+        await page.get_by_label("Password", exact=True).fill(PASSWORD)
         await page.get_by_role("button", name="Log in", exact=True).click()
         await expect(page).to_have_url(f"{stack.origin}/logged-in-user")
         await page.get_by_role("link", name="Accounts", exact=True).click()
