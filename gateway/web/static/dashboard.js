@@ -90,19 +90,7 @@
         var end = Date.now();
         return { start: end - PRESETS[preset], end: end };
       }
-      var from = new Date(startInput.value).getTime();
-      var until = new Date(endInput.value).getTime();
-      startInput.removeAttribute("aria-invalid");
-      endInput.removeAttribute("aria-invalid");
-      if (isNaN(from) || isNaN(until)) {
-        (isNaN(from) ? startInput : endInput).setAttribute("aria-invalid", "true");
-        return { error: "Enter both a start and an end." };
-      }
-      if (until <= from) {
-        endInput.setAttribute("aria-invalid", "true");
-        return { error: "The end must be after the start." };
-      }
-      return { start: from, end: until };
+      return time.customWindow(startInput, endInput);
     }
 
     function remember() {

@@ -79,6 +79,24 @@
     return parts.join(" ");
   }
 
+  /* The window of a start and an end datetime-local input, {start, end} in ms, or
+   * {error} (the wrong input marked aria-invalid). */
+  function customWindow(startInput, endInput) {
+    var from = new Date(startInput.value).getTime();
+    var until = new Date(endInput.value).getTime();
+    startInput.removeAttribute("aria-invalid");
+    endInput.removeAttribute("aria-invalid");
+    if (isNaN(from) || isNaN(until)) {
+      (isNaN(from) ? startInput : endInput).setAttribute("aria-invalid", "true");
+      return { error: "Enter both a start and an end." };
+    }
+    if (until <= from) {
+      endInput.setAttribute("aria-invalid", "true");
+      return { error: "The end must be after the start." };
+    }
+    return { start: from, end: until };
+  }
+
   window.flexhostTime = {
     MINUTE: MINUTE,
     HOUR: HOUR,
@@ -89,6 +107,7 @@
     isoDuration: isoDuration,
     parseDuration: parseDuration,
     chooseResolution: chooseResolution,
-    messageOf: messageOf
+    messageOf: messageOf,
+    customWindow: customWindow
   };
 })();
