@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -71,10 +75,45 @@ def alembic_config() -> Config:
 _ALEMBIC: Final = threading.Lock()
 
 
+# The PostgreSQL advisory lock held while a database is migrated (any number, the
+# same in every process: "flexhost" in ASCII).
+MIGRATION_LOCK_KEY: Final = 0x666C6578686F7374
+
+
+@contextlib.contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold the database's migration lock: one migration at a time across processes.
+
+    Several processes may migrate one database at once: a dedicated tenant's
+    replicas at their start, a pool's first request beside the launcher seeding
+    a demo tenant. Each read "no schema yet" and created tables the other had
+    just created (2 of 3 failed). PostgreSQL: a transaction-level advisory lock
+    (released with the migration's transaction). SQLite: an exclusive lock on a
+    file beside the database (its own locks come only with the first write, too
+    late: the version is read before).
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        )
+        yield
+        return
+    database = connection.engine.url.database
+    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    fd = os.open(f"{database}.migration-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _upgrade(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    with _ALEMBIC:
+    with _ALEMBIC, _migration_lock(connection):
         command.upgrade(config, "head")
 
 

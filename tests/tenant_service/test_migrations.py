@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -31,6 +34,45 @@ async def test_migrations_match_metadata(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert tables - {"alembic_version"} == set(metadata.tables)
+
+
+MIGRATE = "import asyncio, sys; from tenant_service.store.db import migrate; " + (
+    "asyncio.run(migrate(sys.argv[1]))"
+)
+
+
+async def test_processes_migrating_one_new_database_at_once_all_succeed(
+    database_url: str,
+) -> None:
+    """A dedicated tenant's replicas starting together (or a pool beside the
+    launcher's seeding) migrate one database at once: each waits for the other
+    instead of creating the tables it just created (without the lock 2 of 3
+    failed here, on both databases)."""
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            MIGRATE,
+            database_url,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    results = [
+        await asyncio.wait_for(process.communicate(), 120) for process in processes
+    ]
+    failed = [
+        err.decode()[-2000:]
+        for (_, err), process in zip(results, processes, strict=True)
+        if process.returncode != 0
+    ]
+    assert failed == []
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
 
 
 def _to(connection: Connection, revision: str, *, down: bool = False) -> None:
