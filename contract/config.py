@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
@@ -43,9 +44,16 @@ class Secret:
         return hash(self._value)
 
 
+NOT_TEXT: Final = "not UTF-8 text (write a secret as text, e.g. `openssl rand -hex 32`)"
+
+
 def read_secret_file(path: str | Path) -> str:
-    """The secret in a file, without surrounding whitespace (OSError if unreadable)."""
-    return Path(path).read_text(encoding="utf-8").strip()
+    """The secret in a file, without surrounding whitespace (OSError if unreadable,
+    also when it is not UTF-8 text: its strerror says so)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise OSError(errno.EILSEQ, NOT_TEXT, str(path)) from err
 
 
 class Env:

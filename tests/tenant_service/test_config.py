@@ -28,6 +28,17 @@ def test_load_settings_secret_file(tmp_path: Path) -> None:
     assert settings.secret == Secret(SECRET)
 
 
+def test_load_settings_binary_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(bytes(range(200, 232)))
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"TENANT_NAME": "acme", "TENANT_SECRET_FILE": str(path)})
+    assert caught.value.problems == [
+        f"TENANT_SECRET_FILE: cannot read {str(path)!r}: not UTF-8 text "
+        "(write a secret as text, e.g. `openssl rand -hex 32`)"
+    ]
+
+
 def test_load_settings_collects_problems() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(
