@@ -200,6 +200,21 @@ def test_parse_tenants_missing_secret_is_a_problem(tmp_path: Path) -> None:
     assert "at least 16 characters" in found[0]
 
 
+def test_parse_tenants_binary_secret_file_is_a_problem_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    """32 bytes from /dev/urandom are no text secret: named, with how to write one."""
+    (tmp_path / "a").write_bytes(bytes(range(200, 232)))
+    text = "tenants:\n  - subdomain: a\n    backends: [http://x:1]\n"
+    assert problems_of(text, secrets_dir=tmp_path) == [
+        f"tenants.yaml:2:5: tenants[0].secret: file:{tmp_path / 'a'}: not UTF-8 text "
+        "(write a secret as text, e.g. `openssl rand -hex 32`)"
+    ]
+    # Where secrets are not checked (resolved later, per tenant) it is no secret.
+    config = parse_tenants(text, secrets_dir=tmp_path, check_secrets=False)
+    assert config.tenants[0].secret is None
+
+
 def test_load_tenants_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_tenants(tmp_path / "nope.yaml")
