@@ -505,6 +505,18 @@ def _has_password(url: str) -> bool:
         return False
 
 
+def plain_database_problem(url: str) -> str | None:
+    """What is wrong with a database URL written in clear (tenants.yaml, often in
+    git; a command line, seen by `ps`): `database_url_problem`, or a password."""
+    problem = database_url_problem(url)
+    if problem is None and _has_password(url):
+        problem = (
+            "must not hold a password (it would be in clear): use env:VARIABLE "
+            "or file:/path holding the URL, or PGPASSWORD / ~/.pgpass"
+        )
+    return problem
+
+
 def _database(entry: _Entry, key: str) -> str:
     """A URL without password, or an env:/file: reference to one (kept as given).
 
@@ -532,12 +544,7 @@ def _database(entry: _Entry, key: str) -> str:
             entry.add(node, key, "file: needs a path")
             return ""
         return f"file:{Path(target).expanduser().absolute()}"
-    problem = database_url_problem(value)
-    if problem is None and _has_password(value):
-        problem = (
-            "must not hold a password (tenants.yaml is no secret store): "
-            "use env:VARIABLE or file:/path, or ~/.pgpass"
-        )
+    problem = plain_database_problem(value)
     if problem is not None:
         # Not the value itself: it may hold a password.
         entry.add(node, key, problem)

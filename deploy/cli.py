@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
         help="use this Redis instead of starting one "
         "(default: $FLEXHOST_REDIS_URL, else an embedded server)",
     )
+    up.add_argument(
+        "--database-url",
+        default=None,
+        metavar="TEMPLATE",
+        help="the tenants' databases, a URL with {tenant} (no password: use "
+        "env:VARIABLE, file:/path, PGPASSWORD or ~/.pgpass); PostgreSQL ones are "
+        "created when missing (default: $FLEXHOST_DATABASE_URL, else a SQLite "
+        "file each in the data dir)",
+    )
 
     tenants = commands.add_parser("tenants", help="work with a tenants file")
     tenants_commands = tenants.add_subparsers(
@@ -266,8 +275,25 @@ def main(argv: list[str] | None = None) -> int:
         return admin_main(args_in[1:])
     args = _parser().parse_args(args_in)
     if args.command == "up":
-        from deploy.local import DEMO_PASSWORD_ENV, REDIS_URL_ENV, UpOptions, up
+        from deploy.databases import database_template
+        from deploy.local import (
+            DATABASE_URL_ENV,
+            DEMO_PASSWORD_ENV,
+            REDIS_URL_ENV,
+            UpOptions,
+            up,
+        )
 
+        raw = args.database_url or os.environ.get(DATABASE_URL_ENV) or None
+        template = None
+        if raw is not None:
+            source = "--database-url" if args.database_url else f"${DATABASE_URL_ENV}"
+            try:
+                template = database_template(raw)
+            except ValueError as err:
+                # Not the value itself: it may hold a password.
+                print(f"flexhost up: {source}: {err}", file=sys.stderr)
+                return 2
         tenants_path: Path = args.tenants.absolute()
         data_dir: Path = args.data_dir or tenants_path.parent / DATA_DIR_NAME
         options = UpOptions(
@@ -277,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             redis_url=args.redis_url or os.environ.get(REDIS_URL_ENV) or None,
             demo_password=os.environ.get(DEMO_PASSWORD_ENV) or None,
+            database_url=template,
         )
         return up(options)
     if args.command == "tenants":

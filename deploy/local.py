@@ -40,10 +40,18 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from contract.config import ConfigError
-from contract.tenants_file import TenantConfig, TenantsConfig, load_tenants
-
-# A pool's TENANT_DATABASE_URL names each tenant's database with this.
-TENANT_PLACEHOLDER: Final = "{tenant}"
+from contract.tenants_file import (
+    TenantConfig,
+    TenantsConfig,
+    load_tenants,
+    resolve_database,
+)
+from deploy.databases import (
+    TENANT_PLACEHOLDER,
+    DatabaseSetupError,
+    ensure_databases,
+    is_postgresql,
+)
 
 logger = logging.getLogger("flexhost")
 
@@ -84,6 +92,7 @@ PROVISION_MARK: Final = "FLEXHOST_PROVISION_RESULT="
 PROVISION_PASSWORD_ENV: Final = "FLEXHOST_PROVISION_PASSWORD"
 DEMO_PASSWORD_ENV: Final = "FLEXHOST_DEMO_PASSWORD"
 REDIS_URL_ENV: Final = "FLEXHOST_REDIS_URL"
+DATABASE_URL_ENV: Final = "FLEXHOST_DATABASE_URL"
 PR_SET_PDEATHSIG: Final = 1
 
 
@@ -101,6 +110,8 @@ class UpOptions:
     port: int = 8080
     redis_url: str | None = None
     demo_password: str | None = None
+    # The tenants' databases, a URL with {tenant} (None: SQLite files in data_dir).
+    database_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +180,28 @@ def pool_name(host: str, port: int) -> str:
     return f"pool:{port}" if host == "127.0.0.1" else f"pool:[{host}]:{port}"
 
 
-def backend_specs(config: TenantsConfig, data_dir: Path) -> dict[str, BackendSpec]:
+def default_template(data_dir: Path) -> str:
+    """The tenants' databases without --database-url: a SQLite file each."""
+    return sqlite_url(data_dir / f"{TENANT_PLACEHOLDER}.sqlite3")
+
+
+def own_database(tenant: TenantConfig) -> str | None:
+    """The URL of a tenant's `database` in tenants.yaml (None: none given);
+    ValueError when its env:/file: reference does not resolve."""
+    return resolve_database(tenant.database) if tenant.database else None
+
+
+def backend_specs(
+    config: TenantsConfig, data_dir: Path, template: str | None = None
+) -> dict[str, BackendSpec]:
     """The local backends of `config` by child name: one per distinct loopback
-    address, a pool where tenants share it; the first claim of a port wins."""
+    address, a pool where tenants share it; the first claim of a port wins.
+
+    A pool gets the database `template` (default: SQLite files in `data_dir`), a
+    dedicated backend its tenant's `database` or the template's; a tenant whose
+    `database` does not resolve gets no dedicated backend (reported).
+    """
+    template = template or default_template(data_dir)
     groups: dict[str, list[TenantConfig]] = {}  # address (lower case) -> tenants
     written: dict[str, str] = {}
     for tenant in config.tenants:
@@ -201,7 +231,6 @@ def backend_specs(config: TenantsConfig, data_dir: Path) -> dict[str, BackendSpe
             continue
         taken[(host, port)] = written[key]
         if len(members) > 1:
-            template = sqlite_url(data_dir / f"{TENANT_PLACEHOLDER}.sqlite3")
             specs[pool_name(host, port)] = BackendSpec(
                 tenant="",
                 host=host,
@@ -214,11 +243,17 @@ def backend_specs(config: TenantsConfig, data_dir: Path) -> dict[str, BackendSpe
         [tenant] = members
         local = sum(loopback_address(url) is not None for url in tenant.backends)
         name = tenant.subdomain if local == 1 else f"{tenant.subdomain}:{port}"
+        try:
+            database = own_database(tenant)
+        except ValueError as err:
+            logger.error("%s: %s; its backend is not started", name, err)
+            continue
         specs[name] = BackendSpec(
             tenant=tenant.subdomain,
             host=host,
             port=port,
-            database_url=sqlite_url(data_dir / f"{tenant.subdomain}.sqlite3"),
+            database_url=database
+            or template.replace(TENANT_PLACEHOLDER, tenant.subdomain),
             secret_ref=tenant.secret_ref,
             pending_schedule_accepted=tenant.pending_schedule_accepted,
             tenants=(tenant.subdomain,),
@@ -648,6 +683,17 @@ async def _jobs_in_progress(
     return [member.split(":")[0] for member in found[:3]]
 
 
+def _seeded_in(spec: BackendSpec, tenant: TenantConfig) -> str | None:
+    """The database a demo tenant of `spec` is seeded in: a pool tenant's own
+    `database` if it has one (None: it does not resolve; the pool says so)."""
+    if not spec.pooled:
+        return spec.database_url
+    try:
+        return own_database(tenant) or spec.database_of(tenant.subdomain)
+    except ValueError:
+        return None
+
+
 class Stack:
     """Redis, the gateway and the tenant backends of one `flexhost up`."""
 
@@ -655,6 +701,9 @@ class Stack:
         self.options = options
         self.secrets_dir = options.data_dir / "secrets"
         self.pool_file = options.data_dir / POOL_TENANTS_FILE
+        self.template = options.database_url or default_template(options.data_dir)
+        # The template's PostgreSQL databases known to exist (not asked again).
+        self.databases: set[str] = set()
         self.redis: Child | None = None
         self.redis_url = options.redis_url or ""
         self.redis_password: str | None = None  # of the embedded Redis
@@ -680,12 +729,14 @@ class Stack:
         self.started = time.monotonic()
         self.all_listening = False  # said once
 
-    def load(self) -> TenantsConfig:
-        """The tenants file, secrets created and checked; ConfigError otherwise.
+    async def load(self) -> TenantsConfig:
+        """The tenants file, secrets created and checked, the template's missing
+        PostgreSQL databases created; ConfigError or DatabaseSetupError otherwise.
 
         The checked text is also written to the pools' copy (POOL_TENANTS_FILE in
         the data dir), which the pool backends follow: they see a tenant only
-        once its secret exists (the user's file names it before we made it).
+        once its secret and database exist (the user's file names it before we
+        made them).
         """
         path = self.options.tenants_path
         text = path.read_bytes()
@@ -699,9 +750,32 @@ class Stack:
             for secret in created:
                 logger.info("generated secret %s", secret)
         config = load_tenants(path, secrets_dir=self.secrets_dir)
+        await self._ensure_databases(config)
         if path.read_bytes() == text:  # else it changed meanwhile: the next poll
             publish(self.pool_file, text)
         return config
+
+    async def _ensure_databases(self, config: TenantsConfig) -> None:
+        """Create the template's databases that `config`'s local backends use and
+        that are not known to exist (PostgreSQL; SQLite makes its files itself)."""
+        if not is_postgresql(self.template):
+            return
+        urls = {
+            self.template.replace(TENANT_PLACEHOLDER, tenant.subdomain)
+            for tenant in config.tenants
+            if not tenant.database
+            and any(loopback_address(url) for url in tenant.backends)
+        }
+        urls -= self.databases
+        if not urls:
+            return
+        created = await ensure_databases(urls)
+        self.databases |= urls
+        if len(created) > 3:
+            logger.info("created %d tenant databases", len(created))
+        else:
+            for name in created:
+                logger.info("created database %s", name)
 
     async def start(self) -> TenantsConfig:
         """Start everything and wait until it answers."""
@@ -710,11 +784,16 @@ class Stack:
         logger.info("data lives in %s (owner only)", data)
         if tightened:
             logger.info("made %d path(s) in %s owner-only", len(tightened), data)
-        config = self.load()
+        logger.info("tenant databases: %s", redacted(self.template))
+        try:
+            config = await self.load()
+        except DatabaseSetupError as err:
+            raise StartError(str(err)) from err
+        specs = backend_specs(config, data, self.template)
         # A port held by someone else (say, another `flexhost up`) would make our
         # readiness checks talk to the wrong process.
         wanted = [(self._client_host(), self.options.port)]
-        wanted += [(s.host, s.port) for s in backend_specs(config, data).values()]
+        wanted += [(s.host, s.port) for s in specs.values()]
         busy = [f"{h}:{p}" for h, p in wanted if _tcp_open(h, p)]
         if busy:
             raise StartError(f"port(s) already in use: {', '.join(busy)}")
@@ -724,9 +803,8 @@ class Stack:
         else:
             logger.info("using Redis at %s", redacted(self.redis_url))
         self.gateway = Child(self._gateway_spec())
-        await self.reconcile(config)
-        specs = self.wanted.values()
-        pools = sum(spec.pooled for spec in specs)
+        await self.reconcile(config, specs)
+        pools = sum(spec.pooled for spec in self.wanted.values())
         logger.info(
             "%d tenant(s): %d pool backend(s), %d dedicated, a worker each",
             len(config.tenants),
@@ -878,15 +956,20 @@ class Stack:
         argv = (sys.executable, "-m", module)
         return ChildSpec(name, argv, tuple(env.items()), unset)
 
-    async def reconcile(self, config: TenantsConfig) -> None:
+    async def reconcile(
+        self, config: TenantsConfig, specs: dict[str, BackendSpec] | None = None
+    ) -> None:
         """Start the backends `config` adds, stop the ones it removes or changes.
 
         A tenant added to a pool's address starts nothing (the pool follows the
         file). Demo tenants are provisioned in the background, a few at a time;
         a dedicated demo tenant's backend starts once its database is seeded.
+        `specs`: `config`'s backends, when known.
         """
         self.demo = {t.subdomain for t in config.tenants if t.demo}
-        wanted = self.wanted = backend_specs(config, self.options.data_dir)
+        if specs is None:
+            specs = backend_specs(config, self.options.data_dir, self.template)
+        wanted = self.wanted = specs
         self.reconciling = True  # a seeding that ends meanwhile starts nothing yet
         try:
             for name in [
@@ -907,9 +990,10 @@ class Stack:
                     tenants[tenant].demo
                     and not self.provisioned.get(tenant)
                     and tenant not in self.provisioning
+                    and (url := _seeded_in(spec, tenants[tenant])) is not None
                 ):
                     task = asyncio.create_task(
-                        self._provision(tenants[tenant], spec.database_of(tenant)),
+                        self._provision(tenants[tenant], url),
                         name=f"provision {tenant}",
                     )
                     self.provisioning[tenant] = task
@@ -1038,7 +1122,7 @@ class Stack:
                 continue
             stamp = new
             try:
-                fresh = self.load()
+                fresh = await self.load()
             except ConfigError as err:
                 if rejected != new.digest:
                     logger.error(
@@ -1054,6 +1138,12 @@ class Stack:
                 logger.error(
                     "cannot prepare %s: %s; the last good config stays", path, err
                 )
+                stamp = None
+                continue
+            except DatabaseSetupError as err:
+                if rejected != new.digest:
+                    logger.error("%s; the last good config stays (retrying)", err)
+                    rejected = new.digest
                 stamp = None
                 continue
             rejected = None

@@ -92,7 +92,9 @@ def test_tenant_name_gateway_accepts_iff_backend_accepts(name: str) -> None:
     assert _gateway_accepts(name, Path("/nonexistent")) == _backend_accepts(name)
 
 
-def test_flexhost_up_passes_a_punycode_tenant_to_its_backend(tmp_path: Path) -> None:
+async def test_flexhost_up_passes_a_punycode_tenant_to_its_backend(
+    tmp_path: Path,
+) -> None:
     tenants = tmp_path / "tenants.yaml"
     tenants.write_text(
         yaml.safe_dump(
@@ -101,7 +103,9 @@ def test_flexhost_up_passes_a_punycode_tenant_to_its_backend(tmp_path: Path) -> 
     )
     data = tmp_path / "data"
     stack = Stack(UpOptions(tenants, data, redis_url="redis://127.0.0.1:6379/0"))
-    config = stack.load()  # creates the tenant's secret file, as `flexhost up` does
+    config = (
+        await stack.load()
+    )  # creates the tenant's secret file, as `flexhost up` does
     (name, spec), *_ = backend_specs(config, data).items()
     child = stack._backend_spec(name, spec)
     backend = load_backend_settings(dict(child.env))

@@ -73,7 +73,7 @@ def test_the_first_claim_of_a_port_wins(
     assert "already used by http://127.0.0.1:8101" in caplog.text
 
 
-def test_a_pool_child_gets_the_pool_settings(tmp_path: Path) -> None:
+async def test_a_pool_child_gets_the_pool_settings(tmp_path: Path) -> None:
     tenants = tmp_path / "tenants.yaml"
     tenants.write_text(
         "tenants:\n"
@@ -83,7 +83,7 @@ def test_a_pool_child_gets_the_pool_settings(tmp_path: Path) -> None:
         )
     )
     stack = Stack(UpOptions(tenants, tmp_path / "data", redis_url="redis://r:1/0"))
-    loaded = stack.load()  # makes the secrets and the pools' checked copy
+    loaded = await stack.load()  # makes the secrets and the pools' checked copy
     spec = backend_specs(loaded, tmp_path / "data")["pool:8101"]
     for module in ("tenant_service", "tenant_service.scheduling.worker"):
         child = stack._backend_spec("pool:8101", spec, module)

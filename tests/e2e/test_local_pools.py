@@ -17,6 +17,7 @@ from tests.helpers.launcher import (
     eventually_login,
     get_root,
     launcher_env,
+    login_answer,
 )
 from tests.helpers.net import free_port
 
@@ -29,17 +30,6 @@ def entry(subdomain: str, port: int, *, demo: bool = False) -> str:
     """One tenant of a tenants file."""
     text = f'  - subdomain: {subdomain}\n    backends: ["http://127.0.0.1:{port}"]\n'
     return text + ("    demo: true\n" if demo else "")
-
-
-async def login_answer(
-    http: aiohttp.ClientSession, port: int, tenant: str
-) -> tuple[int, str]:
-    """A login of an unknown user: the tenant's backend answers it."""
-    url = f"http://127.0.0.1:{port}/api/requestAuthToken"
-    body = {"email": f"nobody@{tenant}.test", "password": "not-a-password"}
-    headers = {"Host": f"{tenant}.localhost:{port}"}
-    async with http.post(url, json=body, headers=headers) as resp:
-        return resp.status, await resp.text()
 
 
 async def test_up_runs_pools_not_a_process_per_tenant(

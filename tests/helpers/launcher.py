@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,11 @@ class Launcher:
         self.log = workdir / f"up-{time.monotonic_ns()}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, env: dict[str, str]) -> None:
-        """Start the launcher on tenants.yaml in the work dir."""
+    async def start(self, env: dict[str, str], options: Sequence[str] = ()) -> None:
+        """Start the launcher on tenants.yaml in the work dir (more `options`)."""
         argv = [sys.executable, "-m", "deploy.cli", "up"]
         argv += ["--tenants", "tenants.yaml", "--port", str(self.gateway_port)]
+        argv += options
         with self.log.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -126,6 +128,18 @@ async def login(
     headers = {"Host": f"{tenant}.localhost:{port}"}
     async with http.post(url, json=body, headers=headers) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+async def login_answer(
+    http: aiohttp.ClientSession, port: int, tenant: str
+) -> tuple[int, str]:
+    """A login of an unknown user: the tenant's backend answers it (404 when it
+    looked the user up in the tenant's database)."""
+    url = f"http://127.0.0.1:{port}/api/requestAuthToken"
+    body = {"email": f"nobody@{tenant}.test", "password": "not-a-password"}
+    headers = {"Host": f"{tenant}.localhost:{port}"}
+    async with http.post(url, json=body, headers=headers) as resp:
+        return resp.status, await resp.text()
 
 
 async def eventually_login(
