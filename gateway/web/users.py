@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import ApiError
+from gateway.reset_mail import mail_password_link, mail_reset_link
 from gateway.web import render
 from gateway.web.calls import (
     MAX_PAGE,
@@ -34,7 +35,6 @@ from gateway.web.calls import (
     text_field,
     unavailable,
 )
-from gateway.web.reset import mail_password_link, mail_reset_link
 from gateway.web.sessions import PageUser
 from gateway.web.values import Pages, int_of, link, text_of, when
 

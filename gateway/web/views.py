@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from gateway.login import verify_login
 from gateway.proxy import fetch
 from gateway.signing import identity_for
 from gateway.throttle import LoginThrottle
+from gateway.words import lifetime_words
 
 from . import render, sessions
 from .sessions import PageUser
@@ -105,19 +105,6 @@ def _redirect(location: str) -> web.Response:
 
 def _when(ms: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-
-
-def _duration(seconds: int) -> str:
-    """A lifetime in words: "90 days", "6 hours", "1 minute"."""
-    for unit, size in (("day", DAY), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    if seconds >= 3600:
-        hours = round(seconds / 3600, 1)
-        return f"{hours:g} hours"
-    minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _authority(request: web.Request) -> str:
@@ -438,10 +425,10 @@ async def _profile_page(
             "tokens": await _token_rows(request, tenant, user),
             "fresh": fresh,
             "key_form": key_form or KeyForm(),
-            "token_life": _duration(tenant.token_ttl),
+            "token_life": lifetime_words(tenant.token_ttl),
             "key_max_days": max(1, tenant.api_key_max_ttl // DAY),
             "key_default_days": min(30, max(1, tenant.api_key_max_ttl // DAY)),
-            "key_max_life": _duration(tenant.api_key_max_ttl),
+            "key_max_life": lifetime_words(tenant.api_key_max_ttl),
             "notice": NOTICES.get(request.query.get("notice", "")),
         },
         status=status,
