@@ -23,11 +23,11 @@ from tests.helpers.dashboard import (
     User,
     api,
     asset_type,
-    page,
     seed,
     session,
     set_job_status,
 )
+from tests.helpers.forms import page
 
 ORIGIN = {"Origin": "http://company.localhost"}
 
