@@ -38,6 +38,7 @@ from gateway.signing import identity_for
 from gateway.web import render
 from gateway.web.calls import (
     API,
+    FORM_REJECTED,
     body_message,
     caller_of,
     fetch_as,
@@ -47,7 +48,6 @@ from gateway.web.calls import (
 )
 from gateway.web.charts import ID, quarter_now
 from gateway.web.sessions import PageUser, csrf_valid
-from gateway.web.views import FORM_REJECTED
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -27,6 +27,7 @@ from gateway.signing import identity_for
 from gateway.web import render
 from gateway.web.calls import (
     API,
+    FORM_REJECTED,
     BackendAnswerError,
     body_message,
     caller_of,
@@ -35,6 +36,7 @@ from gateway.web.calls import (
     json_of,
     listing,
     login_redirect,
+    redirect,
     signed_in,
     titled_error_page,
 )
@@ -42,7 +44,6 @@ from gateway.web.charts import chart_context
 from gateway.web.dashboard import build_tree, resolution_text
 from gateway.web.sessions import PageUser, csrf_valid
 from gateway.web.values import int_of
-from gateway.web.views import FORM_REJECTED
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -234,12 +235,6 @@ def _json_text(value: object, *, default: str) -> str:
     if value is None:
         return default
     return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def _see_other(location: str) -> web.Response:
-    return web.Response(
-        status=303, headers={"Location": location, "Cache-Control": "no-store"}
-    )
 
 
 # --- the list and tree ---------------------------------------------------------------
@@ -588,7 +583,7 @@ async def post_new_asset(request: web.Request) -> web.Response:
     created = _body(answer)
     if answer.status == 201 and isinstance(created, dict) and int_of(created.get("id")):
         logger.info("asset created on a page", extra={"user_id": user.user_id})
-        return _see_other(f"/assets/{created['id']}?notice=created")
+        return redirect(f"/assets/{created['id']}?notice=created")
     status = _rejected(form, answer)
     return await _asset_form_page(request, user, form, asset=None, status=status)
 
@@ -627,7 +622,7 @@ async def post_edit_asset(request: web.Request) -> web.Response:
         logger.info(
             "asset %d edited on a page", asset_id, extra={"user_id": user.user_id}
         )
-        return _see_other(f"/assets/{asset_id}?notice=saved")
+        return redirect(f"/assets/{asset_id}?notice=saved")
     status = _rejected(form, answer)
     return await _asset_form_page(request, user, form, asset=asset, status=status)
 
@@ -715,7 +710,7 @@ async def post_delete_asset(request: web.Request) -> web.Response:
         logger.info(
             "asset %d deleted on a page", asset_id, extra={"user_id": user.user_id}
         )
-        return _see_other("/assets?notice=deleted")
+        return redirect("/assets?notice=deleted")
     refusal = _refused(answer, "asset", asset_id)
     if refusal.status == 403:
         refusal = PageError(
@@ -811,7 +806,7 @@ async def post_new_sensor(request: web.Request) -> web.Response:
         )
     created = _body(answer)
     if answer.status == 201 and isinstance(created, dict) and int_of(created.get("id")):
-        return _see_other(f"/assets/{asset_id}?notice=sensor-created")
+        return redirect(f"/assets/{asset_id}?notice=sensor-created")
     status = _rejected(form, answer)
     return _sensor_page(request, user, form, asset=asset, sensor=None, status=status)
 
@@ -905,7 +900,7 @@ async def post_edit_sensor(request: web.Request) -> web.Response:
             request, user, form, asset=asset or {}, sensor=sensor, status=err.status
         )
     if answer.status == 200:
-        return _see_other(f"/sensors/{sensor_id}?notice=sensor-saved")
+        return redirect(f"/sensors/{sensor_id}?notice=sensor-saved")
     status = _rejected(form, answer)
     return _sensor_page(
         request, user, form, asset=asset or {}, sensor=sensor, status=status

@@ -51,7 +51,8 @@ from gateway.throttle import LoginThrottle
 from gateway.words import lifetime_words, wait_words
 
 from . import error_page, render, sessions
-from .views import EMAIL_MAX, FORM_REJECTED, PASSWORD_MAX
+from .calls import FORM_REJECTED
+from .views import EMAIL_MAX, PASSWORD_MAX
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
