@@ -39,8 +39,8 @@ from .errors import (
 from .forwarded import through_proxy
 from .login import verify_login
 from .proxy import forward
+from .reset_mail import mail_reset_link
 from .signing import identity_for
-from .web.reset import mail_reset_link
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -28,6 +28,7 @@ from .limits import RateLimiter
 from .logs import AccessLog
 from .metrics import MULTIPROCESS_ENV, Metrics
 from .middlewares import add_standard_headers, front
+from .reset_mail import mail_ctx
 from .server import close_if_asked
 from .tenants import ConfigWatcher, TenantRegistry
 from .web import (
@@ -202,7 +203,7 @@ def create_app(
     )
     # Unwound in reverse: mails under way end before HTTP and Redis close.
     app.cleanup_ctx.extend(
-        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx, reset.mail_ctx]
+        [_metrics_ctx, _redis_ctx, _http_ctx, _watch_ctx, _health_ctx, mail_ctx]
     )
     app.on_response_prepare.append(add_standard_headers)
     app.on_response_prepare.append(close_if_asked)

@@ -28,7 +28,7 @@ return 1
 """
 # KEYS[1] a user's token set. ARGV: ttl, token hash. The set lives as long as the
 # longest-lived token in it.
-_REMEMBER: Final = """
+REMEMBER: Final = """
 redis.call('SADD', KEYS[1], ARGV[2])
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -177,7 +177,7 @@ class TokenStore:
         self.channel = f"{prefix}:revoked"
         self.cache = cache if cache is not None else TokenCache()
         self._issue = redis.register_script(_ISSUE)
-        self._remember = redis.register_script(_REMEMBER)
+        self._remember = redis.register_script(REMEMBER)
         self._revoke = redis.register_script(_REVOKE)
 
     def _token_key(self, digest: str) -> str:

@@ -11,7 +11,6 @@ gateway's service identity: `POST /internal/users/lookup` (who has this email),
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -27,7 +26,7 @@ from contract.tenants_file import TenantConfig
 from . import keys
 
 # A user's set of link hashes is kept like their set of token hashes.
-from .auth import _REMEMBER, REDIS_ERRORS, RedisClient
+from .auth import REDIS_ERRORS, REMEMBER, RedisClient
 from .errors import TokenStoreUnavailableError, UpstreamUnavailableError
 from .signing import identity_for
 from .upstream import attempt, client_timeout
@@ -69,7 +68,12 @@ class ResetLinks:
         self.redis = redis
         self.prefix = prefix
         self._take = redis.register_script(_TAKE_LINK)
-        self._remember = redis.register_script(_REMEMBER)
+        self._remember = redis.register_script(REMEMBER)
+
+    @classmethod
+    def of(cls, app: web.Application) -> ResetLinks:
+        """The links of the app's Redis, under its key prefix."""
+        return cls(app[keys.REDIS], app[keys.SETTINGS].key_prefix)
 
     def key(self, token: str) -> str:
         """The Redis key of a link (its token's hash only)."""
@@ -277,10 +281,3 @@ async def set_password(
     raise UpstreamUnavailableError(
         f"The backend of tenant '{tenant.subdomain}' failed to set a password."
     )
-
-
-def keep(app: web.Application, work: asyncio.Task[None]) -> None:
-    """Keep a mail task until it ends (awaited at shutdown, before Redis closes)."""
-    tasks = app[keys.SETTLING]
-    tasks.add(work)
-    work.add_done_callback(tasks.discard)

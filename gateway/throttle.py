@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import secrets
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from .errors import (
     TokenStoreUnavailableError,
     TooManyRequestsError,
 )
+from .words import wait_words
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +141,6 @@ def _digest(value: str) -> str:
 
 def _email_digest(email: str) -> str:
     return _digest(email.strip().lower())
-
-
-def wait_words(seconds: int) -> str:
-    """A wait in words: "1 second", "40 seconds", "15 minutes"."""
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def retry_message(seconds: int) -> str:

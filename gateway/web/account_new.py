@@ -28,7 +28,7 @@ from gateway.web.calls import (
     unavailable,
 )
 from gateway.web.sessions import PageUser
-from gateway.web.users import _int, _text
+from gateway.web.values import int_of, text_of
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -69,9 +69,9 @@ async def _choices(request: web.Request, user: PageUser) -> list[dict[str, Any]]
     body = answer.body if isinstance(answer.body, dict) else {}
     data = body.get("data") if answer.status == 200 else None
     return [
-        {"id": _int(item.get("id")), "name": _text(item.get("name"))}
+        {"id": int_of(item.get("id")), "name": text_of(item.get("name"))}
         for item in (data if isinstance(data, list) else [])
-        if isinstance(item, dict) and _int(item.get("id")) is not None
+        if isinstance(item, dict) and int_of(item.get("id")) is not None
     ]
 
 
@@ -121,7 +121,7 @@ async def post_new_account(request: web.Request) -> web.Response:
         form.problem = err.message
         return await _form_page(request, user, form, err.status)
     created = answer.body if isinstance(answer.body, dict) else {}
-    account_id = _int(created.get("id"))
+    account_id = int_of(created.get("id"))
     if answer.status == 201 and account_id is not None:
         logger.info(
             "account %d created on a page", account_id, extra={"user_id": user.user_id}

@@ -36,18 +36,18 @@ from gateway.errors import (
 from gateway.proxy import BackendAnswer, fetch
 from gateway.signing import identity_for
 from gateway.web import render
-from gateway.web.charts import ID, quarter_now
-from gateway.web.dashboard import (
+from gateway.web.calls import (
     API,
-    _caller,
-    _get,
-    _message,
-    _relay,
-    _signed_in,
-    _to_login,
+    FORM_REJECTED,
+    body_message,
+    caller_of,
+    fetch_as,
+    login_redirect,
+    relay,
+    signed_in,
 )
+from gateway.web.charts import ID, quarter_now
 from gateway.web.sessions import PageUser, csrf_valid
-from gateway.web.views import FORM_REJECTED
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -63,7 +63,7 @@ UNSAFE_NAME_RE: Final = re.compile(r"[^\w. ()+-]")
 
 async def _acting_user(request: web.Request) -> PageUser:
     """The session's user of a POST with a valid CSRF token (401, 403)."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
         raise UnauthorizedError()
     if not csrf_valid(request, user, request.headers.get(CSRF_HEADER)):
@@ -101,7 +101,7 @@ async def _post(
 ) -> BackendAnswer:
     """POST `body` to `target` on the tenant's backend as the session's user."""
     tenant = request[keys.TENANT]
-    identity = identity_for(request, tenant, _caller(user))
+    identity = identity_for(request, tenant, caller_of(user))
     return await fetch(
         request,
         tenant,
@@ -133,14 +133,14 @@ async def _upload(request: web.Request) -> web.Response:
     answer = await _post(
         request, user, f"{API}/sensors/{sensor_id}/data/upload", body, content_type
     )
-    return _relay(request, answer)
+    return relay(request, answer)
 
 
 async def _json_post(request: web.Request, target: str) -> web.Response:
     user = await _acting_user(request)
     body = await _body(request, JSON_LIMIT)
     answer = await _post(request, user, target, body or b"{}", "application/json")
-    return _relay(request, answer)
+    return relay(request, answer)
 
 
 async def _forecast(request: web.Request) -> web.Response:
@@ -154,11 +154,11 @@ async def _schedule(request: web.Request) -> web.Response:
 
 
 async def _job(request: web.Request) -> web.Response:
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
         raise UnauthorizedError()
-    answer = await _get(request, user, f"{API}/jobs/{request.match_info['uuid']}")
-    return _relay(request, answer)
+    answer = await fetch_as(request, user, f"{API}/jobs/{request.match_info['uuid']}")
+    return relay(request, answer)
 
 
 RELAYS: Final = {
@@ -271,9 +271,9 @@ def _result_page(
 
 async def _page_user(request: web.Request) -> PageUser:
     """The session's user; else to the login page, and back to the asset."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     return user
 
 
@@ -375,7 +375,8 @@ async def upload_outcome(
         return Outcome(
             200,
             "Data stored",
-            f"Stored {names} ({rows} rows) for sensor {sensor_id}: {_message(said)}",
+            f"Stored {names} ({rows} rows) for sensor {sensor_id}: "
+            + body_message(said),
         )
     if answer.status == 422:
         return Outcome(
@@ -387,7 +388,7 @@ async def upload_outcome(
     return Outcome(
         answer.status if answer.status >= 400 else 502,
         "The upload failed",
-        _message(said) or f"The API answered {answer.status}.",
+        body_message(said) or f"The API answered {answer.status}.",
     )
 
 
@@ -477,7 +478,7 @@ async def _trigger(
     outcome = Outcome(status, title, f"The API refused the {kind}:", reasons(said))
     if not outcome.reasons:
         outcome = Outcome(
-            status, title, _message(said) or f"The API answered {answer.status}."
+            status, title, body_message(said) or f"The API answered {answer.status}."
         )
     return _result_page(request, user, asset_id, outcome)
 
@@ -533,15 +534,15 @@ async def post_asset_schedule(request: web.Request) -> web.Response:
             return _result_page(request, user, asset_id, outcome)
         return await _trigger(request, user, asset_id, "schedule", target, body)
     try:
-        signed_in = await _signed_in(request)
-        if signed_in is None:
+        session_user = await signed_in(request)
+        if session_user is None:
             raise UnauthorizedError()
         form = await request.post()
-        _check_csrf(request, signed_in, form)
+        _check_csrf(request, session_user, form)
         body = asset_schedule_body(form)
         answer = await _post(
-            request, signed_in, target, json.dumps(body).encode(), "application/json"
+            request, session_user, target, json.dumps(body).encode(), "application/json"
         )
-        return _relay(request, answer)
+        return relay(request, answer)
     except ApiError as err:
         return error_response(err)

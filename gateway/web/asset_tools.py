@@ -15,22 +15,26 @@ from aiohttp import web
 
 from gateway.errors import ApiError
 from gateway.web import render
-from gateway.web.assets import _data_count, may_administer, may_edit
+from gateway.web.assets import may_administer, may_edit
 from gateway.web.calls import (
+    MAX_PAGE,
     Answer,
+    BackendAnswerError,
     PageError,
+    audit_log,
     call,
     checked_form,
+    data_count,
     error_page,
     int_param,
+    listing,
     page_user,
     redirect,
     refusal,
     unavailable,
 )
-from gateway.web.dashboard import BackendAnswerError, _listing
 from gateway.web.sessions import PageUser
-from gateway.web.users import MAX_PAGE, _audit_log, _int, _link, _text, when
+from gateway.web.values import int_of, link, text_of, when
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -76,7 +80,7 @@ async def get_asset_auditlog(request: web.Request) -> web.Response:
     log_page = int_param(request, "log_page", 1, most=MAX_PAGE)
     try:
         asset = await _record(request, user, "asset", asset_id)
-        log = await _audit_log(request, user, f"/assets/{asset_id}/auditlog", log_page)
+        log = await audit_log(request, user, f"/assets/{asset_id}/auditlog", log_page)
     except PageError as err:
         return error_page(request, user, err)
     except ApiError as err:
@@ -84,7 +88,7 @@ async def get_asset_auditlog(request: web.Request) -> web.Response:
     return render(
         request,
         "asset_auditlog.html",
-        {"user": user, "asset": asset, "log": log, "link": _link},
+        {"user": user, "asset": asset, "log": log, "link": link},
     )
 
 
@@ -96,8 +100,8 @@ def status_rows(
 ) -> list[dict[str, Any]]:
     """The status page's rows of one sensor: one per source type (the API's)."""
     base = {
-        "id": _int(sensor.get("id")),
-        "name": _text(sensor.get("name")) or f"Sensor {sensor.get('id')}",
+        "id": int_of(sensor.get("id")),
+        "name": text_of(sensor.get("name")) or f"Sensor {sensor.get('id')}",
         "asset": asset_name,
     }
     body = answer.body if isinstance(answer.body, dict) else {}
@@ -113,10 +117,10 @@ def status_rows(
         rows.append(
             {
                 **base,
-                "relation": _text(item.get("relation")),
-                "source_type": _text(item.get("source_type")),
+                "relation": text_of(item.get("relation")),
+                "source_type": text_of(item.get("source_type")),
                 "stale": stale if isinstance(stale, bool) else None,
-                "reason": _text(item.get("reason")),
+                "reason": text_of(item.get("reason")),
                 "since": when(item.get("staleness_since")),
             }
         )
@@ -130,7 +134,7 @@ async def get_asset_status(request: web.Request) -> web.Response:
     asset_id = int(request.match_info["id"])
     try:
         asset = await _record(request, user, "asset", asset_id)
-        tree, _ = await _listing(
+        tree, _ = await listing(
             request,
             user,
             "assets",
@@ -141,11 +145,11 @@ async def get_asset_status(request: web.Request) -> web.Response:
             if not isinstance(raw, dict):
                 continue
             child = raw.get("id") != asset_id
-            name = _text(raw.get("name"))
+            name = text_of(raw.get("name"))
             sensors.extend(
                 (child, sensor["id"], sensor, name)
                 for sensor in raw.get("sensors") or ()
-                if isinstance(sensor, dict) and _int(sensor.get("id")) is not None
+                if isinstance(sensor, dict) and int_of(sensor.get("id")) is not None
             )
         # The asset's own sensors first, then its children's, each by ID.
         sensors.sort(key=lambda entry: entry[:2])
@@ -181,7 +185,7 @@ async def get_asset_status(request: web.Request) -> web.Response:
 def may_copy(user: PageUser, asset: dict[str, Any]) -> bool:
     """Whether the API would let the user copy the asset next to itself: who may
     add children to its parent, or (no parent) an account-admin of its account."""
-    if _int(asset.get("parent_asset_id")) is not None:
+    if int_of(asset.get("parent_asset_id")) is not None:
         return may_edit(user, asset.get("account_id"))
     return may_administer(user, asset.get("account_id"))
 
@@ -197,7 +201,7 @@ async def post_copy_asset(request: web.Request) -> web.Response:
     except ApiError as err:
         return error_page(request, user, unavailable(err))
     body = answer.body if isinstance(answer.body, dict) else {}
-    new_id = _int(body.get("asset"))
+    new_id = int_of(body.get("asset"))
     if answer.status == 201 and new_id is not None:
         logger.info(
             "asset %d copied on a page to %d",
@@ -219,13 +223,13 @@ async def get_delete_sensor(request: web.Request) -> web.Response:
     sensor_id = int(request.match_info["id"])
     try:
         sensor = await _record(request, user, "sensor", sensor_id)
-        asset_id = _int(sensor.get("generic_asset_id"))
+        asset_id = int_of(sensor.get("generic_asset_id"))
         asset = (
             None
             if asset_id is None
             else await _record(request, user, "asset", asset_id)
         )
-        values = await _data_count(request, user, sensor_id)
+        values = await data_count(request, user, sensor_id)
     except PageError as err:
         return error_page(request, user, err)
     except ApiError as err:
@@ -261,7 +265,7 @@ async def post_delete_sensor(request: web.Request) -> web.Response:
         logger.info(
             "sensor %d deleted on a page", sensor_id, extra={"user_id": user.user_id}
         )
-        asset_id = _int(sensor.get("generic_asset_id"))
+        asset_id = int_of(sensor.get("generic_asset_id"))
         where = "/assets" if asset_id is None else f"/assets/{asset_id}"
         return redirect(f"{where}?notice=sensor-deleted")
     return error_page(request, user, _refused(answer, f"delete sensor {sensor_id}"))

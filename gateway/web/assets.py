@@ -25,23 +25,25 @@ from gateway.errors import ApiError, FormRejectedError
 from gateway.proxy import BackendAnswer, fetch
 from gateway.signing import identity_for
 from gateway.web import render
-from gateway.web.charts import chart_context
-from gateway.web.dashboard import (
+from gateway.web.calls import (
     API,
+    FORM_REJECTED,
     BackendAnswerError,
-    _caller,
-    _error_page,
-    _get,
-    _json_of,
-    _listing,
-    _message,
-    _signed_in,
-    _to_login,
-    build_tree,
-    resolution_text,
+    body_message,
+    caller_of,
+    data_count,
+    fetch_as,
+    json_of,
+    listing,
+    login_redirect,
+    redirect,
+    signed_in,
+    titled_error_page,
 )
+from gateway.web.charts import chart_context
+from gateway.web.dashboard import build_tree, resolution_text
 from gateway.web.sessions import PageUser, csrf_valid
-from gateway.web.views import FORM_REJECTED
+from gateway.web.values import int_of
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -99,7 +101,7 @@ async def _send(
     request: web.Request, user: PageUser, method: str, target: str, body: object
 ) -> BackendAnswer:
     tenant = request[keys.TENANT]
-    identity = identity_for(request, tenant, _caller(user))
+    identity = identity_for(request, tenant, caller_of(user))
     return await fetch(request, tenant, identity, target, method=method, json_body=body)
 
 
@@ -145,7 +147,7 @@ def _refused(answer: BackendAnswer, what: str, object_id: int) -> PageError:
         return PageError(
             403,
             "Not allowed",
-            _message(body) or f"You may not do this with {what} {object_id}.",
+            body_message(body) or f"You may not do this with {what} {object_id}.",
         )
     if answer.status in (404, 422):
         return PageError(
@@ -154,7 +156,7 @@ def _refused(answer: BackendAnswer, what: str, object_id: int) -> PageError:
     return PageError(
         502 if answer.status < 500 else answer.status,
         f"The {what} is unavailable",
-        _message(body) or "The backend gave an unreadable answer.",
+        body_message(body) or "The backend gave an unreadable answer.",
     )
 
 
@@ -162,9 +164,9 @@ async def _object(
     request: web.Request, user: PageUser, what: str, object_id: int
 ) -> dict[str, Any]:
     """GET /assets/<id> or /sensors/<id>; PageError unless it is readable."""
-    answer = await _get(request, user, f"{API}/{what}s/{object_id}")
+    answer = await fetch_as(request, user, f"{API}/{what}s/{object_id}")
     if answer.status == 401:
-        raise _to_login(request)
+        raise login_redirect(request)
     body = _body(answer)
     if answer.status != 200 or not isinstance(body, dict):
         raise _refused(answer, what, object_id)
@@ -180,7 +182,7 @@ async def _or_error_page(
     except PageError as err:
         return _page_error(request, user, err)
     except (BackendAnswerError, ApiError) as err:
-        return _error_page(request, user, err.status, title, err.message)
+        return titled_error_page(request, user, err.status, title, err.message)
 
 
 async def _asset_or_error_page(
@@ -196,9 +198,9 @@ async def _asset_or_error_page(
 
 
 async def _user(request: web.Request) -> PageUser:
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     return user
 
 
@@ -219,7 +221,7 @@ def _field(form: Form, name: str) -> str:
 
 
 def _page_error(request: web.Request, user: PageUser, err: PageError) -> web.Response:
-    return _error_page(request, user, err.status, err.title, err.message)
+    return titled_error_page(request, user, err.status, err.title, err.message)
 
 
 def _json_text(value: object, *, default: str) -> str:
@@ -233,16 +235,6 @@ def _json_text(value: object, *, default: str) -> str:
     if value is None:
         return default
     return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _see_other(location: str) -> web.Response:
-    return web.Response(
-        status=303, headers={"Location": location, "Cache-Control": "no-store"}
-    )
 
 
 # --- the list and tree ---------------------------------------------------------------
@@ -265,18 +257,18 @@ async def get_assets(request: web.Request) -> web.Response:
     if query:
         params["filter"] = query
     try:
-        assets, cut = await _listing(request, user, "assets", params)
+        assets, cut = await listing(request, user, "assets", params)
         sensors: list[object] = []
         if not query:
-            sensors, _ = await _listing(request, user, "sensors", {})
+            sensors, _ = await listing(request, user, "sensors", {})
     except BackendAnswerError as err:
         if err.status == 401:
-            raise _to_login(request) from err
-        return _error_page(
+            raise login_redirect(request) from err
+        return titled_error_page(
             request, user, err.status, "Assets are unavailable", err.message
         )
     except ApiError as err:
-        return _error_page(
+        return titled_error_page(
             request, user, err.status, "Assets are unavailable", err.message
         )
     matches = []
@@ -319,9 +311,9 @@ async def _asset_page_parts(
 ) -> tuple[dict[str, Any], list[object], dict[str, Any] | None, dict[str, Any]]:
     """The asset, its sensors, its parent (if any) and its charts."""
     asset = await _object(request, user, "asset", asset_id)
-    sensors, _ = await _listing(request, user, f"assets/{asset_id}/sensors", {})
+    sensors, _ = await listing(request, user, f"assets/{asset_id}/sensors", {})
     parent = None
-    parent_id = _int(asset.get("parent_asset_id"))
+    parent_id = int_of(asset.get("parent_asset_id"))
     if parent_id is not None:
         try:
             parent = await _object(request, user, "asset", parent_id)
@@ -447,7 +439,7 @@ def asset_form_of(asset: dict[str, Any]) -> AssetForm:
     )
 
 
-def _number_or_text(text: str) -> object:
+def number_or_text(text: str) -> object:
     """A form's number as the API wants it: "" is null, a number, else the text
     (so that the API names what is wrong with it)."""
     text = text.strip()
@@ -467,7 +459,7 @@ def asset_body(form: Form) -> tuple[AssetForm, dict[str, Any]]:
     for name in ("description", "external_id"):
         body[name] = values[name].strip() or None
     for name in ("generic_asset_type_id", "parent_asset_id", "latitude", "longitude"):
-        body[name] = _number_or_text(values[name])
+        body[name] = number_or_text(values[name])
     for name in ASSET_JSON_FIELDS:
         body[name] = values[name].strip() or "{}"
     body["sensors_to_show"] = values["sensors_to_show"].strip() or "[]"
@@ -478,19 +470,17 @@ async def _form_choices(
     request: web.Request, user: PageUser, exclude: int | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Asset types, and assets that may be a parent (never the asset itself)."""
-    answer = await _get(request, user, f"{API}/assets/types")
-    types = _json_of(request, answer)
+    answer = await fetch_as(request, user, f"{API}/assets/types")
+    types = json_of(request, answer)
     if answer.status != 200 or not isinstance(types, list):
-        raise BackendAnswerError(answer.status, _message(types))
-    assets, _ = await _listing(
-        request, user, "assets", {"fields": "id,name,account_id"}
-    )
+        raise BackendAnswerError(answer.status, body_message(types))
+    assets, _ = await listing(request, user, "assets", {"fields": "id,name,account_id"})
     parents = sorted(
         (
             {"id": raw["id"], "name": raw.get("name", "")}
             for raw in assets
             if isinstance(raw, dict)
-            and _int(raw.get("id")) is not None
+            and int_of(raw.get("id")) is not None
             and raw["id"] != exclude
         ),
         key=lambda row: (str(row["name"]).casefold(), row["id"]),
@@ -510,7 +500,9 @@ async def _asset_form_page(
         request,
         user,
         "Assets are unavailable",
-        _form_choices(request, user, None if asset is None else _int(asset.get("id"))),
+        _form_choices(
+            request, user, None if asset is None else int_of(asset.get("id"))
+        ),
     )
     if isinstance(choices, web.Response):
         return choices
@@ -542,16 +534,16 @@ def _rejected(form: AssetForm | SensorForm, answer: BackendAnswer) -> int:
             else ""
         )
         if not form.errors:
-            form.message = _message(body) or "The API refused these values."
+            form.message = body_message(body) or "The API refused these values."
         return 422
     if answer.status == 403:
-        form.message = _message(body) or "You are not allowed to do this."
+        form.message = body_message(body) or "You are not allowed to do this."
         if form.message == "Forbidden" or "not allowed" not in form.message:
             form.message = (
                 "You are not allowed to do this (the API answered 403 Forbidden)."
             )
         return 403
-    form.message = _message(body) or f"The API answered {answer.status}."
+    form.message = body_message(body) or f"The API answered {answer.status}."
     return answer.status if answer.status >= 400 else 502
 
 
@@ -589,9 +581,9 @@ async def post_new_asset(request: web.Request) -> web.Response:
             request, user, form, asset=None, status=err.status
         )
     created = _body(answer)
-    if answer.status == 201 and isinstance(created, dict) and _int(created.get("id")):
+    if answer.status == 201 and isinstance(created, dict) and int_of(created.get("id")):
         logger.info("asset created on a page", extra={"user_id": user.user_id})
-        return _see_other(f"/assets/{created['id']}?notice=created")
+        return redirect(f"/assets/{created['id']}?notice=created")
     status = _rejected(form, answer)
     return await _asset_form_page(request, user, form, asset=None, status=status)
 
@@ -630,7 +622,7 @@ async def post_edit_asset(request: web.Request) -> web.Response:
         logger.info(
             "asset %d edited on a page", asset_id, extra={"user_id": user.user_id}
         )
-        return _see_other(f"/assets/{asset_id}?notice=saved")
+        return redirect(f"/assets/{asset_id}?notice=saved")
     status = _rejected(form, answer)
     return await _asset_form_page(request, user, form, asset=asset, status=status)
 
@@ -638,26 +630,12 @@ async def post_edit_asset(request: web.Request) -> web.Response:
 # --- delete an asset -----------------------------------------------------------------
 
 
-async def _data_count(
-    request: web.Request, user: PageUser, sensor_id: int
-) -> int | None:
-    answer = await _get(request, user, f"{API}/sensors/{sensor_id}/stats")
-    body = _body(answer)
-    if answer.status != 200 or not isinstance(body, dict):
-        return None
-    total = 0
-    for entry in body.values():
-        if isinstance(entry, dict):
-            total += _int(entry.get("Number of values")) or 0
-    return total
-
-
 async def _asset_and_below(
     request: web.Request, user: PageUser, asset_id: int
 ) -> tuple[dict[str, Any], list[object]]:
     """The asset, and the assets of its subtree (itself too) with their sensors."""
     asset = await _object(request, user, "asset", asset_id)
-    below, _ = await _listing(
+    below, _ = await listing(
         request,
         user,
         "assets",
@@ -694,7 +672,7 @@ async def get_delete_asset(request: web.Request) -> web.Response:
     values: int | None = 0
     try:
         for sensor in sensors[:MAX_COUNTED]:
-            count = await _data_count(request, user, _int(sensor.get("id")) or 0)
+            count = await data_count(request, user, int_of(sensor.get("id")) or 0)
             sensor["values"] = count
             if count is not None and values is not None:
                 values += count
@@ -725,14 +703,14 @@ async def post_delete_asset(request: web.Request) -> web.Response:
     try:
         answer = await _send(request, user, "DELETE", f"{API}/assets/{asset_id}", None)
     except ApiError as err:
-        return _error_page(
+        return titled_error_page(
             request, user, err.status, "The asset was not deleted", err.message
         )
     if answer.status in (200, 204):
         logger.info(
             "asset %d deleted on a page", asset_id, extra={"user_id": user.user_id}
         )
-        return _see_other("/assets?notice=deleted")
+        return redirect("/assets?notice=deleted")
     refusal = _refused(answer, "asset", asset_id)
     if refusal.status == 403:
         refusal = PageError(
@@ -827,8 +805,8 @@ async def post_new_sensor(request: web.Request) -> web.Response:
             request, user, form, asset=asset, sensor=None, status=err.status
         )
     created = _body(answer)
-    if answer.status == 201 and isinstance(created, dict) and _int(created.get("id")):
-        return _see_other(f"/assets/{asset_id}?notice=sensor-created")
+    if answer.status == 201 and isinstance(created, dict) and int_of(created.get("id")):
+        return redirect(f"/assets/{asset_id}?notice=sensor-created")
     status = _rejected(form, answer)
     return _sensor_page(request, user, form, asset=asset, sensor=None, status=status)
 
@@ -837,7 +815,7 @@ async def _sensor_and_asset(
     request: web.Request, user: PageUser, sensor_id: int
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     sensor = await _object(request, user, "sensor", sensor_id)
-    asset_id = _int(sensor.get("generic_asset_id"))
+    asset_id = int_of(sensor.get("generic_asset_id"))
     asset = None
     if asset_id is not None:
         try:
@@ -922,7 +900,7 @@ async def post_edit_sensor(request: web.Request) -> web.Response:
             request, user, form, asset=asset or {}, sensor=sensor, status=err.status
         )
     if answer.status == 200:
-        return _see_other(f"/sensors/{sensor_id}?notice=sensor-saved")
+        return redirect(f"/sensors/{sensor_id}?notice=sensor-saved")
     status = _rejected(form, answer)
     return _sensor_page(
         request, user, form, asset=asset or {}, sensor=sensor, status=status

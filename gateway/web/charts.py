@@ -39,21 +39,19 @@ from gateway.errors import (
     error_response,
 )
 from gateway.web import render
-from gateway.web.dashboard import (
+from gateway.web.calls import (
     API,
     BackendAnswerError,
-    SensorRow,
-    _error_page,
-    _get,
-    _json_of,
-    _listing,
-    _message,
-    _relay,
-    _signed_in,
-    _to_login,
-    duration_ms,
-    sensor_row,
+    body_message,
+    fetch_as,
+    json_of,
+    listing,
+    login_redirect,
+    relay,
+    signed_in,
+    titled_error_page,
 )
+from gateway.web.dashboard import SensorRow, duration_ms, sensor_row
 from gateway.web.sessions import PageUser
 
 logger = logging.getLogger(__name__)
@@ -160,14 +158,14 @@ async def chart_context(
 ) -> dict[str, Any]:
     """What `asset_charts.html` needs for `asset` (its JSON from the API)."""
     asset_id = int(asset["id"])
-    sensors, _cut = await _listing(request, user, f"assets/{asset_id}/sensors", {})
+    sensors, _cut = await listing(request, user, f"assets/{asset_id}/sensors", {})
     rows = [row for row in map(sensor_row, sensors) if row is not None]
     known = {row.id for row in rows}
     for sensor_id in sensors_to_show_ids(asset.get("sensors_to_show")):
         if sensor_id in known:
             continue
         try:
-            answer = await _get(request, user, f"{API}/sensors/{sensor_id}")
+            answer = await fetch_as(request, user, f"{API}/sensors/{sensor_id}")
             row = sensor_row(answer.json()) if answer.status == 200 else None
         except (ApiError, ValueError):
             row = None  # a sensor the user may not read is left out
@@ -207,18 +205,18 @@ async def chart_context(
 @routes.get(rf"/assets/{ID}/charts")
 async def get_asset_charts(request: web.Request) -> web.Response:
     """The asset's sensors as stacked charts sharing one time axis."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     asset_id = int(request.match_info["id"])
     title = "The asset is unavailable"
     try:
-        answer = await _get(request, user, f"{API}/assets/{asset_id}")
-        body = _json_of(request, answer)
+        answer = await fetch_as(request, user, f"{API}/assets/{asset_id}")
+        body = json_of(request, answer)
         if answer.status == 401:
-            raise _to_login(request)
+            raise login_redirect(request)
         if answer.status == 403:
-            return _error_page(
+            return titled_error_page(
                 request,
                 user,
                 403,
@@ -226,7 +224,7 @@ async def get_asset_charts(request: web.Request) -> web.Response:
                 f"Asset {asset_id} belongs to another account.",
             )
         if answer.status in (404, 422) or not isinstance(body, dict):
-            return _error_page(
+            return titled_error_page(
                 request,
                 user,
                 404,
@@ -234,12 +232,12 @@ async def get_asset_charts(request: web.Request) -> web.Response:
                 f"There is no asset with ID {asset_id}.",
             )
         if answer.status != 200:
-            return _error_page(request, user, 502, title, _message(body))
+            return titled_error_page(request, user, 502, title, body_message(body))
         charts = await chart_context(request, user, body)
     except BackendAnswerError as err:
-        return _error_page(request, user, err.status, title, err.message)
+        return titled_error_page(request, user, err.status, title, err.message)
     except ApiError as err:
-        return _error_page(request, user, err.status, title, err.message)
+        return titled_error_page(request, user, err.status, title, err.message)
     return render(request, "asset_charts_page.html", {"user": user, "charts": charts})
 
 
@@ -300,19 +298,19 @@ async def get_sensor_series(request: web.Request) -> web.Response:
     multiple of the sensor's; without it, the sensor's own) and `unit` (without
     it, the sensor's). The backend averages the values of each step.
     """
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
         raise UnauthorizedError()
     sensor_id = int(request.match_info["id"])
     start, duration, start_ms, end_ms = _window(request)
     resolution = request.query.get("resolution", "")
     sources_query = urlencode({"start": _iso(start_ms), "end": _iso(end_ms)})
-    answer = await _get(
+    answer = await fetch_as(
         request, user, f"{API}/sensors/{sensor_id}/sources?{sources_query}"
     )
     if answer.status != 200:
-        return _relay(request, answer)
-    body = _json_of(request, answer)
+        return relay(request, answer)
+    body = json_of(request, answer)
     described: dict[int, dict[str, Any]] = {}
     listed = body.get("sources") if isinstance(body, dict) else None
     for raw in listed if isinstance(listed, list) else []:
@@ -329,17 +327,17 @@ async def get_sensor_series(request: web.Request) -> web.Response:
     # The page knows the sensor's unit; without it, the sensor is read for it.
     unit = request.query.get("unit")
     if unit is None:
-        sensor_answer = await _get(request, user, f"{API}/sensors/{sensor_id}")
-        row = sensor_row(_json_of(request, sensor_answer))
+        sensor_answer = await fetch_as(request, user, f"{API}/sensors/{sensor_id}")
+        row = sensor_row(json_of(request, sensor_answer))
         if sensor_answer.status != 200 or row is None:
-            return _relay(request, sensor_answer)
+            return relay(request, sensor_answer)
         unit = row.unit
     query = {"start": start, "duration": duration, "unit": unit}
     if resolution:
         query["resolution"] = resolution
     answers = await asyncio.gather(
         *(
-            _get(
+            fetch_as(
                 request,
                 user,
                 f"{API}/sensors/{sensor_id}/data?"
@@ -352,8 +350,8 @@ async def get_sensor_series(request: web.Request) -> web.Response:
     step = resolution
     for source_id, answer in zip(source_ids, answers, strict=True):
         if answer.status != 200:
-            return _relay(request, answer)
-        body = _json_of(request, answer)
+            return relay(request, answer)
+        body = json_of(request, answer)
         if not isinstance(body, dict):
             continue
         step = str(body.get("resolution") or step)
@@ -373,17 +371,17 @@ async def get_sensor_series(request: web.Request) -> web.Response:
 
 async def _annotations(request: web.Request, kind: str) -> web.Response:
     """`GET /api/v3_0/<kind>/<id>/chart_annotations` (start, end) as the user."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
         raise UnauthorizedError()
     target = int(request.match_info["id"])
     query = {k: request.query[k] for k in ("start", "end") if k in request.query}
-    answer = await _get(
+    answer = await fetch_as(
         request,
         user,
         f"{API}/{kind}/{target}/chart_annotations?{urlencode(query)}",
     )
-    return _relay(request, answer)
+    return relay(request, answer)
 
 
 @routes.get(rf"/dashboard/api/assets/{ID}/annotations")

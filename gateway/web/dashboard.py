@@ -13,32 +13,36 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from contract.identity import Caller
 from gateway import keys
 from gateway.errors import (
     ApiError,
     MethodNotAllowedError,
     UnauthorizedError,
-    UpstreamUnavailableError,
     error_response,
 )
-from gateway.proxy import BackendAnswer, fetch
-from gateway.signing import identity_for
 from gateway.web import render
-from gateway.web.sessions import PageUser, current_user
+from gateway.web.calls import (
+    API,
+    MAX_LISTED,
+    BackendAnswerError,
+    body_message,
+    fetch_as,
+    json_of,
+    listing,
+    login_redirect,
+    relay,
+    signed_in,
+    titled_error_page,
+)
+from gateway.web.values import int_of, text_of
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-API: Final = "/api/v3_0"
-# Listings are read in pages of PAGE_SIZE, up to MAX_LISTED items (a page with
-# more would be of no use to anyone; the API has them all).
-PAGE_SIZE: Final = 1000
-MAX_LISTED: Final = 5000
 ASSET_FIELDS: Final = "id,name,parent_asset_id,generic_asset_type"
 # Assets nested deeper than this are shown as roots of their own (a page, not a
 # recursion limit, decides how deep a tree may be).
@@ -122,26 +126,18 @@ def resolution_text(iso: str) -> str:
     return iso  # unreachable: every count of ms is a count of milliseconds
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def sensor_row(raw: object) -> SensorRow | None:
     """A sensor of the API's listing (None if it lacks an id)."""
-    if not isinstance(raw, dict) or (sensor_id := _int(raw.get("id"))) is None:
+    if not isinstance(raw, dict) or (sensor_id := int_of(raw.get("id"))) is None:
         return None
-    resolution = _text(raw.get("event_resolution"))
+    resolution = text_of(raw.get("event_resolution"))
     return SensorRow(
         id=sensor_id,
-        name=_text(raw.get("name")) or f"Sensor {sensor_id}",
-        unit=_text(raw.get("unit")),
+        name=text_of(raw.get("name")) or f"Sensor {sensor_id}",
+        unit=text_of(raw.get("unit")),
         resolution=resolution,
         resolution_text=resolution_text(resolution),
-        asset_id=_int(raw.get("generic_asset_id")),
+        asset_id=int_of(raw.get("generic_asset_id")),
     )
 
 
@@ -154,19 +150,19 @@ def build_tree(assets: Sequence[object], sensors: Sequence[object]) -> Tree:
             by_asset.setdefault(row.asset_id, []).append(row)
     records: dict[int, dict[str, Any]] = {}
     for raw in assets:
-        if isinstance(raw, dict) and (asset_id := _int(raw.get("id"))) is not None:
+        if isinstance(raw, dict) and (asset_id := int_of(raw.get("id"))) is not None:
             records[asset_id] = raw
     children: dict[int, list[int]] = {}
     roots: list[int] = []
     for asset_id, raw in records.items():
-        parent = _int(raw.get("parent_asset_id"))
+        parent = int_of(raw.get("parent_asset_id"))
         if parent is None or parent not in records or parent == asset_id:
             roots.append(asset_id)
         else:
             children.setdefault(parent, []).append(asset_id)
 
     def name_of(asset_id: int) -> tuple[str, int]:
-        return _text(records[asset_id].get("name")).casefold(), asset_id
+        return text_of(records[asset_id].get("name")).casefold(), asset_id
 
     placed: set[int] = set()
 
@@ -183,8 +179,8 @@ def build_tree(assets: Sequence[object], sensors: Sequence[object]) -> Tree:
             ]
         return AssetNode(
             id=asset_id,
-            name=_text(raw.get("name")) or f"Asset {asset_id}",
-            type_name=_text(kind.get("name")) if isinstance(kind, dict) else "",
+            name=text_of(raw.get("name")) or f"Asset {asset_id}",
+            type_name=text_of(kind.get("name")) if isinstance(kind, dict) else "",
             sensors=tuple(sorted(by_asset.get(asset_id, ()), key=_sensor_order)),
             children=tuple(kids),
         )
@@ -204,113 +200,7 @@ def _sensor_order(row: SensorRow) -> tuple[str, int]:
     return row.name.casefold(), row.id
 
 
-# --- calling the backend as the user ----------------------------------------------
-
-
-def _caller(user: PageUser) -> Caller:
-    record = user.record
-    return Caller(
-        user_id=record.user_id,
-        account_id=record.account_id,
-        roles=record.roles,
-        auth_time_ms=record.issued_at_ms,
-    )
-
-
-async def _get(request: web.Request, user: PageUser, target: str) -> BackendAnswer:
-    """GET `target` from the tenant's backend as the session's user."""
-    tenant = request[keys.TENANT]
-    identity = identity_for(request, tenant, _caller(user))
-    return await fetch(request, tenant, identity, target)
-
-
-class BackendAnswerError(Exception):
-    """The backend refused or failed a call a page needed."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _json_of(request: web.Request, answer: BackendAnswer) -> object:
-    try:
-        return answer.json()
-    except ValueError as err:
-        tenant = request[keys.TENANT].subdomain
-        raise UpstreamUnavailableError(
-            f"The backend of tenant '{tenant}' gave an unreadable answer."
-        ) from err
-
-
-def _message(body: object) -> str:
-    """The text of a FlexMeasures error body ({"message": ...} in its shapes)."""
-    if isinstance(body, dict):
-        message = body.get("message", body.get("errors"))
-        if isinstance(message, str):
-            return message
-        if isinstance(message, list):
-            return " ".join(_message({"message": item}) for item in message)
-        if isinstance(message, dict):
-            return " ".join(
-                _message({"message": value}) for value in message.values()
-            ).strip()
-    return ""
-
-
-async def _listing(
-    request: web.Request, user: PageUser, path: str, query: dict[str, str]
-) -> tuple[list[object], bool]:
-    """Every item of a paginated listing (up to MAX_LISTED); whether it was cut."""
-    items: list[object] = []
-    page = 1
-    while True:
-        params = urlencode({**query, "page": page, "per_page": PAGE_SIZE})
-        answer = await _get(request, user, f"{API}/{path}?{params}")
-        body = _json_of(request, answer)
-        if answer.status != 200:
-            raise BackendAnswerError(answer.status, _message(body))
-        data = body.get("data") if isinstance(body, dict) else None
-        total = body.get("num-records") if isinstance(body, dict) else None
-        if not isinstance(data, list) or _int(total) is None:
-            raise UpstreamUnavailableError(
-                f"The backend of tenant '{request[keys.TENANT].subdomain}' gave an "
-                "unreadable listing."
-            )
-        items.extend(data)
-        if not data or len(items) >= (_int(total) or 0):
-            return items, False
-        if len(items) >= MAX_LISTED:
-            return items[:MAX_LISTED], True
-        page += 1
-
-
 # --- pages ----------------------------------------------------------------------------
-
-
-async def _signed_in(request: web.Request) -> PageUser | None:
-    """The session's user, charged one request of the tenant's rate limits.
-
-    The dashboard reads the same data as the API, so it counts as the API does: the
-    session has a bucket of the tenant's `per_token` size of its own (as each API
-    token has), and shares the tenant's `per_tenant` bucket. Past a limit it is
-    FlexMeasures' 429 (JSON under /dashboard/api, a page elsewhere) with
-    X-RateLimit-* and Retry-After. No session: nothing is charged.
-    """
-    user = await current_user(request)
-    if user is None:
-        return None
-    request[keys.USER_ID] = user.user_id
-    headers = await request.app[keys.LIMITER].charge(
-        request[keys.TENANT], user.session_id
-    )
-    if headers is not None:  # middlewares.add_standard_headers puts them on the answer
-        request[keys.RATE_HEADERS] = headers
-    return user
-
-
-def _to_login(request: web.Request) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
 
 
 def _origin(request: web.Request) -> str:
@@ -318,38 +208,25 @@ def _origin(request: web.Request) -> str:
     return f"{request[keys.SCHEME]}://{request[keys.PUBLIC_HOST]}"
 
 
-def _error_page(
-    request: web.Request, user: PageUser, status: int, title: str, message: str
-) -> web.Response:
-    if status >= 500:
-        logger.warning("%s %s: %s", request.method, request.path, message)
-    return render(
-        request,
-        "dashboard_error.html",
-        {"user": user, "title": title, "message": message},
-        status=status,
-    )
-
-
 @routes.get("/dashboard")
 async def get_dashboard(request: web.Request) -> web.Response:
     """The account's assets as trees, each with its sensors."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     try:
-        assets, assets_cut = await _listing(
+        assets, assets_cut = await listing(
             request, user, "assets", {"fields": ASSET_FIELDS}
         )
-        sensors, sensors_cut = await _listing(request, user, "sensors", {})
+        sensors, sensors_cut = await listing(request, user, "sensors", {})
     except BackendAnswerError as err:
         if err.status == 401:
-            raise _to_login(request) from err
-        return _error_page(
+            raise login_redirect(request) from err
+        return titled_error_page(
             request, user, err.status, "The dashboard is unavailable", err.message
         )
     except ApiError as err:
-        return _error_page(
+        return titled_error_page(
             request, user, err.status, "The dashboard is unavailable", err.message
         )
     return render(
@@ -368,21 +245,21 @@ async def get_dashboard(request: web.Request) -> web.Response:
 @routes.get(r"/dashboard/sensors/{id:\d{1,18}}")
 async def get_sensor_page(request: web.Request) -> web.Response:
     """A sensor's data over a chosen window, as a zoomable chart."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     sensor_id = int(request.match_info["id"])
     try:
-        answer = await _get(request, user, f"{API}/sensors/{sensor_id}")
-        body = _json_of(request, answer)
+        answer = await fetch_as(request, user, f"{API}/sensors/{sensor_id}")
+        body = json_of(request, answer)
     except ApiError as err:
-        return _error_page(
+        return titled_error_page(
             request, user, err.status, "The sensor is unavailable", err.message
         )
     if answer.status == 401:
-        raise _to_login(request)
+        raise login_redirect(request)
     if answer.status == 403:
-        return _error_page(
+        return titled_error_page(
             request,
             user,
             403,
@@ -390,7 +267,7 @@ async def get_sensor_page(request: web.Request) -> web.Response:
             f"Sensor {sensor_id} belongs to another account.",
         )
     if answer.status in (404, 422):  # FlexMeasures' answer to an unknown id is 422
-        return _error_page(
+        return titled_error_page(
             request,
             user,
             404,
@@ -399,23 +276,23 @@ async def get_sensor_page(request: web.Request) -> web.Response:
         )
     sensor = sensor_row(body) if answer.status == 200 else None
     if sensor is None:
-        return _error_page(
+        return titled_error_page(
             request,
             user,
             502,
             "The sensor is unavailable",
-            _message(body) or "The backend gave an unreadable answer.",
+            body_message(body) or "The backend gave an unreadable answer.",
         )
     asset_name = ""
     if sensor.asset_id is not None:
         try:
-            asset = await _get(request, user, f"{API}/assets/{sensor.asset_id}")
+            asset = await fetch_as(request, user, f"{API}/assets/{sensor.asset_id}")
             raw = asset.json() if asset.status == 200 else None
         except (ApiError, ValueError):
             raw = None  # the breadcrumb does without the asset's name
         if isinstance(raw, dict):
-            asset_name = _text(raw.get("name"))
-    timezone = _text(body.get("timezone")) if isinstance(body, dict) else ""
+            asset_name = text_of(raw.get("name"))
+    timezone = text_of(body.get("timezone")) if isinstance(body, dict) else ""
     preset = request.query.get("preset", DEFAULT_PRESET)
     if preset not in (*PRESETS, "custom"):
         preset = DEFAULT_PRESET
@@ -441,21 +318,6 @@ async def get_sensor_page(request: web.Request) -> web.Response:
 # --- the chart's data -----------------------------------------------------------------
 
 
-def _relay(request: web.Request, answer: BackendAnswer) -> web.Response:
-    """The backend's JSON answer as it is (its 4xx included), never cached."""
-    if answer.content_type != "application/json":
-        raise UpstreamUnavailableError(
-            f"The backend of tenant '{request[keys.TENANT].subdomain}' gave an "
-            "unreadable answer."
-        )
-    return web.Response(
-        status=answer.status,
-        body=answer.body,
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
 @routes.route("*", r"/dashboard/api/sensors/{id:\d{1,18}}/data")
 async def get_sensor_data(request: web.Request) -> web.Response:
     """`GET /api/v3_0/sensors/<id>/data` as the session's user (unit: the sensor's).
@@ -479,21 +341,21 @@ async def get_sensor_data(request: web.Request) -> web.Response:
 
 
 async def _sensor_data(request: web.Request) -> web.Response:
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
         raise UnauthorizedError()
     sensor_id = int(request.match_info["id"])
     query = {name: request.query[name] for name in DATA_PARAMS if name in request.query}
     if "unit" not in query:
-        sensor = await _get(request, user, f"{API}/sensors/{sensor_id}")
-        row = sensor_row(_json_of(request, sensor)) if sensor.status == 200 else None
+        sensor = await fetch_as(request, user, f"{API}/sensors/{sensor_id}")
+        row = sensor_row(json_of(request, sensor)) if sensor.status == 200 else None
         if row is None:
-            return _relay(request, sensor)
+            return relay(request, sensor)
         query["unit"] = row.unit
-    answer = await _get(
+    answer = await fetch_as(
         request, user, f"{API}/sensors/{sensor_id}/data?{urlencode(query)}"
     )
-    return _relay(request, answer)
+    return relay(request, answer)
 
 
 @routes.get("/")

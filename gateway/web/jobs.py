@@ -16,14 +16,14 @@ from aiohttp import web
 
 from gateway.errors import ApiError
 from gateway.web import render
-from gateway.web.dashboard import (
+from gateway.web.calls import (
     API,
-    _error_page,
-    _get,
-    _json_of,
-    _message,
-    _signed_in,
-    _to_login,
+    body_message,
+    fetch_as,
+    json_of,
+    login_redirect,
+    signed_in,
+    titled_error_page,
 )
 from gateway.web.sessions import PageUser
 
@@ -85,26 +85,26 @@ def job_row(raw: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/jobs")
 async def get_jobs(request: web.Request) -> web.Response:
     """The account's jobs, newest first; reloads itself while any is pending."""
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     try:
-        answer = await _get(request, user, f"{API}/jobs")
-        body = _json_of(request, answer)
+        answer = await fetch_as(request, user, f"{API}/jobs")
+        body = json_of(request, answer)
     except ApiError as err:
-        return _error_page(
+        return titled_error_page(
             request, user, err.status, "Jobs are unavailable", err.message
         )
     if answer.status == 401:
-        raise _to_login(request)
+        raise login_redirect(request)
     listed = body.get("jobs") if isinstance(body, dict) else None
     if answer.status != 200 or not isinstance(listed, list):
-        return _error_page(
+        return titled_error_page(
             request,
             user,
             answer.status if answer.status >= 400 else 502,
             "Jobs are unavailable",
-            _message(body) or "The backend gave an unreadable answer.",
+            body_message(body) or "The backend gave an unreadable answer.",
         )
     rows = [job_row(raw) for raw in listed if isinstance(raw, dict)]
     problem = body.get("redis_connection_err") if isinstance(body, dict) else None
@@ -123,7 +123,7 @@ async def get_jobs(request: web.Request) -> web.Response:
 def _job_unavailable(
     request: web.Request, user: PageUser, status: int, message: str
 ) -> web.Response:
-    return _error_page(request, user, status, "The job is unavailable", message)
+    return titled_error_page(request, user, status, "The job is unavailable", message)
 
 
 @routes.get(r"/jobs/{uuid:[0-9A-Za-z-]{1,64}}")
@@ -132,26 +132,26 @@ async def get_job_page(request: web.Request) -> web.Response:
 
     `?asset=<id>` (where the job was started) links back to that asset's page.
     """
-    user = await _signed_in(request)
+    user = await signed_in(request)
     if user is None:
-        raise _to_login(request)
+        raise login_redirect(request)
     job_id = request.match_info["uuid"]
     asset = request.query.get("asset", "")
     asset_id = int(asset) if asset.isdecimal() and len(asset) <= 18 else None
     try:
-        answer = await _get(request, user, f"{API}/jobs/{job_id}")
-        body = _json_of(request, answer)
+        answer = await fetch_as(request, user, f"{API}/jobs/{job_id}")
+        body = json_of(request, answer)
     except ApiError as err:
         return _job_unavailable(request, user, err.status, err.message)
     if answer.status == 401:
-        raise _to_login(request)
+        raise login_redirect(request)
     # 200 finished, 202 pending, 422 failed (FlexMeasures' answers).
     if answer.status not in (200, 202, 422) or not isinstance(body, dict):
         code = answer.status if answer.status >= 400 else 502
         if answer.status == 404:
             message = f"There is no job {job_id} (or the queue no longer keeps it)."
         else:
-            message = _message(body) or "The backend gave an unreadable answer."
+            message = body_message(body) or "The backend gave an unreadable answer."
         return _job_unavailable(request, user, code, message)
     status = str(body.get("status") or "").lower()
     pending = answer.status == 202

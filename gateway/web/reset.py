@@ -17,8 +17,10 @@
 - `POST /users/<id>/invite` (a signed-in admin, CSRF-checked): the backend
   resets the user's password as that admin allows (FlexMeasures' password
   reset), then the user gets a link of the same kind, living
-  GATEWAY_INVITE_LINK_TTL seconds; `mail_password_link` does the mailing for
-  other pages (a user just created).
+  GATEWAY_INVITE_LINK_TTL seconds.
+
+The mails themselves (for these pages, the users pages and the API) are made and
+sent by gateway/reset_mail.py.
 
 The reset forms are checked by their origin (there is no session); the reset
 form also carries the link's token, a secret no other site knows.
@@ -26,9 +28,7 @@ form also carries the link's token, a secret no other site knows.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -38,28 +38,21 @@ from contract.identity import Caller
 from contract.tenants_file import TenantConfig
 from gateway import keys
 from gateway.errors import (
-    ApiError,
     FormRejectedError,
     TokenStoreUnavailableError,
     TooManyRequestsError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from gateway.mail import MailError, build_message, send_mail
-from gateway.reset import (
-    Account,
-    ResetLinks,
-    call_backend,
-    find_user,
-    keep,
-    set_password,
-    user_by_id,
-)
+from gateway.reset import ResetLinks, call_backend, set_password
+from gateway.reset_mail import mail_link_if_known, mail_password_link
 from gateway.signing import identity_for
-from gateway.throttle import LoginThrottle, wait_words
+from gateway.throttle import LoginThrottle
+from gateway.words import lifetime_words, wait_words
 
 from . import error_page, render, sessions
-from .views import EMAIL_MAX, FORM_REJECTED, PASSWORD_MAX, _duration
+from .calls import FORM_REJECTED
+from .views import EMAIL_MAX, PASSWORD_MAX
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -70,22 +63,9 @@ UNAVAILABLE: Final = (
 )
 
 
-async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
-    """At shutdown, let reset mails under way finish (before HTTP and Redis close)."""
-    yield
-    tasks = app[keys.SETTLING]
-    if tasks:
-        pending = set(tasks)
-        await asyncio.wait(pending, timeout=app[keys.SETTINGS].smtp_timeout)
-
-
 def _field(form: Any, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
-
-
-def _links(request: web.Request) -> ResetLinks:
-    return ResetLinks(request.app[keys.REDIS], request.app[keys.SETTINGS].key_prefix)
 
 
 def _off(request: web.Request) -> web.Response:
@@ -155,146 +135,6 @@ async def _throttle(request: web.Request, tenant: TenantConfig, email: str) -> N
             )
 
 
-def _mail_text(tenant: TenantConfig, link: str, ttl: int, kind: str) -> str:
-    if kind == "invite":
-        opening = (
-            f"an administrator of {tenant.name} invites you to set the password of "
-            f"your account there."
-        )
-    else:
-        opening = (
-            f"someone (hopefully you) asked to reset the password of your account "
-            f"at {tenant.name}."
-        )
-    return (
-        f"Hello,\n\n{opening}\n\n"
-        f"To choose a password, open this link within {_duration(ttl)}:\n\n"
-        f"{link}\n\n"
-        f"The link works once. Setting a password ends all your sessions and "
-        f"revokes your API tokens.\n\n"
-        f"If you did not expect this, ignore this mail.\n"
-    )
-
-
-async def _deliver(
-    request: web.Request,
-    tenant: TenantConfig,
-    *,
-    user_id: int,
-    email: str,
-    origin: str,
-    kind: str,
-) -> None:
-    """Make a link and mail it (ApiError, MailError if that fails)."""
-    settings = request.app[keys.SETTINGS]
-    ttl = settings.invite_link_ttl if kind == "invite" else settings.reset_link_ttl
-    token = await _links(request).create(tenant.subdomain, user_id, ttl, kind)
-    link = f"{origin}/reset-password?token={quote(token)}"
-    subject = (
-        f"Set your password at {tenant.name}"
-        if kind == "invite"
-        else f"Reset your password at {tenant.name}"
-    )
-    message = build_message(
-        sender=tenant.mail_from or settings.mail_from,
-        recipient=email,
-        subject=subject,
-        text=_mail_text(tenant, link, ttl, kind),
-    )
-    await send_mail(settings, message)
-    logger.info("password %s mail sent", kind, extra={"user_id": user_id})
-
-
-async def _guarded(work: Coroutine[Any, Any, None], kind: str) -> None:
-    """Run a mail task; failures are logged (never the link)."""
-    try:
-        await work
-    except (ApiError, MailError) as err:
-        logger.warning("password %s mail not sent: %s", kind, err)
-    except Exception:  # a detached task: nobody else would see it
-        logger.exception("password %s mail failed", kind)
-
-
-async def _send_link(
-    request: web.Request, tenant: TenantConfig, email: str, origin: str
-) -> None:
-    """Look the address up and mail a link if it is an active user's."""
-    account = await find_user(request, tenant, email)
-    if account is None or not account.active:
-        logger.info("password reset asked for an unknown or inactive address")
-        return
-    await _deliver_reset(request, tenant, account, origin)
-
-
-async def _deliver_reset(
-    request: web.Request, tenant: TenantConfig, account: Account, origin: str
-) -> None:
-    """Mail a found user the reset link (to the address the backend has)."""
-    await _deliver(
-        request,
-        tenant,
-        user_id=account.user_id,
-        email=account.email,
-        origin=origin,
-        kind="reset",
-    )
-
-
-def _origin(request: web.Request) -> str:
-    return f"{request[keys.SCHEME]}://{request[keys.PUBLIC_AUTHORITY]}"
-
-
-def mail_password_link(
-    request: web.Request, tenant: TenantConfig, *, user_id: int, email: str
-) -> bool:
-    """Mail a user an invitation to set their password (after the answer).
-
-    For pages where an admin creates a user or resets a password, once the
-    backend allowed it. False if mail is not set up (nothing is sent).
-    """
-    if not request.app[keys.SETTINGS].mail_configured:
-        return False
-    work = _deliver(
-        request,
-        tenant,
-        user_id=user_id,
-        email=email,
-        origin=_origin(request),
-        kind="invite",
-    )
-    keep(request.app, asyncio.create_task(_guarded(work, "invite")))
-    return True
-
-
-async def _send_reset_of(
-    request: web.Request, tenant: TenantConfig, user_id: int, origin: str
-) -> None:
-    """Look the user up by id and mail them a reset link if they are active."""
-    account = await user_by_id(request, tenant, user_id)
-    if account is None or not account.active:
-        logger.info(
-            "password reset mail not sent: unknown or inactive user",
-            extra={"user_id": user_id},
-        )
-        return
-    await _deliver_reset(request, tenant, account, origin)
-
-
-def mail_reset_link(request: web.Request, tenant: TenantConfig, user_id: int) -> bool:
-    """Mail a user whose password was just reset a reset link (after the answer).
-
-    For `PATCH /api/v3_0/users/<id>/password-reset` answered 200 (the backend
-    decided who may): the address is the backend's (`GET /internal/users/<id>`),
-    never the client's; the mail is the one "Forgot your password?" sends. False
-    if mail is not set up (nothing is sent). A failure is logged, never raised.
-    """
-    if not request.app[keys.SETTINGS].mail_configured:
-        return False
-    work = _send_reset_of(request, tenant, user_id, _origin(request))
-    keep(request.app, asyncio.create_task(_guarded(work, "reset")))
-    return True
-
-
 @routes.post("/forgot-password")
 async def post_forgot_password(request: web.Request) -> web.Response:
     """Always the same answer; the mail (if any) goes out after it."""
@@ -320,12 +160,11 @@ async def post_forgot_password(request: web.Request) -> web.Response:
             status=err.status,
             headers=err.headers,
         )
-    work = _send_link(request, tenant, email, _origin(request))
-    keep(request.app, asyncio.create_task(_guarded(work, "reset")))
+    mail_link_if_known(request, tenant, email)
     return render(
         request,
         "forgot_sent.html",
-        {"email": email, "life": _duration(settings.reset_link_ttl)},
+        {"email": email, "life": lifetime_words(settings.reset_link_ttl)},
     )
 
 
@@ -363,7 +202,7 @@ async def get_reset_password(request: web.Request) -> web.Response:
         return _off(request)
     tenant: TenantConfig = request[keys.TENANT]
     token = request.query.get("token", "")
-    link = await _links(request).peek(token, tenant.subdomain)
+    link = await ResetLinks.of(request.app).peek(token, tenant.subdomain)
     if link is None:
         return _invalid(request)
     return _reset_page(request, token, kind=link.kind)
@@ -390,7 +229,7 @@ async def post_reset_password(request: web.Request) -> web.Response:
     tenant: TenantConfig = request[keys.TENANT]
     form = await request.post()
     token = _field(form, "token")
-    links = _links(request)
+    links = ResetLinks.of(request.app)
     problems = _password_problems(_field(form, "password"), _field(form, "repeat"))
     if problems:
         live = await links.peek(token, tenant.subdomain)
@@ -522,6 +361,6 @@ async def post_invite(request: web.Request) -> web.Response:
             "user": user,
             "email": email,
             "page": page,
-            "life": _duration(request.app[keys.SETTINGS].invite_link_ttl),
+            "life": lifetime_words(request.app[keys.SETTINGS].invite_link_ttl),
         },
     )

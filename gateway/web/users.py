@@ -10,8 +10,6 @@ ask for a confirmation first.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -20,10 +18,13 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import ApiError
+from gateway.reset_mail import mail_password_link, mail_reset_link
 from gateway.web import render
 from gateway.web.calls import (
+    MAX_PAGE,
     Answer,
     PageError,
+    audit_log,
     call,
     checked_form,
     error_page,
@@ -34,14 +35,12 @@ from gateway.web.calls import (
     text_field,
     unavailable,
 )
-from gateway.web.reset import mail_password_link, mail_reset_link
 from gateway.web.sessions import PageUser
+from gateway.web.values import Pages, int_of, link, text_of, when
 
 routes = web.RouteTableDef()
 
 PER_PAGE: Final = 25
-LOG_PER_PAGE: Final = 20
-MAX_PAGE: Final = 100_000
 SEARCH_MAX: Final = 200  # characters of a users search
 ID: Final = r"{id:\d{1,9}}"
 # Roles a page offers (FlexMeasures' own); the API decides who may grant which.
@@ -89,34 +88,9 @@ ACTIONS: Final = {
 }
 DETAIL_FIELDS: Final = ("email", "username", "timezone")
 NEW_USER_FIELDS: Final = ("email", "username")  # shown next to their inputs
-EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-HTTP_DATE_RE: Final = re.compile(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
 
 
 # --- reading the API's JSON ---------------------------------------------------
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def when(value: object) -> dt.datetime | None:
-    """A time of the API (naive UTC ISO, or an HTTP date) as an aware datetime."""
-    text = _text(value)
-    if not text:
-        return None
-    try:
-        if HTTP_DATE_RE.fullmatch(text):
-            moment = dt.datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT")
-        else:
-            moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def role_names(raw: object) -> list[str]:
@@ -130,37 +104,13 @@ def role_names(raw: object) -> list[str]:
     return names
 
 
-@dataclass(frozen=True, slots=True)
-class Pages:
-    """Where a paged list is: page number, count, total."""
-
-    number: int
-    per_page: int
-    total: int
-
-    @property
-    def last(self) -> int:
-        """The number of the last page (1 when empty)."""
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def first_shown(self) -> int:
-        """The position of the page's first item (1-based; 0 when empty)."""
-        return 0 if self.total == 0 else (self.number - 1) * self.per_page + 1
-
-    @property
-    def last_shown(self) -> int:
-        """The position of the page's last item."""
-        return min(self.total, self.number * self.per_page)
-
-
 def _listing(answer: Answer, what: str) -> tuple[list[dict[str, Any]], int]:
     """The items and total of a paged API answer (PageError if refused)."""
     if answer.status != 200:
         raise refusal(answer, what)
     body = answer.body if isinstance(answer.body, dict) else {}
     data = body.get("data")
-    total = _int(body.get("num-records"))
+    total = int_of(body.get("num-records"))
     if not isinstance(data, list) or total is None:
         raise PageError(502, f"The backend gave an unreadable list of {what}.")
     return [item for item in data if isinstance(item, dict)], total
@@ -175,11 +125,6 @@ def _record(answer: Answer, what: str) -> dict[str, Any]:
 def _members_of(account_id: int) -> str:
     """The API path listing every user of an account, deactivated ones too."""
     return "/users?" + urlencode({"account_id": account_id, "include_inactive": "true"})
-
-
-def _link(path: str, **query: object) -> str:
-    kept = {k: v for k, v in query.items() if v not in (None, "", False)}
-    return f"{path}?{urlencode(kept)}" if kept else path
 
 
 # --- accounts -------------------------------------------------------------------
@@ -208,62 +153,20 @@ async def get_accounts(request: web.Request) -> web.Response:
         return error_page(request, user, unavailable(err))
     rows = [
         {
-            "id": _int(item.get("id")),
-            "name": _text(item.get("name")),
+            "id": int_of(item.get("id")),
+            "name": text_of(item.get("name")),
             "roles": role_names(item.get("account_roles")),
-            "users": _int(item.get("user_count")),
-            "assets": _int(item.get("asset_count")),
-            "consultancy": _int(item.get("consultancy_account_id")),
+            "users": int_of(item.get("user_count")),
+            "assets": int_of(item.get("asset_count")),
+            "consultancy": int_of(item.get("consultancy_account_id")),
         }
         for item in items
     ]
     return render(
         request,
         "accounts.html",
-        {"user": user, "rows": rows, "pages": pages, "link": _link},
+        {"user": user, "rows": rows, "pages": pages, "link": link},
     )
-
-
-async def _audit_log(
-    request: web.Request, user: PageUser, target: str, number: int
-) -> dict[str, Any]:
-    """An audit log page: rows, pages, or why it is not shown."""
-    query = {
-        "page": number,
-        "per_page": LOG_PER_PAGE,
-        "sort-by": "event_datetime",
-        "sort-dir": "desc",
-    }
-    answer = await call(request, user, f"{target}?{urlencode(query)}")
-    if answer.status == 403:
-        return {"refused": "You are not allowed to see this audit log."}
-    if answer.status != 200:
-        return {"refused": answer.message() or "The audit log is unavailable."}
-    body = answer.body
-    if isinstance(body, list):  # the account log: every record at once
-        records = sorted(
-            (r for r in body if isinstance(r, dict)),
-            key=lambda r: when(r.get("event_datetime")) or EPOCH,
-            reverse=True,
-        )
-        pages = Pages(number, LOG_PER_PAGE, len(records))
-        start = (number - 1) * LOG_PER_PAGE
-        records = records[start : start + LOG_PER_PAGE]
-    elif isinstance(body, dict) and isinstance(body.get("data"), list):
-        records = [r for r in body["data"] if isinstance(r, dict)]
-        pages = Pages(number, LOG_PER_PAGE, _int(body.get("num-records")) or 0)
-    else:
-        return {"refused": "The audit log is unavailable."}
-    rows = [
-        {
-            "event": _text(r.get("event")),
-            "when": when(r.get("event_datetime")),
-            "actor": _text(r.get("active_user_name")),
-            "actor_id": _int(r.get("active_user_id")),
-        }
-        for r in records
-    ]
-    return {"rows": rows, "pages": pages}
 
 
 ACCOUNT_FIELDS: Final = (
@@ -347,11 +250,11 @@ async def _account_page(
             + urlencode({"account_id": account_id, "page": 1, "per_page": 1}),
         )
         asset_count = (
-            _int(assets.body.get("num-records"))
+            int_of(assets.body.get("num-records"))
             if assets.status == 200 and isinstance(assets.body, dict)
             else None
         )
-        log = await _audit_log(
+        log = await audit_log(
             request, user, f"/accounts/{account_id}/auditlog", log_page
         )
     except PageError as err:
@@ -366,7 +269,7 @@ async def _account_page(
     names = {row["id"]: row["username"] for row in users}
     for row in log.get("rows", []):  # the account log names no one: its users do
         row["actor"] = row["actor"] or names.get(row["actor_id"], "")
-    consultancy = _int(account.get("consultancy_account_id"))
+    consultancy = int_of(account.get("consultancy_account_id"))
     return render(
         request,
         "account.html",
@@ -374,18 +277,18 @@ async def _account_page(
             "user": user,
             "account": {
                 "id": account_id,
-                "name": _text(account.get("name")),
+                "name": text_of(account.get("name")),
                 "roles": role_names(account.get("account_roles")),
                 "consultancy": consultancy,
-                "primary_color": _text(account.get("primary_color")),
-                "secondary_color": _text(account.get("secondary_color")),
-                "logo_url": _text(account.get("logo_url")),
+                "primary_color": text_of(account.get("primary_color")),
+                "secondary_color": text_of(account.get("secondary_color")),
+                "logo_url": text_of(account.get("logo_url")),
             },
             "users": users,
             "users_refused": members is None,
             "asset_count": asset_count,
             "log": log,
-            "link": _link,
+            "link": link,
             "may_create": _manages(user, account_id),
             "may_edit": _edits_account(user, account_id, consultancy),
             "form": form or _account_form(account),
@@ -491,11 +394,11 @@ async def post_account(request: web.Request) -> web.Response:
 
 def _user_row(item: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": _int(item.get("id")),
-        "email": _text(item.get("email")),
-        "username": _text(item.get("username")),
+        "id": int_of(item.get("id")),
+        "email": text_of(item.get("email")),
+        "username": text_of(item.get("username")),
         "active": item.get("active") is True,
-        "timezone": _text(item.get("timezone")),
+        "timezone": text_of(item.get("timezone")),
         "roles": role_names(item.get("flexmeasures_roles")),
         "last_login": when(item.get("last_login_at")),
         "last_seen": when(item.get("last_seen_at")),
@@ -532,7 +435,7 @@ async def get_users(request: web.Request) -> web.Response:
         answer = await call(request, user, f"/users?{urlencode(query)}")
         items, total = _listing(answer, f"users of account {account_id}")
         found = (
-            _int(answer.body.get("filtered-records"))
+            int_of(answer.body.get("filtered-records"))
             if search and isinstance(answer.body, dict)
             else None
         )
@@ -545,13 +448,13 @@ async def get_users(request: web.Request) -> web.Response:
         return error_page(request, user, unavailable(err))
     account_name = next(
         (
-            _text(item["account"].get("name"))
+            text_of(item["account"].get("name"))
             for item in items
             if isinstance(item.get("account"), dict)
         ),
         "",
     )
-    choices = [(_int(a.get("id")), _text(a.get("name"))) for a in accounts]
+    choices = [(int_of(a.get("id")), text_of(a.get("name"))) for a in accounts]
     if not account_name:
         account_name = next((n for i, n in choices if i == account_id), "")
     return render(
@@ -567,7 +470,7 @@ async def get_users(request: web.Request) -> web.Response:
             "account_name": account_name,
             "accounts": choices if len(choices) > 1 else [],
             "include_inactive": include_inactive,
-            "link": _link,
+            "link": link,
             "may_create": _manages(user, account_id),
         },
     )
@@ -687,9 +590,9 @@ async def post_new_user(request: web.Request) -> web.Response:
             request, user, account_id, entered, problem=err.message, status=err.status
         )
     created = answer.body if isinstance(answer.body, dict) else {}
-    new_id = _int(created.get("id"))
+    new_id = int_of(created.get("id"))
     if answer.status == 201 and new_id is not None:
-        notice = await welcome(request, new_id, _text(created.get("email")))
+        notice = await welcome(request, new_id, text_of(created.get("email")))
         return redirect(f"/users/{new_id}?notice={notice}")
     if answer.status == 422:
         fields = answer.field_errors()
@@ -734,7 +637,7 @@ async def _user_details(
         await call(request, user, f"/users/{user_id}"), f"user with ID {user_id}"
     )
     row = _user_row(found)
-    account_id = _int(found.get("account_id"))
+    account_id = int_of(found.get("account_id"))
     row["account_id"] = account_id
     row["account_name"] = ""
     role_ids = found.get("flexmeasures_roles")
@@ -750,7 +653,7 @@ async def _user_details(
                 row["roles"] = role_names(item.get("flexmeasures_roles"))
                 account = item.get("account")
                 if isinstance(account, dict):
-                    row["account_name"] = _text(account.get("name"))
+                    row["account_name"] = text_of(account.get("name"))
     if not row["roles"] and isinstance(role_ids, list) and role_ids:
         row["roles"] = [f"role {r}" for r in role_ids]
     return row
@@ -768,7 +671,7 @@ async def _user_page(
     log_page = int_param(request, "log_page", 1, most=MAX_PAGE)
     try:
         shown = await _user_details(request, user, user_id)
-        log = await _audit_log(request, user, f"/users/{user_id}/auditlog", log_page)
+        log = await audit_log(request, user, f"/users/{user_id}/auditlog", log_page)
     except PageError as err:
         return error_page(request, user, err)
     except ApiError as err:
@@ -783,7 +686,7 @@ async def _user_page(
             "user": user,
             "shown": shown,
             "log": log,
-            "link": _link,
+            "link": link,
             "notice": NOTICES.get(request.query.get("notice", ""), ""),
             "problem": problem,
             "itself": user_id == user.user_id,

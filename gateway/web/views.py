@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -38,8 +37,10 @@ from gateway.login import verify_login
 from gateway.proxy import fetch
 from gateway.signing import identity_for
 from gateway.throttle import LoginThrottle
+from gateway.words import lifetime_words
 
 from . import render, sessions
+from .calls import FORM_REJECTED, redirect
 from .sessions import PageUser
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,6 @@ DIGEST_RE: Final = re.compile(r"[0-9a-f]{64}")
 LOGIN_FAILED: Final = "Invalid email or password."
 UNAVAILABLE: Final = (
     "Logging in is unavailable right now; please try again in a minute."
-)
-FORM_REJECTED: Final = (
-    "This form could not be verified: it is out of date or was sent from another "
-    "site. Nothing was changed; please reload the page and try again."
 )
 NOTICES: Final = {
     "logged-out": "You have been logged out.",
@@ -97,27 +94,8 @@ def _field(form: Form, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _redirect(location: str) -> web.Response:
-    return web.Response(
-        status=303, headers={"Location": location, "Cache-Control": "no-store"}
-    )
-
-
 def _when(ms: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-
-
-def _duration(seconds: int) -> str:
-    """A lifetime in words: "90 days", "6 hours", "1 minute"."""
-    for unit, size in (("day", DAY), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    if seconds >= 3600:
-        hours = round(seconds / 3600, 1)
-        return f"{hours:g} hours"
-    minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _authority(request: web.Request) -> str:
@@ -160,7 +138,7 @@ async def get_login(request: web.Request) -> web.Response:
     """The login form (a signed-in user goes on to `next`)."""
     next_path = safe_next(request.query.get("next"))
     if await sessions.current_user(request) is not None:
-        return _redirect(next_path)
+        return redirect(next_path)
     notice = NOTICES.get(request.query.get("notice", ""))
     return _login_page(request, next_path=next_path, notice=notice)
 
@@ -245,7 +223,7 @@ async def post_login(request: web.Request) -> web.Response:
         )
     request[keys.USER_ID] = login.user_id
     logger.info("page session started", extra={"user_id": login.user_id})
-    response = _redirect(next_path)
+    response = redirect(next_path)
     sessions.set_cookie(request, response, session_id)
     return response
 
@@ -255,7 +233,7 @@ async def get_logout(request: web.Request) -> web.Response:
     """A confirmation form: a GET never logs out."""
     user = await sessions.current_user(request)
     if user is None:
-        return _redirect("/login")
+        return redirect("/login")
     return render(request, "logout.html", {"user": user})
 
 
@@ -270,7 +248,7 @@ async def post_logout(request: web.Request) -> web.Response:
             raise FormRejectedError(FORM_REJECTED)
         await sessions.end_session(request, user)
         logger.info("page session ended", extra={"user_id": user.user_id})
-    response = _redirect("/login?notice=logged-out")
+    response = redirect("/login?notice=logged-out")
     sessions.clear_cookie(response)
     return response
 
@@ -438,10 +416,10 @@ async def _profile_page(
             "tokens": await _token_rows(request, tenant, user),
             "fresh": fresh,
             "key_form": key_form or KeyForm(),
-            "token_life": _duration(tenant.token_ttl),
+            "token_life": lifetime_words(tenant.token_ttl),
             "key_max_days": max(1, tenant.api_key_max_ttl // DAY),
             "key_default_days": min(30, max(1, tenant.api_key_max_ttl // DAY)),
-            "key_max_life": _duration(tenant.api_key_max_ttl),
+            "key_max_life": lifetime_words(tenant.api_key_max_ttl),
             "notice": NOTICES.get(request.query.get("notice", "")),
         },
         status=status,
@@ -572,7 +550,7 @@ async def post_revoke(request: web.Request) -> web.Response:
         "token revoked on the profile page",
         extra={"user_id": user.user_id, "token_id": digest[:8]},
     )
-    return _redirect(f"{HOME}?notice=revoked")
+    return redirect(f"{HOME}?notice=revoked")
 
 
 @routes.post("/logged-in-user/revoke-all")
@@ -586,6 +564,6 @@ async def post_revoke_all(request: web.Request) -> web.Response:
         count,
         extra={"user_id": user.user_id},
     )
-    response = _redirect("/login?notice=revoked-all")
+    response = redirect("/login?notice=revoked-all")
     sessions.clear_cookie(response)
     return response

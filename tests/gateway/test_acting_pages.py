@@ -26,12 +26,12 @@ from tests.helpers.dashboard import (
     Seeded,
     User,
     api,
-    page,
     queued_job,
     seed,
     session,
     set_job_status,
 )
+from tests.helpers.forms import page
 
 ORIGIN = {"Origin": "http://company.localhost"}
 EVIL = {"Origin": "http://evil.example"}

@@ -13,7 +13,7 @@ from typing import Any
 
 from rq.job import JobStatus
 
-from gateway.web.assets import _number_or_text, field_errors, name_matches
+from gateway.web.assets import field_errors, name_matches, number_or_text
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
 from tests.helpers.dashboard import (
@@ -23,11 +23,11 @@ from tests.helpers.dashboard import (
     User,
     api,
     asset_type,
-    page,
     seed,
     session,
     set_job_status,
 )
+from tests.helpers.forms import page
 
 ORIGIN = {"Origin": "http://company.localhost"}
 
@@ -143,12 +143,12 @@ async def test_assets_search_filters_by_name_without_script(dash: Dash) -> None:
     assert "<b>" not in text.split("<main")[1].split("</form>")[1]
 
 
-def test_number_or_text_leaves_the_api_to_name_bad_numbers() -> None:
-    assert _number_or_text(" 52.5 ") == 52.5
-    assert _number_or_text("-3") == -3
-    assert _number_or_text("") is None
+def testnumber_or_text_leaves_the_api_to_name_bad_numbers() -> None:
+    assert number_or_text(" 52.5 ") == 52.5
+    assert number_or_text("-3") == -3
+    assert number_or_text("") is None
     for text in ("north", "1e400", "nan", "-inf"):
-        assert _number_or_text(text) == text
+        assert number_or_text(text) == text
 
 
 def test_name_matches_every_word() -> None:

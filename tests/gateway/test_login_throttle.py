@@ -26,6 +26,7 @@ from gateway import keys
 from gateway.config import load_settings
 from tests.gateway.conftest import GatewayFactory, metric, tenants_text, write_secret
 from tests.helpers.net import free_port
+from tests.helpers.pages import CSRF_RE
 
 Server = Callable[..., Awaitable[TestServer]]
 Client = TestClient[web.Request, web.Application]
@@ -35,7 +36,6 @@ UNREADABLE = (
     "The browser (or proxy) sent a request that this server could not understand."
 )
 FRESH_RE = re.compile(r'id="fresh-token" value="([^"]+)"')
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class Passwords:

@@ -39,7 +39,7 @@ from tenant_service.scheduling import jobs
 
 SCRIPTS: Final = {
     "auth._ISSUE": auth._ISSUE,
-    "auth._REMEMBER": auth._REMEMBER,
+    "auth.REMEMBER": auth.REMEMBER,
     "auth._REVOKE": auth._REVOKE,
     "limits._CHECK": limits._CHECK,
     "throttle._TAKE": login_throttle._TAKE,

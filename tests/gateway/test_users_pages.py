@@ -16,9 +16,7 @@ from gateway import keys
 from tenant_service.store import users as user_store
 from tenant_service.store.db import create_engine
 from tests.helpers import dashboard as base
-
-CSRF = "csrf-secret"  # what base.session puts in the session
-ORIGIN = {"Origin": "http://company.localhost"}
+from tests.helpers.forms import CSRF, ORIGIN, page
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +61,6 @@ async def people(make_dash: base.DashFactory, sqlite_database_url: str) -> Peopl
     )
 
 
-async def page(people: People, user: base.User, path: str) -> tuple[int, str]:
-    auth = await base.session(people.dash, user)
-    response = await people.dash.gateway.get(path, headers=auth, allow_redirects=False)
-    assert response.headers["Cache-Control"] == "no-store"
-    return response.status, await response.text()
-
-
 async def submit(
     people: People,
     user: base.User,
@@ -110,12 +101,12 @@ async def test_users_pages_need_a_login(people: People) -> None:
 
 
 async def test_users_pages_accounts_list_per_role(people: People) -> None:
-    status, body = await page(people, people.admin, "/accounts")
+    status, body = await page(people.dash, people.admin, "/accounts")
     assert status == 200
     assert "Company Inc." in body
     assert "Other Co." in body
     assert "2 accounts" in body
-    status, body = await page(people, people.account_admin, "/accounts")
+    status, body = await page(people.dash, people.account_admin, "/accounts")
     assert status == 200
     assert "Company Inc." in body
     assert "Other Co." not in body
@@ -123,7 +114,7 @@ async def test_users_pages_accounts_list_per_role(people: People) -> None:
 
 async def test_users_pages_account_page(people: People) -> None:
     company = people.admin.account_id
-    status, body = await page(people, people.account_admin, f"/accounts/{company}")
+    status, body = await page(people.dash, people.account_admin, f"/accounts/{company}")
     assert status == 200
     assert "<h1>Company Inc.</h1>" in body
     for email in ("admin@company.test", "root@company.test", "member@company.test"):
@@ -133,10 +124,10 @@ async def test_users_pages_account_page(people: People) -> None:
     assert "/users/new?account_id=" in body
     # Another account's page: the API's 403 as a clear message.
     other = people.outsider.account_id
-    status, body = await page(people, people.account_admin, f"/accounts/{other}")
+    status, body = await page(people.dash, people.account_admin, f"/accounts/{other}")
     assert status == 403
     assert "not allowed to see account with ID" in body
-    status, body = await page(people, people.admin, "/accounts/999999")
+    status, body = await page(people.dash, people.admin, "/accounts/999999")
     assert status == 404
     assert "There is no account with ID 999999." in body
 
@@ -144,7 +135,7 @@ async def test_users_pages_account_page(people: People) -> None:
 async def test_users_pages_account_edit(people: People) -> None:
     company = people.admin.account_id
     path = f"/accounts/{company}"
-    _, body = await page(people, people.account_admin, path)
+    _, body = await page(people.dash, people.account_admin, path)
     assert 'id="edit-title">Edit account' in body
     form = {
         "name": "Company Renamed",
@@ -155,7 +146,7 @@ async def test_users_pages_account_edit(people: People) -> None:
     }
     status, body, location = await submit(people, people.account_admin, path, form)
     assert (status, location) == (303, f"{path}?notice=saved"), body
-    _, body = await page(people, people.account_admin, location)
+    _, body = await page(people.dash, people.account_admin, location)
     assert "<h1>Company Renamed</h1>" in body
     assert "The account has been saved." in body
     assert 'value="#1a5fb4"' in body
@@ -181,7 +172,7 @@ async def test_users_pages_account_edit_bad_input(people: People) -> None:
     )
     assert "Account name cannot be empty." in body
     assert "&#39;not a url&#39; is not a valid URL." in body
-    _, body = await page(people, people.account_admin, path)
+    _, body = await page(people.dash, people.account_admin, path)
     assert "<h1>Company Inc.</h1>" in body  # nothing changed
     status, body, _ = await submit(people, people.account_admin, path, form, csrf="x")
     assert status == 403
@@ -210,50 +201,56 @@ async def test_users_pages_account_edit_not_allowed(
         people.outsider.account_id,
         "admin-reader",
     )
-    status, body = await page(people, reader, path)
+    status, body = await page(people.dash, reader, path)
     assert status == 200
     assert "Edit account" not in body
     status, body, _ = await submit(people, reader, path, {"name": "Read Only"})
     assert status == 403
     assert "You may not make this change" in body
     _, body = await page(
-        people, people.admin, f"/accounts/{people.outsider.account_id}"
+        people.dash, people.admin, f"/accounts/{people.outsider.account_id}"
     )
     assert "Edit account" in body  # an admin edits every account
 
 
 async def test_users_pages_users_list_and_account_picker(people: People) -> None:
-    status, body = await page(people, people.account_admin, "/users")
+    status, body = await page(people.dash, people.account_admin, "/users")
     assert status == 200
     assert "member@company.test" in body
     assert 'id="account"' not in body  # no picker: one account to see
     status, body = await page(
-        people, people.account_admin, f"/users?account_id={people.outsider.account_id}"
+        people.dash,
+        people.account_admin,
+        f"/users?account_id={people.outsider.account_id}",
     )
     assert status == 403
     status, body = await page(
-        people, people.admin, f"/users?account_id={people.outsider.account_id}"
+        people.dash, people.admin, f"/users?account_id={people.outsider.account_id}"
     )
     assert status == 200
     assert "someone@other.test" in body
     assert '<select id="account" name="account_id">' in body
     # A plain member reads their account's users, but is offered no management.
-    status, body = await page(people, people.member, "/users")
+    status, body = await page(people.dash, people.member, "/users")
     assert status == 200
     assert "Create a user" not in body
 
 
 async def test_users_pages_users_search(people: People) -> None:
-    status, body = await page(people, people.account_admin, "/users?q=MEMBER")
+    status, body = await page(people.dash, people.account_admin, "/users?q=MEMBER")
     assert status == 200
     assert 'name="q" value="MEMBER"' in body
     assert "member@company.test" in body
     assert "root@company.test" not in body
     assert "1 of 3 users match “MEMBER”" in body
-    status, body = await page(people, people.account_admin, "/users?q=company+root")
+    status, body = await page(
+        people.dash, people.account_admin, "/users?q=company+root"
+    )
     assert "root@company.test" in body
     assert "member@company.test" not in body
-    status, body = await page(people, people.account_admin, "/users?q=%3Cnobody%25")
+    status, body = await page(
+        people.dash, people.account_admin, "/users?q=%3Cnobody%25"
+    )
     assert status == 200
     assert "No users match “&lt;nobody%”" in body
     assert "<nobody" not in body
@@ -262,14 +259,14 @@ async def test_users_pages_users_search(people: People) -> None:
 
 
 async def test_users_pages_nav_for_managers(people: People) -> None:
-    _, body = await page(people, people.account_admin, "/logged-in-user")
+    _, body = await page(people.dash, people.account_admin, "/logged-in-user")
     assert '<a href="/users">Users</a>' in body
-    _, body = await page(people, people.member, "/logged-in-user")
+    _, body = await page(people.dash, people.member, "/logged-in-user")
     assert '<a href="/users">Users</a>' not in body
 
 
 async def test_users_pages_create_a_user(people: People) -> None:
-    status, body = await page(people, people.account_admin, "/users/new")
+    status, body = await page(people.dash, people.account_admin, "/users/new")
     assert status == 200
     assert 'name="csrf_token"' in body
     status, body, location = await submit(
@@ -286,7 +283,7 @@ async def test_users_pages_create_a_user(people: People) -> None:
     assert status == 303, body
     found = re.fullmatch(r"/users/(\d+)\?notice=created", location)
     assert found, location
-    status, body = await page(people, people.account_admin, location)
+    status, body = await page(people.dash, people.account_admin, location)
     assert status == 200
     assert "new@company.test" in body
     assert "Forgot your password?" in body
@@ -371,11 +368,11 @@ async def test_users_pages_deactivate_and_reactivate(people: People) -> None:
     member = people.member
     tokens = people.dash.gateway.app[keys.TOKENS]
     token = (await base.api(people.dash, member))["Authorization"]
-    status, body = await page(people, people.account_admin, f"/users/{member.id}")
+    status, body = await page(people.dash, people.account_admin, f"/users/{member.id}")
     assert status == 200
     assert f'href="/users/{member.id}/deactivate"' in body
     status, body = await page(
-        people, people.account_admin, f"/users/{member.id}/deactivate"
+        people.dash, people.account_admin, f"/users/{member.id}/deactivate"
     )
     assert status == 200
     assert "Deactivate member?" in body
@@ -392,7 +389,7 @@ async def test_users_pages_deactivate_and_reactivate(people: People) -> None:
     assert status == 303
     assert location == f"/users/{member.id}?notice=deactivated"
     assert await tokens.lookup(token) is None  # revoked at once
-    status, body = await page(people, people.account_admin, location)
+    status, body = await page(people.dash, people.account_admin, location)
     assert "no (deactivated)" in body
     assert f'href="/users/{member.id}/reactivate"' in body
     status, _, location = await submit(
@@ -413,11 +410,11 @@ async def test_users_pages_refusals_of_actions(people: People) -> None:
     assert "not allowed to deactivate this user" in body
     # Another account's user: the page itself is refused.
     status, body = await page(
-        people, people.account_admin, f"/users/{people.outsider.id}"
+        people.dash, people.account_admin, f"/users/{people.outsider.id}"
     )
     assert status == 403
     assert "not allowed to see user with ID" in body
-    status, body = await page(people, people.account_admin, "/users/999999")
+    status, body = await page(people.dash, people.account_admin, "/users/999999")
     assert status == 404
 
 
@@ -426,7 +423,7 @@ async def test_users_pages_password_reset(people: People) -> None:
     tokens = people.dash.gateway.app[keys.TOKENS]
     token = (await base.api(people.dash, member))["Authorization"]
     status, body = await page(
-        people, people.account_admin, f"/users/{member.id}/reset-password"
+        people.dash, people.account_admin, f"/users/{member.id}/reset-password"
     )
     assert status == 200
     assert "Reset the password of member?" in body
@@ -436,7 +433,7 @@ async def test_users_pages_password_reset(people: People) -> None:
     assert status == 303
     assert location == f"/users/{member.id}?notice=password-reset"
     assert await tokens.lookup(token) is None
-    _, body = await page(people, people.account_admin, location)
+    _, body = await page(people.dash, people.account_admin, location)
     assert "password has been reset" in body
 
 
@@ -451,7 +448,7 @@ async def test_users_pages_roles(people: People) -> None:
     )
     assert status == 303
     assert location == f"/users/{member.id}?notice=roles"
-    _, body = await page(people, people.account_admin, location)
+    _, body = await page(people.dash, people.account_admin, location)
     assert "<dt>Roles</dt><dd>account-admin</dd>" in body
     # ... but not admin, which they lack: the API's 403 said.
     status, body, _ = await submit(
@@ -485,7 +482,7 @@ async def test_users_pages_roles(people: People) -> None:
 async def test_users_pages_audit_log_pages(people: People) -> None:
     member = people.member
     # A member sees no audit log of others (the API refuses): said, no error.
-    status, body = await page(people, people.member, f"/users/{people.admin.id}")
+    status, body = await page(people.dash, people.member, f"/users/{people.admin.id}")
     assert status == 200
     assert "You are not allowed to see this audit log." in body
     for index in range(20):  # 21 events with the creation
@@ -494,10 +491,10 @@ async def test_users_pages_audit_log_pages(people: People) -> None:
             people, people.admin, f"/users/{member.id}/roles", [("roles", role)]
         )
         assert status == 303
-    _, body = await page(people, people.admin, f"/users/{member.id}")
+    _, body = await page(people.dash, people.admin, f"/users/{member.id}")
     assert "Page 1 of 2" in body
     assert f'href="/users/{member.id}?log_page=2"' in body
-    _, body = await page(people, people.admin, f"/users/{member.id}?log_page=2")
+    _, body = await page(people.dash, people.admin, f"/users/{member.id}?log_page=2")
     assert "Page 2 of 2" in body
     assert "Events 21 to 21 of 21." in body
     assert "User member created" in body  # the oldest comes last
@@ -550,7 +547,7 @@ async def test_users_pages_edit_details(people: People) -> None:
     ],
 )
 async def test_users_pages_bad_input_is_no_fault(people: People, path: str) -> None:
-    status, body = await page(people, people.admin, path)
+    status, body = await page(people.dash, people.admin, path)
     assert status < 500, body
     assert "Traceback" not in body
 

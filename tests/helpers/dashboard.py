@@ -178,14 +178,6 @@ async def session(dash: Dash, user: User, tenant: str = "company") -> dict[str, 
     return {**host, "Cookie": f"{COOKIE}={session_id}"}
 
 
-async def page(dash: Dash, user: User, path: str) -> tuple[int, str]:
-    """GET a page as `user` (redirects not followed): status, body."""
-    response = await dash.gateway.get(
-        path, headers=await session(dash, user), allow_redirects=False
-    )
-    return response.status, await response.text()
-
-
 async def api(dash: Dash, user: User) -> dict[str, str]:
     """Headers with an API token of `user`."""
     token, _ = await dash.gateway.app[keys.TOKENS].issue(
