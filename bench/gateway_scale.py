@@ -493,6 +493,9 @@ def report(args: argparse.Namespace, by_mode: dict[str, Figures]) -> None:
         f"\nworst request of any reload: {worst:.1f} ms (goal: no stall over 50 ms); "
         f"failed requests: {failures}"
     )
+    for mode, figures in by_mode.items():
+        rounds = ", ".join(f"{r.worst_ms:.1f}" for r in figures.reloads)
+        print(f"worst request of each reload, {mode} (ms): {rounds}")
     scrape_ms = 1000 * by_mode["by pool"].scrape_s
     print(f"default scrape: {scrape_ms:.1f} ms (goal: under 1 s)")
     print(
