@@ -18,6 +18,7 @@ from typing import Final
 
 from yarl import URL
 
+from contract.background import in_background
 from contract.config import ConfigError
 from contract.tenants_file import TenantConfig, TenantsConfig, parse_tenants
 
@@ -309,7 +310,7 @@ class ConfigWatcher:
         if stamp is None:
             self._reject([f"{self.path}: the file is gone"])
             return False
-        found = await asyncio.to_thread(self.look)
+        found = await in_background(self.look)
         if found.problems:
             self._retry_at = loop.time() + RETRY_FACTOR * found.seconds
             self._reject(list(found.problems))
@@ -324,7 +325,7 @@ class ConfigWatcher:
         self._digest = found.digest
         self._rejected = ()
         replaced = [self.registry.swap(found.snapshot)]
-        await asyncio.to_thread(_release, replaced)
+        await in_background(_release, replaced)
         self.reloads += 1
         self.last_reload_seconds = found.seconds
         if self.metrics is not None:

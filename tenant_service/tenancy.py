@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
 
+from contract.background import in_background
 from contract.config import ConfigError
 from contract.names import valid_tenant_name
 from contract.tenants_file import load_tenants, resolve_database
@@ -345,7 +346,7 @@ class Directory:
         if stamp == self._stamp and not (force or reread):
             return
         try:
-            found = await asyncio.to_thread(_pool_tenants, self.settings)
+            found = await in_background(_pool_tenants, self.settings)
         except ConfigError as err:
             if force:
                 raise

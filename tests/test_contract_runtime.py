@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from aiohttp.test_utils import TestClient
 import gateway.__main__
 import tenant_service.__main__
 from contract import logs
+from contract.background import BACKGROUND_NICENESS, in_background
 from contract.config import Secret
 from contract.drain import SIGNALS, Drain, serve
 from deploy.local import IN_FLIGHT_RE
@@ -305,3 +307,19 @@ async def test_serve_drains_on_sigterm_and_says_what_it_waits_for(
     assert found is not None
     assert int(found[2]) == 1
     assert found[1] == ("4242" if name.startswith("gateway") else None)
+
+
+async def test_background_work_runs_in_one_thread_at_a_lower_cpu_priority() -> None:
+    """A reload's parse gets the CPU after the event loop's thread, not beside it."""
+
+    def where() -> tuple[int, int]:
+        tid = threading.get_native_id()
+        return tid, os.getpriority(os.PRIO_PROCESS, tid)
+
+    loop_tid, loop_nice = where()
+    (first, nice), (second, _) = await asyncio.gather(
+        in_background(where), in_background(where)
+    )
+    assert first == second != loop_tid
+    assert nice == min(19, loop_nice + BACKGROUND_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, loop_tid) == loop_nice
