@@ -173,11 +173,12 @@ def _yielding(*, freeze: bool = True) -> Iterator[None]:
     snapshot) are then moved out of the collector's sight (gc.freeze, as at the
     start in gateway/__main__): its first collection after the pause walked the
     new snapshot's objects holding the GIL for 10-18 ms, and later ones again.
-    They are freed by reference counting as before; objects of requests in flight
-    frozen with them are freed so too unless they end in a reference cycle
-    (none found: 5 reloads beside proxied, 404 and 401 requests froze no garbage). And the GIL changes hands every
-    RELOAD_SWITCH_INTERVAL instead of every 5 ms, as each wake-up of the loop (a
-    request's bytes, a backend's answer) waits that long for it.
+    They are freed by reference counting as before; objects of requests in
+    flight frozen with them are freed so too unless they end in a reference
+    cycle (none found: 5 reloads beside proxied, 404 and 401 requests froze no
+    garbage). And the GIL changes hands every RELOAD_SWITCH_INTERVAL instead of
+    every 5 ms, as each wake-up of the loop (a request's bytes, a backend's
+    answer) waits that long for it.
     """
     # Both are the process's: only one reload at a time changes them (several
     # gateway apps in one process, as in tests, may reload at once).
