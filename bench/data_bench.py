@@ -42,8 +42,8 @@ from bench._harness import (
 )
 from bench.gateway_bench import (
     EMAIL,
-    _drop_postgres,
-    _postgres_database,
+    drop_postgres,
+    postgres_database,
 )
 
 TENANT: Final = "bench"
@@ -269,7 +269,7 @@ def main() -> None:
     pg_name: str | None = None
     try:
         password = new_secret()
-        db_url, pg_name = asyncio.run(_postgres_database())
+        db_url, pg_name = asyncio.run(postgres_database())
         asyncio.run(prepare_database(db_url, password, EMAIL))
         gateway = start_stack(
             processes, workdir, db_url, TENANT, replicas=args.replicas
@@ -307,7 +307,7 @@ def main() -> None:
     finally:
         processes.stop()
         if pg_name is not None:
-            asyncio.run(_drop_postgres(pg_name))
+            asyncio.run(drop_postgres(pg_name))
         shutil.rmtree(workdir, ignore_errors=True)
 
 

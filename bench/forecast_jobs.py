@@ -47,8 +47,8 @@ from bench.forecast import (
     fm_figures,
     load_generator,
 )
-from bench.gateway_bench import _drop_postgres, _postgres_database
-from bench.schedule_bench import _loop_factory
+from bench.gateway_bench import drop_postgres, postgres_database
+from bench.schedule_bench import loop_factory
 from tenant_service.beliefs import Belief
 from tenant_service.forecasting.job import compute
 from tenant_service.forecasting.params import parse_trigger
@@ -285,18 +285,18 @@ def main() -> None:
     if args.sqlite:
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.sqlite3'}"
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
                 timings = runner.run(run(url, args.repeat))
         print_table(timings, args.repeat, "SQLite")
         return
     name: str | None = None
     try:
-        url, name = asyncio.run(_postgres_database())
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        url, name = asyncio.run(postgres_database())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             timings = runner.run(run(url, args.repeat))
     finally:
         if name is not None:
-            asyncio.run(_drop_postgres(name))
+            asyncio.run(drop_postgres(name))
     print_table(timings, args.repeat, "PostgreSQL")
 
 

@@ -45,7 +45,7 @@ HOST = f"{TENANT}.localhost"
 EMAIL = "admin@bench.test"
 
 
-async def _postgres_database() -> tuple[str, str]:
+async def postgres_database() -> tuple[str, str]:
     import asyncpg
 
     name = f"flexhost_bench_{uuid.uuid4().hex[:8]}"
@@ -56,7 +56,7 @@ async def _postgres_database() -> tuple[str, str]:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
 
 
-async def _drop_postgres(name: str) -> None:
+async def drop_postgres(name: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
@@ -121,7 +121,7 @@ def main() -> None:
     try:
         password = new_secret()
         if args.postgres:
-            db_url, pg_name = asyncio.run(_postgres_database())
+            db_url, pg_name = asyncio.run(postgres_database())
         else:
             db_url = f"sqlite+aiosqlite:///{workdir / 'bench.sqlite3'}"
         asyncio.run(prepare_database(db_url, password, EMAIL))
@@ -253,7 +253,7 @@ def main() -> None:
     finally:
         processes.stop()
         if pg_name is not None:
-            asyncio.run(_drop_postgres(pg_name))
+            asyncio.run(drop_postgres(pg_name))
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -48,7 +48,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.gateway_bench import _drop_postgres, _postgres_database
+from bench.gateway_bench import drop_postgres, postgres_database
 from tenant_service.beliefs import Belief
 from tenant_service.config import DEFAULT_JOB_TIMEOUT
 from tenant_service.scheduling.job import compute
@@ -380,7 +380,7 @@ async def worker_cases(url: str, repeat: int) -> list[WorkerTiming]:
         await engine.dispose()
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """The worker's event loop: uvloop where installed."""
     try:
         import uvloop
@@ -396,12 +396,12 @@ def run_worker_cases(repeat: int) -> list[WorkerTiming]:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     name: str | None = None
     try:
-        url, name = asyncio.run(_postgres_database())
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        url, name = asyncio.run(postgres_database())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(worker_cases(url, repeat))
     finally:
         if name is not None:
-            asyncio.run(_drop_postgres(name))
+            asyncio.run(drop_postgres(name))
 
 
 def print_solver(timings: list[Timing], repeat: int) -> None:

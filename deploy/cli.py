@@ -13,7 +13,7 @@ DEFAULT_TENANTS: Final = Path("tenants.yaml")
 DATA_DIR_NAME: Final = ".flexhost"
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flexhost",
         description="Hosted multi-tenant FlexMeasures-compatible API.",
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         from tenant_service.cli import main as admin_main
 
         return admin_main(args_in[1:])
-    args = _parser().parse_args(args_in)
+    args = build_parser().parse_args(args_in)
     if args.command == "up":
         from deploy.databases import database_template
         from deploy.local import (

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-PACKAGES: Final = ("gateway", "tenant_service", "contract")
+PACKAGES: Final = ("gateway", "tenant_service", "contract", "deploy", "bench", "tests")
 
 
 def _imports(path: Path, root: Path) -> list[tuple[str, str]]:

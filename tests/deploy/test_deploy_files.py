@@ -29,7 +29,7 @@ from multidict import CIMultiDict
 from contract.config import ConfigError
 from contract.config import Secret as TenantSecret
 from contract.tenants_file import parse_tenants
-from deploy.cli import _parser, main
+from deploy.cli import build_parser, main
 from deploy.k8s import (
     SECRETS_DIR,
     K8sOptions,
@@ -469,7 +469,7 @@ def test_systemd_unit_has_required_settings(name: str) -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert "flexhost" in scripts
     assert args[0] == command
-    parsed = _parser().parse_args([a.replace("%i", "company") for a in args])
+    parsed = build_parser().parse_args([a.replace("%i", "company") for a in args])
     assert parsed.command == command
     assert ("%i" in args) == (
         name.endswith("@.service") and command not in POOL_COMMANDS
@@ -574,7 +574,7 @@ def test_containerfile_runs_flexhost_as_non_root() -> None:
     assert cmd == ["gateway"]
     # the same image runs the other parts by arguments
     for args in (cmd, ["tenant", "company"], ["worker", "company"]):
-        assert _parser().parse_args(args).command == args[0]
+        assert build_parser().parse_args(args).command == args[0]
     # what it copies exists, and .dockerignore lets it into the build context
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert ignore[[line.startswith("#") for line in ignore].index(False)] == "*"

@@ -12,7 +12,7 @@ import yaml
 
 from contract.config import ConfigError
 from contract.tenants_file import parse_tenants
-from deploy.cli import _parser
+from deploy.cli import build_parser
 from deploy.k8s import K8sOptions, address_groups, render
 from tenant_service.config import load_settings
 from tenant_service.tenancy import Directory
@@ -73,7 +73,7 @@ def test_a_pool_is_one_deployment_service_and_worker() -> None:
     for pod, command in ((backend, "pool"), (worker, "pool-worker")):
         [container] = pod["containers"]
         assert container["args"] == [command]
-        assert _parser().parse_args(container["args"]).command == command
+        assert build_parser().parse_args(container["args"]).command == command
         sources = pod["volumes"][1]["projected"]["sources"]
         assert [s["secret"]["name"] for s in sources] == ["flexhost-a", "flexhost-b"]
 
