@@ -191,6 +191,17 @@ def own_database(tenant: TenantConfig) -> str | None:
     return resolve_database(tenant.database) if tenant.database else None
 
 
+def unresolved_databases(config: TenantsConfig) -> frozenset[str]:
+    """The tenants whose own `database` reference does not resolve now."""
+    found = set()
+    for tenant in config.tenants:
+        try:
+            own_database(tenant)
+        except ValueError:
+            found.add(tenant.subdomain)
+    return frozenset(found)
+
+
 def backend_specs(
     config: TenantsConfig, data_dir: Path, template: str | None = None
 ) -> dict[str, BackendSpec]:
@@ -704,6 +715,8 @@ class Stack:
         self.template = options.database_url or default_template(options.data_dir)
         # The template's PostgreSQL databases known to exist (not asked again).
         self.databases: set[str] = set()
+        # Tenants whose own `database` did not resolve at the last reconcile.
+        self.unresolved: frozenset[str] = frozenset()
         self.redis: Child | None = None
         self.redis_url = options.redis_url or ""
         self.redis_password: str | None = None  # of the embedded Redis
@@ -967,6 +980,7 @@ class Stack:
         `specs`: `config`'s backends, when known.
         """
         self.demo = {t.subdomain for t in config.tenants if t.demo}
+        self.unresolved = unresolved_databases(config)
         if specs is None:
             specs = backend_specs(config, self.options.data_dir, self.template)
         wanted = self.wanted = specs
@@ -1119,6 +1133,10 @@ class Stack:
                 continue
             if stamp is not None and new.digest == stamp.digest:
                 stamp = new
+                # A tenant's `database` reference that resolves since (its file
+                # appeared or was mended): the backend left out for it starts.
+                if self.unresolved - unresolved_databases(config):
+                    await self.reconcile(config)
                 continue
             stamp = new
             try:

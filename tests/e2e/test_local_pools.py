@@ -113,6 +113,36 @@ async def test_up_reports_a_failing_backend_and_serves_the_rest(
         await up.kill()
 
 
+async def test_a_backend_waiting_for_its_database_file_starts_once_it_exists(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A dedicated tenant whose `database: file:` is not there yet is reported and
+    left out; once the file is written it starts, tenants.yaml unchanged."""
+    gw, good, late = (free_port() for _ in range(3))
+    reference = tmp_path / "late-database.url"
+    (tmp_path / "tenants.yaml").write_text(
+        "tenants:\n"
+        + entry("good", good, demo=True)
+        + entry("late", late, demo=True)
+        + f"    database: file:{reference}\n"
+    )
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        await up.wait_for(r"flexhost is up", 90)
+        assert re.search(r"late: database file:\S+: cannot read", up.output())
+        await eventually_login(http, gw, "good", PASSWORD, 15)
+        status, _ = await login_answer(http, gw, "late")
+        assert status == 502  # no backend listens there
+        reference.write_text(f"sqlite+aiosqlite:///{tmp_path / 'elsewhere.sqlite3'}")
+        await up.wait_for(r"started late \(pid \d+\)", 15)
+        await eventually_login(http, gw, "late", PASSWORD, 30)
+        assert (tmp_path / "elsewhere.sqlite3").is_file()  # its own database
+        assert await up.interrupt() == 0, up.output()
+    finally:
+        await up.kill()
+
+
 async def test_a_second_tenant_on_an_address_turns_it_into_a_pool(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
