@@ -110,6 +110,22 @@ async def test_up_gives_each_tenant_its_own_postgresql_database(
             assert time.monotonic() < deadline, up.output()
             await asyncio.sleep(0.2)
         assert await migrated(pg_admin_url, prefix, "late")
+
+        # A database that cannot be made while it runs (a name PostgreSQL would
+        # cut): said, the last good config stays, the others are served; the
+        # file mended, it goes on.
+        long = "x" * (64 - len(prefix))  # <prefix>_<long>: 65 bytes
+        tenants.write_text(text + pooled("late", pool) + pooled(long, pool))
+        await up.wait_for(r"longer than 63 bytes.*the last good config stays", 20)
+        assert await databases(pg_admin_url, prefix) == [
+            "late",
+            "pool-a",
+            "pool-b",
+            "solo",
+        ]
+        assert "nobody@late.test" in (await login_answer(http, gw, "late"))[1]
+        tenants.write_text(text + pooled("late", pool) + pooled("later", pool))
+        await up.wait_for(r"created database \S+_later", 20)
         assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()
