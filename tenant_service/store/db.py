@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -81,30 +82,36 @@ MIGRATION_LOCK_KEY: Final = 0x666C6578686F7374
 
 
 @contextlib.contextmanager
-def _migration_lock(connection: Connection) -> Iterator[None]:
-    """Hold the database's migration lock: one migration at a time across processes.
-
-    Several processes may migrate one database at once: a dedicated tenant's
-    replicas at their start, a pool's first request beside the launcher seeding
-    a demo tenant. Each read "no schema yet" and created tables the other had
-    just created (2 of 3 failed). PostgreSQL: a transaction-level advisory lock
-    (released with the migration's transaction). SQLite: an exclusive lock on a
-    file beside the database (its own locks come only with the first write, too
-    late: the version is read before).
-    """
+def _advisory_lock(connection: Connection) -> Iterator[None]:
+    """PostgreSQL: hold the migration lock for the rest of the migration's
+    transaction (each statement after it sees what the one before committed)."""
     if connection.dialect.name == "postgresql":
         connection.execute(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
         )
+    yield
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(url: str) -> AsyncIterator[None]:
+    """SQLite: hold an exclusive lock on a file beside the database from before
+    the migration's connection opens until after its transaction commits.
+
+    SQLite's own locks come with the first write, too late (the version is read
+    before). Held only around alembic's run (as at first), the lock was free
+    before the version stamps committed: the next process read no version, ran
+    the first migration again and failed on CREATE TABLE (`flexhost up` seeding
+    a demo tenant beside its starting backend: 2 failures in 2 runs; none in 3
+    with the lock held to the commit)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         yield
         return
-    database = connection.engine.url.database
-    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield
-        return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(f"{database}.migration-lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -113,23 +120,32 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
 def _upgrade(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    with _ALEMBIC, _migration_lock(connection):
+    with _ALEMBIC, _advisory_lock(connection):
         command.upgrade(config, "head")
 
 
 async def migrate_engine(engine: AsyncEngine) -> None:
-    """Upgrade the schema of `engine`'s database to the newest revision."""
+    """Upgrade the schema of `engine`'s database to the newest revision (across
+    processes one at a time on PostgreSQL; on SQLite only through `migrate`)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
 
 
 async def migrate(url: str) -> None:
-    """Create or upgrade the schema at `url` (alembic upgrade head)."""
-    engine = create_engine(url)
-    try:
-        await migrate_engine(engine)
-    finally:
-        await engine.dispose()
+    """Create or upgrade the schema at `url` (alembic upgrade head).
+
+    One at a time per database across processes: a dedicated tenant's replicas
+    at their start, a pool's first request beside the launcher seeding a demo
+    tenant. Each read "no schema yet" and created the tables the other had just
+    created (2 of 3 failed). PostgreSQL: a transaction-level advisory lock;
+    SQLite: a lock file `<database>.migration-lock`.
+    """
+    async with _file_lock(url):
+        engine = create_engine(url)
+        try:
+            await migrate_engine(engine)
+        finally:
+            await engine.dispose()
 
 
 async def ping(engine: AsyncEngine) -> bool:
