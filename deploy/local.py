@@ -734,9 +734,7 @@ class Stack:
         self.provisioned: dict[str, bool] = {}
         self.provisioning: dict[str, asyncio.Task[None]] = {}
         self._provisions = asyncio.Semaphore(PARALLEL_PROVISIONS)
-        self.demo: set[str] = set()  # the demo tenants
         self.closing = False
-        self.reconciling = False
         self.wanted: dict[str, BackendSpec] = {}
         self.logins: list[str] = []
         self.started = time.monotonic()
@@ -975,25 +973,20 @@ class Stack:
         """Start the backends `config` adds, stop the ones it removes or changes.
 
         A tenant added to a pool's address starts nothing (the pool follows the
-        file). Demo tenants are provisioned in the background, a few at a time;
-        a dedicated demo tenant's backend starts once its database is seeded.
+        file). Demo tenants are provisioned in the background, a few at a time,
+        while their backends start (a dedicated one migrates at its start too:
+        the migrations of one database take turns, store.db's lock); the banner
+        waits for the seeding.
         `specs`: `config`'s backends, when known.
         """
-        self.demo = {t.subdomain for t in config.tenants if t.demo}
         self.unresolved = unresolved_databases(config)
         if specs is None:
             specs = backend_specs(config, self.options.data_dir, self.template)
         wanted = self.wanted = specs
-        self.reconciling = True  # a seeding that ends meanwhile starts nothing yet
-        try:
-            for name in [
-                n for n, (s, _c) in self.backends.items() if wanted.get(n) != s
-            ]:
-                _spec, child = self.backends.pop(name)
-                logger.info("stopping backend %s", name)
-                await child.stop()
-        finally:
-            self.reconciling = False
+        for name in [n for n, (s, _c) in self.backends.items() if wanted.get(n) != s]:
+            _spec, child = self.backends.pop(name)
+            logger.info("stopping backend %s", name)
+            await child.stop()
         tenants = {t.subdomain: t for t in config.tenants}
         for name in set(self.provisioned) - set(tenants):
             del self.provisioned[name]
@@ -1013,20 +1006,14 @@ class Stack:
                     self.provisioning[tenant] = task
         self._start_wanted()
 
-    def _startable(self, spec: BackendSpec) -> bool:
-        """A pool, or a dedicated tenant that is no demo or is seeded."""
-        if spec.pooled or spec.tenant not in self.demo:
-            return True
-        return self.provisioned.get(spec.tenant, False)
-
     def _start_wanted(self) -> None:
-        """Start the wanted backends and workers not running yet (as far as they
-        may start), stop the workers of backends no longer wanted."""
-        if self.closing or self.reconciling:
+        """Start the wanted backends and workers not running yet, stop the
+        workers of backends no longer wanted."""
+        if self.closing:
             return
         wanted = self.wanted
         for name, spec in wanted.items():
-            if name not in self.backends and self._startable(spec):
+            if name not in self.backends:
                 self.backends[name] = (spec, Child(self._backend_spec(name, spec)))
         # A worker per dedicated tenant (one, whatever its replicas) or pool.
         per_key: dict[str, BackendSpec] = {}
@@ -1041,7 +1028,7 @@ class Stack:
         for key, (_old, child) in list(self.workers.items()):
             self.workers[key] = (per_key[key], child)  # a pool's tenants, as of now
         for key, spec in per_key.items():
-            if key not in self.workers and self._startable(spec):
+            if key not in self.workers:
                 child_spec = dataclasses.replace(
                     self._backend_spec(
                         f"{key}-worker", spec, "tenant_service.scheduling.worker"
@@ -1051,14 +1038,12 @@ class Stack:
                 self.workers[key] = (spec, Child(child_spec))
 
     async def _provision(self, tenant: TenantConfig, url: str) -> None:
-        """Migrate and seed a demo tenant's database (a few at a time), then start
-        what waited for it."""
+        """Migrate and seed a demo tenant's database (a few at a time)."""
         try:
             async with self._provisions:
                 await self._run_provision(tenant, url)
         finally:
             self.provisioning.pop(tenant.subdomain, None)
-        self._start_wanted()
 
     async def _run_provision(self, tenant: TenantConfig, url: str) -> None:
         """Migrate the tenant's database and seed its demo account."""

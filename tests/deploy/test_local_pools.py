@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contract.tenants_file import TenantConfig, TenantsConfig
-from deploy.local import BackendSpec, Stack, UpOptions, backend_specs
+from deploy.local import Stack, UpOptions, backend_specs
 from tenant_service.config import load_settings
 
 
@@ -97,17 +97,3 @@ async def test_a_pool_child_gets_the_pool_settings(tmp_path: Path) -> None:
         assert settings.tenants_file == stack.pool_file
         assert settings.secrets_dir == stack.secrets_dir
     assert stack.pool_file.read_bytes() == tenants.read_bytes()
-
-
-def test_only_demo_tenants_are_provisioned(tmp_path: Path) -> None:
-    """A dedicated demo tenant's backend waits for its seeding; the rest start."""
-    stack = Stack(UpOptions(tmp_path / "t.yaml", tmp_path))
-    stack.demo = {"shown"}
-    dedicated = BackendSpec("shown", "127.0.0.1", 8101, "sqlite+aiosqlite:///x")
-    plain = BackendSpec("plain", "127.0.0.1", 8102, "sqlite+aiosqlite:///y")
-    pool = BackendSpec("", "127.0.0.1", 8103, "t", address="http://127.0.0.1:8103")
-    assert not stack._startable(dedicated)
-    assert stack._startable(plain)
-    assert stack._startable(pool)
-    stack.provisioned["shown"] = True
-    assert stack._startable(dedicated)

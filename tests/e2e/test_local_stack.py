@@ -73,6 +73,13 @@ async def test_up_serves_tenants_follows_the_file_and_stops_cleanly(
             (await up.wait_for(r"Redis at redis://127\.0\.0\.1:(\d+)", 1))[1]
         )
         assert "data lives in" in up.output()
+        # A dedicated demo tenant's backend starts while it is seeded, not after
+        # (their migrations take turns); the banner waits for the seeding.
+        output = up.output()
+        for tenant in ("company", "acme"):
+            started = output.index(f"started {tenant} (pid")
+            seeded = output.index(f"demo account created: admin@{tenant}.test")
+            assert started < seeded < output.index("flexhost is up")
         for tenant in ("company", "acme"):
             status, body = await get_root(http, gw, tenant)
             assert status == 200, body
