@@ -107,7 +107,10 @@ async def make_dash(
     """The gateway over company's real backend; `rate_limits` for company."""
 
     async def factory(
-        rate_limits: dict[str, str] | None = None, **backend: Any
+        rate_limits: dict[str, str] | None = None,
+        *,
+        redis_timeout: float = 1.0,
+        **backend: Any,
     ) -> Dash:
         secrets_dir = tmp_path / "secrets"
         secrets_dir.mkdir()
@@ -150,6 +153,7 @@ async def make_dash(
                     redis_url=redis_url,
                     key_prefix=redis_prefix,
                     secrets_dir=secrets_dir,
+                    redis_timeout=redis_timeout,
                 )
             )
         )
