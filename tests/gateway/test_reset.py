@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from redis.asyncio import Redis
 
@@ -37,6 +36,7 @@ from tests.helpers.pages import (
     page_headers,
     post_login,
 )
+from tests.helpers.smtp import LoopbackSMTP
 
 LINK_RE = re.compile(r"http://company\.localhost/reset-password\?token=(\S+)")
 MEMBER = "member@company.test"
@@ -94,7 +94,7 @@ class Inbox:
 def inbox() -> Iterator[Inbox]:
     """A real SMTP server on loopback (plain, AUTH allowed without TLS)."""
     box = Inbox(free_port())
-    controller = Controller(
+    controller = LoopbackSMTP(
         box,
         hostname="127.0.0.1",
         port=box.port,
@@ -543,7 +543,7 @@ async def test_reset_mail_over_tls(
         if mode == "starttls"
         else {"ssl_context": server_tls, "auth_require_tls": False}
     )
-    controller = Controller(
+    controller = LoopbackSMTP(
         box,
         hostname="127.0.0.1",
         port=box.port,

@@ -21,7 +21,6 @@ from typing import Final
 
 import aiohttp
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from playwright.async_api import Browser, expect
 
@@ -41,6 +40,7 @@ from tests.helpers.launcher import (
     tenant_entry,
 )
 from tests.helpers.net import free_port
+from tests.helpers.smtp import LoopbackSMTP
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -84,7 +84,7 @@ class Inbox:
 def inbox() -> Iterator[Inbox]:
     """A real SMTP server on loopback."""
     box = Inbox(free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller = LoopbackSMTP(box, hostname="127.0.0.1", port=box.port)
     controller.start()
     yield box
     controller.stop()
