@@ -39,10 +39,10 @@ from gateway.web import render
 from gateway.web.calls import (
     API,
     FORM_REJECTED,
-    body_message,
     caller_of,
     fetch_as,
-    login_redirect,
+    message_of,
+    page_user,
     relay,
     signed_in,
 )
@@ -269,14 +269,6 @@ def _result_page(
     )
 
 
-async def _page_user(request: web.Request) -> PageUser:
-    """The session's user; else to the login page, and back to the asset."""
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
-    return user
-
-
 def _check_csrf(request: web.Request, user: PageUser, form: Form) -> None:
     token = form.get("csrf_token")
     if not csrf_valid(request, user, token if isinstance(token, str) else None):
@@ -375,8 +367,7 @@ async def upload_outcome(
         return Outcome(
             200,
             "Data stored",
-            f"Stored {names} ({rows} rows) for sensor {sensor_id}: "
-            + body_message(said),
+            f"Stored {names} ({rows} rows) for sensor {sensor_id}: " + message_of(said),
         )
     if answer.status == 422:
         return Outcome(
@@ -388,7 +379,7 @@ async def upload_outcome(
     return Outcome(
         answer.status if answer.status >= 400 else 502,
         "The upload failed",
-        body_message(said) or f"The API answered {answer.status}.",
+        message_of(said) or f"The API answered {answer.status}.",
     )
 
 
@@ -396,7 +387,7 @@ async def upload_outcome(
 async def post_upload_page(request: web.Request) -> web.Response:
     """The upload form without JavaScript: a page of what was stored or refused."""
     asset_id = int(request.match_info["id"])
-    user = await _page_user(request)
+    user = await page_user(request)
     form, files = await _upload_form(request, request[keys.TENANT].max_body_bytes)
     _check_csrf(request, user, form)
     outcome = await upload_outcome(request, user, form, files)
@@ -478,7 +469,7 @@ async def _trigger(
     outcome = Outcome(status, title, f"The API refused the {kind}:", reasons(said))
     if not outcome.reasons:
         outcome = Outcome(
-            status, title, body_message(said) or f"The API answered {answer.status}."
+            status, title, message_of(said) or f"The API answered {answer.status}."
         )
     return _result_page(request, user, asset_id, outcome)
 
@@ -487,7 +478,7 @@ async def _trigger(
 async def post_trigger_page(request: web.Request) -> web.Response:
     """The sensor's forecast or schedule form without JavaScript."""
     asset_id = int(request.match_info["id"])
-    user = await _page_user(request)
+    user = await page_user(request)
     form = await request.post()
     _check_csrf(request, user, form)
     sensor_id = _id(_text(form, "sensor"))
@@ -519,7 +510,7 @@ async def post_asset_schedule(request: web.Request) -> web.Response:
     asset_id = int(request.match_info["id"])
     target = f"{API}/assets/{asset_id}/schedules/trigger"
     if "application/json" not in request.headers.get("Accept", ""):
-        user = await _page_user(request)
+        user = await page_user(request)
         form = await request.post()
         _check_csrf(request, user, form)
         try:

@@ -29,16 +29,16 @@ from gateway.web.calls import (
     API,
     FORM_REJECTED,
     BackendAnswerError,
-    body_message,
     caller_of,
     data_count,
     fetch_as,
     json_of,
     listing,
-    login_redirect,
+    message_of,
+    page_user,
     redirect,
-    signed_in,
     titled_error_page,
+    to_login,
 )
 from gateway.web.charts import chart_context
 from gateway.web.dashboard import build_tree, resolution_text
@@ -147,7 +147,7 @@ def _refused(answer: BackendAnswer, what: str, object_id: int) -> PageError:
         return PageError(
             403,
             "Not allowed",
-            body_message(body) or f"You may not do this with {what} {object_id}.",
+            message_of(body) or f"You may not do this with {what} {object_id}.",
         )
     if answer.status in (404, 422):
         return PageError(
@@ -156,7 +156,7 @@ def _refused(answer: BackendAnswer, what: str, object_id: int) -> PageError:
     return PageError(
         502 if answer.status < 500 else answer.status,
         f"The {what} is unavailable",
-        body_message(body) or "The backend gave an unreadable answer.",
+        message_of(body) or "The backend gave an unreadable answer.",
     )
 
 
@@ -166,7 +166,7 @@ async def _object(
     """GET /assets/<id> or /sensors/<id>; PageError unless it is readable."""
     answer = await fetch_as(request, user, f"{API}/{what}s/{object_id}")
     if answer.status == 401:
-        raise login_redirect(request)
+        raise to_login(request)
     body = _body(answer)
     if answer.status != 200 or not isinstance(body, dict):
         raise _refused(answer, what, object_id)
@@ -195,13 +195,6 @@ async def _asset_or_error_page(
         "The asset is unavailable",
         _object(request, user, "asset", asset_id),
     )
-
-
-async def _user(request: web.Request) -> PageUser:
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
-    return user
 
 
 async def _checked_form(request: web.Request, user: PageUser) -> Form:
@@ -249,7 +242,7 @@ def name_matches(name: str, query: str) -> bool:
 @routes.get("/assets")
 async def get_assets(request: web.Request) -> web.Response:
     """The account's assets as a tree, or those whose name matches `q`."""
-    user = await _user(request)
+    user = await page_user(request)
     query = request.query.get("q", "").strip()[:SEARCH_MAX]
     params = {"fields": "id,name,parent_asset_id,generic_asset_type,account_id"}
     if query:
@@ -263,7 +256,7 @@ async def get_assets(request: web.Request) -> web.Response:
             sensors, _ = await listing(request, user, "sensors", {})
     except BackendAnswerError as err:
         if err.status == 401:
-            raise login_redirect(request) from err
+            raise to_login(request) from err
         return titled_error_page(
             request, user, err.status, "Assets are unavailable", err.message
         )
@@ -326,7 +319,7 @@ async def _asset_page_parts(
 @routes.get("/assets/" + ID)
 async def get_asset(request: web.Request) -> web.Response:
     """An asset's properties, its sensors and child assets (and its charts)."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     loaded = await _or_error_page(
         request,
@@ -473,7 +466,7 @@ async def _form_choices(
     answer = await fetch_as(request, user, f"{API}/assets/types")
     types = json_of(request, answer)
     if answer.status != 200 or not isinstance(types, list):
-        raise BackendAnswerError(answer.status, body_message(types))
+        raise BackendAnswerError(answer.status, message_of(types))
     assets, _ = await listing(request, user, "assets", {"fields": "id,name,account_id"})
     parents = sorted(
         (
@@ -534,23 +527,23 @@ def _rejected(form: AssetForm | SensorForm, answer: BackendAnswer) -> int:
             else ""
         )
         if not form.errors:
-            form.message = body_message(body) or "The API refused these values."
+            form.message = message_of(body) or "The API refused these values."
         return 422
     if answer.status == 403:
-        form.message = body_message(body) or "You are not allowed to do this."
+        form.message = message_of(body) or "You are not allowed to do this."
         if form.message == "Forbidden" or "not allowed" not in form.message:
             form.message = (
                 "You are not allowed to do this (the API answered 403 Forbidden)."
             )
         return 403
-    form.message = body_message(body) or f"The API answered {answer.status}."
+    form.message = message_of(body) or f"The API answered {answer.status}."
     return answer.status if answer.status >= 400 else 502
 
 
 @routes.get("/assets/new")
 async def get_new_asset(request: web.Request) -> web.Response:
     """A form for a new asset (a parent may be given: ?parent=<id>)."""
-    user = await _user(request)
+    user = await page_user(request)
     parent = request.query.get("parent", "")
     form = AssetForm({name: "" for name in ASSET_FORM_FIELDS})
     form.values.update(
@@ -568,7 +561,7 @@ async def get_new_asset(request: web.Request) -> web.Response:
 @routes.post("/assets/new")
 async def post_new_asset(request: web.Request) -> web.Response:
     """Create the asset with the API; back to the form with its messages."""
-    user = await _user(request)
+    user = await page_user(request)
     form_data = await _checked_form(request, user)
     form, body = asset_body(form_data)
     if body["parent_asset_id"] is None:
@@ -591,7 +584,7 @@ async def post_new_asset(request: web.Request) -> web.Response:
 @routes.get(f"/assets/{ID}/edit")
 async def get_edit_asset(request: web.Request) -> web.Response:
     """The asset's edit form."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     asset = await _asset_or_error_page(request, user, asset_id)
     if isinstance(asset, web.Response):
@@ -602,7 +595,7 @@ async def get_edit_asset(request: web.Request) -> web.Response:
 @routes.post(f"/assets/{ID}/edit")
 async def post_edit_asset(request: web.Request) -> web.Response:
     """Save the asset with the API (PATCH); back to the form with its messages."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     form_data = await _checked_form(request, user)
     asset = await _asset_or_error_page(request, user, asset_id)
@@ -647,7 +640,7 @@ async def _asset_and_below(
 @routes.get(f"/assets/{ID}/delete")
 async def get_delete_asset(request: web.Request) -> web.Response:
     """What deleting the asset deletes (child assets, sensors, data), to confirm."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     loaded = await _or_error_page(
         request,
@@ -697,7 +690,7 @@ async def get_delete_asset(request: web.Request) -> web.Response:
 @routes.post(f"/assets/{ID}/delete")
 async def post_delete_asset(request: web.Request) -> web.Response:
     """Delete the asset (with its children, sensors and data) with the API."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     await _checked_form(request, user)
     try:
@@ -769,7 +762,7 @@ def _sensor_page(
 @routes.get(f"/assets/{ID}/sensors/new")
 async def get_new_sensor(request: web.Request) -> web.Response:
     """A form for a new sensor of the asset."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     asset = await _asset_or_error_page(request, user, asset_id)
     if isinstance(asset, web.Response):
@@ -789,7 +782,7 @@ async def get_new_sensor(request: web.Request) -> web.Response:
 @routes.post(f"/assets/{ID}/sensors/new")
 async def post_new_sensor(request: web.Request) -> web.Response:
     """Create the sensor with the API; back to the form with its messages."""
-    user = await _user(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     form_data = await _checked_form(request, user)
     asset = await _asset_or_error_page(request, user, asset_id)
@@ -840,7 +833,7 @@ async def _sensor_or_error_page(
 @routes.get("/sensors/" + ID)
 async def get_sensor(request: web.Request) -> web.Response:
     """A sensor's properties (its chart is on the dashboard's sensor page)."""
-    user = await _user(request)
+    user = await page_user(request)
     sensor_id = int(request.match_info["id"])
     loaded = await _sensor_or_error_page(request, user, sensor_id)
     if isinstance(loaded, web.Response):
@@ -865,7 +858,7 @@ async def get_sensor(request: web.Request) -> web.Response:
 @routes.get(f"/sensors/{ID}/edit")
 async def get_edit_sensor(request: web.Request) -> web.Response:
     """The sensor's edit form."""
-    user = await _user(request)
+    user = await page_user(request)
     sensor_id = int(request.match_info["id"])
     loaded = await _sensor_or_error_page(request, user, sensor_id)
     if isinstance(loaded, web.Response):
@@ -884,7 +877,7 @@ async def get_edit_sensor(request: web.Request) -> web.Response:
 @routes.post(f"/sensors/{ID}/edit")
 async def post_edit_sensor(request: web.Request) -> web.Response:
     """Save the sensor with the API (PATCH); back to the form with its messages."""
-    user = await _user(request)
+    user = await page_user(request)
     sensor_id = int(request.match_info["id"])
     form_data = await _checked_form(request, user)
     loaded = await _sensor_or_error_page(request, user, sensor_id)

@@ -135,10 +135,14 @@ async def page_user(request: web.Request) -> PageUser:
 
 
 def to_login(request: web.Request) -> web.HTTPSeeOther:
-    """A redirect to the login page that comes back to this page (if a GET)."""
+    """A redirect to the login page that comes back to this page (if a GET).
+
+    The way back is one query value, so its own "?", "=" and "&" are escaped: a
+    page's whole query comes back, not only its first parameter.
+    """
     back = request.path_qs if request.method == "GET" else request.path
     return web.HTTPSeeOther(
-        f"/login?next={quote(back, safe='/?=&')}",
+        f"/login?next={quote(back, safe='/')}",
         headers={"Cache-Control": "no-store"},
     )
 
@@ -323,21 +327,6 @@ def json_of(request: web.Request, answer: BackendAnswer) -> object:
         ) from err
 
 
-def body_message(body: object) -> str:
-    """The text of a FlexMeasures error body ({"message": ...} in its shapes)."""
-    if isinstance(body, dict):
-        message = body.get("message", body.get("errors"))
-        if isinstance(message, str):
-            return message
-        if isinstance(message, list):
-            return " ".join(body_message({"message": item}) for item in message)
-        if isinstance(message, dict):
-            return " ".join(
-                body_message({"message": value}) for value in message.values()
-            ).strip()
-    return ""
-
-
 async def listing(
     request: web.Request, user: PageUser, path: str, query: dict[str, str]
 ) -> tuple[list[object], bool]:
@@ -349,7 +338,7 @@ async def listing(
         answer = await fetch_as(request, user, f"{API}/{path}?{params}")
         body = json_of(request, answer)
         if answer.status != 200:
-            raise BackendAnswerError(answer.status, body_message(body))
+            raise BackendAnswerError(answer.status, message_of(body))
         data = body.get("data") if isinstance(body, dict) else None
         total = body.get("num-records") if isinstance(body, dict) else None
         if not isinstance(data, list) or int_of(total) is None:
@@ -396,11 +385,6 @@ def relay(request: web.Request, answer: BackendAnswer) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
-
-
-def login_redirect(request: web.Request) -> web.HTTPSeeOther:
-    """A redirect to the login page that comes back to this page and query."""
-    return web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
 
 
 def titled_error_page(

@@ -42,14 +42,15 @@ from gateway.web import render
 from gateway.web.calls import (
     API,
     BackendAnswerError,
-    body_message,
     fetch_as,
     json_of,
     listing,
-    login_redirect,
+    message_of,
+    page_user,
     relay,
     signed_in,
     titled_error_page,
+    to_login,
 )
 from gateway.web.dashboard import SensorRow, duration_ms, sensor_row
 from gateway.web.sessions import PageUser
@@ -205,16 +206,14 @@ async def chart_context(
 @routes.get(rf"/assets/{ID}/charts")
 async def get_asset_charts(request: web.Request) -> web.Response:
     """The asset's sensors as stacked charts sharing one time axis."""
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
+    user = await page_user(request)
     asset_id = int(request.match_info["id"])
     title = "The asset is unavailable"
     try:
         answer = await fetch_as(request, user, f"{API}/assets/{asset_id}")
         body = json_of(request, answer)
         if answer.status == 401:
-            raise login_redirect(request)
+            raise to_login(request)
         if answer.status == 403:
             return titled_error_page(
                 request,
@@ -232,7 +231,7 @@ async def get_asset_charts(request: web.Request) -> web.Response:
                 f"There is no asset with ID {asset_id}.",
             )
         if answer.status != 200:
-            return titled_error_page(request, user, 502, title, body_message(body))
+            return titled_error_page(request, user, 502, title, message_of(body))
         charts = await chart_context(request, user, body)
     except BackendAnswerError as err:
         return titled_error_page(request, user, err.status, title, err.message)

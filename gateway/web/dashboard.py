@@ -29,14 +29,15 @@ from gateway.web.calls import (
     API,
     MAX_LISTED,
     BackendAnswerError,
-    body_message,
     fetch_as,
     json_of,
     listing,
-    login_redirect,
+    message_of,
+    page_user,
     relay,
     signed_in,
     titled_error_page,
+    to_login,
 )
 from gateway.web.values import int_of, text_of
 
@@ -211,9 +212,7 @@ def _origin(request: web.Request) -> str:
 @routes.get("/dashboard")
 async def get_dashboard(request: web.Request) -> web.Response:
     """The account's assets as trees, each with its sensors."""
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
+    user = await page_user(request)
     try:
         assets, assets_cut = await listing(
             request, user, "assets", {"fields": ASSET_FIELDS}
@@ -221,7 +220,7 @@ async def get_dashboard(request: web.Request) -> web.Response:
         sensors, sensors_cut = await listing(request, user, "sensors", {})
     except BackendAnswerError as err:
         if err.status == 401:
-            raise login_redirect(request) from err
+            raise to_login(request) from err
         return titled_error_page(
             request, user, err.status, "The dashboard is unavailable", err.message
         )
@@ -245,9 +244,7 @@ async def get_dashboard(request: web.Request) -> web.Response:
 @routes.get(r"/dashboard/sensors/{id:\d{1,18}}")
 async def get_sensor_page(request: web.Request) -> web.Response:
     """A sensor's data over a chosen window, as a zoomable chart."""
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
+    user = await page_user(request)
     sensor_id = int(request.match_info["id"])
     try:
         answer = await fetch_as(request, user, f"{API}/sensors/{sensor_id}")
@@ -257,7 +254,7 @@ async def get_sensor_page(request: web.Request) -> web.Response:
             request, user, err.status, "The sensor is unavailable", err.message
         )
     if answer.status == 401:
-        raise login_redirect(request)
+        raise to_login(request)
     if answer.status == 403:
         return titled_error_page(
             request,
@@ -281,7 +278,7 @@ async def get_sensor_page(request: web.Request) -> web.Response:
             user,
             502,
             "The sensor is unavailable",
-            body_message(body) or "The backend gave an unreadable answer.",
+            message_of(body) or "The backend gave an unreadable answer.",
         )
     asset_name = ""
     if sensor.asset_id is not None:

@@ -18,12 +18,12 @@ from gateway.errors import ApiError
 from gateway.web import render
 from gateway.web.calls import (
     API,
-    body_message,
     fetch_as,
     json_of,
-    login_redirect,
-    signed_in,
+    message_of,
+    page_user,
     titled_error_page,
+    to_login,
 )
 from gateway.web.sessions import PageUser
 
@@ -85,9 +85,7 @@ def job_row(raw: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/jobs")
 async def get_jobs(request: web.Request) -> web.Response:
     """The account's jobs, newest first; reloads itself while any is pending."""
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
+    user = await page_user(request)
     try:
         answer = await fetch_as(request, user, f"{API}/jobs")
         body = json_of(request, answer)
@@ -96,7 +94,7 @@ async def get_jobs(request: web.Request) -> web.Response:
             request, user, err.status, "Jobs are unavailable", err.message
         )
     if answer.status == 401:
-        raise login_redirect(request)
+        raise to_login(request)
     listed = body.get("jobs") if isinstance(body, dict) else None
     if answer.status != 200 or not isinstance(listed, list):
         return titled_error_page(
@@ -104,7 +102,7 @@ async def get_jobs(request: web.Request) -> web.Response:
             user,
             answer.status if answer.status >= 400 else 502,
             "Jobs are unavailable",
-            body_message(body) or "The backend gave an unreadable answer.",
+            message_of(body) or "The backend gave an unreadable answer.",
         )
     rows = [job_row(raw) for raw in listed if isinstance(raw, dict)]
     problem = body.get("redis_connection_err") if isinstance(body, dict) else None
@@ -132,9 +130,7 @@ async def get_job_page(request: web.Request) -> web.Response:
 
     `?asset=<id>` (where the job was started) links back to that asset's page.
     """
-    user = await signed_in(request)
-    if user is None:
-        raise login_redirect(request)
+    user = await page_user(request)
     job_id = request.match_info["uuid"]
     asset = request.query.get("asset", "")
     asset_id = int(asset) if asset.isdecimal() and len(asset) <= 18 else None
@@ -144,14 +140,14 @@ async def get_job_page(request: web.Request) -> web.Response:
     except ApiError as err:
         return _job_unavailable(request, user, err.status, err.message)
     if answer.status == 401:
-        raise login_redirect(request)
+        raise to_login(request)
     # 200 finished, 202 pending, 422 failed (FlexMeasures' answers).
     if answer.status not in (200, 202, 422) or not isinstance(body, dict):
         code = answer.status if answer.status >= 400 else 502
         if answer.status == 404:
             message = f"There is no job {job_id} (or the queue no longer keeps it)."
         else:
-            message = body_message(body) or "The backend gave an unreadable answer."
+            message = message_of(body) or "The backend gave an unreadable answer."
         return _job_unavailable(request, user, code, message)
     status = str(body.get("status") or "").lower()
     pending = answer.status == 202

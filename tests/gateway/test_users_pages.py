@@ -7,8 +7,10 @@ and a plain user of company. The API decides what each may do; the pages show it
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -569,3 +571,23 @@ async def test_users_pages_bad_form_input_is_no_fault(people: People) -> None:
         people, people.admin, f"/users/{people.member.id}/roles", [("roles", "é" * 300)]
     )
     assert status == 422, body
+
+
+async def test_a_page_with_a_query_comes_back_whole_after_login(
+    people: People,
+) -> None:
+    """The way back through the login page keeps every query parameter."""
+    path = f"/users?account_id={people.admin.account_id}&q=member&page=1"
+    response = await people.dash.gateway.get(
+        path, headers=base.COMPANY, allow_redirects=False
+    )
+    assert response.status == 303
+    assert response.headers["Cache-Control"] == "no-store"
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/login"
+    assert parse_qs(location.query) == {"next": [path]}
+    login = await people.dash.gateway.get(
+        response.headers["Location"], headers=base.COMPANY
+    )
+    assert login.status == 200
+    assert f'name="next" value="{html.escape(path)}"' in await login.text()
