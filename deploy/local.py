@@ -75,8 +75,9 @@ PRIVATE_UMASK: Final = 0o077
 REDIS_PASSWORD_FILE: Final = "redis.password"
 POOL_TENANTS_FILE: Final = "tenants.checked.yaml"
 # Redis and the gateway must come up (nothing works without them); backends are
-# waited for at most BANNER_WAIT_S before the banner, then reported until they
-# listen, the slow ones by name every SLOW_REPORT_S.
+# waited for at most BANNER_WAIT_S before the banner (not at all once each one
+# still missing has exited), then reported until they listen, the slow ones by
+# name every SLOW_REPORT_S.
 REDIS_START_S: Final = 30.0
 GATEWAY_START_S: Final = 120.0
 BANNER_WAIT_S: Final = 30.0
@@ -862,7 +863,11 @@ class Stack:
             if shown != (total - len(waiting), total):
                 shown = (total - len(waiting), total)
                 logger.info("backends listening: %d of %d", *shown)
-            if now >= slow_at:
+            # Before the banner, a backend that has already exited is not waited
+            # for: it is named now, and the rest of the stack comes up.
+            failed = all(child.restarts > 0 for _, _, child in waiting)
+            ending = until is not None and (now >= until or failed)
+            if now >= slow_at or ending:
                 slow_at = now + SLOW_REPORT_S
                 for name, spec, child in waiting[:10]:
                     logger.warning(
@@ -874,7 +879,7 @@ class Stack:
                         now - started,
                         child.restarts,
                     )
-            if until is not None and now >= until:
+            if ending:
                 return
             await asyncio.sleep(PROGRESS_EVERY_S)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from deploy.local import BANNER_WAIT_S
 from tests.helpers.launcher import (
     PASSWORD,
     Launcher,
@@ -106,7 +107,13 @@ async def test_up_reports_a_failing_backend_and_serves_the_rest(
         await up.wait_for(r"flexhost is up", 90)
         output = up.output()
         assert "bad exited unexpectedly" in output
-        assert re.search(r"bad not listening on 127\.0\.0\.1:\d+ after \d+ s", output)
+        found = re.search(
+            r"bad not listening on 127\.0\.0\.1:\d+ after (\d+) s", output
+        )
+        assert found, output
+        # Named as soon as it has exited, not after the banner's whole wait.
+        assert int(found[1]) < BANNER_WAIT_S, output
+        assert found.start() < output.index("flexhost is up")
         await eventually_login(http, gw, "good", PASSWORD, 15)
         assert await up.interrupt() == 0, up.output()
     finally:
