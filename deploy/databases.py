@@ -4,13 +4,16 @@ PostgreSQL databases it names created when missing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from contract.tenants_file import plain_database_problem, resolve_database
 
@@ -21,6 +24,9 @@ CONNECT_TIMEOUT_S: Final = 10.0
 # PostgreSQL cuts longer identifiers (NAMEDATALEN - 1): two tenants could meet.
 MAX_NAME_BYTES: Final = 63
 MAINTENANCE_DATABASE: Final = "postgres"
+# CREATE DATABASE of a name that exists: duplicate_database, or unique_violation
+# when two CREATEs race (PostgreSQL's SQLSTATEs).
+EXISTS: Final = frozenset({"42P04", "23505"})
 
 
 class DatabaseSetupError(Exception):
@@ -66,63 +72,72 @@ def quote_identifier(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    """Where to connect to create databases: a server's maintenance database."""
+    """Where to connect to create databases: a server's maintenance database, with
+    every connection option of the tenants' URL (as the backends connect)."""
 
-    host: str | None
-    port: int | None
-    user: str | None
-    password: str | None
-    ssl: str | None
+    url: str  # the maintenance database's URL, password included (never shown)
+    where: str  # host:port, for messages
 
     def describe(self) -> str:
         """host:port (no user, no password) for messages."""
-        return f"{self.host or 'localhost'}:{self.port or 5432}"
+        return self.where
 
-    async def connect(self) -> asyncpg.Connection[Any]:
-        """A connection to its `postgres` database (DatabaseSetupError if none)."""
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection to its `postgres` database, outside any transaction
+        (CREATE DATABASE needs that); DatabaseSetupError if none."""
+        engine = create_async_engine(
+            self.url,
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"timeout": CONNECT_TIMEOUT_S},
+        )
         try:
-            conn: asyncpg.Connection[Any] = await asyncpg.connect(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                password=self.password,
-                database=MAINTENANCE_DATABASE,
-                ssl=self.ssl,
-                timeout=CONNECT_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError) as err:
-            reason = err.strerror if isinstance(err, OSError) else None
-            raise DatabaseSetupError(
-                f"PostgreSQL at {self.describe()} is unreachable "
-                f"({reason or type(err).__name__}): cannot create the tenant "
-                "databases; start it or fix --database-url"
-            ) from err
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-            raise DatabaseSetupError(
-                f"PostgreSQL at {self.describe()} refused a connection to its "
-                f"{MAINTENANCE_DATABASE!r} database: {err}"
-            ) from err
-        return conn
+            try:
+                conn = await engine.connect()
+            except (OSError, TimeoutError) as err:
+                reason = err.strerror if isinstance(err, OSError) else None
+                raise DatabaseSetupError(
+                    f"PostgreSQL at {self.where} is unreachable "
+                    f"({reason or type(err).__name__}): cannot create the tenant "
+                    "databases; start it or fix --database-url"
+                ) from err
+            except DBAPIError as err:
+                raise DatabaseSetupError(
+                    f"PostgreSQL at {self.where} refused a connection to its "
+                    f"{MAINTENANCE_DATABASE!r} database: {_reason(err)}"
+                ) from err
+            try:
+                yield conn
+            finally:
+                await conn.close()
+        finally:
+            await engine.dispose()
 
 
 def _target(url: str) -> tuple[Server, str]:
     parsed: URL = make_url(url)
-    host = parsed.host or _query(parsed, "host")
-    server = Server(
-        host=host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        ssl=_query(parsed, "ssl"),
-    )
+    maintenance = parsed.set(database=MAINTENANCE_DATABASE)
+    server = Server(maintenance.render_as_string(hide_password=False), _where(parsed))
     return server, parsed.database or ""
 
 
-def _query(url: URL, key: str) -> str | None:
-    value = url.query.get(key)
-    if isinstance(value, tuple):
-        return value[0] if value else None
-    return value
+def _where(url: URL) -> str:
+    """The URL's server(s) as host:port, comma-separated (a URL may name several
+    in its query, `?host=a:5432&host=b:5432`, tried in turn)."""
+    if url.host:
+        return f"{url.host}:{url.port or 5432}"
+    given = url.query.get("host", ())
+    hosts = [given] if isinstance(given, str) else list(given)
+    return (
+        ",".join(h if ":" in h or h.startswith("/") else f"{h}:5432" for h in hosts)
+        or "localhost:5432"
+    )
+
+
+def _reason(err: DBAPIError) -> str:
+    """The server's own words for a refusal (not SQLAlchemy's wrapping)."""
+    return str(err.orig).strip() or type(err.orig).__name__
 
 
 async def ensure_databases(urls: Iterable[str]) -> list[str]:
@@ -149,26 +164,21 @@ async def ensure_databases(urls: Iterable[str]) -> list[str]:
 
 
 async def _ensure_on(server: Server, names: set[str]) -> list[str]:
-    conn = await server.connect()
-    try:
-        rows = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname = ANY($1::text[])",
-            sorted(names),
+    async with server.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT datname FROM pg_database WHERE datname = ANY(:names)"),
+            {"names": sorted(names)},
         )
-    finally:
-        await conn.close()
-    missing = sorted(names - {row["datname"] for row in rows})
+        found = set(rows.scalars())
+    missing = sorted(names - found)
     pending = iter(missing)  # shared: each name is taken by one worker
 
     async def worker() -> list[str]:
         made: list[str] = []
-        conn = await server.connect()
-        try:
+        async with server.connect() as conn:
             for name in pending:
                 if await _create(conn, server, name):
                     made.append(name)
-        finally:
-            await conn.close()
         return made
 
     workers = min(PARALLEL_CREATES, len(missing))
@@ -185,15 +195,15 @@ async def _all(jobs: Iterable[Coroutine[Any, Any, list[str]]]) -> list[list[str]
     return [result for result in results if not isinstance(result, BaseException)]
 
 
-async def _create(conn: asyncpg.Connection[Any], server: Server, name: str) -> bool:
+async def _create(conn: AsyncConnection, server: Server, name: str) -> bool:
     """CREATE DATABASE `name`; False if it exists (made meanwhile elsewhere)."""
     try:
-        await conn.execute(f"CREATE DATABASE {quote_identifier(name)}")
-    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-        return False
-    except asyncpg.PostgresError as err:
+        await conn.exec_driver_sql(f"CREATE DATABASE {quote_identifier(name)}")
+    except DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) in EXISTS:
+            return False
         raise DatabaseSetupError(
-            f"cannot create database {name!r} on {server.describe()}: {err}"
-            " (the role needs CREATEDB)"
+            f"cannot create database {name!r} on {server.describe()}: "
+            f"{_reason(err)} (the role needs CREATEDB)"
         ) from err
     return True

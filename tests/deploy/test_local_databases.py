@@ -8,12 +8,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import URL, make_url
 
 from contract.tenants_file import TenantConfig, TenantsConfig
 from deploy.cli import main
 from deploy.databases import DatabaseSetupError, database_template, ensure_databases
 from deploy.local import backend_specs
-from tests.helpers.databases import Drops, asyncpg_url, fresh_db_name
+from tests.helpers.databases import Drops, asyncpg_url, fresh_db_name, pg_admin
 from tests.helpers.net import free_port
 
 TEMPLATE = "postgresql+asyncpg://postgres@127.0.0.1/fh_{tenant}"
@@ -147,3 +148,47 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/fh_x"
     with pytest.raises(DatabaseSetupError, match=r"PostgreSQL at 127\.0\.0\.1:\d+ is"):
         await ensure_databases([url])
+
+
+@pytest.mark.postgres
+async def test_the_urls_connection_options_reach_the_server(
+    pg_admin_url: str, names: list[str]
+) -> None:
+    """Databases are made as the backends connect: here a URL with two hosts
+    (asyncpg tries them in turn), the first of them down."""
+    names.append(fresh_db_name())
+    url = make_url(asyncpg_url(pg_admin_url, names[0]))
+    down = f"127.0.0.1:{free_port()}"
+    up = f"{url.host or '127.0.0.1'}:{url.port or 5432}"
+    two_hosts = URL.create(
+        url.drivername,
+        username=url.username,
+        password=url.password,
+        database=url.database,
+        query={"host": [down, up]},
+    ).render_as_string(False)
+    assert "@/" in two_hosts, two_hosts  # no host but the two of the query
+    assert await ensure_databases([two_hosts]) == names
+    assert await exists(pg_admin_url, names[0])
+
+
+@pytest.mark.postgres
+async def test_a_role_the_server_refuses_is_a_clear_error(pg_admin_url: str) -> None:
+    url = make_url(asyncpg_url(pg_admin_url, fresh_db_name()))
+    stranger = url.set(username=f"fh_nobody_{free_port()}", password=None)
+    with pytest.raises(DatabaseSetupError, match="refused a connection") as caught:
+        await ensure_databases([stranger.render_as_string(False)])
+    assert str(stranger.username) in str(caught.value)  # the server's own words
+
+
+@pytest.mark.postgres
+async def test_a_role_without_createdb_is_told_so(pg_admin_url: str) -> None:
+    role = fresh_db_name("fhrole")
+    await pg_admin(pg_admin_url, f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
+    try:
+        url = make_url(asyncpg_url(pg_admin_url, fresh_db_name()))
+        plain = url.set(username=role, password=None).render_as_string(False)
+        with pytest.raises(DatabaseSetupError, match="the role needs CREATEDB"):
+            await ensure_databases([plain])
+    finally:
+        await pg_admin(pg_admin_url, f'DROP ROLE "{role}"')
