@@ -17,12 +17,13 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 
+from gateway.config import Settings as GatewaySettings
 from tenant_service.passwords import hash_password
 from tenant_service.store import accounts as account_store
 from tenant_service.store import users as user_store
@@ -39,6 +40,8 @@ from tests.faults.conftest import (
     wait_ok,
 )
 from tests.helpers.net import free_port
+
+GATEWAY_DEFAULTS: Final = {f.name: f.default for f in fields(GatewaySettings)}
 
 ADMIN: Final = "admin@company.test"
 VICTIM: Final = "victim@company.test"
@@ -238,11 +241,16 @@ async def start_abuse_stack(
     stack.write_tenants(
         [tenant_entry(TENANT, [backend.url], **{**(tenant or {})})],
     )
-    # These tests count the limits' answers, not Redis faults. A Redis answer (or
-    # new connection) later than the fault stack's 0.5 s is a 503: on a machine
-    # loaded far past its cores, 119 of 150 concurrent logins once got 503 where
-    # the limit's 429 was counted (one wave took over 4 s). Redis gets 5 s here.
-    gateway_env = {"REDIS_TIMEOUT": "5", **(gateway_env or {})}
+    # The gateway's own timeouts, not the fault stack's short ones (0.5 s for
+    # Redis, 1 s to connect, made to find faults fast): these tests count what
+    # the limits answer. On a machine loaded far past its cores, 119 of 150
+    # concurrent logins once got 503 (Redis) and a flood at the backend 502
+    # (connect) where the limits' 429 and 503 were counted.
+    gateway_env = {
+        "REDIS_TIMEOUT": str(GATEWAY_DEFAULTS["redis_timeout"]),
+        "CONNECT_TIMEOUT": str(GATEWAY_DEFAULTS["connect_timeout"]),
+        **(gateway_env or {}),
+    }
     gateway = await stack.gateway("gateway", redis.url, **gateway_env)
     abuse = AbuseStack(stack, redis, backend, gateway, db, session)
     admin = await abuse.login(ADMIN)
