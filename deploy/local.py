@@ -73,7 +73,13 @@ IN_FLIGHT_RE: Final = re.compile(r"(?:process (\d+) )?draining: (\d+) request\(s
 # Files the children create (SQLite, Redis' dump) are the owner's only.
 PRIVATE_UMASK: Final = 0o077
 REDIS_PASSWORD_FILE: Final = "redis.password"
-POOL_TENANTS_FILE: Final = "tenants.checked.yaml"
+# What the gateway and the pools follow: the user's tenants file once checked
+# and prepared (secrets made, databases created).
+CHECKED_TENANTS_FILE: Final = "tenants.checked.yaml"
+# Reads of a tenants file that changes while it is read, at start.
+START_LOAD_TRIES: Final = 20
+# Problems of a rejected tenants file named in the log (the rest counted).
+SHOWN_PROBLEMS: Final = 20
 # Redis and the gateway must come up (nothing works without them); backends are
 # waited for at most BANNER_WAIT_S before the banner (not at all once each one
 # still missing has exited), then reported until they listen, the slow ones by
@@ -712,7 +718,9 @@ class Stack:
     def __init__(self, options: UpOptions) -> None:
         self.options = options
         self.secrets_dir = options.data_dir / "secrets"
-        self.pool_file = options.data_dir / POOL_TENANTS_FILE
+        self.checked_file = options.data_dir / CHECKED_TENANTS_FILE
+        self.published = False  # the last load wrote the checked copy
+        self.loaded_digest = ""  # sha256 of the text the last load read
         self.template = options.database_url or default_template(options.data_dir)
         # The template's PostgreSQL databases known to exist (not asked again).
         self.databases: set[str] = set()
@@ -745,10 +753,10 @@ class Stack:
         """The tenants file, secrets created and checked, the template's missing
         PostgreSQL databases created; ConfigError or DatabaseSetupError otherwise.
 
-        The checked text is also written to the pools' copy (POOL_TENANTS_FILE in
-        the data dir), which the pool backends follow: they see a tenant only
-        once its secret and database exist (the user's file names it before we
-        made them).
+        The checked text is then written to the checked copy (CHECKED_TENANTS_FILE
+        in the data dir), which the gateway and the pool backends follow: they
+        see a tenant only once its secret and database exist (the user's file
+        names it before we made them), and never a file with problems.
         """
         path = self.options.tenants_path
         text = path.read_bytes()
@@ -763,8 +771,11 @@ class Stack:
                 logger.info("generated secret %s", secret)
         config = load_tenants(path, secrets_dir=self.secrets_dir)
         await self._ensure_databases(config)
-        if path.read_bytes() == text:  # else it changed meanwhile: the next poll
-            publish(self.pool_file, text)
+        # Else it changed meanwhile: the next poll (or try, at start) takes it.
+        self.published = path.read_bytes() == text
+        self.loaded_digest = hashlib.sha256(text).hexdigest()
+        if self.published:
+            publish(self.checked_file, text)
         return config
 
     async def _ensure_databases(self, config: TenantsConfig) -> None:
@@ -799,6 +810,15 @@ class Stack:
         logger.info("tenant databases: %s", redacted(self.template))
         try:
             config = await self.load()
+            for _ in range(START_LOAD_TRIES):
+                if self.published:
+                    break
+                await asyncio.sleep(POLL_INTERVAL_S)
+                config = await self.load()
+            else:
+                raise StartError(
+                    f"{self.options.tenants_path} kept changing while it was read"
+                )
         except DatabaseSetupError as err:
             raise StartError(str(err)) from err
         specs = backend_specs(config, data, self.template)
@@ -928,7 +948,9 @@ class Stack:
             "GATEWAY_HOST": self.options.host,
             "GATEWAY_PORT": str(self.options.port),
             "GATEWAY_REDIS_URL": self.redis_url,
-            "GATEWAY_TENANTS_PATH": str(self.options.tenants_path.absolute()),
+            # The checked copy: a tenant shows once its secret and database
+            # exist (added while we start, the gateway would find no secret).
+            "GATEWAY_TENANTS_PATH": str(self.checked_file.absolute()),
             "GATEWAY_SECRETS_DIR": str(self.secrets_dir.absolute()),
             "GATEWAY_SHUTDOWN_GRACE": str(self.gateway_grace),
         }
@@ -952,7 +974,7 @@ class Stack:
         unset: tuple[str, ...]
         if spec.pooled:
             # The pool reads its tenants, their secrets and settings from the file.
-            env["TENANT_TENANTS_FILE"] = str(self.pool_file.absolute())
+            env["TENANT_TENANTS_FILE"] = str(self.checked_file.absolute())
             env["TENANT_ADDRESS"] = spec.address
             env["TENANT_SECRETS_DIR"] = str(self.secrets_dir.absolute())
             unset = ("TENANT_NAME", "TENANT_SECRET", "TENANT_SECRET_FILE")
@@ -1108,6 +1130,8 @@ class Stack:
         """Follow edits of the tenants file until `stop` is set."""
         path = self.options.tenants_path
         stamp = _stamp(path, None)
+        if stamp is not None and stamp.digest != self.loaded_digest:
+            stamp = None  # edited since the start read it: taken at the first poll
         rejected: str | None = None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -1134,11 +1158,12 @@ class Stack:
             except ConfigError as err:
                 if rejected != new.digest:
                     logger.error(
-                        "%s rejected (%d problem(s), see the gateway's log);"
-                        " the last good config stays",
+                        "%s rejected (%d problem(s)); the last good config stays",
                         path,
                         len(err.problems),
                     )
+                    for problem in err.problems[:SHOWN_PROBLEMS]:
+                        logger.error("  %s", problem)
                     rejected = new.digest
                 stamp = None  # try again: a missing secret may appear
                 continue

@@ -94,6 +94,6 @@ async def test_a_pool_child_gets_the_pool_settings(tmp_path: Path) -> None:
         assert settings.pooled
         assert settings.address == "http://127.0.0.1:8101"
         assert settings.port == 8101
-        assert settings.tenants_file == stack.pool_file
+        assert settings.tenants_file == stack.checked_file
         assert settings.secrets_dir == stack.secrets_dir
-    assert stack.pool_file.read_bytes() == tenants.read_bytes()
+    assert stack.checked_file.read_bytes() == tenants.read_bytes()

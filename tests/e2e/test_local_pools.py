@@ -175,3 +175,29 @@ async def test_a_second_tenant_on_an_address_turns_it_into_a_pool(
         assert await up.interrupt() == 0, up.output()
     finally:
         await up.kill()
+
+
+async def test_a_tenant_added_while_the_stack_starts_is_served(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A tenant appended after `flexhost up` read the file, before the gateway
+    started: the gateway follows the checked copy, so it never looks for a secret
+    not made yet (it exited on "no secret" and the start gave up)."""
+    gw, first, late = (free_port() for _ in range(3))
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("tenants:\n" + entry("first", first, demo=True))
+    up = Launcher(tmp_path, gw)
+    await up.start(launcher_env(PASSWORD))
+    try:
+        # Logged while the file is read, before Redis and the gateway start.
+        await up.wait_for(r"generated secret \S+first", 30)
+        with tenants.open("a") as file:
+            file.write(entry("late", late, demo=True))
+        await up.wait_for(r"flexhost is up", 90)
+        await up.wait_for(r"demo account created: admin@late\.test", 60)
+        await eventually_login(http, gw, "late", PASSWORD, 30)
+        await eventually_login(http, gw, "first", PASSWORD, 30)
+        assert "gateway exited unexpectedly" not in up.output(), up.output()
+        assert await up.interrupt() == 0, up.output()
+    finally:
+        await up.kill()
