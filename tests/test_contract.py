@@ -113,7 +113,9 @@ async def test_flexhost_up_passes_a_punycode_tenant_to_its_backend(
     assert backend.database_url.endswith(f"/{TENANT}.sqlite3")
     assert backend.queue_name == f"flexhost:{TENANT}:scheduling"
     gateway = load_gateway_settings(dict(stack._gateway_spec().env))
-    assert gateway.tenants_path == tenants.absolute()
+    # The gateway follows the checked copy, written once the secret exists.
+    assert gateway.tenants_path == stack.checked_file.absolute()
+    assert gateway.tenants_path.read_bytes() == tenants.read_bytes()
     assert "flexhost-xn--caf-dma" in render_file(tenants, K8sOptions(image="f:1"))
 
 
