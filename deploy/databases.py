@@ -76,11 +76,7 @@ class Server:
     every connection option of the tenants' URL (as the backends connect)."""
 
     url: str  # the maintenance database's URL, password included (never shown)
-    where: str  # host:port, for messages
-
-    def describe(self) -> str:
-        """host:port (no user, no password) for messages."""
-        return self.where
+    where: str  # host:port (no user, no password), for messages
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -203,7 +199,7 @@ async def _create(conn: AsyncConnection, server: Server, name: str) -> bool:
         if getattr(err.orig, "sqlstate", None) in EXISTS:
             return False
         raise DatabaseSetupError(
-            f"cannot create database {name!r} on {server.describe()}: "
+            f"cannot create database {name!r} on {server.where}: "
             f"{_reason(err)} (the role needs CREATEDB)"
         ) from err
     return True

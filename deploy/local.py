@@ -198,10 +198,15 @@ def own_database(tenant: TenantConfig) -> str | None:
     return resolve_database(tenant.database) if tenant.database else None
 
 
-def unresolved_databases(config: TenantsConfig) -> frozenset[str]:
-    """The tenants whose own `database` reference does not resolve now."""
+def unresolved_databases(
+    config: TenantsConfig, among: frozenset[str] | None = None
+) -> frozenset[str]:
+    """The tenants (of `among`, if given) whose own `database` reference does not
+    resolve now."""
     found = set()
     for tenant in config.tenants:
+        if among is not None and tenant.subdomain not in among:
+            continue
         try:
             own_database(tenant)
         except ValueError:
@@ -1149,7 +1154,10 @@ class Stack:
                 stamp = new
                 # A tenant's `database` reference that resolves since (its file
                 # appeared or was mended): the backend left out for it starts.
-                if self.unresolved - unresolved_databases(config):
+                # Only those are looked at again (a `file:` read each).
+                if self.unresolved and self.unresolved - unresolved_databases(
+                    config, among=self.unresolved
+                ):
                     await self.reconcile(config)
                 continue
             stamp = new
